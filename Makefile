@@ -1,0 +1,161 @@
+# netpoll: hand-written, non-recursive.  Runs autoconf + configure itself on a
+# fresh tree and installs missing Debian packages (as root) before building.
+#
+#   make            library, preload shim, tests' binaries
+#   make check      the test suite (Criterion), man page lint, ABI checks
+#   make demo       the runtime demo
+#   make bench      benchmarks side by side with their peers
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install missing Debian packages
+#   make clean
+
+B       ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+VERSION := 1.0.0
+SOMAJOR := 1
+
+DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-dev \
+              libcriterion-dev mandoc
+DEPS_TEST  := valgrind qemu-user gcc-aarch64-linux-gnu
+DEPS_BENCH := golang-go libboost-context-dev wrk
+
+.PHONY: all check demo bench install clean deps deps-bench lib tests
+all: lib tests
+
+NOCONF_GOALS := clean deps deps-bench
+ifeq ($(filter $(NOCONF_GOALS),$(MAKECMDGOALS)),)
+-include $(B)/config.mk
+endif
+
+# ---- dependencies ----------------------------------------------------------
+define install_missing
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || { echo "apt-get install$$missing failed" >&2; exit 1; }; \
+	  else \
+	    echo "missing packages; run as root:  apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(DEPS_BUILD) $(DEPS_TEST))
+deps-bench: deps
+	$(call install_missing,$(DEPS_BENCH))
+
+# ---- configure -------------------------------------------------------------
+$(B)/config.mk: configure.ac config.mk.in config.h.in
+	@$(MAKE) --no-print-directory deps
+	@mkdir -p $(B)
+	autoconf -o $(B)/configure configure.ac
+	rm -rf autom4te.cache
+	cd $(B) && ./configure --srcdir=$(CURDIR) -q
+
+# ---- the library -----------------------------------------------------------
+CFLAGS_COMMON := -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Isrc -I$(B) $(SANFLAGS)
+LIB_CXXFLAGS  := -std=c++20 -fvisibility=hidden -fvisibility-inlines-hidden $(CFLAGS_COMMON)
+LIB_SRCS := $(wildcard src/*.cpp) ports/epoll.cpp ports/poll.cpp
+ifeq ($(HAVE_IO_URING),1)
+LIB_SRCS += ports/io_uring.cpp
+LIB_LIBS += -luring
+endif
+ifeq ($(HAVE_JEMALLOC),1)
+LIB_LIBS += -Wl,--whole-archive $(JEMALLOC_A) -Wl,--no-whole-archive
+endif
+LIB_LIBS += -lpthread -ldl
+LIB_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/switch.o
+LIB_SO   := $(B)/lib/libnetpoll.so.$(VERSION)
+LIB_HDRS := $(wildcard src/*.hpp) include/netpoll.h $(B)/config.mk
+
+lib: $(B)/lib/libnetpoll.so $(B)/netpoll.pc
+
+$(B)/obj/%.o: %.cpp $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LIB_CXXFLAGS) -c $< -o $@
+
+$(B)/obj/switch.o: $(ARCH_SWITCH) $(B)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) -fPIC -g -c $< -o $@
+
+$(LIB_SO): $(LIB_OBJS) src/netpoll.map
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,libnetpoll.so.$(SOMAJOR) \
+	  -Wl,--version-script=src/netpoll.map -Wl,--exclude-libs,ALL -Wl,-z,now -Wl,--no-undefined \
+	  $(SANFLAGS) $(LIB_LIBS)
+
+$(B)/lib/libnetpoll.so.$(SOMAJOR): $(LIB_SO)
+	ln -sf libnetpoll.so.$(VERSION) $@
+$(B)/lib/libnetpoll.so: $(B)/lib/libnetpoll.so.$(SOMAJOR)
+	ln -sf libnetpoll.so.$(SOMAJOR) $@
+
+$(B)/netpoll.pc: Makefile
+	@mkdir -p $(B)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
+	  'Name: netpoll' 'Description: green threads and Go-style pollable descriptors' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lnetpoll' 'Cflags: -I$${includedir}' > $@
+
+# ---- tests -----------------------------------------------------------------
+TEST_SRCS := $(wildcard t/*.c)
+TEST_BIN  := $(B)/t/netpoll-tests
+T_CFLAGS  := -std=c11 -D_GNU_SOURCE $(CFLAGS_COMMON)
+T_LDFLAGS := -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll -lcriterion -lpthread -lm $(SANFLAGS)
+
+tests: $(TEST_BIN)
+
+$(B)/t/%.o: t/%.c include/netpoll.h t/np_test.h $(B)/config.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(T_CFLAGS) -c $< -o $@
+
+$(TEST_BIN): $(patsubst t/%.c,$(B)/t/%.o,$(TEST_SRCS)) $(B)/lib/libnetpoll.so
+	$(CC) -o $@ $(filter %.o,$^) $(T_LDFLAGS) -lffi
+
+# Tests that need the library's insides link its objects directly.
+$(B)/t/internal-tests: t/internal/*.cpp $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LIB_CXXFLAGS) -o $@ t/internal/*.cpp $(LIB_OBJS) $(LIB_LIBS) -lcriterion
+
+check: all $(B)/t/internal-tests
+	sh man/check.sh
+	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
+	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
+	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
+	$(B)/t/internal-tests --jobs 2
+	$(TEST_BIN) --jobs 2
+
+# ---- demo and benchmarks ----------------------------------------------------
+$(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -o $@ $< -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll -lpthread
+
+$(B)/bench/switch_np: bench/switch_np.c $(ARCH_SWITCH)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -o $@ $^
+
+demo: $(B)/bench/demo
+	$(B)/bench/demo
+
+NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np
+bench: deps-bench lib $(addprefix $(B)/bench/,$(NP_BENCH))
+	sh bench/run.sh $(B)
+
+# ---- install ---------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libnetpoll.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnetpoll.so.$(SOMAJOR)
+	ln -sf libnetpoll.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libnetpoll.so
+	install -m 644 include/netpoll.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/netpoll.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
+	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
+
+clean:
+	rm -rf $(B) autom4te.cache

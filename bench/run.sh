@@ -1,0 +1,393 @@
+#!/usr/bin/env bash
+# bench/run.sh - run netpoll and its peers side by side, report ratios.
+#
+# Usage: bench/run.sh [BUILD_DIR]      (default: build; `make bench` calls it)
+#
+# Expects the netpoll programs built by the Makefile in BUILD_DIR/bench:
+#   switch_np yield_np spawn_np park_np echo_np http_np
+# (a missing one is reported and its rows are skipped).  Builds the peers
+# itself into BUILD_DIR/bench: C/C++ with cc/c++, Go with `go build`
+# (offline, no modules, GOCACHE under BUILD_DIR).  Every pair runs
+# back to back, in one run, on this machine; the table gives
+# ratio = netpoll / peer.
+#
+# Environment:
+#   BENCH_QUICK=1        ~1 minute smoke run (small counts, 1 s windows)
+#   BENCH_SECONDS=5      measurement window of each echo/HTTP run
+#   BENCH_CONNS="1 100 1000 10000"   echo connection counts
+#   BENCH_HTTP_CONNS="100 1000 10000" wrk connection counts
+#   BENCH_PORT=18000     first TCP port used on 127.0.0.1
+#   BENCH_STACK=16384    NP_STACK_SIZE for park_np
+#   BENCH_REPEAT=1       echo/HTTP: run every server this many times
+#                        (interleaved), keep each one's best-rps run
+#   CC, CXX, GO          compilers
+#
+# Output: progress and the table on stdout; the same in
+# BUILD_DIR/bench/results.txt; server logs in BUILD_DIR/bench/logs/.
+# Re-run under bash when started as `sh bench/run.sh`.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+mkdir -p "$BUILD/bench/logs" || exit 1
+BUILD=$(cd "$BUILD" && pwd)
+B=$BUILD/bench
+RES=$B/results.txt
+LOGS=$B/logs
+: >"$RES"
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    SECS=${BENCH_SECONDS:-1}
+    CONNS=${BENCH_CONNS:-"100 1000"}
+    HTTP_CONNS=${BENCH_HTTP_CONNS:-"100"}
+    N_SWITCH=1000000 N_UCTX=100000 N_YIELD=200000 N_SPAWN=100000 N_PARK=100000
+else
+    SECS=${BENCH_SECONDS:-5}
+    CONNS=${BENCH_CONNS:-"1 100 1000 10000"}
+    HTTP_CONNS=${BENCH_HTTP_CONNS:-"100 1000 10000"}
+    N_SWITCH=5000000 N_UCTX=500000 N_YIELD=2000000 N_SPAWN=1000000 N_PARK=1000000
+fi
+PORT=${BENCH_PORT:-18000}
+STACK=${BENCH_STACK:-16384}
+REPEAT=${BENCH_REPEAT:-1}
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+GO=${GO:-go}
+CFLAGS="-O2 -Wall"
+SERVER_LIFE=900 # seconds: hard cap on any server, even if this script dies
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+export LD_LIBRARY_PATH="$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+log() { printf '%s\n' "$*" | tee -a "$RES"; }
+note() { printf '%s\n' "$*" | tee -a "$RES" >&2; }
+
+# ---- servers: started under timeout(1), always killed on exit ----------
+SERVERS=() # timeout(1) pids
+SPID=      # pid of the server process itself
+STPID=     # its timeout(1) wrapper
+
+cleanup() {
+    local p
+    for p in "${SERVERS[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${SERVERS[@]}"; do
+        kill -0 "$p" 2>/dev/null && { sleep 0.2; kill -KILL "$p" 2>/dev/null; }
+        wait "$p" 2>/dev/null
+    done
+    SERVERS=()
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+listening() { # port: is a socket listening on it (IPv4 or v6)?
+    local hex
+    hex=$(printf '%04X' "$1")
+    grep -qE "^ *[0-9]+: [0-9A-F]+:$hex [0-9A-F]+:0000 0A" \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+take_port() { # sets port to the next free one from PORT on
+    local _
+    for _ in $(seq 1000); do
+        port=$PORT
+        PORT=$((PORT + 1))
+        listening "$port" || return 0
+    done
+}
+
+# start_server NAME PORT CMD...: sets SPID/STPID; 1 if it does not listen
+start_server() {
+    local name=$1 port=$2
+    shift 2
+    timeout -s KILL "$SERVER_LIFE" "$@" "$port" >>"$LOGS/$name.log" 2>&1 &
+    STPID=$!
+    SERVERS+=("$STPID")
+    SPID=
+    for _ in $(seq 50); do
+        SPID=$(awk '{print $1}' "/proc/$STPID/task/$STPID/children" 2>/dev/null)
+        [ -z "$SPID" ] && SPID=$(ps -o pid= --ppid "$STPID" 2>/dev/null | awk 'NR==1{print $1}')
+        [ -n "$SPID" ] && listening "$port" && break
+        kill -0 "$STPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$SPID" ] || ! listening "$port"; then
+        note "  $name did not start listening on $port (see $LOGS/$name.log)"
+        stop_server
+        return 1
+    fi
+    sleep 0.2 # let the runtime settle before the baseline RSS
+    return 0
+}
+
+stop_server() {
+    [ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null
+    kill -TERM "$STPID" 2>/dev/null
+    local _
+    for _ in $(seq 20); do
+        kill -0 "$STPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$STPID" 2>/dev/null
+    [ -n "$SPID" ] && kill -KILL "$SPID" 2>/dev/null
+    wait "$STPID" 2>/dev/null
+    local keep=() p
+    for p in "${SERVERS[@]}"; do [ "$p" != "$STPID" ] && keep+=("$p"); done
+    SERVERS=("${keep[@]}")
+    SPID='' STPID=''
+}
+
+# ---- building the peers ------------------------------------------------
+newer() { # out src...: true when out is missing or older than a source
+    local out=$1 s
+    shift
+    [ -x "$out" ] || return 0
+    for s in "$@"; do [ "$s" -nt "$out" ] && return 0; done
+    return 1
+}
+
+build_c() { # name extra-libs...
+    local n=$1
+    shift
+    newer "$B/$n" "$ROOT/bench/$n.c" || return 0
+    "$CC" -std=c11 $CFLAGS -pthread -o "$B/$n" "$ROOT/bench/$n.c" "$@" \
+        2>"$LOGS/build-$n.log" || { note "  build of $n failed (see $LOGS/build-$n.log)"; rm -f "$B/$n"; }
+}
+
+build_go() { # name
+    local n=$1
+    [ -n "$HAVE_GO" ] || return 0
+    newer "$B/go_$n" "$ROOT/bench/go/$n.go" || return 0
+    (cd "$ROOT" && env GOCACHE="$B/gocache" GOPATH="$B/gopath" GOFLAGS=-mod=mod \
+        GOPROXY=off GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 \
+        "$GO" build -o "$B/go_$n" "bench/go/$n.go") 2>"$LOGS/build-go_$n.log" ||
+        { note "  go build of $n failed (see $LOGS/build-go_$n.log)"; rm -f "$B/go_$n"; }
+}
+
+log "netpoll benchmarks  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
+log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), window ${SECS}s x $REPEAT, echo conns: $CONNS, http conns: $HTTP_CONNS"
+log ""
+log "building peers into $B"
+HAVE_GO=
+command -v "$GO" >/dev/null 2>&1 && HAVE_GO=1 || note "  $GO not found: Go peers skipped"
+build_c switch_ucontext
+build_c echo_client
+build_c echo_epoll
+build_c echo_threads
+if newer "$B/switch_boost" "$ROOT/bench/switch_boost.cpp"; then
+    "$CXX" -std=c++20 $CFLAGS -o "$B/switch_boost" "$ROOT/bench/switch_boost.cpp" \
+        -lboost_context 2>"$LOGS/build-switch_boost.log" ||
+        { note "  build of switch_boost failed (see $LOGS/build-switch_boost.log)"; rm -f "$B/switch_boost"; }
+fi
+for g in chanpingpong spawn park echo http httpraw; do build_go "$g"; done
+HAVE_WRK=
+command -v wrk >/dev/null 2>&1 && HAVE_WRK=1 || note "  wrk not found: HTTP rows skipped"
+
+# ---- the table -----------------------------------------------------------
+ROWS=() # "benchmark|netpoll|peer name|peer|better"
+row() { ROWS+=("$1|$2|$3|$4|$5"); }
+
+have_np() { # name: netpoll program present? (says so when not)
+    if [ -x "$B/$1" ]; then return 0; fi
+    note "  netpoll program $B/$1 missing: row skipped"
+    return 1
+}
+have_peer() {
+    if [ -x "$B/$1" ]; then return 0; fi
+    note "  peer program $B/$1 missing: row skipped"
+    return 1
+}
+
+# run_fig LABEL CMD...: run a one-line program, print its line, echo field 2
+run_fig() {
+    local label=$1 out
+    shift
+    out=$(timeout 300 "$@" 2>>"$LOGS/$label.log" | tail -n 1)
+    if [ -z "$out" ]; then
+        note "  $label failed (see $LOGS/$label.log)"
+        return 1
+    fi
+    log "  $out" >&2
+    printf '%s\n' "$out" | awk '{print $2}'
+}
+
+beats() { # a b: true when number a > b, or b is empty
+    [ -z "$2" ] || awk -v a="$1" -v b="$2" 'BEGIN{exit !(a+0 > b+0)}'
+}
+
+field() { # key line: value of key=value in line
+    printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2; exit}'
+}
+
+# 1. raw switch
+log ""
+log "[switch] raw context switch, ns per switch"
+if have_np switch_np; then
+    np=$(run_fig switch_np "$B/switch_np" "$N_SWITCH")
+    if [ -n "$np" ] && have_peer switch_boost; then
+        p=$(run_fig switch_boost "$B/switch_boost" "$N_SWITCH") &&
+            row "switch ns (raw)" "$np" "boost fcontext" "$p" lower
+    fi
+    if [ -n "$np" ] && have_peer switch_ucontext; then
+        p=$(run_fig switch_ucontext "$B/switch_ucontext" "$N_UCTX") &&
+            row "switch ns (raw)" "$np" "swapcontext" "$p" lower
+    fi
+fi
+
+# 2. scheduler round trip on one worker
+log ""
+log "[yield] two green threads / goroutines on one OS thread, ns per switch"
+if have_np yield_np && have_peer go_chanpingpong; then
+    np=$(NP_PROCS=1 run_fig yield_np "$B/yield_np" "$N_YIELD") &&
+        p=$(run_fig go_chanpingpong "$B/go_chanpingpong" "$N_YIELD") &&
+        row "yield ns (1 worker)" "$np" "Go chan, GOMAXPROCS=1" "$p" lower
+fi
+
+# 3. spawn + exit
+log ""
+log "[spawn] spawn+exit of $N_SPAWN threads, ns per thread"
+if have_np spawn_np && have_peer go_spawn; then
+    np=$(run_fig spawn_np "$B/spawn_np" "$N_SPAWN") &&
+        p=$(run_fig go_spawn "$B/go_spawn" "$N_SPAWN") &&
+        row "spawn+exit ns/thread" "$np" "goroutine+WaitGroup" "$p" lower
+fi
+
+# 4. parked threads
+log ""
+log "[park] $N_PARK parked threads (NP_STACK_SIZE=$STACK), RSS"
+if have_np park_np && have_peer go_park; then
+    out=$(NP_STACK_SIZE=$STACK timeout 300 "$B/park_np" "$N_PARK" 2>>"$LOGS/park_np.log" | tail -n 1)
+    [ -n "$out" ] && log "  $out" || note "  park_np failed (see $LOGS/park_np.log)"
+    gout=$(timeout 300 "$B/go_park" "$N_PARK" 2>>"$LOGS/go_park.log" | tail -n 1)
+    [ -n "$gout" ] && log "  $gout" || note "  go_park failed (see $LOGS/go_park.log)"
+    if [ -n "$out" ] && [ -n "$gout" ]; then
+        row "parked KiB/thread" "$(field kib_per_thread "$out")" "goroutine" \
+            "$(field kib_per_thread "$gout")" lower
+        row "parked RSS MiB (${N_PARK})" "$(field rss_mib "$out")" "goroutine" \
+            "$(field rss_mib "$gout")" lower
+    fi
+fi
+
+# 5. echo
+ECHO_SERVERS="np:echo_np epoll:echo_epoll threads:echo_threads go:go_echo"
+declare -A E # E[server,conns,key]
+MAXC=0
+for c in $CONNS; do [ "$c" -gt "$MAXC" ] && MAXC=$c; done
+log ""
+log "[echo] closed loop, 512 B messages, ${SECS}s per run, 2 client threads"
+if ! have_peer echo_client; then
+    note "  no echo client: echo skipped"
+else
+    ECHO_OK=
+    have_np echo_np && ECHO_OK=1
+    for c in $CONNS; do
+        [ -n "$ECHO_OK" ] || break
+        for _ in $(seq "$REPEAT"); do
+        for sp in $ECHO_SERVERS; do
+            s=${sp%%:*} prog=${sp#*:}
+            [ -x "$B/$prog" ] || { note "  $prog missing"; continue; }
+            take_port
+            start_server "$prog" "$port" "$B/$prog" || continue
+            out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
+                "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
+            rc=$?
+            kill -0 "$SPID" 2>/dev/null || note "  $prog died during the run (see $LOGS/$prog.log)"
+            stop_server
+            if [ $rc -ne 0 ] || [ -z "$out" ]; then
+                note "  $s c=$c: client failed (rc $rc, see $LOGS/echo_client.log)"
+                continue
+            fi
+            log "  $(printf '%-8s' "$s") $out"
+            beats "$(field rps "$out")" "${E[$s,$c,rps]:-}" || continue
+            for k in rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib; do
+                E[$s,$c,$k]=$(field "$k" "$out")
+            done
+        done
+        done
+    done
+fi
+for c in $CONNS; do
+    [ -n "${E[np,$c,rps]:-}" ] || continue
+    for s in epoll threads go; do
+        [ -n "${E[$s,$c,rps]:-}" ] || continue
+        row "echo c=$c rps" "${E[np,$c,rps]}" "$s" "${E[$s,$c,rps]}" higher
+        row "echo c=$c p50 us" "${E[np,$c,p50_us]}" "$s" "${E[$s,$c,p50_us]}" lower
+        row "echo c=$c p99 us" "${E[np,$c,p99_us]}" "$s" "${E[$s,$c,p99_us]}" lower
+        row "echo c=$c srv CPU us/req" "${E[np,$c,srv_cpu_us_per_req]}" "$s" \
+            "${E[$s,$c,srv_cpu_us_per_req]}" lower
+    done
+done
+rss_per_conn() { # server: KiB per idle connection at MAXC
+    local a=${E[$1,$MAXC,srv_rss0_kib]:-} b=${E[$1,$MAXC,srv_rss_idle_kib]:-}
+    [ -n "$a" ] && [ -n "$b" ] && [ "$b" -ge 0 ] &&
+        awk -v a="$a" -v b="$b" -v c="$MAXC" 'BEGIN{printf "%.2f\n", (b-a)/c}'
+}
+if [ "$MAXC" -gt 0 ]; then
+    npr=$(rss_per_conn np)
+    for s in epoll threads go; do
+        pr=$(rss_per_conn "$s")
+        [ -n "$npr" ] && [ -n "$pr" ] && row "echo idle KiB/conn c=$MAXC" "$npr" "$s" "$pr" lower
+    done
+fi
+
+# 6. HTTP
+log ""
+log "[http] wrk -t2 keep-alive hello world, ${SECS}s per run"
+declare -A H
+to_us() { # wrk latency (e.g. 1.23ms) -> microseconds
+    awk -v v="$1" 'BEGIN{u=v; sub(/[0-9.]+/,"",u); n=v+0;
+        if(u=="us")n=n; else if(u=="ms")n*=1000; else if(u=="s")n*=1000000; else n=-1;
+        printf "%.0f\n", n}'
+}
+if [ -n "$HAVE_WRK" ] && have_np http_np; then
+    for c in $HTTP_CONNS; do
+        for _ in $(seq "$REPEAT"); do
+        for sp in np:http_np go:go_http goraw:go_httpraw; do
+            s=${sp%%:*} prog=${sp#*:}
+            [ -x "$B/$prog" ] || { note "  $prog missing"; continue; }
+            take_port
+            start_server "$prog" "$port" "$B/$prog" || continue
+            out=$(timeout $((SECS + 60)) wrk -t2 -c"$c" -d"${SECS}s" --timeout 10s --latency \
+                "http://127.0.0.1:$port/" 2>>"$LOGS/wrk.log")
+            stop_server
+            rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/{print $2}')
+            if [ -z "$rps" ]; then
+                note "  $s c=$c: wrk failed (see $LOGS/wrk.log)"
+                printf '%s\n' "$out" >>"$LOGS/wrk.log"
+                continue
+            fi
+            p50=$(to_us "$(printf '%s\n' "$out" | awk '$1=="50%"{print $2}')")
+            p99=$(to_us "$(printf '%s\n' "$out" | awk '$1=="99%"{print $2}')")
+            errs=$(printf '%s\n' "$out" | awk '/Socket errors|Non-2xx/{printf "%s ", $0}')
+            log "  $(printf '%-6s' "$s") c=$c rps=$rps p50_us=$p50 p99_us=$p99${errs:+ [$errs]}"
+            beats "$rps" "${H[$s,$c,rps]:-}" || continue
+            H[$s,$c,rps]=$rps H[$s,$c,p50]=$p50 H[$s,$c,p99]=$p99
+        done
+        done
+        for s in go goraw; do
+            [ -n "${H[np,$c,rps]:-}" ] && [ -n "${H[$s,$c,rps]:-}" ] || continue
+            name=$([ $s = go ] && echo "Go net/http" || echo "Go net, same parser")
+            row "http c=$c rps" "${H[np,$c,rps]}" "$name" "${H[$s,$c,rps]}" higher
+            row "http c=$c p99 us" "${H[np,$c,p99]}" "$name" "${H[$s,$c,p99]}" lower
+        done
+    done
+fi
+
+# ---- report --------------------------------------------------------------
+log ""
+log "ratio = netpoll / peer  (\"better\": which direction favours netpoll)"
+log "$(printf '%-28s %12s  %-24s %12s %8s  %s' benchmark netpoll peer 'peer fig' ratio better)"
+log "$(printf '%.0s-' $(seq 98))"
+for r in "${ROWS[@]}"; do
+    IFS='|' read -r name np pn pv better <<<"$r"
+    ratio=$(awk -v a="$np" -v b="$pv" 'BEGIN{ if (b+0 > 0 && a+0 >= 0) printf "%.3g", a/b; else print "-" }')
+    log "$(printf '%-28s %12s  %-24s %12s %8s  %s' "$name" "$np" "$pn" "$pv" "$ratio" "$better")"
+done
+[ ${#ROWS[@]} -eq 0 ] && log "(no rows: netpoll programs missing?)"
+log ""
+log "results: $RES"
+exit 0

@@ -1,0 +1,302 @@
+// io_uring: readiness through IORING_OP_POLL_ADD.  A multishot poll posts a
+// completion per wake-up of the file, which is edge triggering; the user
+// data is the descriptor pointer tagged with its fdseq.  Kernels that refuse
+// multishot (before 5.13) get one-shot polls armed per direction when a
+// waiter parks (arm()): re-arming one-shot polls on completion would be
+// level triggering, and an idle writable socket would complete forever.
+//
+// Per-descriptor state, under sq_mu_: poll_index holds the fd registered
+// with the ring (-1 once closed), poll_events the one-shot directions in
+// flight (fallback only).
+#include <cerrno>
+#include <chrono>
+#include <mutex>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "netpoll.h"
+#include "poll_desc.hpp"
+#include "port.hpp"
+#include "wakeup.hpp"
+
+namespace np {
+namespace {
+
+// User data that is never a tag (a tag is a descriptor pointer; one-shot
+// polls add the direction, NP_READ|NP_WRITE, in its free low bits).
+constexpr uint64_t kBreakData = 0, kRemoveData = 1;
+constexpr uint64_t kDirMask = NP_READ | NP_WRITE;
+constexpr unsigned kSqEntries = 256, kCqEntries = 4096;
+
+unsigned poll_mask(int dirs) {
+    unsigned m = 0;
+    if (dirs & NP_READ) m |= POLLIN | POLLRDHUP;
+    if (dirs & NP_WRITE) m |= POLLOUT;
+    return m;
+}
+
+class UringPort final : public Port {
+public:
+    int init() {
+        struct io_uring_params p = {};
+        p.flags = IORING_SETUP_CQSIZE; // room for bursts; overflow is kept anyway
+        p.cq_entries = kCqEntries;
+        if (int e = io_uring_queue_init_params(kSqEntries, &ring_, &p)) return e;
+        ring_ok_ = true;
+        // Without EXT_ARG a timed wait submits a timeout SQE, racing the
+        // producers that hold sq_mu_ (kernels before 5.11).
+        if (!(p.features & IORING_FEAT_EXT_ARG)) return -ENOSYS;
+        probe_fd_ = epoll_create1(EPOLL_CLOEXEC);
+        if (probe_fd_ < 0) return -errno;
+        if (int e = wakeup_.init()) return e;
+        if (int e = arm_break()) return e;
+        // A refused multishot poll completes with -EINVAL during submission.
+        struct io_uring_cqe *cqe;
+        if (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+            int res = cqe->res;
+            io_uring_cqe_seen(&ring_, cqe);
+            if (res != -EINVAL) return res < 0 ? res : -EIO;
+            multishot_ = false;
+            NP_TRACE("netpoll: multishot poll refused: one-shot polls");
+            if (int e = arm_break()) return e;
+        }
+        NP_TRACE("netpoll: ringfd=%d init", ring_.ring_fd);
+        return 0;
+    }
+    ~UringPort() override {
+        if (ring_ok_) io_uring_queue_exit(&ring_);
+        wakeup_.close_fd();
+        if (probe_fd_ >= 0) ::close(probe_fd_);
+    }
+    const char *name() const override { return "io_uring"; }
+    // Readable while completions are pending.
+    int fd() const override { return ring_.ring_fd; }
+
+    int open(int fd, PollDesc *pd) override {
+        if (int e = check_pollable(fd)) return e;
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        pd->poll_index = fd;
+        pd->poll_events = 0;
+        if (multishot_) {
+            if (int e = submit_poll(fd, pd->tag(), poll_mask(kDirMask))) {
+                pd->poll_index = -1;
+                return e;
+            }
+        }
+        NP_TRACE("netpoll: fd=%d ev=%#x add", fd, poll_mask(kDirMask));
+        return 0;
+    }
+
+    // The ring holds a reference to the file: the poll must go before the
+    // owner closes the fd.  The removed poll completes with -ECANCELED.
+    int close(int fd, PollDesc *pd) override {
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        if (pd->poll_index < 0) return -ENOENT;
+        pd->poll_index = -1;
+        uint64_t tag = pd->tag();
+        int e = 0;
+        if (multishot_) {
+            e = prep_remove(tag);
+        } else {
+            for (int d : {NP_READ, NP_WRITE})
+                if ((pd->poll_events & d) && !e) e = prep_remove(tag | d);
+            pd->poll_events = 0;
+        }
+        if (!e) e = submit();
+        NP_TRACE("netpoll: fd=%d del", fd);
+        return e;
+    }
+
+    // Fallback only: a one-shot poll per direction a waiter parks on.
+    void arm(PollDesc *pd, int mode) override {
+        if (multishot_) return;
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        if (pd->poll_index < 0) return;
+        for (int d : {NP_READ, NP_WRITE}) {
+            if (!(mode & d) || (pd->poll_events & d)) continue;
+            if (submit_poll(pd->poll_index, pd->tag() | d, poll_mask(d)) == 0)
+                pd->poll_events |= d;
+        }
+    }
+
+    int poll(int64_t delay, Waiter **woken) override {
+        std::unique_lock<std::timed_mutex> lk(reap_mu_, std::try_to_lock);
+        if (!lk.owns_lock()) {
+            // Someone else reaps.  Wait for its pass (at most delay), then
+            // take what is left without blocking: a second blocked reaper
+            // could sleep through the break the first one consumed.
+            if (delay == 0) return 0;
+            if (delay < 0) lk.lock();
+            else if (!lk.try_lock_for(std::chrono::nanoseconds(delay))) return 0;
+            delay = 0;
+        }
+        bool blocking = delay != 0;
+        // A break seen by a non-blocking pass is still owed to this one.
+        if (blocking && break_seen_) {
+            drain_break();
+            delay = 0;
+        }
+        for (;;) {
+            struct io_uring_cqe *cqe;
+            int r = 0;
+            if (delay < 0) {
+                r = io_uring_wait_cqe(&ring_, &cqe);
+            } else if (delay > 0) {
+                struct __kernel_timespec ts = {delay / 1000000000, delay % 1000000000};
+                r = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+            }
+            // EINTR: with a timeout the caller recomputes it; else retry.
+            if (r == -EINTR && delay < 0) continue;
+            if (r == -EINTR) return 0;
+            break; // -ETIME or completions: reap whatever is there
+        }
+        return reap(blocking, woken);
+    }
+
+    void wake() override { wakeup_.wake(); }
+
+private:
+    // epoll refuses files without a wait queue (regular files, directories,
+    // /dev/null); io_uring polls them as always ready, and a poll that never
+    // waits ends at once, so re-arming it would spin.  Sockets and pipes
+    // always wait; anything else is asked of epoll.
+    int check_pollable(int fd) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) return -errno;
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return -EPERM;
+        if (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode)) return 0;
+        struct epoll_event ev = {};
+        ev.events = EPOLLIN;
+        if (epoll_ctl(probe_fd_, EPOLL_CTL_ADD, fd, &ev) < 0)
+            return errno == EEXIST ? 0 : -errno;
+        epoll_ctl(probe_fd_, EPOLL_CTL_DEL, fd, &ev);
+        return 0;
+    }
+
+    // Under sq_mu_ (single producer), or before the port is shared.
+    struct io_uring_sqe *get_sqe() {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) { // full: only after a failed submit left entries queued
+            io_uring_submit(&ring_);
+            sqe = io_uring_get_sqe(&ring_);
+        }
+        return sqe;
+    }
+    int submit() {
+        int r = io_uring_submit(&ring_);
+        return r < 0 ? r : 0;
+    }
+    int submit_poll(int fd, uint64_t data, unsigned mask) {
+        struct io_uring_sqe *sqe = get_sqe();
+        if (!sqe) return -EAGAIN;
+        if (multishot_) io_uring_prep_poll_multishot(sqe, fd, mask);
+        else io_uring_prep_poll_add(sqe, fd, mask);
+        io_uring_sqe_set_data64(sqe, data);
+        return submit();
+    }
+    int prep_remove(uint64_t data) {
+        struct io_uring_sqe *sqe = get_sqe();
+        if (!sqe) return -EAGAIN;
+        io_uring_prep_poll_remove(sqe, data);
+        io_uring_sqe_set_data64(sqe, kRemoveData);
+        return 0;
+    }
+
+    // The break poll and its flags belong to the reaper (reap_mu_).
+    int arm_break() {
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        int e = submit_poll(wakeup_.fd, kBreakData, POLLIN);
+        break_armed_ = e == 0;
+        return e;
+    }
+    // Only a blocking poll resets the break; a one-shot or ended poll is
+    // re-armed after the read, when the eventfd is no longer readable.
+    void drain_break() {
+        wakeup_.drain();
+        break_seen_ = false;
+        if (!break_armed_) arm_break();
+    }
+
+    int reap(bool blocking, Waiter **woken) {
+        unsigned head, n = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            n++;
+            uint64_t data = io_uring_cqe_get_data64(cqe);
+            bool more = cqe->flags & IORING_CQE_F_MORE;
+            if (data == kRemoveData) continue;
+            if (data == kBreakData) {
+                if (!more) break_armed_ = false;
+                if (blocking) drain_break();
+                else break_seen_ = true;
+                continue;
+            }
+            event(data, cqe->res, more, woken);
+        }
+        io_uring_cq_advance(&ring_, n);
+        return int(n);
+    }
+
+    void event(uint64_t data, int res, bool more, Waiter **woken) {
+        uint64_t tag = data & ~kDirMask;
+        int dir = int(data & kDirMask); // 0: multishot
+        if (!more) ended(tag, dir, res);
+        if (res <= 0) return; // -ECANCELED after remove, -EBADF: no readiness
+        uint32_t e = uint32_t(res);
+        int mode = 0;
+        if (e & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) mode |= NP_READ;
+        if (e & (POLLOUT | POLLHUP | POLLERR)) mode |= NP_WRITE;
+        if (!mode) return;
+        NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(tag), e);
+        // Only POLLERR alone is an error event (see the epoll port).
+        pd_ready_event(tag, mode, e == POLLERR, woken);
+    }
+
+    // A poll finished.  A multishot poll ends on CQ overflow or when the
+    // thread that submitted it exits (-ECANCELED): re-arm it from here; an
+    // edge-triggered arm reports what is ready now, so no edge is lost.  A
+    // one-shot poll is re-armed only for a waiter that is still parked
+    // (the direction's poll was cancelled), else by the next arm().
+    void ended(uint64_t tag, int dir, int res) {
+        bool stale;
+        PollDesc *pd = pd_from_tag(tag, &stale);
+        // Under the lock: close, free and reuse cannot slip in between.
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        if (pd->poll_index < 0 || pd->tag() != tag) return; // removed or reused
+        bool rearm = res == -ECANCELED || (res >= 0 && multishot_);
+        if (!rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
+        if (!dir) {
+            if (rearm) submit_poll(pd->poll_index, tag, poll_mask(kDirMask));
+        } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir))) {
+            pd->poll_events &= ~uint32_t(dir);
+        }
+    }
+
+    struct io_uring ring_ = {};
+    bool ring_ok_ = false;
+    bool multishot_ = true;
+    int probe_fd_ = -1;
+    Wakeup wakeup_;
+    std::mutex sq_mu_;
+    std::timed_mutex reap_mu_;
+    bool break_seen_ = false;  // a non-blocking pass saw the break
+    bool break_armed_ = false; // the break poll is in flight
+};
+
+} // namespace
+
+Port *port_io_uring_create(int *err) {
+    auto *p = new UringPort();
+    *err = p->init();
+    if (*err) {
+        delete p;
+        return nullptr;
+    }
+    return p;
+}
+
+} // namespace np

@@ -1,0 +1,257 @@
+// poll(2): the portable fallback.  A growable pollfd array with a parallel
+// array of tags (descriptor pointer and fdseq), under mu_; slot 0 is the
+// break eventfd.  poll(2) is level triggered, so edges are emulated: a
+// direction reported ready is dropped from the descriptor's events (an
+// unread socket must not spin the poller) until a waiter parks on it again
+// (arm()).  pd->poll_events holds the watched directions, pd->poll_index
+// the slot; both under mu_.
+//
+// The poller polls a private copy of the array so mu_ is free while it
+// blocks; whatever changes what a blocked poller should watch (open, close,
+// arm) breaks it so it copies again.
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.hpp"
+#include "netpoll.h"
+#include "poll_desc.hpp"
+#include "port.hpp"
+#include "wakeup.hpp"
+
+namespace np {
+namespace {
+
+constexpr uint32_t kDirs = NP_READ | NP_WRITE;
+
+short poll_mask(uint32_t dirs) {
+    short m = 0;
+    if (dirs & NP_READ) m |= POLLIN | POLLRDHUP;
+    if (dirs & NP_WRITE) m |= POLLOUT;
+    return m;
+}
+
+int mode_of(short re) {
+    if (re & POLLNVAL) return 0; // closed meanwhile: its tag is stale anyway
+    int mode = 0;
+    if (re & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) mode |= NP_READ;
+    if (re & (POLLOUT | POLLHUP | POLLERR)) mode |= NP_WRITE;
+    return mode;
+}
+
+PollDesc *desc_of(uintptr_t tag) {
+    bool stale;
+    return pd_from_tag(tag, &stale);
+}
+
+// Parallel arrays that grow by doubling; used entries are kept.
+struct Table {
+    struct pollfd *fds = nullptr;
+    uintptr_t *tags = nullptr;
+    size_t cap = 0;
+
+    bool reserve(size_t n, size_t used) {
+        if (n <= cap) return true;
+        size_t c = cap ? cap : 64;
+        while (c < n) c *= 2;
+        auto *f = static_cast<struct pollfd *>(mem_alloc(c * sizeof *fds));
+        auto *t = static_cast<uintptr_t *>(mem_alloc(c * sizeof *tags));
+        if (!f || !t) {
+            mem_free(f);
+            mem_free(t);
+            return false;
+        }
+        if (used) {
+            memcpy(f, fds, used * sizeof *fds);
+            memcpy(t, tags, used * sizeof *tags);
+        }
+        release();
+        fds = f;
+        tags = t;
+        cap = c;
+        return true;
+    }
+    void release() {
+        mem_free(fds);
+        mem_free(tags);
+    }
+};
+
+class PollPort final : public Port {
+public:
+    int init() {
+        if (int e = wakeup_.init()) return e;
+        if (!live_.reserve(1, 0)) return -ENOMEM;
+        live_.fds[0] = {wakeup_.fd, POLLIN, 0};
+        live_.tags[0] = 0; // the break fd: tag 0 is never a descriptor
+        n_ = 1;
+        NP_TRACE("netpoll: pollfd=%d init", wakeup_.fd);
+        return 0;
+    }
+    ~PollPort() override {
+        live_.release();
+        snap_.release();
+        wakeup_.close_fd();
+    }
+    const char *name() const override { return "poll"; }
+    // poll(2) has no pollable fd of its own: this is the break eventfd, which
+    // becomes readable only when the poller is broken, not when a descriptor
+    // is ready.  A host loop must also call np_poll periodically
+    // (np_poll_timeout tells when timers are due).
+    int fd() const override { return wakeup_.fd; }
+
+    int open(int fd, PollDesc *pd) override {
+        // poll(2) reports regular files and directories always ready.
+        struct stat st;
+        if (fstat(fd, &st) < 0) return -errno;
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return -EPERM;
+        bool kick;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (!live_.reserve(n_ + 1, n_)) return -ENOMEM;
+            live_.fds[n_] = {fd, poll_mask(kDirs), 0};
+            live_.tags[n_] = pd->tag();
+            pd->poll_events = kDirs;
+            pd->poll_index = int(n_++);
+            kick = blocked_; // a blocked poller does not watch it yet
+        }
+        NP_TRACE("netpoll: fd=%d ev=%#x add", fd, unsigned(poll_mask(kDirs)));
+        if (kick) wake();
+        return 0;
+    }
+
+    int close(int fd, PollDesc *pd) override {
+        bool kick;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            int i = pd->poll_index;
+            if (i < 0) return -ENOENT;
+            size_t last = n_ - 1;
+            if (size_t(i) != last) { // swap-remove
+                live_.fds[i] = live_.fds[last];
+                live_.tags[i] = live_.tags[last];
+                desc_of(live_.tags[i])->poll_index = i;
+            }
+            n_--;
+            pd->poll_index = -1;
+            pd->poll_events = 0;
+            kick = blocked_; // it must not poll the fd once the owner closes it
+        }
+        NP_TRACE("netpoll: fd=%d del", fd);
+        if (kick) wake();
+        return 0;
+    }
+
+    void arm(PollDesc *pd, int mode) override {
+        uint32_t m = uint32_t(mode) & kDirs;
+        bool kick;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            int i = pd->poll_index;
+            if (i < 0 || (pd->poll_events & m) == m) return;
+            pd->poll_events |= m;
+            watch(size_t(i), pd->poll_events);
+            kick = blocked_;
+        }
+        if (kick) wake();
+    }
+
+    int poll(int64_t delay, Waiter **woken) override {
+        std::unique_lock<std::timed_mutex> lk(reap_mu_, std::try_to_lock);
+        if (!lk.owns_lock()) {
+            // Someone else polls.  Wait for its pass (at most delay), then
+            // take what is left without blocking: a second blocked poller
+            // could sleep through the break the first one consumed.
+            if (delay == 0) return 0;
+            if (delay < 0) lk.lock();
+            else if (!lk.try_lock_for(std::chrono::nanoseconds(delay))) return 0;
+            delay = 0;
+        }
+        size_t cnt;
+        int n;
+        for (;;) {
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                cnt = n_;
+                if (!snap_.reserve(cnt, 0)) return 0;
+                memcpy(snap_.fds, live_.fds, cnt * sizeof *snap_.fds);
+                memcpy(snap_.tags, live_.tags, cnt * sizeof *snap_.tags);
+                blocked_ = delay != 0;
+            }
+            n = ::poll(snap_.fds, nfds_t(cnt), delay_to_ms(delay));
+            if (n >= 0) break;
+            // EINTR: with a timeout the caller recomputes it; else retry
+            // (copying again: the array may have changed meanwhile).
+            if (errno != EINTR || delay > 0) {
+                std::lock_guard<std::mutex> g(mu_);
+                blocked_ = false;
+                return 0;
+            }
+        }
+        // Drop the reported directions before reporting them: an arm()
+        // in between then either re-enables them or is woken by the report.
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            blocked_ = false;
+            for (size_t i = 1; i < cnt; i++) {
+                int mode = mode_of(snap_.fds[i].revents);
+                if (!mode) continue;
+                PollDesc *pd = desc_of(snap_.tags[i]);
+                int j = pd->poll_index;
+                // Closed or moved on meanwhile: nothing to drop.
+                if (j < 0 || live_.tags[j] != snap_.tags[i]) continue;
+                pd->poll_events &= ~uint32_t(mode);
+                watch(size_t(j), pd->poll_events);
+            }
+        }
+        if (n > 0 && (snap_.fds[0].revents & POLLIN) && delay != 0)
+            wakeup_.drain(); // only a blocking poll resets the break
+        for (size_t i = 1; i < cnt; i++) {
+            short re = snap_.fds[i].revents;
+            int mode = mode_of(re);
+            if (!mode) continue;
+            NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(snap_.tags[i]), unsigned(re));
+            // Only POLLERR alone is an error event (see the epoll port).
+            pd_ready_event(snap_.tags[i], mode, re == POLLERR, woken);
+        }
+        return n;
+    }
+
+    void wake() override { wakeup_.wake(); }
+
+private:
+    // Under mu_: slot i watches dirs; none at all is a negative fd, which
+    // poll(2) skips (it would still report POLLHUP/POLLERR with no events).
+    void watch(size_t i, uint32_t dirs) {
+        struct pollfd &p = live_.fds[i];
+        int fd = p.fd < 0 ? ~p.fd : p.fd;
+        p.fd = dirs ? fd : ~fd;
+        p.events = poll_mask(dirs);
+    }
+
+    Wakeup wakeup_;
+    std::mutex mu_;            // live_, n_, blocked_, pd->poll_*
+    Table live_;
+    size_t n_ = 0;
+    bool blocked_ = false;     // a poller blocks on a copy of live_
+    std::timed_mutex reap_mu_; // one poller at a time; owns snap_
+    Table snap_;
+};
+
+} // namespace
+
+Port *port_poll_create(int *err) {
+    auto *p = new PollPort();
+    *err = p->init();
+    if (*err) {
+        delete p;
+        return nullptr;
+    }
+    return p;
+}
+
+} // namespace np

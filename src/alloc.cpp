@@ -1,0 +1,70 @@
+#include "alloc.hpp"
+#include "config.h"
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+#if HAVE_JEMALLOC
+// jemalloc is linked statically and hidden, so these are our private copy.
+extern "C" {
+void *mallocx(size_t size, int flags);
+void dallocx(void *ptr, int flags);
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+}
+#define NP_MALLOCX_ARENA(a) ((int)(((unsigned)(a) + 1) << 20))
+#define NP_MALLOCX_ZERO 0x40
+#else
+#include <cstdlib>
+#endif
+
+namespace np {
+
+#if HAVE_JEMALLOC
+static unsigned arena_index;
+static int arena_flags;
+static std::once_flag arena_once;
+
+static void arena_create() {
+    unsigned a = 0;
+    size_t sz = sizeof a;
+    if (mallctl("arenas.create", &a, &sz, nullptr, 0) == 0) {
+        arena_index = a;
+        arena_flags = NP_MALLOCX_ARENA(a);
+    }
+}
+
+static int flags() {
+    std::call_once(arena_once, arena_create);
+    return arena_flags;
+}
+
+void *mem_alloc(size_t n) { return mallocx(n ? n : 1, flags()); }
+void *mem_zalloc(size_t n) { return mallocx(n ? n : 1, flags() | NP_MALLOCX_ZERO); }
+void mem_free(void *p) {
+    if (p) dallocx(p, flags());
+}
+
+uint64_t mem_allocated() {
+    flags();
+    uint64_t epoch = 1;
+    size_t sz = sizeof epoch;
+    mallctl("epoch", &epoch, &sz, &epoch, sz); // refresh the statistics
+    char name[96];
+    size_t small = 0, large = 0;
+    sz = sizeof small;
+    snprintf(name, sizeof name, "stats.arenas.%u.small.allocated", arena_index);
+    if (mallctl(name, &small, &sz, nullptr, 0) != 0) small = 0;
+    sz = sizeof large;
+    snprintf(name, sizeof name, "stats.arenas.%u.large.allocated", arena_index);
+    if (mallctl(name, &large, &sz, nullptr, 0) != 0) large = 0;
+    return small + large;
+}
+#else
+void *mem_alloc(size_t n) { return malloc(n ? n : 1); }
+void *mem_zalloc(size_t n) { return calloc(1, n ? n : 1); }
+void mem_free(void *p) { free(p); }
+uint64_t mem_allocated() { return 0; }
+#endif
+
+} // namespace np

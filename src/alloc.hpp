@@ -1,0 +1,39 @@
+// The engine's own heap: a private jemalloc arena, so the runtime never
+// touches (or is disturbed by) the host program's malloc state.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+namespace np {
+
+void *mem_alloc(size_t n);        // nullptr on exhaustion
+void *mem_zalloc(size_t n);       // zeroed
+void mem_free(void *p);
+uint64_t mem_allocated();         // bytes live in the arena (mallctl)
+
+template <class T, class... A> T *make(A &&...a) {
+    void *p = mem_alloc(sizeof(T));
+    return p ? new (p) T(static_cast<A &&>(a)...) : nullptr;
+}
+template <class T> void destroy(T *p) {
+    if (!p) return;
+    p->~T();
+    mem_free(p);
+}
+
+// For standard containers inside the engine.
+template <class T> struct ArenaAllocator {
+    using value_type = T;
+    ArenaAllocator() = default;
+    template <class U> ArenaAllocator(const ArenaAllocator<U> &) {}
+    T *allocate(size_t n) {
+        void *p = mem_alloc(n * sizeof(T));
+        if (!p) throw std::bad_alloc();
+        return static_cast<T *>(p);
+    }
+    void deallocate(T *p, size_t) { mem_free(p); }
+    template <class U> bool operator==(const ArenaAllocator<U> &) const { return true; }
+};
+
+} // namespace np

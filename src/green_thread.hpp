@@ -1,0 +1,38 @@
+// A green thread: its saved stack pointer, its place in run queues and the
+// bookkeeping for join.  The object lives at the top of its own stack, so a
+// spawn costs no allocation beyond the (pooled) stack.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace np {
+
+struct Worker;
+struct Waiter;
+
+struct Stack {
+    char *lo = nullptr;          // lowest usable byte
+    char *hi = nullptr;          // one past the top of the slot
+    uint64_t *canary = nullptr;  // neighbour's canary below lo (unguarded slots)
+    bool guarded = false;
+};
+
+struct GThread {
+    void *sp = nullptr;              // saved by np_ctx_switch while not running
+    GThread *next = nullptr;         // run queue link
+    Worker *home = nullptr;          // set when it first runs; never changes after
+    bool started = false;            // only never-run threads may move between workers
+    bool joinable = false;
+    void (*fn)(void *) = nullptr;
+    void *(*fn_ret)(void *) = nullptr;
+    void *arg = nullptr;
+    void *result = nullptr;
+    Stack stack;
+    uint64_t id = 0;
+    // Join: 0 running, 1 a joiner waits (joiner set), 2 finished.
+    std::atomic<int> join_state{0};
+    Waiter *joiner = nullptr;
+};
+
+} // namespace np

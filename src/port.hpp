@@ -1,0 +1,49 @@
+// The one internal interface every readiness mechanism implements (one file
+// each under ports/): open/close a descriptor, poll with a delay, break a
+// blocking poll.  Ports report readiness only through pd_ready_event(); all
+// the cleverness lives in the descriptor state machine.
+#pragma once
+#include <cstdint>
+
+#include "config.hpp"
+
+namespace np {
+
+struct PollDesc;
+struct Waiter;
+
+class Port {
+public:
+    virtual ~Port() = default;
+    virtual const char *name() const = 0;
+    // Register fd for both directions, edge-triggered, tagged with pd's
+    // fdseq.  -EPERM: the fd cannot be polled (regular file).
+    virtual int open(int fd, PollDesc *pd) = 0;
+    virtual int close(int fd, PollDesc *pd) = 0;
+    // Wait at most delay_ns (<0 forever, 0 not at all); collect the woken
+    // waiters into *woken; returns the number of events seen.
+    virtual int poll(int64_t delay_ns, Waiter **woken) = 0;
+    // netpollBreak: interrupt a blocking poll; deduplicated.
+    virtual void wake() = 0;
+    // Readable when poll has work (embedding in a host event loop).
+    virtual int fd() const = 0;
+    // A waiter is about to park on mode (level-triggered ports re-arm).
+    virtual void arm(PollDesc *, int) {}
+};
+
+int port_create(Port **out, PollerKind k);
+Port *port_epoll_create(int *err);
+Port *port_io_uring_create(int *err);
+Port *port_poll_create(int *err);
+
+// epoll's timeout rule, shared by the ports that take milliseconds:
+// <0 forever, 0 none, under 1 ms rounds up to 1 ms, else truncated, capped.
+inline int delay_to_ms(int64_t ns) {
+    if (ns < 0) return -1;
+    if (ns == 0) return 0;
+    if (ns < 1000000) return 1;
+    if (ns < 1000000000000ll) return int(ns / 1000000);
+    return 1000000000; // ~11.5 days; the caller loops
+}
+
+} // namespace np

@@ -1,0 +1,109 @@
+// The scheduler's shared state: workers (an OS thread each, or the host
+// thread in embedded mode), the global queue, the poller hand-off, and the
+// operations the rest of the engine parks and wakes through.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <pthread.h>
+
+#include "config.hpp"
+#include "green_thread.hpp"
+#include "run_queue.hpp"
+#include "stack_pool.hpp"
+#include "timer_heap.hpp"
+#include "waiter.hpp"
+
+namespace np {
+
+class Port;
+
+enum : int { kRunning = 0, kSleeping = 1, kPolling = 2 };
+
+struct Worker {
+    int id = 0;
+    pthread_t thread{};
+    pid_t tid = 0;
+    void *g0_sp = nullptr;            // the scheduler context (OS stack)
+    GThread *cur = nullptr;           // running green thread, null in g0
+    GThread *dead = nullptr;          // exited; finished after the switch away
+    RunQueue q;
+    TimerHeap timers;
+    StackCache stacks;                // worker-private stack cache
+    std::atomic<uint32_t> wake_seq{0};
+    std::atomic<int> state{kRunning};
+    std::atomic<int64_t> sleep_until{INT64_MAX};
+    uint32_t tick = 0;
+    // Read by sysmon to see whether the worker is making progress.
+    std::atomic<uint64_t> switches{0};
+    // Set by sysmon when one thread has run for 10 ms while others wait:
+    // honoured at the next ABI call (there is no asynchronous preemption).
+    std::atomic<bool> preempt{false};
+    bool embedded = false;
+};
+
+struct Runtime {
+    Config cfg;
+    Worker **workers = nullptr;
+    int nworkers = 0;                 // OS worker threads (0 in embedded mode)
+    Worker *host = nullptr;           // embedded mode's worker
+    RunQueue global;
+    Port *port = nullptr;
+    std::atomic<int> poller_busy{0};  // a worker is blocked in the poller
+    std::atomic<int64_t> last_poll{0};
+    std::atomic<int64_t> netpoll_waiters{0};
+    std::atomic<int> spinning{0};
+    StackPool stacks;
+    pthread_t sysmon{};
+    bool sysmon_running = false;
+    // Statistics.
+    std::atomic<uint64_t> live{0}, spawned{0}, polls{0}, handoffs{0}, descriptors{0};
+};
+
+extern Runtime *rt;
+extern thread_local Worker *tls_worker;
+
+int runtime_start(const np_config *cfg);  // idempotent; -EBUSY on a conflicting cfg
+inline int runtime_ensure() { return rt ? 0 : runtime_start(nullptr); }
+
+inline GThread *current_g() {
+    Worker *w = tls_worker;
+    return w ? w->cur : nullptr;
+}
+
+int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out);
+int join(GThread *g, void **result);
+
+// Park the current green thread; it runs again after ready(g).  The caller
+// has published a Waiter for it already (under whatever lock guards that).
+void park();
+void ready(GThread *g);
+void wake_worker(Worker *w);   // it has new work: wake it however it waits
+void yield();
+
+// A safe point: give way if sysmon asked this worker to.
+inline void preempt_point() {
+    Worker *w = tls_worker;
+    if (w && w->cur && __builtin_expect(w->preempt.load(std::memory_order_relaxed), 0)) yield();
+}
+
+// Timers on the current worker's heap (or the first worker's from an OS
+// thread).  add/modify wake the owner if the timer is now its earliest.
+void timer_add(Timer *t, int64_t when);
+bool timer_del(Timer *t);            // false if it had already fired/was not queued
+void timer_modify(Timer *t, int64_t when);
+
+// The poller, from the scheduler's idle path (netpoll.cpp).
+int netpoll(int64_t delay_ns);       // polls and readies; returns count
+void netpoll_break();
+bool netpoll_has_waiters();
+
+// Run fn on a helper thread while the calling green thread parks, so a
+// call that blocks (regular-file I/O) never stalls its worker.
+long blocking_call(long (*fn)(void *), void *arg);
+
+void sysmon_start();
+void check_stack_overflow(GThread *g);
+void stack_guard_install();
+void stack_guard_thread_init();
+
+} // namespace np

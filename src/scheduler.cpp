@@ -1,0 +1,567 @@
+// The M:N scheduler.  Each worker runs green threads from its own queue and
+// switches directly from one to the next; only when nothing is runnable does
+// it switch to its scheduler context (g0, the OS thread's own stack), where
+// find_runnable() is shaped like Go's findRunnable: timers, local queue,
+// global queue, a non-blocking poll, stealing, then one worker blocks in the
+// poller while the others sleep on a futex.
+//
+// Placement: a thread runs on the worker that first runs it and stays there.
+// Compilers cache thread-local addresses across calls (__errno_location is
+// declared const), so a started thread that resumed on another OS thread
+// could write the old worker's errno.  Only never-run threads are moved:
+// stolen by idle workers, or handed off by sysmon from a stuck worker.
+#include "runtime.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "clock.hpp"
+#include "context.hpp"
+#include "futex.hpp"
+#include "port.hpp"
+
+namespace np {
+
+Runtime *rt;
+thread_local Worker *tls_worker;
+
+static std::mutex start_mu;
+
+// ---- run queues and wake-ups ---------------------------------------------
+
+// Make w notice new work: bump its sequence (a futex sleeper's expected
+// value changes) and kick whichever way it is waiting.
+void wake_worker(Worker *w) {
+    w->wake_seq.fetch_add(1, std::memory_order_seq_cst);
+    int st = w->state.load(std::memory_order_seq_cst);
+    if (w->embedded) {
+        // The host may be anywhere in its own loop: make np_poll_fd readable.
+        if (tls_worker != w) netpoll_break();
+        return;
+    }
+    if (st == kSleeping) futex_wake(&w->wake_seq, 1);
+    else if (st == kPolling) netpoll_break();
+}
+
+// Some idle worker should look for work (stealable or global).
+static void wake_idle() {
+    if (rt->spinning.load(std::memory_order_relaxed) > 0) return;
+    Worker *poller = nullptr;
+    for (int i = 0; i < rt->nworkers; i++) {
+        Worker *w = rt->workers[i];
+        int st = w->state.load(std::memory_order_relaxed);
+        if (st == kSleeping && w != tls_worker) {
+            wake_worker(w);
+            return;
+        }
+        if (st == kPolling && w != tls_worker) poller = w;
+    }
+    if (poller) wake_worker(poller);
+    if (rt->host && rt->host != tls_worker) wake_worker(rt->host);
+}
+
+static void push_local(Worker *w, GThread *g) {
+    w->q.lock.lock();
+    w->q.push(g);
+    w->q.lock.unlock();
+}
+
+void ready(GThread *g) {
+    Worker *self = tls_worker;
+    if (g->started) {
+        Worker *home = g->home;
+        push_local(home, g);
+        if (home != self) wake_worker(home);
+        return;
+    }
+    // Never run: keep it local (cache-warm) and let an idle worker steal it.
+    if (self) {
+        push_local(self, g);
+    } else {
+        rt->global.lock.lock();
+        rt->global.push(g);
+        rt->global.lock.unlock();
+    }
+    wake_idle();
+}
+
+// ---- switching ------------------------------------------------------------
+
+void check_stack_overflow(GThread *g) {
+    char here;
+    bool low = &here < g->stack.lo + 256;
+    bool smashed = g->stack.canary && *g->stack.canary != kStackCanary;
+    if (!low && !smashed) return;
+    char msg[160];
+    int n = snprintf(msg, sizeof msg,
+                     "netpoll: green thread %llu overflowed its %zu-byte stack (NP_STACK_SIZE)\n",
+                     (unsigned long long)g->id, size_t(g->stack.hi - g->stack.lo));
+    ssize_t r = write(2, msg, size_t(n));
+    (void)r;
+    abort();
+}
+
+static void finish_dead(Worker *w);
+
+// Switch from the running thread (or g0 when from is null) to `to`.
+static inline void switch_to(Worker *w, GThread *from, GThread *to) {
+    if (!to->started) {
+        to->started = true;
+        to->home = w;
+    }
+    w->cur = to;
+    w->preempt.store(false, std::memory_order_relaxed);
+    w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    void **save = from ? &from->sp : &w->g0_sp;
+    if (from) check_stack_overflow(from);
+    np_ctx_switch(save, to->sp, nullptr);
+    // Back on this thread (same worker: started threads never move).
+    if (w->dead) finish_dead(w);
+}
+
+static inline void switch_to_g0(Worker *w, GThread *from) {
+    w->cur = nullptr;
+    check_stack_overflow(from);
+    np_ctx_switch(&from->sp, w->g0_sp, nullptr);
+    if (w->dead) finish_dead(w);
+}
+
+static void run_timers(Worker *w, int64_t now);
+
+static inline void maybe_timers(Worker *w) {
+    if (w->timers.next_when.load(std::memory_order_relaxed) == INT64_MAX) return;
+    run_timers(w, now_ns());
+}
+
+// Pick the next local thread for a thread that yields or parks.
+static GThread *next_local(Worker *w) {
+    if ((++w->tick % 61) == 0) {
+        maybe_timers(w);
+        // Fairness: let the global queue in now and then.
+        if (!rt->global.empty()) {
+            rt->global.lock.lock();
+            GThread *g = rt->global.pop();
+            rt->global.lock.unlock();
+            if (g) return g;
+        }
+    }
+    if (w->q.empty()) return nullptr;
+    w->q.lock.lock();
+    GThread *g = w->q.pop();
+    w->q.lock.unlock();
+    return g;
+}
+
+void yield() {
+    Worker *w = tls_worker;
+    GThread *g = w ? w->cur : nullptr;
+    if (!g) {
+        sched_yield();
+        return;
+    }
+    GThread *next = next_local(w);
+    if (!next) {
+        if (!rt->global.empty() || w->timers.next_when.load(std::memory_order_relaxed) != INT64_MAX) {
+            maybe_timers(w);
+            rt->global.lock.lock();
+            next = rt->global.pop();
+            rt->global.lock.unlock();
+            if (!next) next = next_local(w);
+        }
+        if (!next) return;
+    }
+    if (next == g) return;
+    push_local(w, g);
+    switch_to(w, g, next);
+}
+
+void park() {
+    Worker *w = tls_worker;
+    GThread *g = w->cur;
+    GThread *next = next_local(w);
+    if (next == g) return; // readied before we got away
+    if (next) switch_to(w, g, next);
+    else switch_to_g0(w, g);
+}
+
+// ---- thread lifecycle -----------------------------------------------------
+
+static std::atomic<uint64_t> next_id{1};
+
+static void release_thread(GThread *g) {
+    Stack s = g->stack;
+    g->~GThread();
+    Worker *w = tls_worker;
+    if (w) w->stacks.release(rt->stacks, s);
+    else rt->stacks.release(s);
+    rt->live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// Runs right after the switch away from a thread that returned: its stack is
+// no longer in use, so it can be recycled or handed to its joiner.
+static void finish_dead(Worker *w) {
+    GThread *g = w->dead;
+    w->dead = nullptr;
+    if (!g->joinable) {
+        release_thread(g);
+        return;
+    }
+    Waiter *j = g->joiner;
+    if (g->join_state.exchange(2, std::memory_order_acq_rel) == 1) {
+        j = g->joiner;
+        j->wake();
+    }
+    (void)j;
+}
+
+static void thread_main(void *) {
+    Worker *w = tls_worker;
+    if (w->dead) finish_dead(w);
+    GThread *g = w->cur;
+    if (g->fn) g->fn(g->arg);
+    else g->result = g->fn_ret(g->arg);
+    // Exit: pick the next thread; this stack is finished after the switch.
+    w = tls_worker;
+    w->dead = g;
+    GThread *next = next_local(w);
+    if (next) switch_to(w, g, next);
+    else switch_to_g0(w, g);
+    __builtin_unreachable();
+}
+
+int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out) {
+    if (int e = runtime_ensure()) return e;
+    Worker *w = tls_worker;
+    Stack s;
+    bool ok = w ? w->stacks.alloc(rt->stacks, &s) : rt->stacks.alloc(&s);
+    if (!ok) return -ENOMEM;
+    uintptr_t top = uintptr_t(s.hi) - 128 - sizeof(GThread);
+    top &= ~uintptr_t(63);
+    GThread *g = new (reinterpret_cast<void *>(top)) GThread();
+    g->stack = s;
+    g->fn = fn;
+    g->fn_ret = fn_ret;
+    g->arg = arg;
+    g->joinable = joinable;
+    g->id = next_id.fetch_add(1, std::memory_order_relaxed);
+    g->sp = np_ctx_make(reinterpret_cast<void *>(top), thread_main);
+    rt->live.fetch_add(1, std::memory_order_relaxed);
+    rt->spawned.fetch_add(1, std::memory_order_relaxed);
+    if (out) *out = g;
+    ready(g);
+    return 0;
+}
+
+int join(GThread *g, void **result) {
+    if (g == current_g()) return -EDEADLK;
+    if (g->join_state.load(std::memory_order_acquire) != 2) {
+        Waiter wt;
+        g->joiner = &wt;
+        int expect = 0;
+        if (g->join_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel))
+            wt.wait();
+    }
+    if (result) *result = g->result;
+    release_thread(g);
+    return 0;
+}
+
+// ---- waiters -----------------------------------------------------------
+
+Waiter::Waiter() : g(current_g()) {}
+
+bool Waiter::wait(int64_t deadline) {
+    if (g) {
+        park();
+        return true;
+    }
+    while (futex.load(std::memory_order_acquire) == 0) {
+        if (deadline >= 0 && deadline != INT64_MAX && now_ns() >= deadline) return false;
+        futex_wait(&futex, 0, deadline);
+    }
+    return true;
+}
+
+void Waiter::wake() {
+    if (g) {
+        ready(g);
+        return;
+    }
+    futex.store(1, std::memory_order_release);
+    futex_wake(&futex, 1);
+}
+
+// ---- timers ---------------------------------------------------------------
+
+static void run_timers(Worker *w, int64_t now) {
+    TimerHeap &h = w->timers;
+    h.lock.lock();
+    for (;;) {
+        Timer *t = h.top();
+        if (!t || t->when > now) break;
+        h.remove(t);
+        auto fn = t->fn;
+        void *arg = t->arg;
+        uintptr_t seq = t->seq;
+        h.lock.unlock();
+        fn(arg, seq); // may free t (it may live on a stack that now resumes)
+        h.lock.lock();
+    }
+    h.lock.unlock();
+}
+
+static Worker *timer_owner() {
+    Worker *w = tls_worker;
+    if (w) return w;
+    return rt->nworkers ? rt->workers[0] : rt->host;
+}
+
+void timer_add(Timer *t, int64_t when) {
+    Worker *w = timer_owner();
+    t->when = when;
+    w->timers.lock.lock();
+    w->timers.push(t);
+    bool first = w->timers.top() == t;
+    w->timers.lock.unlock();
+    if (first && w != tls_worker && when < w->sleep_until.load(std::memory_order_acquire))
+        wake_worker(w);
+}
+
+bool timer_del(Timer *t) {
+    for (;;) {
+        TimerHeap *h = t->heap;
+        if (!h) return false;
+        h->lock.lock();
+        if (t->heap != h) { // moved meanwhile
+            h->lock.unlock();
+            continue;
+        }
+        bool queued = t->idx >= 0;
+        if (queued) h->remove(t);
+        t->heap = nullptr;
+        h->lock.unlock();
+        return queued;
+    }
+}
+
+void timer_modify(Timer *t, int64_t when) {
+    timer_del(t);
+    timer_add(t, when);
+}
+
+// ---- the idle path ------------------------------------------------------
+
+static GThread *steal(Worker *self) {
+    int n = rt->nworkers;
+    if (n < 2) return nullptr;
+    int start = int(self->tick % unsigned(n));
+    for (int k = 0; k < n; k++) {
+        Worker *v = rt->workers[(start + k) % n];
+        if (v == self || v->q.nfresh.load(std::memory_order_relaxed) == 0) continue;
+        v->q.lock.lock();
+        size_t want = (v->q.nfresh.load(std::memory_order_relaxed) + 1) / 2;
+        GThread *got = v->q.take_fresh(want, 256);
+        v->q.lock.unlock();
+        if (!got) continue;
+        GThread *first = got;
+        got = got->next;
+        if (got) {
+            self->q.lock.lock();
+            while (got) {
+                GThread *nx = got->next;
+                self->q.push(got);
+                got = nx;
+            }
+            self->q.lock.unlock();
+        }
+        return first;
+    }
+    return nullptr;
+}
+
+static GThread *pop_queues(Worker *w) {
+    if (!w->q.empty()) {
+        w->q.lock.lock();
+        GThread *g = w->q.pop();
+        w->q.lock.unlock();
+        if (g) return g;
+    }
+    if (!rt->global.empty()) {
+        rt->global.lock.lock();
+        GThread *g = rt->global.pop();
+        rt->global.lock.unlock();
+        if (g) return g;
+    }
+    return nullptr;
+}
+
+static int64_t poll_delay(Worker *w, int64_t now) {
+    int64_t next = w->timers.next_when.load(std::memory_order_acquire);
+    if (next == INT64_MAX) return -1;
+    return next > now ? next - now : 0;
+}
+
+// Block until something is runnable on w (workers only, never embedded).
+static GThread *find_runnable(Worker *w) {
+    for (;;) {
+        maybe_timers(w);
+        if (GThread *g = pop_queues(w)) return g;
+        if (rt->port && netpoll_has_waiters() && !rt->poller_busy.load(std::memory_order_relaxed)) {
+            if (netpoll(0) > 0) continue;
+        }
+        if (GThread *g = steal(w)) return g;
+
+        // Spin briefly: a wake-up is often microseconds away, and a futex
+        // round trip costs more than that.  Bounded, so idle cores rest.
+        rt->spinning.fetch_add(1, std::memory_order_relaxed);
+        GThread *found = nullptr;
+        for (int i = 0; i < 64 && !found; i++) {
+            cpu_relax();
+            if (!w->q.empty() || !rt->global.empty()) found = pop_queues(w);
+        }
+        rt->spinning.fetch_sub(1, std::memory_order_relaxed);
+        if (found) return found;
+
+        // Announce the sleep, then look once more (pairs with wake_worker).
+        uint32_t seq = w->wake_seq.load(std::memory_order_seq_cst);
+        int64_t now = now_ns();
+        int64_t delay = poll_delay(w, now);
+        bool poller = rt->port && !rt->poller_busy.load(std::memory_order_relaxed) &&
+                      !rt->poller_busy.exchange(1, std::memory_order_acq_rel);
+        w->sleep_until.store(delay < 0 ? INT64_MAX : add_sat(now, delay), std::memory_order_release);
+        w->state.store(poller ? kPolling : kSleeping, std::memory_order_seq_cst);
+        if (GThread *g = pop_queues(w)) {
+            w->state.store(kRunning, std::memory_order_relaxed);
+            if (poller) rt->poller_busy.store(0, std::memory_order_release);
+            return g;
+        }
+        if (poller) {
+            netpoll(delay);
+            rt->poller_busy.store(0, std::memory_order_release);
+        } else {
+            futex_wait(&w->wake_seq, seq, delay < 0 ? -1 : add_sat(now, delay));
+        }
+        w->state.store(kRunning, std::memory_order_relaxed);
+        w->sleep_until.store(INT64_MAX, std::memory_order_relaxed);
+    }
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = static_cast<Worker *>(arg);
+    tls_worker = w;
+    w->tid = pid_t(syscall(SYS_gettid));
+    stack_guard_thread_init();
+    for (;;) {
+        GThread *g = find_runnable(w);
+        switch_to(w, nullptr, g);
+    }
+    return nullptr;
+}
+
+// Embedded mode: run what is runnable on the host thread, then return.
+int run_embedded() {
+    Worker *w = rt->host;
+    Worker *saved = tls_worker;
+    if (saved && saved->cur) return -EDEADLK; // not from a green thread
+    tls_worker = w;
+    int ran = 0;
+    for (;;) {
+        maybe_timers(w);
+        GThread *g = pop_queues(w);
+        if (!g) break;
+        switch_to(w, nullptr, g);
+        ran++;
+    }
+    tls_worker = saved;
+    return ran;
+}
+
+int64_t next_timer_delay() {
+    int64_t now = now_ns();
+    int64_t best = -1;
+    auto consider = [&](Worker *w) {
+        int64_t d = poll_delay(w, now);
+        if (d >= 0 && (best < 0 || d < best)) best = d;
+    };
+    for (int i = 0; i < rt->nworkers; i++) consider(rt->workers[i]);
+    if (rt->host) {
+        consider(rt->host);
+        if (!rt->host->q.empty() || !rt->global.empty()) best = 0;
+    }
+    return best;
+}
+
+// ---- start-up -------------------------------------------------------------
+
+static Config started_cfg;
+
+int runtime_start(const np_config *cfg) {
+    Config c;
+    if (int e = config_resolve(cfg, &c)) return e;
+    std::lock_guard<std::mutex> lk(start_mu);
+    if (rt) {
+        if (!cfg) return 0;
+        bool same = c.procs == started_cfg.procs && c.stack_size == started_cfg.stack_size &&
+                    c.poller == rt->cfg.poller && c.embedded == started_cfg.embedded;
+        return same ? 0 : -EBUSY;
+    }
+    debug_init();
+    Runtime *r = make<Runtime>();
+    if (!r) return -ENOMEM;
+    r->cfg = c;
+    r->stacks.init(c.stack_size);
+    int e = port_create(&r->port, c.poller);
+    if (e && c.poller_from_env && c.poller != PollerKind::epoll) {
+        fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
+                poller_name(c.poller), strerror(-e));
+        c.poller = r->cfg.poller = PollerKind::epoll;
+        e = port_create(&r->port, c.poller);
+    }
+    if (e) {
+        destroy(r);
+        return e;
+    }
+    started_cfg = c;
+    if (c.embedded) {
+        r->host = make<Worker>();
+        r->host->embedded = true;
+        rt = r;
+        return 0;
+    }
+    r->nworkers = c.procs;
+    r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(c.procs)));
+    for (int i = 0; i < c.procs; i++) {
+        r->workers[i] = make<Worker>();
+        r->workers[i]->id = i;
+    }
+    stack_guard_install();
+    rt = r;
+    for (int i = 0; i < c.procs; i++) {
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        // Workers must not take signals meant for the program's threads.
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int pe = pthread_create(&r->workers[i]->thread, &a, worker_main, r->workers[i]);
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        pthread_attr_destroy(&a);
+        if (pe) {
+            fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
+            if (i == 0) abort();
+            r->nworkers = i;
+            break;
+        }
+    }
+    sysmon_start();
+    return 0;
+}
+
+} // namespace np

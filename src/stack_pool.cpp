@@ -1,0 +1,116 @@
+#include "stack_pool.hpp"
+
+#include <cstdio>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace np {
+
+// Lives in the top page of a free slot (that page stays committed).
+struct FreeSlot {
+    FreeSlot *next;
+    Stack s;
+};
+
+static FreeSlot *slot_node(const Stack &s) {
+    return reinterpret_cast<FreeSlot *>(s.hi - 128);
+}
+
+static size_t read_max_map_count() {
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    unsigned long v = 65530;
+    if (f) {
+        if (fscanf(f, "%lu", &v) != 1) v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+void StackPool::init(size_t stack_size) {
+    page_ = size_t(sysconf(_SC_PAGESIZE));
+    usable_ = (stack_size + page_ - 1) & ~(page_ - 1);
+    guard_budget_ = read_max_map_count() / 8;
+}
+
+// One chunk: guarded slots (guard page + stack) while the budget lasts,
+// else canary slots under a single guard page at the chunk's bottom.
+bool StackPool::grow() {
+    bool guard = guard_budget_ > 0 && nguarded_.load(std::memory_order_relaxed) < kMaxGuardChunks;
+    size_t slot = guard ? usable_ + page_ : usable_;
+    size_t n = guard ? 64 : (64u << 20) / slot;
+    if (n < 16) n = 16;
+    if (guard && n > guard_budget_) n = guard_budget_;
+    size_t bytes = n * slot + (guard ? 0 : page_);
+    void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return false;
+    char *base = static_cast<char *>(m);
+    reserved_.fetch_add(bytes, std::memory_order_relaxed);
+    if (guard) {
+        guard_budget_ -= n;
+        int gi = nguarded_.load(std::memory_order_relaxed);
+        guarded_[gi] = Range{uintptr_t(base), uintptr_t(base + bytes), slot};
+        nguarded_.store(gi + 1, std::memory_order_release);
+    } else {
+        mprotect(base, page_, PROT_NONE); // below the lowest slot
+        base += page_;
+    }
+    for (size_t i = n; i-- > 0;) {  // lowest addresses handed out last
+        char *slot_lo = base + i * slot;
+        Stack s;
+        s.hi = slot_lo + slot;
+        if (guard) {
+            mprotect(slot_lo, page_, PROT_NONE);
+            s.lo = slot_lo + page_;
+            s.guarded = true;
+        } else {
+            s.lo = slot_lo;
+            // Our own canary, checked by the slot above, sits at our top;
+            // the one we check is the lower neighbour's, just under lo.
+            *reinterpret_cast<uint64_t *>(s.hi - 16) = kStackCanary;
+            s.canary = i > 0 ? reinterpret_cast<uint64_t *>(slot_lo - 16) : nullptr;
+        }
+        FreeSlot *f = slot_node(s);
+        f->s = s;
+        f->next = free_;
+        free_ = f;
+        nfree_++;
+    }
+    return true;
+}
+
+bool StackPool::alloc(Stack *out) {
+    Guard<SpinLock> g(lock_);
+    if (!free_ && !grow()) return false;
+    FreeSlot *f = free_;
+    free_ = f->next;
+    nfree_--;
+    *out = f->s;
+    return true;
+}
+
+void StackPool::release(const Stack &s) {
+    constexpr size_t kWarm = 256;
+    Guard<SpinLock> g(lock_);
+    if (nfree_ >= kWarm) {
+        // Give the pages back, all but the top one (free-list node, canary).
+        madvise(s.lo, size_t(s.hi - s.lo) - page_, MADV_DONTNEED);
+    }
+    FreeSlot *f = slot_node(s);
+    f->s = s;
+    f->next = free_;
+    free_ = f;
+    nfree_++;
+}
+
+bool StackPool::in_guard(const void *addr) const {
+    uintptr_t a = uintptr_t(addr);
+    int n = nguarded_.load(std::memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        const Range &r = guarded_[i];
+        if (a >= r.lo && a < r.hi) return (a - r.lo) % r.slot < page_;
+    }
+    return false;
+}
+
+} // namespace np

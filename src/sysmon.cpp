@@ -1,0 +1,105 @@
+// sysmon: a monitor thread, as Go's.  It polls the network when nobody has
+// for 10 ms (a worker busy running threads never reaches its idle path),
+// and takes the never-run threads away from a worker that has not switched
+// for 20 us while others could run them (it is stuck in a blocking call or
+// a long computation).  It backs off to 10 ms ticks when there is nothing
+// to do, so an idle process costs ~100 wake-ups a second.
+#include <cstring>
+#include <csignal>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "clock.hpp"
+#include "runtime.hpp"
+
+namespace np {
+
+namespace {
+
+constexpr int64_t kPollGap = 10'000'000;   // ns without a poll before sysmon polls
+constexpr int64_t kStuck = 20'000;         // ns without a switch = stuck
+constexpr int64_t kTimeSlice = 10'000'000; // then ask the running thread to yield
+constexpr int64_t kMinSleep = 20'000, kMaxSleep = 10'000'000;
+
+struct Seen {
+    uint64_t switches = 0;
+    int64_t since = 0;
+};
+
+// Move w's never-run threads to the global queue, where idle workers find them.
+bool handoff(Worker *w) {
+    if (w->q.nfresh.load(std::memory_order_relaxed) == 0) return false;
+    w->q.lock.lock();
+    GThread *moved = w->q.take_fresh(SIZE_MAX, SIZE_MAX);
+    w->q.lock.unlock();
+    if (!moved) return false;
+    rt->global.lock.lock();
+    while (moved) {
+        GThread *nx = moved->next;
+        rt->global.push(moved);
+        moved = nx;
+    }
+    rt->global.lock.unlock();
+    rt->handoffs.fetch_add(1, std::memory_order_relaxed);
+    // Any idle worker will do: poke them all, they are few.
+    for (int i = 0; i < rt->nworkers; i++) {
+        Worker *o = rt->workers[i];
+        if (o != w && o->state.load(std::memory_order_relaxed) != kRunning) wake_worker(o);
+    }
+    return true;
+}
+
+void *sysmon_main(void *) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
+    int64_t delay = kMinSleep;
+    int idle_rounds = 0;
+    for (;;) {
+        struct timespec ts = {0, long(delay)};
+        nanosleep(&ts, nullptr);
+        int64_t now = now_ns();
+        bool acted = false;
+        if (netpoll_has_waiters() && now - rt->last_poll.load(std::memory_order_relaxed) > kPollGap &&
+            !rt->poller_busy.load(std::memory_order_relaxed)) {
+            if (netpoll(0) > 0) acted = true;
+        }
+        for (int i = 0; i < rt->nworkers; i++) {
+            Worker *w = rt->workers[i];
+            uint64_t sw = w->switches.load(std::memory_order_relaxed);
+            if (w->state.load(std::memory_order_relaxed) != kRunning || sw != seen[i].switches ||
+                !w->cur) {
+                seen[i].switches = sw;
+                seen[i].since = now;
+                continue;
+            }
+            if (now - seen[i].since > kStuck && handoff(w)) acted = true;
+            bool waiting = !w->q.empty() || w->timers.next_when.load(std::memory_order_relaxed) <= now;
+            if (now - seen[i].since > kTimeSlice && waiting &&
+                !w->preempt.exchange(true, std::memory_order_relaxed))
+                acted = true;
+        }
+        // Go's back-off: 20 us while there is work, doubling to 10 ms.
+        if (acted) {
+            idle_rounds = 0;
+            delay = kMinSleep;
+        } else if (++idle_rounds > 50) {
+            delay = delay * 2 > kMaxSleep ? kMaxSleep : delay * 2;
+        }
+    }
+    return nullptr;
+}
+
+} // namespace
+
+void sysmon_start() {
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 64 * 1024);
+    if (pthread_create(&rt->sysmon, &a, sysmon_main, nullptr) == 0) rt->sysmon_running = true;
+    pthread_attr_destroy(&a);
+}
+
+} // namespace np

@@ -1,0 +1,17 @@
+#!/bin/sh
+# The library exports np_* only, all at NETPOLL_1.0, with the right SONAME.
+set -eu
+lib=$1
+fail=0
+soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ "$soname" = libnetpoll.so.1 ] || { echo "abi: SONAME is '$soname'"; fail=1; }
+bad=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TWDBVR]/ {print $3}' | grep -v '^np_' | grep -v '^NETPOLL_1.0$' || true)
+[ -z "$bad" ] || { echo "abi: exported besides np_*:"; echo "$bad"; fail=1; }
+unversioned=$(nm -D --defined-only --with-symbol-versions "$lib" 2>/dev/null | awk '$3 ~ /^np_/ && $3 !~ /@@NETPOLL_1.0$/ {print $3}')
+[ -z "$unversioned" ] || { echo "abi: not at NETPOLL_1.0: $unversioned"; fail=1; }
+hdr=$(dirname "$0")/../include/netpoll.h
+for f in $(grep -o '\bnp_[a-z_]*(' "$hdr" | tr -d '(' | sort -u); do
+  nm -D --defined-only "$lib" | grep -q " $f@" || { echo "abi: $f declared but not exported"; fail=1; }
+done
+[ $fail = 0 ] && echo "abi: ok ($(nm -D --defined-only "$lib" | grep -c ' np_') symbols at NETPOLL_1.0)"
+exit $fail
