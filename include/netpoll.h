@@ -154,7 +154,8 @@ typedef struct np_stats {
     uint64_t stack_bytes;   /* stack address space reserved */
     uint64_t alloc_bytes;   /* bytes allocated in the engine's jemalloc arena */
     uint64_t polls;         /* poller passes */
-    uint64_t handoffs;      /* run queues taken from blocked workers */
+    uint64_t handoffs;      /* threads moved off workers stuck in a call */
+    uint64_t alloc_count;   /* allocations made in the engine's arena */
 } np_stats;
 
 int np_stats_get(np_stats *out);

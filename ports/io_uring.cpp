@@ -28,7 +28,10 @@ namespace {
 
 // User data that is never a tag (a tag is a descriptor pointer; one-shot
 // polls add the direction, NP_READ|NP_WRITE, in its free low bits).
-constexpr uint64_t kBreakData = 0, kRemoveData = 1;
+// kIgnoreData marks requests whose completions mean nothing: cancellations
+// and the multishot probe.
+constexpr uint64_t kBreakData = 0, kIgnoreData = 1;
+static_assert(alignof(PollDesc) >= 4, "one-shot polls use the tag's low bits");
 constexpr uint64_t kDirMask = NP_READ | NP_WRITE;
 constexpr unsigned kSqEntries = 256, kCqEntries = 4096;
 
@@ -53,17 +56,18 @@ public:
         probe_fd_ = epoll_create1(EPOLL_CLOEXEC);
         if (probe_fd_ < 0) return -errno;
         if (int e = wakeup_.init()) return e;
-        if (int e = arm_break()) return e;
-        // A refused multishot poll completes with -EINVAL during submission.
+        // A refused multishot poll completes with -EINVAL during submission;
+        // an accepted one (on the idle eventfd) is cancelled again.
+        if (int e = submit_poll(wakeup_.fd, kIgnoreData, POLLIN)) return e;
         struct io_uring_cqe *cqe;
-        if (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-            int res = cqe->res;
+        if (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe->res == -EINVAL) {
             io_uring_cqe_seen(&ring_, cqe);
-            if (res != -EINVAL) return res < 0 ? res : -EIO;
             multishot_ = false;
             NP_TRACE("netpoll: multishot poll refused: one-shot polls");
-            if (int e = arm_break()) return e;
+        } else if (int e = prep_cancel(kIgnoreData); e || (e = submit())) {
+            return e;
         }
+        if (int e = arm_break()) return e;
         NP_TRACE("netpoll: ringfd=%d init", ring_.ring_fd);
         return 0;
     }
@@ -92,7 +96,7 @@ public:
     }
 
     // The ring holds a reference to the file: the poll must go before the
-    // owner closes the fd.  The removed poll completes with -ECANCELED.
+    // owner closes the fd.  The cancelled poll completes with -ECANCELED.
     int close(int fd, PollDesc *pd) override {
         std::lock_guard<std::mutex> lk(sq_mu_);
         if (pd->poll_index < 0) return -ENOENT;
@@ -100,10 +104,10 @@ public:
         uint64_t tag = pd->tag();
         int e = 0;
         if (multishot_) {
-            e = prep_remove(tag);
+            e = prep_cancel(tag);
         } else {
             for (int d : {NP_READ, NP_WRITE})
-                if ((pd->poll_events & d) && !e) e = prep_remove(tag | d);
+                if ((pd->poll_events & d) && !e) e = prep_cancel(tag | d);
             pd->poll_events = 0;
         }
         if (!e) e = submit();
@@ -135,11 +139,7 @@ public:
             delay = 0;
         }
         bool blocking = delay != 0;
-        // A break seen by a non-blocking pass is still owed to this one.
-        if (blocking && break_seen_) {
-            drain_break();
-            delay = 0;
-        }
+        if (!break_armed_ && arm_break()) delay = 0; // unbreakable: do not block
         for (;;) {
             struct io_uring_cqe *cqe;
             int r = 0;
@@ -198,27 +198,31 @@ private:
         io_uring_sqe_set_data64(sqe, data);
         return submit();
     }
-    int prep_remove(uint64_t data) {
+    // IORING_OP_ASYNC_CANCEL, not POLL_REMOVE: POLL_REMOVE gives up with
+    // -EALREADY while the poll's wake-up is being processed (its task work
+    // pending on the thread that armed it), leaving the poll, and the file,
+    // alive.  A cancel marks the poll so that this processing ends it.
+    int prep_cancel(uint64_t data) {
         struct io_uring_sqe *sqe = get_sqe();
         if (!sqe) return -EAGAIN;
-        io_uring_prep_poll_remove(sqe, data);
-        io_uring_sqe_set_data64(sqe, kRemoveData);
+        io_uring_prep_cancel64(sqe, data, 0);
+        io_uring_sqe_set_data64(sqe, kIgnoreData);
         return 0;
     }
 
-    // The break poll and its flags belong to the reaper (reap_mu_).
+    // The break is a one-shot poll re-armed after each completion, so it
+    // is level triggered like epoll's: until a blocking poll drains the
+    // eventfd, every pass sees it (and the ring fd stays readable).  The
+    // poll and break_armed_ belong to the reaper (reap_mu_).
     int arm_break() {
         std::lock_guard<std::mutex> lk(sq_mu_);
-        int e = submit_poll(wakeup_.fd, kBreakData, POLLIN);
+        struct io_uring_sqe *sqe = get_sqe();
+        if (!sqe) return -EAGAIN;
+        io_uring_prep_poll_add(sqe, wakeup_.fd, POLLIN);
+        io_uring_sqe_set_data64(sqe, kBreakData);
+        int e = submit();
         break_armed_ = e == 0;
         return e;
-    }
-    // Only a blocking poll resets the break; a one-shot or ended poll is
-    // re-armed after the read, when the eventfd is no longer readable.
-    void drain_break() {
-        wakeup_.drain();
-        break_seen_ = false;
-        if (!break_armed_) arm_break();
     }
 
     int reap(bool blocking, Waiter **woken) {
@@ -228,16 +232,18 @@ private:
             n++;
             uint64_t data = io_uring_cqe_get_data64(cqe);
             bool more = cqe->flags & IORING_CQE_F_MORE;
-            if (data == kRemoveData) continue;
+            if (data == kIgnoreData) continue;
             if (data == kBreakData) {
-                if (!more) break_armed_ = false;
-                if (blocking) drain_break();
-                else break_seen_ = true;
+                break_armed_ = false;
+                if (blocking) wakeup_.drain(); // only a blocking poll resets
                 continue;
             }
             event(data, cqe->res, more, woken);
         }
         io_uring_cq_advance(&ring_, n);
+        // After the loop: an undrained eventfd completes the new poll at
+        // once, and this pass must not see that completion again.
+        if (!break_armed_) arm_break();
         return int(n);
     }
 
@@ -245,7 +251,7 @@ private:
         uint64_t tag = data & ~kDirMask;
         int dir = int(data & kDirMask); // 0: multishot
         if (!more) ended(tag, dir, res);
-        if (res <= 0) return; // -ECANCELED after remove, -EBADF: no readiness
+        if (res <= 0) return; // -ECANCELED after close, -EBADF: no readiness
         uint32_t e = uint32_t(res);
         int mode = 0;
         if (e & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) mode |= NP_READ;
@@ -266,9 +272,9 @@ private:
         PollDesc *pd = pd_from_tag(tag, &stale);
         // Under the lock: close, free and reuse cannot slip in between.
         std::lock_guard<std::mutex> lk(sq_mu_);
-        if (pd->poll_index < 0 || pd->tag() != tag) return; // removed or reused
+        if (pd->poll_index < 0 || pd->tag() != tag) return; // closed or reused
         bool rearm = res == -ECANCELED || (res >= 0 && multishot_);
-        if (!rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
+        if (res < 0 && !rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
         if (!dir) {
             if (rearm) submit_poll(pd->poll_index, tag, poll_mask(kDirMask));
         } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir))) {
@@ -283,7 +289,6 @@ private:
     Wakeup wakeup_;
     std::mutex sq_mu_;
     std::timed_mutex reap_mu_;
-    bool break_seen_ = false;  // a non-blocking pass saw the break
     bool break_armed_ = false; // the break poll is in flight
 };
 

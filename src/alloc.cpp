@@ -60,11 +60,27 @@ uint64_t mem_allocated() {
     if (mallctl(name, &large, &sz, nullptr, 0) != 0) large = 0;
     return small + large;
 }
+
+uint64_t mem_alloc_count() {
+    flags();
+    uint64_t epoch = 1, total = 0;
+    size_t sz = sizeof epoch;
+    mallctl("epoch", &epoch, &sz, &epoch, sz);
+    char name[96];
+    for (const char *kind : {"small", "large"}) {
+        uint64_t n = 0;
+        sz = sizeof n;
+        snprintf(name, sizeof name, "stats.arenas.%u.%s.nmalloc", arena_index, kind);
+        if (mallctl(name, &n, &sz, nullptr, 0) == 0) total += n;
+    }
+    return total;
+}
 #else
 void *mem_alloc(size_t n) { return malloc(n ? n : 1); }
 void *mem_zalloc(size_t n) { return calloc(1, n ? n : 1); }
 void mem_free(void *p) { free(p); }
 uint64_t mem_allocated() { return 0; }
+uint64_t mem_alloc_count() { return 0; }
 #endif
 
 } // namespace np

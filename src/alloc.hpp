@@ -11,6 +11,7 @@ void *mem_alloc(size_t n);        // nullptr on exhaustion
 void *mem_zalloc(size_t n);       // zeroed
 void mem_free(void *p);
 uint64_t mem_allocated();         // bytes live in the arena (mallctl)
+uint64_t mem_alloc_count();       // allocations made in the arena so far
 
 template <class T, class... A> T *make(A &&...a) {
     void *p = mem_alloc(sizeof(T));

@@ -148,6 +148,7 @@ int np_stats_get(np_stats *out) {
     s.alloc_bytes = mem_allocated();
     s.polls = rt->polls.load(std::memory_order_relaxed);
     s.handoffs = rt->handoffs.load(std::memory_order_relaxed);
+    s.alloc_count = mem_alloc_count();
     size_t n = out->size < sizeof s ? out->size : sizeof s;
     size_t caller_size = out->size;
     memcpy(out, &s, n);

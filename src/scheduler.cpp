@@ -119,7 +119,6 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     w->preempt.store(false, std::memory_order_relaxed);
     w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     void **save = from ? &from->sp : &w->g0_sp;
-    if (from) check_stack_overflow(from);
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread (same worker: started threads never move).
     if (w->dead) finish_dead(w);
@@ -127,7 +126,6 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
 
 static inline void switch_to_g0(Worker *w, GThread *from) {
     w->cur = nullptr;
-    check_stack_overflow(from);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
     if (w->dead) finish_dead(w);
 }
@@ -165,6 +163,7 @@ void yield() {
         sched_yield();
         return;
     }
+    check_stack_overflow(g); // even when nothing else runs and we stay
     GThread *next = next_local(w);
     if (!next) {
         if (!rt->global.empty() || w->timers.next_when.load(std::memory_order_relaxed) != INT64_MAX) {
@@ -184,6 +183,7 @@ void yield() {
 void park() {
     Worker *w = tls_worker;
     GThread *g = w->cur;
+    check_stack_overflow(g);
     GThread *next = next_local(w);
     if (next == g) return; // readied before we got away
     if (next) switch_to(w, g, next);
@@ -228,6 +228,7 @@ static void thread_main(void *) {
     else g->result = g->fn_ret(g->arg);
     // Exit: pick the next thread; this stack is finished after the switch.
     w = tls_worker;
+    check_stack_overflow(g);
     w->dead = g;
     GThread *next = next_local(w);
     if (next) switch_to(w, g, next);
@@ -539,6 +540,7 @@ int runtime_start(const np_config *cfg) {
     for (int i = 0; i < c.procs; i++) {
         r->workers[i] = make<Worker>();
         r->workers[i]->id = i;
+        r->workers[i]->timers.h.reserve(256); // no growth for common loads
     }
     stack_guard_install();
     rt = r;

@@ -35,7 +35,9 @@ void StackPool::init(size_t stack_size) {
 // One chunk: guarded slots (guard page + stack) while the budget lasts,
 // else canary slots under a single guard page at the chunk's bottom.
 bool StackPool::grow() {
-    bool guard = guard_budget_ > 0 && nguarded_.load(std::memory_order_relaxed) < kMaxGuardChunks;
+    int nc = nchunks_.load(std::memory_order_relaxed);
+    if (nc == kMaxChunks) return false;
+    bool guard = guard_budget_ > 0;
     size_t slot = guard ? usable_ + page_ : usable_;
     size_t n = guard ? 64 : (64u << 20) / slot;
     if (n < 16) n = 16;
@@ -46,11 +48,11 @@ bool StackPool::grow() {
     if (m == MAP_FAILED) return false;
     char *base = static_cast<char *>(m);
     reserved_.fetch_add(bytes, std::memory_order_relaxed);
+    chunks_[nc] = Range{uintptr_t(base), uintptr_t(base + bytes), slot, guard};
+    nchunks_.store(nc + 1, std::memory_order_release);
     if (guard) {
         guard_budget_ -= n;
-        int gi = nguarded_.load(std::memory_order_relaxed);
-        guarded_[gi] = Range{uintptr_t(base), uintptr_t(base + bytes), slot};
-        nguarded_.store(gi + 1, std::memory_order_release);
+        nguarded_++;
     } else {
         mprotect(base, page_, PROT_NONE); // below the lowest slot
         base += page_;
@@ -105,10 +107,11 @@ void StackPool::release(const Stack &s) {
 
 bool StackPool::in_guard(const void *addr) const {
     uintptr_t a = uintptr_t(addr);
-    int n = nguarded_.load(std::memory_order_acquire);
+    int n = nchunks_.load(std::memory_order_acquire);
     for (int i = 0; i < n; i++) {
-        const Range &r = guarded_[i];
-        if (a >= r.lo && a < r.hi) return (a - r.lo) % r.slot < page_;
+        const Range &r = chunks_[i];
+        if (a < r.lo || a >= r.hi) continue;
+        return r.guarded ? (a - r.lo) % r.slot < page_ : a < r.lo + page_;
     }
     return false;
 }

@@ -25,7 +25,7 @@ struct StackPool {
     void init(size_t stack_size);
     bool alloc(Stack *out);
     void release(const Stack &s);
-    bool in_guard(const void *addr) const; // a fault address in a guard page?
+    bool in_guard(const void *addr) const; // a fault address in one of our guard pages?
     size_t stack_size() const { return usable_; }
     uint64_t reserved_bytes() const { return reserved_.load(std::memory_order_relaxed); }
 
@@ -37,10 +37,12 @@ private:
     size_t nfree_ = 0;
     size_t guard_budget_ = 0;
     std::atomic<uint64_t> reserved_{0};
-    static constexpr int kMaxGuardChunks = 512;
-    struct Range { uintptr_t lo, hi; size_t slot; };
-    Range guarded_[kMaxGuardChunks];
-    std::atomic<int> nguarded_{0};
+    // Chunk address ranges, read by the SIGSEGV reporter without locks.
+    static constexpr int kMaxChunks = 4096;
+    struct Range { uintptr_t lo, hi; size_t slot; bool guarded; };
+    Range chunks_[kMaxChunks];
+    std::atomic<int> nchunks_{0};
+    int nguarded_ = 0;
 };
 
 // Per-worker cache in front of the pool: spawn and exit without locks.
