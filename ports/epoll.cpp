@@ -62,7 +62,7 @@ public:
             uint32_t e = evs[i].events;
             uint64_t tag = evs[i].data.u64;
             if (tag == 0) {
-                if (delay != 0) wakeup_.drain(); // only a blocking poll resets
+                if (may_drain(delay)) wakeup_.drain();
                 continue;
             }
             int mode = 0;

@@ -235,7 +235,7 @@ private:
             if (data == kIgnoreData) continue;
             if (data == kBreakData) {
                 break_armed_ = false;
-                if (blocking) wakeup_.drain(); // only a blocking poll resets
+                if (blocking || sole_poller) wakeup_.drain();
                 continue;
             }
             event(data, cqe->res, more, woken);

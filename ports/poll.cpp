@@ -208,8 +208,7 @@ public:
                 watch(size_t(j), pd->poll_events);
             }
         }
-        if (n > 0 && (snap_.fds[0].revents & POLLIN) && delay != 0)
-            wakeup_.drain(); // only a blocking poll resets the break
+        if (n > 0 && (snap_.fds[0].revents & POLLIN) && may_drain(delay)) wakeup_.drain();
         for (size_t i = 1; i < cnt; i++) {
             short re = snap_.fds[i].revents;
             int mode = mode_of(re);

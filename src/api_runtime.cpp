@@ -130,7 +130,7 @@ int np_stats_get(np_stats *out) {
     s.threads = rt->live.load(std::memory_order_relaxed);
     uint64_t runnable = rt->global.len.load(std::memory_order_relaxed), running = 0;
     auto count = [&](Worker *w) {
-        runnable += w->q.len.load(std::memory_order_relaxed);
+        runnable += w->q.len.load(std::memory_order_relaxed) + w->local_n.load(std::memory_order_relaxed);
         if (w->cur) running++;
         s.switches += w->switches.load(std::memory_order_relaxed);
         s.timers += w->timers.h.size();

@@ -29,6 +29,12 @@ public:
     virtual int fd() const = 0;
     // A waiter is about to park on mode (level-triggered ports re-arm).
     virtual void arm(PollDesc *, int) {}
+
+    // Only a blocking poll may drain the break (a non-blocking one would
+    // steal the wake-up meant for it) -- unless there is one poller only:
+    // the host thread in embedded mode, whose loop polls with delay 0.
+    bool sole_poller = false;
+    bool may_drain(int64_t delay) const { return delay != 0 || sole_poller; }
 };
 
 int port_create(Port **out, PollerKind k);

@@ -26,7 +26,11 @@ struct Worker {
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     GThread *cur = nullptr;           // running green thread, null in g0
     GThread *dead = nullptr;          // exited; finished after the switch away
-    RunQueue q;
+    RunQueue q;                       // inbox: remote wake-ups, new threads (stealable)
+    // Started threads readied by this worker itself: only it touches this
+    // queue, so a yield or a local wake-up takes no lock.
+    GThread *local_head = nullptr, *local_tail = nullptr;
+    std::atomic<size_t> local_n{0};   // read by sysmon and stats
     TimerHeap timers;
     StackCache stacks;                // worker-private stack cache
     std::atomic<uint32_t> wake_seq{0};

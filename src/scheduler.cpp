@@ -39,14 +39,17 @@ static std::mutex start_mu;
 // value changes) and kick whichever way it is waiting.
 void wake_worker(Worker *w) {
     w->wake_seq.fetch_add(1, std::memory_order_seq_cst);
-    int st = w->state.load(std::memory_order_seq_cst);
     if (w->embedded) {
         // The host may be anywhere in its own loop: make np_poll_fd readable.
         if (tls_worker != w) netpoll_break();
         return;
     }
+    // Claim the wake-up: of many wakers only one pays for the syscall.
+    int st = w->state.load(std::memory_order_seq_cst);
+    if (st == kRunning || !w->state.compare_exchange_strong(st, kRunning, std::memory_order_seq_cst))
+        return;
     if (st == kSleeping) futex_wake(&w->wake_seq, 1);
-    else if (st == kPolling) netpoll_break();
+    else netpoll_break();
 }
 
 // Some idle worker should look for work (stealable or global).
@@ -66,23 +69,65 @@ static void wake_idle() {
     if (rt->host && rt->host != tls_worker) wake_worker(rt->host);
 }
 
-static void push_local(Worker *w, GThread *g) {
+static void push_inbox(Worker *w, GThread *g) {
     w->q.lock.lock();
     w->q.push(g);
     w->q.lock.unlock();
 }
 
+// The owner-only queue (see Worker::local_head).
+static inline void local_push(Worker *w, GThread *g) {
+    g->next = nullptr;
+    if (w->local_tail) w->local_tail->next = g;
+    else w->local_head = g;
+    w->local_tail = g;
+    w->local_n.store(w->local_n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+static inline GThread *local_pop(Worker *w) {
+    GThread *g = w->local_head;
+    if (!g) return nullptr;
+    w->local_head = g->next;
+    if (!w->local_head) w->local_tail = nullptr;
+    w->local_n.store(w->local_n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    return g;
+}
+
+static inline GThread *inbox_pop(Worker *w) {
+    if (w->q.empty()) return nullptr;
+    w->q.lock.lock();
+    GThread *g = w->q.pop();
+    w->q.lock.unlock();
+    return g;
+}
+
+// Next from this worker's two queues; alternate when both have threads, so
+// neither local yielders nor remote wake-ups can starve the other.
+static inline GThread *pop_own(Worker *w) {
+    bool inbox = !w->q.empty();
+    if (w->local_head && (!inbox || (w->tick & 1))) return local_pop(w);
+    if (inbox)
+        if (GThread *g = inbox_pop(w)) return g;
+    return local_pop(w);
+}
+
+static inline bool has_own_work(Worker *w) { return w->local_head || !w->q.empty(); }
+
 void ready(GThread *g) {
     Worker *self = tls_worker;
     if (g->started) {
         Worker *home = g->home;
-        push_local(home, g);
-        if (home != self) wake_worker(home);
+        if (home == self) {
+            local_push(home, g);
+            return;
+        }
+        push_inbox(home, g);
+        wake_worker(home);
         return;
     }
-    // Never run: keep it local (cache-warm) and let an idle worker steal it.
+    // Never run: keep it here (cache-warm) where an idle worker can steal it.
     if (self) {
-        push_local(self, g);
+        push_inbox(self, g);
     } else {
         rt->global.lock.lock();
         rt->global.push(g);
@@ -96,7 +141,9 @@ void ready(GThread *g) {
 void check_stack_overflow(GThread *g) {
     char here;
     bool low = &here < g->stack.lo + 256;
-    bool smashed = g->stack.canary && *g->stack.canary != kStackCanary;
+    // An unused neighbour's page was never written: 0 is fine there.
+    uint64_t c = g->stack.canary ? *g->stack.canary : kStackCanary;
+    bool smashed = c != kStackCanary && c != 0;
     if (!low && !smashed) return;
     char msg[160];
     int n = snprintf(msg, sizeof msg,
@@ -149,11 +196,7 @@ static GThread *next_local(Worker *w) {
             if (g) return g;
         }
     }
-    if (w->q.empty()) return nullptr;
-    w->q.lock.lock();
-    GThread *g = w->q.pop();
-    w->q.lock.unlock();
-    return g;
+    return pop_own(w);
 }
 
 void yield() {
@@ -164,19 +207,22 @@ void yield() {
         return;
     }
     check_stack_overflow(g); // even when nothing else runs and we stay
-    GThread *next = next_local(w);
-    if (!next) {
-        if (!rt->global.empty() || w->timers.next_when.load(std::memory_order_relaxed) != INT64_MAX) {
-            maybe_timers(w);
-            rt->global.lock.lock();
-            next = rt->global.pop();
-            rt->global.lock.unlock();
-            if (!next) next = next_local(w);
-        }
-        if (!next) return;
+    if ((++w->tick % 61) != 0 && w->local_head && w->q.empty()) {
+        // The fast path: only local threads, no lock.
+        local_push(w, g);
+        switch_to(w, g, local_pop(w));
+        return;
     }
-    if (next == g) return;
-    push_local(w, g);
+    // Timers, the inbox, the global queue, or nothing to yield to.
+    w->tick--;
+    GThread *next = next_local(w);
+    if (!next && !rt->global.empty()) {
+        rt->global.lock.lock();
+        next = rt->global.pop();
+        rt->global.lock.unlock();
+    }
+    if (!next || next == g) return;
+    local_push(w, g);
     switch_to(w, g, next);
 }
 
@@ -387,12 +433,7 @@ static GThread *steal(Worker *self) {
 }
 
 static GThread *pop_queues(Worker *w) {
-    if (!w->q.empty()) {
-        w->q.lock.lock();
-        GThread *g = w->q.pop();
-        w->q.lock.unlock();
-        if (g) return g;
-    }
+    if (GThread *g = pop_own(w)) return g;
     if (!rt->global.empty()) {
         rt->global.lock.lock();
         GThread *g = rt->global.pop();
@@ -419,12 +460,17 @@ static GThread *find_runnable(Worker *w) {
         if (GThread *g = steal(w)) return g;
 
         // Spin briefly: a wake-up is often microseconds away, and a futex
-        // round trip costs more than that.  Bounded, so idle cores rest.
+        // round trip costs more than that.  Bounded (~5 us), so idle cores rest.
         rt->spinning.fetch_add(1, std::memory_order_relaxed);
         GThread *found = nullptr;
-        for (int i = 0; i < 64 && !found; i++) {
+        int64_t spin_end = now_ns() + 5000;
+        for (int i = 1; !found; i++) {
             cpu_relax();
-            if (!w->q.empty() || !rt->global.empty()) found = pop_queues(w);
+            if (has_own_work(w) || !rt->global.empty()) found = pop_queues(w);
+            else if ((i & 63) == 0) {
+                found = steal(w);
+                if (!found && now_ns() > spin_end) break;
+            }
         }
         rt->spinning.fetch_sub(1, std::memory_order_relaxed);
         if (found) return found;
@@ -493,7 +539,7 @@ int64_t next_timer_delay() {
     for (int i = 0; i < rt->nworkers; i++) consider(rt->workers[i]);
     if (rt->host) {
         consider(rt->host);
-        if (!rt->host->q.empty() || !rt->global.empty()) best = 0;
+        if (has_own_work(rt->host) || !rt->global.empty()) best = 0;
     }
     return best;
 }
@@ -529,6 +575,7 @@ int runtime_start(const np_config *cfg) {
         return e;
     }
     started_cfg = c;
+    r->port->sole_poller = c.embedded;
     if (c.embedded) {
         r->host = make<Worker>();
         r->host->embedded = true;

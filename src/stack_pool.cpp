@@ -6,16 +6,6 @@
 
 namespace np {
 
-// Lives in the top page of a free slot (that page stays committed).
-struct FreeSlot {
-    FreeSlot *next;
-    Stack s;
-};
-
-static FreeSlot *slot_node(const Stack &s) {
-    return reinterpret_cast<FreeSlot *>(s.hi - 128);
-}
-
 static size_t read_max_map_count() {
     FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
     unsigned long v = 65530;
@@ -67,42 +57,61 @@ bool StackPool::grow() {
             s.guarded = true;
         } else {
             s.lo = slot_lo;
-            // Our own canary, checked by the slot above, sits at our top;
-            // the one we check is the lower neighbour's, just under lo.
-            *reinterpret_cast<uint64_t *>(s.hi - 16) = kStackCanary;
+            // Our own canary, checked by the slot above, sits at our top
+            // (written when the slot is first used, so an unused slot's page
+            // stays untouched); the one we check is the lower neighbour's.
             s.canary = i > 0 ? reinterpret_cast<uint64_t *>(slot_lo - 16) : nullptr;
         }
-        FreeSlot *f = slot_node(s);
-        f->s = s;
-        f->next = free_;
-        free_ = f;
-        nfree_++;
+        cold_.push_back(s);
     }
     return true;
 }
 
-bool StackPool::alloc(Stack *out) {
-    Guard<SpinLock> g(lock_);
-    if (!free_ && !grow()) return false;
-    FreeSlot *f = free_;
-    free_ = f->next;
-    nfree_--;
-    *out = f->s;
-    return true;
+static void mark(Stack *s) {
+    if (!s->guarded) *reinterpret_cast<uint64_t *>(s->hi - 16) = kStackCanary;
 }
 
-void StackPool::release(const Stack &s) {
+int StackPool::alloc_batch(Stack *out, int n) {
+    int got = 0;
+    Guard<SpinLock> g(lock_);
+    while (got < n) {
+        List &l = !warm_.empty() ? warm_ : cold_;
+        if (l.empty()) {
+            if (got || !grow()) break;
+            continue;
+        }
+        out[got] = l.back();
+        l.pop_back();
+        mark(&out[got]);
+        got++;
+    }
+    return got;
+}
+
+bool StackPool::alloc(Stack *out) { return alloc_batch(out, 1) == 1; }
+
+void StackPool::release_batch(const Stack *st, int n) {
+    Guard<SpinLock> g(lock_);
+    warm_.insert(warm_.end(), st, st + n);
+}
+
+void StackPool::release(const Stack &s) { release_batch(&s, 1); }
+
+// Keep the most recently used kWarm stacks committed; give back the pages of
+// the older ones (all but the top page, where the canary is), outside the lock.
+void StackPool::scavenge() {
     constexpr size_t kWarm = 256;
-    Guard<SpinLock> g(lock_);
-    if (nfree_ >= kWarm) {
-        // Give the pages back, all but the top one (free-list node, canary).
-        madvise(s.lo, size_t(s.hi - s.lo) - page_, MADV_DONTNEED);
+    List old;
+    {
+        Guard<SpinLock> g(lock_);
+        if (warm_.size() <= kWarm) return;
+        size_t n = warm_.size() - kWarm;
+        old.assign(warm_.begin(), warm_.begin() + long(n));
+        warm_.erase(warm_.begin(), warm_.begin() + long(n));
     }
-    FreeSlot *f = slot_node(s);
-    f->s = s;
-    f->next = free_;
-    free_ = f;
-    nfree_++;
+    for (const Stack &st : old) madvise(st.lo, size_t(st.hi - st.lo) - page_, MADV_DONTNEED);
+    Guard<SpinLock> g(lock_);
+    cold_.insert(cold_.end(), old.begin(), old.end());
 }
 
 bool StackPool::in_guard(const void *addr) const {

@@ -1,6 +1,8 @@
 // Green-thread stacks: carved from large mmap'd chunks, committed lazily by
-// the kernel on first touch, pooled (a small cache per worker, then a global
-// free list), with pages of idle stacks returned above a watermark.
+// the kernel on first touch, pooled (a cache per worker, then a global free
+// list).  Releasing a stack costs no syscall: the scavenger (run by sysmon)
+// returns the pages of the stacks idle beyond a warm reserve, in the
+// background, as Go's scavenger does for its heap.
 //
 // Overflow: one PROT_NONE guard page per stack costs a VMA split, and
 // vm.max_map_count (65530 by default) allows ~32K of those, so only the
@@ -12,6 +14,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <vector>
+
+#include "alloc.hpp"
 #include "green_thread.hpp"
 #include "spinlock.hpp"
 
@@ -19,12 +24,14 @@ namespace np {
 
 constexpr uint64_t kStackCanary = 0x6e70737461636b21ull; // "npstack!"
 
-struct FreeSlot;
-
 struct StackPool {
     void init(size_t stack_size);
     bool alloc(Stack *out);
     void release(const Stack &s);
+    // Batches, for the per-worker caches: one lock per batch.
+    int alloc_batch(Stack *out, int n);
+    void release_batch(const Stack *s, int n);
+    void scavenge(); // madvise idle stacks beyond the warm reserve
     bool in_guard(const void *addr) const; // a fault address in one of our guard pages?
     size_t stack_size() const { return usable_; }
     uint64_t reserved_bytes() const { return reserved_.load(std::memory_order_relaxed); }
@@ -32,9 +39,11 @@ struct StackPool {
 private:
     bool grow();
     size_t usable_ = 0, page_ = 4096;
+    // Free lists live outside the stacks, so a new chunk is not touched.
+    using List = std::vector<Stack, ArenaAllocator<Stack>>;
     SpinLock lock_;
-    FreeSlot *free_ = nullptr;
-    size_t nfree_ = 0;
+    List warm_;  // pages may still be committed; LIFO, so the back is hottest
+    List cold_;  // scavenged, or never used
     size_t guard_budget_ = 0;
     std::atomic<uint64_t> reserved_{0};
     // Chunk address ranges, read by the SIGSEGV reporter without locks.
@@ -45,21 +54,24 @@ private:
     int nguarded_ = 0;
 };
 
-// Per-worker cache in front of the pool: spawn and exit without locks.
+// Per-worker cache in front of the pool: spawn and exit without locks, and
+// move stacks to and from the pool in batches.
 struct StackCache {
-    static constexpr int kMax = 32;
+    static constexpr int kMax = 128, kBatch = 64;
     Stack s[kMax];
     int n = 0;
     bool alloc(StackPool &p, Stack *out) {
-        if (n) {
-            *out = s[--n];
-            return true;
-        }
-        return p.alloc(out);
+        if (!n) n = p.alloc_batch(s, kBatch);
+        if (!n) return false;
+        *out = s[--n];
+        return true;
     }
     void release(StackPool &p, const Stack &st) {
-        if (n < kMax) s[n++] = st;
-        else p.release(st);
+        if (n == kMax) {
+            n -= kBatch;
+            p.release_batch(s + n, kBatch);
+        }
+        s[n++] = st;
     }
 };
 

@@ -20,6 +20,7 @@ constexpr int64_t kPollGap = 10'000'000;   // ns without a poll before sysmon po
 constexpr int64_t kStuck = 20'000;         // ns without a switch = stuck
 constexpr int64_t kTimeSlice = 10'000'000; // then ask the running thread to yield
 constexpr int64_t kMinSleep = 20'000, kMaxSleep = 10'000'000;
+constexpr int64_t kScavengeEvery = 500'000'000; // idle stack pages go back
 
 struct Seen {
     uint64_t switches = 0;
@@ -56,6 +57,7 @@ void *sysmon_main(void *) {
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
     int64_t delay = kMinSleep;
     int idle_rounds = 0;
+    int64_t last_scavenge = now_ns();
     for (;;) {
         struct timespec ts = {0, long(delay)};
         nanosleep(&ts, nullptr);
@@ -75,10 +77,14 @@ void *sysmon_main(void *) {
                 continue;
             }
             if (now - seen[i].since > kStuck && handoff(w)) acted = true;
-            bool waiting = !w->q.empty() || w->timers.next_when.load(std::memory_order_relaxed) <= now;
+            bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) || w->timers.next_when.load(std::memory_order_relaxed) <= now;
             if (now - seen[i].since > kTimeSlice && waiting &&
                 !w->preempt.exchange(true, std::memory_order_relaxed))
                 acted = true;
+        }
+        if (now - last_scavenge > kScavengeEvery) {
+            rt->stacks.scavenge();
+            last_scavenge = now;
         }
         // Go's back-off: 20 us while there is work, doubling to 10 ms.
         if (acted) {

@@ -109,3 +109,22 @@ Test(embed, go_from_another_thread_wakes_host) {
     cr_assert_eq(flag, 1);
     cr_assert_lt(np_now() - t0, 2000 * MS, "the host was woken, not timed out");
 }
+
+/* The host's loop polls with delay 0: a consumed break must not leave the
+ * fd readable, or the loop would spin. */
+static void break_consumed(const char *poller) {
+    np_test_init_embedded(poller);
+    int pfd = np_poll_fd();
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(np_poll_break(), 0);
+        struct pollfd p = {pfd, POLLIN, 0};
+        cr_assert_eq(poll(&p, 1, 1000), 1, "a break makes the fd readable");
+        np_poll(0);
+        p.revents = 0;
+        cr_assert_eq(poll(&p, 1, 50), 0, "still readable after np_poll: a host loop would spin");
+    }
+}
+
+Test(embed, break_consumed_epoll) { break_consumed("epoll"); }
+Test(embed, break_consumed_io_uring) { break_consumed("io_uring"); }
+Test(embed, break_consumed_poll) { break_consumed("poll"); }

@@ -281,10 +281,11 @@ static int tiny_deadlines(void *x) {
         ssize_t w = np_write(p.pa, "ping", 4);
         if (w == -ETIMEDOUT) timeouts++;
         else cr_assert_eq(w, 4);
-        char tmp[64];
+        char tmp[256];
         while (read(p.b, tmp, sizeof tmp) > 0) {
         }
-        if (write(p.b, "pong", 4) != 4) cr_assert_fail("peer write");
+        ssize_t pw = write(p.b, "pong", 4); /* may find the buffer full: fine */
+        cr_assert(pw == 4 || (pw < 0 && errno == EAGAIN), "peer write: %zd", pw);
         ssize_t r = np_read(p.pa, buf, sizeof buf);
         if (r == -ETIMEDOUT) timeouts++;
         else if (r > 0) ok++;
@@ -328,8 +329,11 @@ static int close_wakes_both(void *x) {
     cr_assert_eq(atomic_load(&w.done), 0, "writer is blocked");
     cr_assert_eq(np_close(p.pa), 0);
     p.pa = NULL;
-    cr_assert_eq(atomic_load(&r.done), 1, "close returned before the reader left");
-    cr_assert_eq(atomic_load(&w.done), 1, "close returned before the writer left");
+    /* Their operations have left; the threads record it just after. */
+    int64_t end = np_now() + 2000 * MS;
+    while ((!atomic_load(&r.done) || !atomic_load(&w.done)) && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&r.done), 1, "the reader was not woken");
+    cr_assert_eq(atomic_load(&w.done), 1, "the writer was not woken");
     cr_assert_eq(r.result, -EBADF);
     cr_assert(w.result == -EBADF || w.result > 0, "writer: %zd", w.result);
     close_pair(&p);
