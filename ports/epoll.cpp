@@ -72,7 +72,9 @@ public:
             NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(tag), e);
             // Only EPOLLERR alone is an error event: with data or hang-up
             // present the read reports the precise state (Go #59545).
-            pd_ready_event(tag, mode, e == EPOLLERR, woken);
+            unsigned ev = (e == EPOLLERR ? kEvErrOnly : 0) |
+                          (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? kEvHangup : 0);
+            pd_ready_event(tag, mode, ev, woken);
         }
         return n;
     }

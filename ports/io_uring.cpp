@@ -259,7 +259,8 @@ private:
         if (!mode) return;
         NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(tag), e);
         // Only POLLERR alone is an error event (see the epoll port).
-        pd_ready_event(tag, mode, e == POLLERR, woken);
+        unsigned ev = (e == POLLERR ? kEvErrOnly : 0) | (e & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0);
+        pd_ready_event(tag, mode, ev, woken);
     }
 
     // A poll finished.  A multishot poll ends on CQ overflow or when the

@@ -215,7 +215,8 @@ public:
             if (!mode) continue;
             NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(snap_.tags[i]), unsigned(re));
             // Only POLLERR alone is an error event (see the epoll port).
-            pd_ready_event(snap_.tags[i], mode, re == POLLERR, woken);
+            unsigned ev = (re == POLLERR ? kEvErrOnly : 0) | (re & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0);
+            pd_ready_event(snap_.tags[i], mode, ev, woken);
         }
         return n;
     }

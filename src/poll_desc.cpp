@@ -120,6 +120,7 @@ int pd_open(PollDesc *pd) {
     pd->rt_armed = pd->wt_armed = false;
     pd->rg.store(kPdNil, std::memory_order_relaxed);
     pd->wg.store(kPdNil, std::memory_order_relaxed);
+    pd->hangup.store(false, std::memory_order_relaxed);
     pd->fdmu.reset();
     pd->publish();
     return 0;
@@ -288,10 +289,14 @@ void pd_unblock(PollDesc *pd) {
 
 // ---- the poller's side ---------------------------------------------------------
 
-int pd_ready_event(uintptr_t tag, int mode, bool err, Waiter **woken) {
+int pd_ready_event(uintptr_t tag, int mode, unsigned ev, Waiter **woken) {
     bool stale;
     PollDesc *pd = pd_from_tag(tag, &stale);
     if (stale) return 0; // an event for a previous user of this descriptor
+    bool err = ev & kEvErrOnly;
+    // Before the readiness is published: whoever consumes it sees this.
+    if ((ev & kEvHangup) && !pd->hangup.load(std::memory_order_relaxed))
+        pd->hangup.store(true, std::memory_order_release);
     if (err != pd->event_err) {
         pd->lock.lock();
         if (!stale) {

@@ -43,6 +43,9 @@ struct PollDesc {
     int fd = -1;
     bool pollable = false;                  // registered with the port
     bool user_nonblock = false;             // NP_OPEN_NONBLOCK: EAGAIN, never wait
+    bool stream = false;                    // byte stream (TCP, unix stream, pipe)
+    bool read_drained = false;              // last read was short (see api_io.cpp)
+    std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
     bool is_free = true;                    // on the free list (double-close check)
     std::atomic<uintptr_t> fdseq{0};        // bumped at free; 0 unused
     std::atomic<uint32_t> info{0};
@@ -87,7 +90,10 @@ int pd_wait(PollDesc *pd, int mode);             // park until ready or error
 void pd_set_deadline(PollDesc *pd, int64_t d, int mode);
 void pd_unblock(PollDesc *pd);                   // close: wake both with -EBADF
 // Poller: readiness for mode (NP_READ|NP_WRITE bits); collects the woken.
+// ev: kEvErrOnly when the error bit came alone (Go's eventErr), kEvHangup
+// when a hang-up or error was seen (no more edges will follow for reads).
+constexpr unsigned kEvErrOnly = 1, kEvHangup = 2;
 struct Waiter;
-int pd_ready_event(uintptr_t tag, int mode, bool err, Waiter **woken);
+int pd_ready_event(uintptr_t tag, int mode, unsigned ev, Waiter **woken);
 
 } // namespace np

@@ -803,3 +803,85 @@ Test(poller, trace, .init = cr_redirect_stderr) {
     cr_assert(strstr(buf, "netpoll: epfd="), "%s", buf);
     cr_assert(strstr(buf, " add"), "%s", buf);
 }
+
+/* After a short read the next read waits for the next edge (no EAGAIN
+ * read); data and hang-up that arrived together must still be seen. */
+static int short_read_then_eof(void *x) {
+    (void)x;
+    for (int round = 0; round < 20; round++) {
+        struct pair p;
+        open_pair(&p, round & 1);
+        char buf[4096];
+        /* A first short read, so the hint is on. */
+        cr_assert_eq(write(p.b, "one", 3), 3);
+        cr_assert_eq(np_read(p.pa, buf, sizeof buf), 3);
+        /* Data and FIN land before the next read. */
+        cr_assert_eq(write(p.b, "two", 3), 3);
+        shutdown(p.b, SHUT_WR);
+        np_sleep(2 * MS);
+        np_set_deadline(p.pa, np_now() + 2000 * MS, NP_READ);
+        cr_assert_eq(np_read(p.pa, buf, sizeof buf), 3);
+        ssize_t r = np_read(p.pa, buf, sizeof buf);
+        cr_assert_eq(r, 0, "EOF after a short read (round %d): %zd", round, r);
+        close_pair(&p);
+    }
+    return 0;
+}
+PORT_TEST(io, short_read_then_eof) { GREEN(short_read_then_eof); }
+
+static int short_read_then_reset(void *x) {
+    (void)x;
+    struct pair p;
+    open_pair(&p, 1);
+    char buf[4096];
+    cr_assert_eq(write(p.b, "one", 3), 3);
+    cr_assert_eq(np_read(p.pa, buf, sizeof buf), 3);
+    struct linger lg = {1, 0};
+    setsockopt(p.b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    np_close(p.pb);
+    p.pb = NULL;
+    np_sleep(2 * MS);
+    np_set_deadline(p.pa, np_now() + 2000 * MS, NP_READ);
+    cr_assert_eq(np_read(p.pa, buf, sizeof buf), -ECONNRESET);
+    close_pair(&p);
+    return 0;
+}
+PORT_TEST(io, short_read_then_reset) { GREEN(short_read_then_reset); }
+
+/* Partial reads of a message stream, other read calls mixed in. */
+static void trickle(void *a) {
+    np_fd *pd = a;
+    for (int i = 0; i < 300; i++) {
+        char msg[7];
+        memcpy(msg, "abcdefg", 7);
+        np_write(pd, msg, 1 + i % 7);
+        if (i % 5 == 0) np_sleep(100 * US);
+    }
+    shutdown(np_fileno(pd), SHUT_WR);
+}
+
+static int mixed_reads(void *x) {
+    (void)x;
+    struct pair p;
+    open_pair(&p, 1);
+    np_go(trickle, p.pb);
+    size_t want = 0, got = 0;
+    for (int i = 0; i < 300; i++) want += 1 + (size_t)(i % 7);
+    np_set_deadline(p.pa, np_now() + 10000 * MS, NP_READ);
+    for (int i = 0;; i++) {
+        char buf[64];
+        ssize_t r;
+        if (i % 3 == 0) r = np_recvfrom(p.pa, buf, sizeof buf, 0, NULL, NULL);
+        else if (i % 3 == 1) {
+            struct iovec iov = {buf, sizeof buf};
+            r = np_readv(p.pa, &iov, 1);
+        } else r = np_read(p.pa, buf, sizeof buf);
+        cr_assert_geq(r, 0, "read %d: %zd", i, r);
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    cr_assert_eq(got, want);
+    close_pair(&p);
+    return 0;
+}
+PORT_TEST(io, partial_reads_mixed_calls) { GREEN(mixed_reads); }
