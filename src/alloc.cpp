@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <cstdio>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -19,6 +20,12 @@ int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t ne
 #endif
 
 namespace np {
+
+// Counted here, exactly: jemalloc's own counters are merged from its
+// per-thread caches lazily.
+static std::atomic<uint64_t> alloc_calls;
+uint64_t mem_alloc_count() { return alloc_calls.load(std::memory_order_relaxed); }
+static inline void count() { alloc_calls.fetch_add(1, std::memory_order_relaxed); }
 
 #if HAVE_JEMALLOC
 static unsigned arena_index;
@@ -39,8 +46,14 @@ static int flags() {
     return arena_flags;
 }
 
-void *mem_alloc(size_t n) { return mallocx(n ? n : 1, flags()); }
-void *mem_zalloc(size_t n) { return mallocx(n ? n : 1, flags() | NP_MALLOCX_ZERO); }
+void *mem_alloc(size_t n) {
+    count();
+    return mallocx(n ? n : 1, flags());
+}
+void *mem_zalloc(size_t n) {
+    count();
+    return mallocx(n ? n : 1, flags() | NP_MALLOCX_ZERO);
+}
 void mem_free(void *p) {
     if (p) dallocx(p, flags());
 }
@@ -61,26 +74,17 @@ uint64_t mem_allocated() {
     return small + large;
 }
 
-uint64_t mem_alloc_count() {
-    flags();
-    uint64_t epoch = 1, total = 0;
-    size_t sz = sizeof epoch;
-    mallctl("epoch", &epoch, &sz, &epoch, sz);
-    char name[96];
-    for (const char *kind : {"small", "large"}) {
-        uint64_t n = 0;
-        sz = sizeof n;
-        snprintf(name, sizeof name, "stats.arenas.%u.%s.nmalloc", arena_index, kind);
-        if (mallctl(name, &n, &sz, nullptr, 0) == 0) total += n;
-    }
-    return total;
-}
 #else
-void *mem_alloc(size_t n) { return malloc(n ? n : 1); }
-void *mem_zalloc(size_t n) { return calloc(1, n ? n : 1); }
+void *mem_alloc(size_t n) {
+    count();
+    return malloc(n ? n : 1);
+}
+void *mem_zalloc(size_t n) {
+    count();
+    return calloc(1, n ? n : 1);
+}
 void mem_free(void *p) { free(p); }
 uint64_t mem_allocated() { return 0; }
-uint64_t mem_alloc_count() { return 0; }
 #endif
 
 } // namespace np
