@@ -105,7 +105,7 @@ $(B)/netpoll.pc: Makefile
 TEST_SRCS := $(wildcard t/*.c)
 TEST_BIN  := $(B)/t/netpoll-tests
 T_CFLAGS  := -std=c11 -D_GNU_SOURCE $(CFLAGS_COMMON)
-T_LDFLAGS := -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll -lcriterion -lpthread -lm $(SANFLAGS)
+T_LDFLAGS := -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -Wl,-z,now -lnetpoll -lcriterion -lpthread -lm $(SANFLAGS)
 
 tests: $(TEST_BIN)
 
@@ -132,7 +132,7 @@ check: all $(B)/t/internal-tests
 # ---- demo and benchmarks ----------------------------------------------------
 $(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -o $@ $< -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll -lpthread
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g -Iinclude -o $@ $< -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -Wl,-z,now -lnetpoll -lpthread
 
 $(B)/bench/switch_np: bench/switch_np.c $(ARCH_SWITCH)
 	@mkdir -p $(dir $@)

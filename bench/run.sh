@@ -4,17 +4,20 @@
 # Usage: bench/run.sh [BUILD_DIR]      (default: build; `make bench` calls it)
 #
 # Expects the netpoll programs built by the Makefile in BUILD_DIR/bench:
-#   switch_np yield_np spawn_np park_np echo_np http_np
+#   switch_np yield_np spawn_np park_np deadline_np echo_np http_np
 # (a missing one is reported and its rows are skipped).  Builds the peers
 # itself into BUILD_DIR/bench: C/C++ with cc/c++, Go with `go build`
 # (offline, no modules, GOCACHE under BUILD_DIR).  Every pair runs
 # back to back, in one run, on this machine; the table gives
-# ratio = netpoll / peer.
+# ratio = netpoll / peer.  Two sections compare netpoll with itself: the
+# echo server under each poller port (peer: the epoll port) and the
+# ping-pong with deadlines set before every operation (peer: none).
 #
 # Environment:
-#   BENCH_QUICK=1        ~1 minute smoke run (small counts, 1 s windows)
+#   BENCH_QUICK=1        ~2 minute smoke run (small counts, 1 s windows)
 #   BENCH_SECONDS=5      measurement window of each echo/HTTP run
 #   BENCH_CONNS="1 100 1000 10000"   echo connection counts
+#   BENCH_PORT_CONNS="100 1000"      echo counts of the poller port comparison
 #   BENCH_HTTP_CONNS="100 1000 10000" wrk connection counts
 #   BENCH_PORT=18000     first TCP port used on 127.0.0.1
 #   BENCH_STACK=16384    NP_STACK_SIZE for park_np
@@ -43,12 +46,15 @@ if [ "$QUICK" = 1 ]; then
     CONNS=${BENCH_CONNS:-"100 1000"}
     HTTP_CONNS=${BENCH_HTTP_CONNS:-"100"}
     N_SWITCH=1000000 N_UCTX=100000 N_YIELD=200000 N_SPAWN=100000 N_PARK=100000
+    N_DEADLINE=50000
 else
     SECS=${BENCH_SECONDS:-5}
     CONNS=${BENCH_CONNS:-"1 100 1000 10000"}
     HTTP_CONNS=${BENCH_HTTP_CONNS:-"100 1000 10000"}
     N_SWITCH=5000000 N_UCTX=500000 N_YIELD=2000000 N_SPAWN=1000000 N_PARK=1000000
+    N_DEADLINE=200000
 fi
+PORT_CONNS=${BENCH_PORT_CONNS:-"100 1000"}
 PORT=${BENCH_PORT:-18000}
 STACK=${BENCH_STACK:-16384}
 REPEAT=${BENCH_REPEAT:-1}
@@ -169,7 +175,7 @@ build_go() { # name
 
 log "netpoll benchmarks  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
-log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), window ${SECS}s x $REPEAT, echo conns: $CONNS, http conns: $HTTP_CONNS"
+log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), window ${SECS}s x $REPEAT, echo conns: $CONNS, port conns: $PORT_CONNS, http conns: $HTTP_CONNS"
 log ""
 log "building peers into $B"
 HAVE_GO=
@@ -223,6 +229,23 @@ field() { # key line: value of key=value in line
     printf '%s\n' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2; exit}'
 }
 
+# echo_measure NAME C: run echo_client with C connections against the server
+# just started (SPID, listening on $port), then stop the server.  Sets EOUT
+# to the client's line; 1 when the client failed.
+EOUT=
+echo_measure() {
+    local name=$1 c=$2 rc
+    EOUT=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
+        "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
+    rc=$?
+    kill -0 "$SPID" 2>/dev/null || note "  $name died during the run (see $LOGS/$name.log)"
+    stop_server
+    if [ $rc -ne 0 ] || [ -z "$EOUT" ]; then
+        note "  $name c=$c: client failed (rc $rc, see $LOGS/echo_client.log)"
+        return 1
+    fi
+}
+
 # 1. raw switch
 log ""
 log "[switch] raw context switch, ns per switch"
@@ -272,7 +295,23 @@ if have_np park_np && have_peer go_park; then
     fi
 fi
 
-# 5. echo
+# 5. deadlines: the same ping-pong with and without a deadline per operation
+log ""
+log "[deadline] 64 B ping-pong over a socketpair, 1 worker, $N_DEADLINE round trips, ns"
+if have_np deadline_np; then
+    out=$(NP_PROCS=1 timeout 300 "$B/deadline_np" "$N_DEADLINE" 2>>"$LOGS/deadline_np.log" | tail -n 1)
+    if [ -z "$out" ] || [ -z "$(field none_ns "$out")" ]; then
+        note "  deadline_np failed (see $LOGS/deadline_np.log)"
+    else
+        log "  $out"
+        none=$(field none_ns "$out")
+        row "deadline cost ns/rt" "$(field set_per_op_ns "$out")" "no deadlines" "$none" lower
+        row "split deadlines ns/rt" "$(field split_ns "$out")" "no deadlines" "$none" lower
+        row "deadline ns/set call" "$(field overhead_ns "$out")" "-" "-" lower
+    fi
+fi
+
+# 6. echo
 ECHO_SERVERS="np:echo_np epoll:echo_epoll threads:echo_threads go:go_echo"
 declare -A E # E[server,conns,key]
 MAXC=0
@@ -292,15 +331,8 @@ else
             [ -x "$B/$prog" ] || { note "  $prog missing"; continue; }
             take_port
             start_server "$prog" "$port" "$B/$prog" || continue
-            out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
-                "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
-            rc=$?
-            kill -0 "$SPID" 2>/dev/null || note "  $prog died during the run (see $LOGS/$prog.log)"
-            stop_server
-            if [ $rc -ne 0 ] || [ -z "$out" ]; then
-                note "  $s c=$c: client failed (rc $rc, see $LOGS/echo_client.log)"
-                continue
-            fi
+            echo_measure "$prog" "$c" || continue
+            out=$EOUT
             log "  $(printf '%-8s' "$s") $out"
             beats "$(field rps "$out")" "${E[$s,$c,rps]:-}" || continue
             for k in rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib; do
@@ -334,7 +366,49 @@ if [ "$MAXC" -gt 0 ]; then
     done
 fi
 
-# 6. HTTP
+# 7. echo_np under each poller port: netpoll against itself, peer = epoll
+PORTS="epoll io_uring poll"
+declare -A P # P[port,conns,key]
+declare -A PSKIP # ports that fell back to epoll
+log ""
+log "[ports] echo_np with NP_POLLER=epoll, io_uring, poll; as [echo], ${SECS}s per run"
+if have_np echo_np && have_peer echo_client; then
+    for pk in $PORTS; do : >"$LOGS/echo_np-$pk.log"; done
+    for c in $PORT_CONNS; do
+        for _ in $(seq "$REPEAT"); do
+        for pk in $PORTS; do
+            [ -n "${PSKIP[$pk]:-}" ] && continue
+            take_port
+            start_server "echo_np-$pk" "$port" env NP_POLLER="$pk" "$B/echo_np" || continue
+            if grep -q 'unavailable' "$LOGS/echo_np-$pk.log"; then
+                # the runtime fell back to epoll: its figures would be epoll's
+                note "  NP_POLLER=$pk unavailable here (see $LOGS/echo_np-$pk.log): its rows skipped"
+                PSKIP[$pk]=1
+                stop_server
+                continue
+            fi
+            echo_measure "echo_np-$pk" "$c" || continue
+            log "  $(printf '%-8s' "$pk") $EOUT"
+            beats "$(field rps "$EOUT")" "${P[$pk,$c,rps]:-}" || continue
+            for k in rps p99_us srv_cpu_us_per_req; do
+                P[$pk,$c,$k]=$(field "$k" "$EOUT")
+            done
+        done
+        done
+    done
+fi
+for c in $PORT_CONNS; do
+    [ -n "${P[epoll,$c,rps]:-}" ] || continue
+    for pk in io_uring poll; do
+        [ -n "${P[$pk,$c,rps]:-}" ] || continue
+        row "$pk: echo c=$c rps" "${P[$pk,$c,rps]}" "epoll port" "${P[epoll,$c,rps]}" higher
+        row "$pk: echo c=$c srv CPU us/req" "${P[$pk,$c,srv_cpu_us_per_req]}" "epoll port" \
+            "${P[epoll,$c,srv_cpu_us_per_req]}" lower
+        row "$pk: echo c=$c p99 us" "${P[$pk,$c,p99_us]}" "epoll port" "${P[epoll,$c,p99_us]}" lower
+    done
+done
+
+# 8. HTTP
 log ""
 log "[http] wrk -t2 keep-alive hello world, ${SECS}s per run"
 declare -A H
@@ -380,12 +454,18 @@ fi
 # ---- report --------------------------------------------------------------
 log ""
 log "ratio = netpoll / peer  (\"better\": which direction favours netpoll)"
-log "$(printf '%-28s %12s  %-24s %12s %8s  %s' benchmark netpoll peer 'peer fig' ratio better)"
-log "$(printf '%.0s-' $(seq 98))"
+log "rows \"io_uring:\"/\"poll:\" are echo_np on that poller port, against its epoll port"
+W=28 # benchmark column: the longest name
+for r in "${ROWS[@]}"; do
+    name=${r%%|*}
+    [ ${#name} -gt $W ] && W=${#name}
+done
+log "$(printf "%-${W}s %12s  %-24s %12s %8s  %s" benchmark netpoll peer 'peer fig' ratio better)"
+log "$(printf '%.0s-' $(seq $((W + 70))))"
 for r in "${ROWS[@]}"; do
     IFS='|' read -r name np pn pv better <<<"$r"
     ratio=$(awk -v a="$np" -v b="$pv" 'BEGIN{ if (b+0 > 0 && a+0 >= 0) printf "%.3g", a/b; else print "-" }')
-    log "$(printf '%-28s %12s  %-24s %12s %8s  %s' "$name" "$np" "$pn" "$pv" "$ratio" "$better")"
+    log "$(printf "%-${W}s %12s  %-24s %12s %8s  %s" "$name" "$np" "$pn" "$pv" "$ratio" "$better")"
 done
 [ ${#ROWS[@]} -eq 0 ] && log "(no rows: netpoll programs missing?)"
 log ""

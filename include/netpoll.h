@@ -59,6 +59,10 @@ int np_init(const np_config *cfg);
 int np_main(int (*fn)(void *), void *arg);
 /* Spawn a detached green thread. */
 int np_go(void (*fn)(void *), void *arg);
+/* Spawn a detached green thread with its own stack size (2 KiB .. 1 GiB).
+ * Sizes that are not a multiple of the page size are packed back to back,
+ * without guard pages, overflow caught by canaries: small handlers only. */
+int np_go_stack(void (*fn)(void *), void *arg, size_t stack_size);
 /* Spawn a joinable green thread; *t is valid until np_join. */
 int np_spawn(np_thread **t, void *(*fn)(void *), void *arg);
 /* Wait for t to end and release it; *result gets fn's return value. */

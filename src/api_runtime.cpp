@@ -73,6 +73,12 @@ int np_go(void (*fn)(void *), void *arg) {
     return spawn(fn, nullptr, arg, false, nullptr);
 }
 
+int np_go_stack(void (*fn)(void *), void *arg, size_t stack_size) {
+    ErrnoGuard eg;
+    if (!fn || stack_size < kMinSmallStack || stack_size > kMaxStackSize) return -EINVAL;
+    return spawn(fn, nullptr, arg, false, nullptr, stack_size);
+}
+
 int np_spawn(np_thread **t, void *(*fn)(void *), void *arg) {
     ErrnoGuard eg;
     if (!t || !fn) return -EINVAL;
@@ -145,6 +151,8 @@ int np_stats_get(np_stats *out) {
     s.poll_waiters = w > 0 ? uint64_t(w) : 0;
     s.descriptors = rt->descriptors.load(std::memory_order_relaxed);
     s.stack_bytes = rt->stacks.reserved_bytes();
+    for (auto &p : rt->sized)
+        if (StackPool *sp = p.load(std::memory_order_acquire)) s.stack_bytes += sp->reserved_bytes();
     s.alloc_bytes = mem_allocated();
     s.polls = rt->polls.load(std::memory_order_relaxed);
     s.handoffs = rt->handoffs.load(std::memory_order_relaxed);

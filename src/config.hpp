@@ -18,6 +18,7 @@ struct Config {
 
 constexpr size_t kDefaultStackSize = 64 * 1024;
 constexpr size_t kMinStackSize = 16 * 1024;
+constexpr size_t kMinSmallStack = 2 * 1024; // np_go_stack: small handlers only
 constexpr size_t kMaxStackSize = size_t(1) << 30;
 constexpr int kMaxProcs = 256;
 

@@ -11,7 +11,10 @@ namespace np {
 struct Worker;
 struct Waiter;
 
+struct StackPool;
+
 struct Stack {
+    StackPool *pool = nullptr;   // where it goes back to
     char *lo = nullptr;          // lowest usable byte
     char *hi = nullptr;          // one past the top of the slot
     uint64_t *canary = nullptr;  // neighbour's canary below lo (unguarded slots)

@@ -57,6 +57,10 @@ struct Runtime {
     std::atomic<int64_t> netpoll_waiters{0};
     std::atomic<int> spinning{0};
     StackPool stacks;
+    // Pools for other stack sizes (np_go_stack), created on first use.
+    static constexpr int kMaxSizedPools = 16;
+    std::atomic<StackPool *> sized[kMaxSizedPools] = {};
+    std::atomic<size_t> sized_size[kMaxSizedPools] = {};
     pthread_t sysmon{};
     bool sysmon_running = false;
     // Statistics.
@@ -74,7 +78,9 @@ inline GThread *current_g() {
     return w ? w->cur : nullptr;
 }
 
-int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out);
+// stack_size 0: the runtime's default stack.
+int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
+          size_t stack_size = 0);
 int join(GThread *g, void **result);
 
 // Park the current green thread; it runs again after ready(g).  The caller

@@ -147,7 +147,7 @@ void check_stack_overflow(GThread *g) {
     if (!low && !smashed) return;
     char msg[160];
     int n = snprintf(msg, sizeof msg,
-                     "netpoll: green thread %llu overflowed its %zu-byte stack (NP_STACK_SIZE)\n",
+                     "netpoll: green thread %llu overflowed its %zu-byte stack\n",
                      (unsigned long long)g->id, size_t(g->stack.hi - g->stack.lo));
     ssize_t r = write(2, msg, size_t(n));
     (void)r;
@@ -244,7 +244,8 @@ static void release_thread(GThread *g) {
     Stack s = g->stack;
     g->~GThread();
     Worker *w = tls_worker;
-    if (w) w->stacks.release(rt->stacks, s);
+    if (s.pool != &rt->stacks) s.pool->release(s);
+    else if (w) w->stacks.release(rt->stacks, s);
     else rt->stacks.release(s);
     rt->live.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -282,11 +283,40 @@ static void thread_main(void *) {
     __builtin_unreachable();
 }
 
-int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out) {
+// The pool for one stack size (one per size; a handful of sizes expected).
+static StackPool *sized_pool(size_t size) {
+    static std::mutex mu;
+    for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
+        if (rt->sized_size[i].load(std::memory_order_acquire) == size) return rt->sized[i].load();
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
+        size_t have = rt->sized_size[i].load(std::memory_order_acquire);
+        if (have == size) return rt->sized[i].load();
+        if (have) continue;
+        StackPool *p = make<StackPool>();
+        if (!p) return nullptr;
+        p->init(size, size % size_t(sysconf(_SC_PAGESIZE)) != 0);
+        rt->sized[i].store(p, std::memory_order_release);
+        rt->sized_size[i].store(size, std::memory_order_release);
+        return p;
+    }
+    return nullptr; // too many distinct sizes
+}
+
+int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
+          size_t stack_size) {
     if (int e = runtime_ensure()) return e;
     Worker *w = tls_worker;
     Stack s;
-    bool ok = w ? w->stacks.alloc(rt->stacks, &s) : rt->stacks.alloc(&s);
+    bool ok;
+    if (stack_size && stack_size != rt->stacks.stack_size()) {
+        StackPool *p = sized_pool(stack_size);
+        if (!p) return -EAGAIN;
+        ok = p->alloc(&s);
+    } else {
+        ok = w ? w->stacks.alloc(rt->stacks, &s) : rt->stacks.alloc(&s);
+    }
     if (!ok) return -ENOMEM;
     uintptr_t top = uintptr_t(s.hi) - 128 - sizeof(GThread);
     top &= ~uintptr_t(63);
@@ -563,6 +593,7 @@ int runtime_start(const np_config *cfg) {
     if (!r) return -ENOMEM;
     r->cfg = c;
     r->stacks.init(c.stack_size);
+
     int e = port_create(&r->port, c.poller);
     if (e && c.poller_from_env && c.poller != PollerKind::epoll) {
         fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",

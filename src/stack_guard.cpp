@@ -16,11 +16,12 @@ static struct sigaction previous;
 
 static void on_segv(int sig, siginfo_t *si, void *ctx) {
     Worker *w = tls_worker;
-    if (rt && w && w->cur && rt->stacks.in_guard(si->si_addr)) {
+    StackPool *pool = rt && w && w->cur ? w->cur->stack.pool : nullptr;
+    if (pool && pool->in_guard(si->si_addr)) {
         char msg[160];
         int n = snprintf(msg, sizeof msg,
-                         "netpoll: green thread %llu overflowed its %zu-byte stack (NP_STACK_SIZE)\n",
-                         (unsigned long long)w->cur->id, rt->stacks.stack_size());
+                         "netpoll: green thread %llu overflowed its %zu-byte stack\n",
+                         (unsigned long long)w->cur->id, pool->stack_size());
         ssize_t r = write(2, msg, size_t(n));
         (void)r;
     }

@@ -16,10 +16,12 @@ static size_t read_max_map_count() {
     return v;
 }
 
-void StackPool::init(size_t stack_size) {
+void StackPool::init(size_t stack_size, bool packed) {
     page_ = size_t(sysconf(_SC_PAGESIZE));
-    usable_ = (stack_size + page_ - 1) & ~(page_ - 1);
-    guard_budget_ = read_max_map_count() / 8;
+    packed_ = packed;
+    size_t align = packed ? 64 : page_;
+    usable_ = (stack_size + align - 1) & ~(align - 1);
+    guard_budget_ = packed ? 0 : read_max_map_count() / 8;
 }
 
 // One chunk: guarded slots (guard page + stack) while the budget lasts,
@@ -38,6 +40,11 @@ bool StackPool::grow() {
     if (m == MAP_FAILED) return false;
     char *base = static_cast<char *>(m);
     reserved_.fetch_add(bytes, std::memory_order_relaxed);
+    // Room for every slot in both lists now, so that releasing a stack --
+    // which may run on a small stack -- never allocates.
+    nslots_ += n;
+    warm_.reserve(nslots_);
+    cold_.reserve(nslots_);
     chunks_[nc] = Range{uintptr_t(base), uintptr_t(base + bytes), slot, guard};
     nchunks_.store(nc + 1, std::memory_order_release);
     if (guard) {
@@ -50,6 +57,7 @@ bool StackPool::grow() {
     for (size_t i = n; i-- > 0;) {  // lowest addresses handed out last
         char *slot_lo = base + i * slot;
         Stack s;
+        s.pool = this;
         s.hi = slot_lo + slot;
         if (guard) {
             mprotect(slot_lo, page_, PROT_NONE);
@@ -109,7 +117,12 @@ void StackPool::scavenge() {
         old.assign(warm_.begin(), warm_.begin() + long(n));
         warm_.erase(warm_.begin(), warm_.begin() + long(n));
     }
-    for (const Stack &st : old) madvise(st.lo, size_t(st.hi - st.lo) - page_, MADV_DONTNEED);
+    for (const Stack &st : old) {
+        // Whole pages only (packed slots share pages), never the top one.
+        uintptr_t lo = (uintptr_t(st.lo) + page_ - 1) & ~(page_ - 1);
+        uintptr_t hi = (uintptr_t(st.hi) - page_) & ~(page_ - 1);
+        if (hi > lo) madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+    }
     Guard<SpinLock> g(lock_);
     cold_.insert(cold_.end(), old.begin(), old.end());
 }

@@ -25,7 +25,9 @@ namespace np {
 constexpr uint64_t kStackCanary = 0x6e70737461636b21ull; // "npstack!"
 
 struct StackPool {
-    void init(size_t stack_size);
+    // packed: slots of any 64-byte multiple, back to back with canaries and
+    // no guard pages (small stacks for small handlers: np_go_stack).
+    void init(size_t stack_size, bool packed = false);
     bool alloc(Stack *out);
     void release(const Stack &s);
     // Batches, for the per-worker caches: one lock per batch.
@@ -39,11 +41,13 @@ struct StackPool {
 private:
     bool grow();
     size_t usable_ = 0, page_ = 4096;
+    bool packed_ = false;
     // Free lists live outside the stacks, so a new chunk is not touched.
     using List = std::vector<Stack, ArenaAllocator<Stack>>;
     SpinLock lock_;
     List warm_;  // pages may still be committed; LIFO, so the back is hottest
     List cold_;  // scavenged, or never used
+    size_t nslots_ = 0;
     size_t guard_budget_ = 0;
     std::atomic<uint64_t> reserved_{0};
     // Chunk address ranges, read by the SIGSEGV reporter without locks.

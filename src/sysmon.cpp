@@ -84,6 +84,8 @@ void *sysmon_main(void *) {
         }
         if (now - last_scavenge > kScavengeEvery) {
             rt->stacks.scavenge();
+            for (auto &p : rt->sized)
+                if (StackPool *sp = p.load(std::memory_order_acquire)) sp->scavenge();
             last_scavenge = now;
         }
         // Go's back-off: 20 us while there is work, doubling to 10 ms.
