@@ -1,5 +1,6 @@
 #include "stack_pool.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -106,25 +107,29 @@ void StackPool::release_batch(const Stack *st, int n) {
 void StackPool::release(const Stack &s) { release_batch(&s, 1); }
 
 // Keep the most recently used kWarm stacks committed; give back the pages of
-// the older ones (all but the top page, where the canary is), outside the lock.
+// the older ones (all but the top page, where the canary is) outside the
+// lock, a batch at a time, with no allocation (it runs on sysmon's stack).
 void StackPool::scavenge() {
-    constexpr size_t kWarm = 256;
-    List old;
-    {
+    constexpr size_t kWarm = 256, kBatch = 128;
+    Stack batch[kBatch];
+    for (;;) {
+        size_t n;
+        {
+            Guard<SpinLock> g(lock_);
+            if (warm_.size() <= kWarm) return;
+            n = std::min(kBatch, warm_.size() - kWarm);
+            std::copy(warm_.begin(), warm_.begin() + long(n), batch);
+            warm_.erase(warm_.begin(), warm_.begin() + long(n));
+        }
+        for (size_t i = 0; i < n; i++) {
+            // Whole pages only (packed slots share pages), never the top one.
+            uintptr_t lo = (uintptr_t(batch[i].lo) + page_ - 1) & ~(page_ - 1);
+            uintptr_t hi = (uintptr_t(batch[i].hi) - page_) & ~(page_ - 1);
+            if (hi > lo) madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
+        }
         Guard<SpinLock> g(lock_);
-        if (warm_.size() <= kWarm) return;
-        size_t n = warm_.size() - kWarm;
-        old.assign(warm_.begin(), warm_.begin() + long(n));
-        warm_.erase(warm_.begin(), warm_.begin() + long(n));
+        cold_.insert(cold_.end(), batch, batch + n); // capacity reserved in grow()
     }
-    for (const Stack &st : old) {
-        // Whole pages only (packed slots share pages), never the top one.
-        uintptr_t lo = (uintptr_t(st.lo) + page_ - 1) & ~(page_ - 1);
-        uintptr_t hi = (uintptr_t(st.hi) - page_) & ~(page_ - 1);
-        if (hi > lo) madvise(reinterpret_cast<void *>(lo), hi - lo, MADV_DONTNEED);
-    }
-    Guard<SpinLock> g(lock_);
-    cold_.insert(cold_.end(), old.begin(), old.end());
 }
 
 bool StackPool::in_guard(const void *addr) const {

@@ -50,11 +50,11 @@ bool handoff(Worker *w) {
     return true;
 }
 
-void *sysmon_main(void *) {
+void *sysmon_main(void *arg) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, nullptr);
-    Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
+    Seen *seen = static_cast<Seen *>(arg);
     int64_t delay = kMinSleep;
     int idle_rounds = 0;
     int64_t last_scavenge = now_ns();
@@ -106,7 +106,10 @@ void sysmon_start() {
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&a, 64 * 1024);
-    if (pthread_create(&rt->sysmon, &a, sysmon_main, nullptr) == 0) rt->sysmon_running = true;
+    // Allocated here, not in the thread: the engine's allocations all
+    // happen at well-defined points (np_stats counts them).
+    Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
+    if (seen && pthread_create(&rt->sysmon, &a, sysmon_main, seen) == 0) rt->sysmon_running = true;
     pthread_attr_destroy(&a);
 }
 
