@@ -21,7 +21,7 @@ DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-d
 DEPS_TEST  := valgrind qemu-user gcc-aarch64-linux-gnu
 DEPS_BENCH := golang-go libboost-context-dev wrk
 
-.PHONY: all check demo bench install clean deps deps-bench lib tests
+.PHONY: all check check-valgrind demo bench install clean deps deps-bench lib tests
 all: lib tests
 
 NOCONF_GOALS := clean deps deps-bench
@@ -121,13 +121,22 @@ $(B)/t/internal-tests: t/internal/*.cpp $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LIB_CXXFLAGS) -o $@ t/internal/*.cpp $(LIB_OBJS) $(LIB_LIBS) -lcriterion
 
+# Under valgrind (memcheck): suites whose timing bounds survive its slowdown.
+VG_SUITES_QUICK := 'sync/*' 'close_epoll/*' 'io_epoll/*'
+VG_SUITES := $(VG_SUITES_QUICK) 'reuse_epoll/*' 'runtime/*' 'embed/*' 'steady_epoll/*'
+VALGRIND_RUN = valgrind --trace-children=yes --error-exitcode=9 -q
+
 check: all $(B)/t/internal-tests
 	sh man/check.sh
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
 	$(B)/t/internal-tests --jobs 2
+	for s in $(VG_SUITES_QUICK); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 	$(TEST_BIN) --jobs 2
+
+check-valgrind: all
+	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 
 # ---- demo and benchmarks ----------------------------------------------------
 $(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so

@@ -19,6 +19,7 @@ struct Stack {
     char *hi = nullptr;          // one past the top of the slot
     uint64_t *canary = nullptr;  // neighbour's canary below lo (unguarded slots)
     bool guarded = false;
+    unsigned vg_id = 0;          // valgrind's id while in use (see stack_pool.cpp)
 };
 
 struct GThread {
