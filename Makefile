@@ -18,7 +18,7 @@ SOMAJOR := 1
 
 DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
-DEPS_TEST  := valgrind qemu-user gcc-aarch64-linux-gnu
+DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu
 DEPS_BENCH := golang-go libboost-context-dev wrk
 
 .PHONY: all check check-valgrind demo bench install clean deps deps-bench lib tests
@@ -126,8 +126,13 @@ VG_SUITES_QUICK := 'sync/*' 'close_epoll/*' 'io_epoll/*'
 VG_SUITES := $(VG_SUITES_QUICK) 'reuse_epoll/*' 'runtime/*' 'embed/*' 'steady_epoll/*'
 VALGRIND_RUN = valgrind --trace-children=yes --error-exitcode=9 -q
 
-check: all $(B)/t/internal-tests
+$(B)/t/gdb/bt_target: t/gdb/bt_target.c $(B)/lib/libnetpoll.so
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g -Iinclude -o $@ $< -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll
+
+check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target
 	sh man/check.sh
+	sh t/gdb/bt-check.sh $(B)/t/gdb/bt_target
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
