@@ -122,8 +122,8 @@ $(B)/t/internal-tests: t/internal/*.cpp $(LIB_OBJS)
 	$(CXX) $(LIB_CXXFLAGS) -o $@ t/internal/*.cpp $(LIB_OBJS) $(LIB_LIBS) -lcriterion
 
 # Under valgrind (memcheck): suites whose timing bounds survive its slowdown.
-VG_SUITES_QUICK := 'sync/*' 'close_epoll/*' 'io_epoll/*'
-VG_SUITES := $(VG_SUITES_QUICK) 'reuse_epoll/*' 'runtime/*' 'embed/*' 'steady_epoll/*'
+VG_SUITES_QUICK := 'sync/*' 'io_epoll/*' 'reuse_epoll/*'
+VG_SUITES := $(VG_SUITES_QUICK) 'close_epoll/*' 'runtime/*' 'embed/*' 'steady_epoll/*'
 VALGRIND_RUN = valgrind --trace-children=yes --error-exitcode=9 -q
 
 $(B)/t/gdb/bt_target: t/gdb/bt_target.c $(B)/lib/libnetpoll.so
@@ -155,7 +155,7 @@ $(B)/bench/switch_np: bench/switch_np.c $(ARCH_SWITCH)
 demo: $(B)/bench/demo
 	$(B)/bench/demo
 
-NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np
+NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np
 bench: deps-bench lib $(addprefix $(B)/bench/,$(NP_BENCH))
 	sh bench/run.sh $(B)
 
