@@ -130,9 +130,14 @@ $(B)/t/gdb/bt_target: t/gdb/bt_target.c $(B)/lib/libnetpoll.so
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -g -Iinclude -o $@ $< -L$(B)/lib -Wl,-rpath,$(CURDIR)/$(B)/lib -lnetpoll
 
-check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target
+$(B)/t/ffi/ffi_dlopen: t/ffi/ffi_dlopen.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g -o $@ $< -lffi -ldl
+
+check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh man/check.sh
 	sh t/gdb/bt-check.sh $(B)/t/gdb/bt_target
+	sh t/ffi/ffi-check.sh $(B)/t/ffi/ffi_dlopen $(CURDIR)/$(LIB_SO)
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native

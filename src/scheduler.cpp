@@ -29,7 +29,7 @@
 namespace np {
 
 Runtime *rt;
-thread_local Worker *tls_worker;
+thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
 
 static std::mutex start_mu;
 

@@ -3,7 +3,8 @@
 // and takes the never-run threads away from a worker that has not switched
 // for 20 us while others could run them (it is stuck in a blocking call or
 // a long computation).  It backs off to 10 ms ticks when there is nothing
-// to do, so an idle process costs ~100 wake-ups a second.
+// to do, so an idle process costs ~100 wake-ups a second (it backs off
+// faster than Go's, after 5 idle rounds: wake-ups cost more on our side).
 #include <cstring>
 #include <csignal>
 #include <pthread.h>
@@ -92,7 +93,7 @@ void *sysmon_main(void *arg) {
         if (acted) {
             idle_rounds = 0;
             delay = kMinSleep;
-        } else if (++idle_rounds > 50) {
+        } else if (++idle_rounds > 4) {
             delay = delay * 2 > kMaxSleep ? kMaxSleep : delay * 2;
         }
     }
