@@ -94,9 +94,10 @@ void wake_worker(Worker *w);   // it has new work: wake it however it waits
 void yield();
 
 // A safe point: give way if sysmon asked this worker to.
+void yield_preempted();
 inline void preempt_point() {
     Worker *w = tls_worker;
-    if (w && w->cur && __builtin_expect(w->preempt.load(std::memory_order_relaxed), 0)) yield();
+    if (w && w->cur && __builtin_expect(w->preempt.load(std::memory_order_relaxed), 0)) yield_preempted();
 }
 
 // Timers on the current worker's heap (or the first worker's from an OS

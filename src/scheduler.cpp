@@ -226,6 +226,15 @@ void yield() {
     switch_to(w, g, next);
 }
 
+// Asked by sysmon: the timers that fell due while this thread ran go first
+// (a sleeper waiting on them is often why), then the others get a turn.
+void yield_preempted() {
+    Worker *w = tls_worker;
+    w->preempt.store(false, std::memory_order_relaxed);
+    maybe_timers(w);
+    yield();
+}
+
 void park() {
     Worker *w = tls_worker;
     GThread *g = w->cur;

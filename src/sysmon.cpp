@@ -5,6 +5,7 @@
 // a long computation).  It backs off to 10 ms ticks when there is nothing
 // to do, so an idle process costs ~100 wake-ups a second (it backs off
 // faster than Go's, after 5 idle rounds: wake-ups cost more on our side).
+#include <cstdio>
 #include <cstring>
 #include <csignal>
 #include <pthread.h>
@@ -106,11 +107,14 @@ void sysmon_start() {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 64 * 1024);
+    // The default stack size: glibc carves the program's static TLS out of
+    // a thread's stack, and a host may have a lot of it.
     // Allocated here, not in the thread: the engine's allocations all
     // happen at well-defined points (np_stats counts them).
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
-    if (seen && pthread_create(&rt->sysmon, &a, sysmon_main, seen) == 0) rt->sysmon_running = true;
+    int e = seen ? pthread_create(&rt->sysmon, &a, sysmon_main, seen) : ENOMEM;
+    if (e) fprintf(stderr, "netpoll: cannot start sysmon: %s\n", strerror(e));
+    else rt->sysmon_running = true;
     pthread_attr_destroy(&a);
 }
 

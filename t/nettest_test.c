@@ -38,6 +38,8 @@ struct half {
 
 static void *send_chunks(void *a) {
     struct half *h = a;
+    /* Thread-local on purpose: 70 KB of static TLS in the test program,
+     * which glibc carves out of every thread stack (sysmon must still start). */
     static _Thread_local unsigned char buf[70000];
     size_t sent = 0;
     while (sent < h->total) {
