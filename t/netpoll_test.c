@@ -219,7 +219,11 @@ static int deadlines_during_copy(void *x) {
         static const char chunk[1024];
         int64_t end = np_now() + 5000 * MS;
         while (!atomic_load(&c.done) && np_now() < end) {
-            if (np_write(p.pb, chunk, sizeof chunk) < 0) break;
+            /* The reader may stop (its deadline) while the buffer is full:
+             * a short write deadline keeps this loop looking at done. */
+            np_set_deadline(p.pb, np_now() + 20 * MS, NP_WRITE);
+            ssize_t w = np_write(p.pb, chunk, sizeof chunk);
+            if (w < 0 && w != -ETIMEDOUT) break;
             np_yield();
         }
         while (!atomic_load(&c.done) && np_now() < end) np_sleep(MS);
