@@ -95,11 +95,16 @@ $(B)/lib/libnetpoll.so.$(SOMAJOR): $(LIB_SO)
 $(B)/lib/libnetpoll.so: $(B)/lib/libnetpoll.so.$(SOMAJOR)
 	ln -sf libnetpoll.so.$(SOMAJOR) $@
 
-$(B)/netpoll.pc: Makefile
-	@mkdir -p $(B)
+# Written again at install time, for the PREFIX given then.
+define write_pc
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
 	  'Name: netpoll' 'Description: green threads and Go-style pollable descriptors' \
-	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lnetpoll' 'Cflags: -I$${includedir}' > $@
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lnetpoll' 'Cflags: -I$${includedir}' > $(1)
+endef
+
+$(B)/netpoll.pc: Makefile
+	@mkdir -p $(B)
+	$(call write_pc,$@)
 
 # ---- tests -----------------------------------------------------------------
 TEST_SRCS := $(wildcard t/*.c)
@@ -172,7 +177,7 @@ install: lib
 	ln -sf libnetpoll.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnetpoll.so.$(SOMAJOR)
 	ln -sf libnetpoll.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libnetpoll.so
 	install -m 644 include/netpoll.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(B)/netpoll.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	$(call write_pc,$(DESTDIR)$(LIBDIR)/pkgconfig/netpoll.pc)
 	install -m 644 man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 
