@@ -451,8 +451,11 @@ static GThread *steal(Worker *self) {
         Worker *v = rt->workers[(start + k) % n];
         if (v == self || v->q.nfresh.load(std::memory_order_relaxed) == 0) continue;
         v->q.lock.lock();
+        // Half, but a small batch: the walk holds the victim's lock, and each
+        // node is a cache miss on another stack.
         size_t want = (v->q.nfresh.load(std::memory_order_relaxed) + 1) / 2;
-        GThread *got = v->q.take_fresh(want, 256);
+        if (want > 32) want = 32;
+        GThread *got = v->q.take_fresh(want, 64);
         v->q.lock.unlock();
         if (!got) continue;
         GThread *first = got;

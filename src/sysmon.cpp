@@ -29,27 +29,19 @@ struct Seen {
     int64_t since = 0;
 };
 
-// Move w's never-run threads to the global queue, where idle workers find them.
+// w is stuck with never-run threads waiting: they are stealable from its
+// inbox, so wake an idle worker to take them (it steals half at a time).
+// Nothing is walked or moved here: the stuck worker may be spawning.
 bool handoff(Worker *w) {
     if (w->q.nfresh.load(std::memory_order_relaxed) == 0) return false;
-    w->q.lock.lock();
-    GThread *moved = w->q.take_fresh(SIZE_MAX, SIZE_MAX);
-    w->q.lock.unlock();
-    if (!moved) return false;
-    rt->global.lock.lock();
-    while (moved) {
-        GThread *nx = moved->next;
-        rt->global.push(moved);
-        moved = nx;
-    }
-    rt->global.lock.unlock();
-    rt->handoffs.fetch_add(1, std::memory_order_relaxed);
-    // Any idle worker will do: poke them all, they are few.
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *o = rt->workers[i];
-        if (o != w && o->state.load(std::memory_order_relaxed) != kRunning) wake_worker(o);
+        if (o == w || o->state.load(std::memory_order_relaxed) == kRunning) continue;
+        wake_worker(o);
+        rt->handoffs.fetch_add(1, std::memory_order_relaxed);
+        return true;
     }
-    return true;
+    return false;
 }
 
 void *sysmon_main(void *arg) {
