@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "errno_guard.hpp"
 #include "netpoll.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
@@ -19,10 +20,6 @@ using namespace np;
 
 namespace {
 
-struct ErrnoGuard {
-    int saved = errno;
-    ~ErrnoGuard() { errno = saved; }
-};
 
 constexpr size_t kMaxRW = size_t(1) << 30; // one call moves at most 1 GiB
 

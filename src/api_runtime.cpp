@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include "clock.hpp"
+#include "errno_guard.hpp"
 #include "netpoll.h"
 #include "runtime.hpp"
 
@@ -13,11 +14,6 @@ using namespace np;
 
 namespace {
 
-// The ABI never changes errno, whatever the syscalls inside did.
-struct ErrnoGuard {
-    int saved = errno;
-    ~ErrnoGuard() { errno = saved; }
-};
 
 struct MainArg {
     int (*fn)(void *);
@@ -42,10 +38,6 @@ int run_embedded_main(GThread *t) {
 }
 
 } // namespace
-
-namespace np {
-int run_embedded();
-}
 
 extern "C" {
 

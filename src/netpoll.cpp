@@ -55,9 +55,6 @@ void netpoll_break() {
     if (rt && rt->port) rt->port->wake();
 }
 
-int run_embedded();
-int64_t next_timer_delay();
-
 } // namespace np
 
 using namespace np;

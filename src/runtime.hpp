@@ -115,6 +115,11 @@ bool netpoll_has_waiters();
 // call that blocks (regular-file I/O) never stalls its worker.
 long blocking_call(long (*fn)(void *), void *arg);
 
+// Embedded mode: run what is runnable on the host thread; the delay until
+// the next timer of any worker (-1 none).
+int run_embedded();
+int64_t next_timer_delay();
+
 void sysmon_start();
 void check_stack_overflow(GThread *g);
 void stack_guard_install();
