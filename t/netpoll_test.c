@@ -800,10 +800,8 @@ Test(poller, trace, .init = cr_redirect_stderr) {
     struct pair p;
     open_pair(&p, 0);
     close_pair(&p);
-    fflush(stderr);
-    char buf[4096] = {0};
-    size_t n = fread(buf, 1, sizeof buf - 1, cr_get_redirected_stderr());
-    buf[n] = 0;
+    char buf[4096];
+    captured_stderr(buf, sizeof buf);
     cr_assert(strstr(buf, "netpoll: epfd="), "%s", buf);
     cr_assert(strstr(buf, " add"), "%s", buf);
 }

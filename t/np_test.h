@@ -48,6 +48,14 @@ static inline void np_test_init_embedded(const char *poller) {
     cr_assert_eq(r, 0, "np_init(%s, embedded): %s", poller, strerror(-r));
 }
 
+/* What the test wrote to stderr so far (with .init = cr_redirect_stderr). */
+static inline const char *captured_stderr(char *buf, size_t n) {
+    fflush(stderr);
+    size_t got = fread(buf, 1, n - 1, cr_get_redirected_stderr());
+    buf[got] = 0;
+    return buf;
+}
+
 /* Run fn as the test's main green thread; assert it returned 0. */
 static inline void run_green(int (*fn)(void *), void *arg) {
     int r = np_main(fn, arg);

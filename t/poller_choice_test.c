@@ -42,10 +42,8 @@ Test(poller_choice, io_uring_refused_env_falls_back, .init = cr_redirect_stderr)
     setenv("NP_POLLER", "io_uring", 1);
     cr_assert_eq(np_init(NULL), 0);
     cr_assert_eq(np_main(returns_9, NULL), 9);
-    fflush(stderr);
-    char buf[1024] = {0};
-    size_t n = fread(buf, 1, sizeof buf - 1, cr_get_redirected_stderr());
-    buf[n] = 0;
+    char buf[1024];
+    captured_stderr(buf, sizeof buf);
     cr_assert(strstr(buf, "NP_POLLER=io_uring unavailable"), "stderr: %s", buf);
     cr_assert(strstr(buf, "using epoll"), "stderr: %s", buf);
 }

@@ -170,10 +170,25 @@ static int in_green(void *a) {
 
 Test(runtime, in_green) { run_green(in_green, NULL); }
 
-static int join_self(void *a) {
+static np_thread *_Atomic self_handle;
+static void *join_self(void *a) {
     (void)a;
+    while (!atomic_load(&self_handle)) np_yield();
+    return (void *)(intptr_t)np_join(atomic_load(&self_handle), NULL);
+}
+
+static int joins_itself(void *a) {
+    (void)a;
+    np_thread *t;
+    cr_assert_eq(np_spawn(&t, join_self, NULL), 0);
+    atomic_store(&self_handle, t);
+    void *r;
+    cr_assert_eq(np_join(t, &r), 0);
+    cr_assert_eq((intptr_t)r, -EDEADLK, "a thread joining itself: %ld", (long)(intptr_t)r);
     return 0;
 }
+
+Test(runtime, join_self_is_edeadlk) { run_green(joins_itself, NULL); }
 
 Test(runtime, bad_input) {
     cr_assert_eq(np_main(NULL, NULL), -EINVAL);
@@ -185,7 +200,6 @@ Test(runtime, bad_input) {
     cr_assert_eq(np_stats_get(NULL), -EINVAL);
     np_stats s = {.size = 1};
     cr_assert_eq(np_stats_get(&s), -EINVAL);
-    (void)join_self;
 }
 
 Test(runtime, errno_untouched) {
@@ -239,11 +253,8 @@ Test(config, env_garbage_uses_defaults, .init = cr_redirect_stderr) {
     setenv("NP_POLLER", "carrier-pigeon", 1);
     cr_assert_eq(np_init(NULL), 0);
     cr_assert_eq(np_main(returns_42, NULL), 42);
-    fflush(stderr);
-    char buf[1024] = {0};
-    FILE *f = cr_get_redirected_stderr();
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
+    char buf[1024];
+    captured_stderr(buf, sizeof buf);
     cr_assert(strstr(buf, "NP_PROCS=\"lots\""), "stderr: %s", buf);
     cr_assert(strstr(buf, "NP_STACK_SIZE=\"12zz\""), "stderr: %s", buf);
     cr_assert(strstr(buf, "NP_POLLER=\"carrier-pigeon\""), "stderr: %s", buf);
