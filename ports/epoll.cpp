@@ -1,6 +1,7 @@
 // epoll: the default port on Linux.  Each descriptor is registered once, for
 // both directions, edge-triggered; the kernel's user data is the descriptor
 // pointer tagged with its fdseq.
+#include <atomic>
 #include <cerrno>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -49,15 +50,37 @@ public:
         return 0;
     }
 
+    bool movable() const override { return true; }
+
     int poll(int64_t delay, Waiter **woken) override {
-        struct epoll_event evs[128];
-        int n;
+        // The owner polls from green stacks too (small ones): the big event
+        // array is the port's, and a second concurrent poller (sysmon, a
+        // host's np_poll) makes do with a small one on its stack.
+        struct epoll_event small[8];
+        bool mine = !evs_busy_.exchange(true, std::memory_order_acquire);
+        struct epoll_event *evs = mine ? evs_ : small;
+        int cap = mine ? kEvents : 8;
+        int n = wait(evs, cap, delay);
+        handle(evs, n, delay, woken);
+        if (mine) evs_busy_.store(false, std::memory_order_release);
+        return n;
+    }
+
+    void wake() override { wakeup_.wake(); }
+
+private:
+    static constexpr int kEvents = 128;
+
+    int wait(struct epoll_event *evs, int cap, int64_t delay) {
         for (;;) {
-            n = epoll_wait(epfd_, evs, 128, delay_to_ms(delay));
-            if (n >= 0) break;
+            int n = epoll_wait(epfd_, evs, cap, delay_to_ms(delay));
+            if (n >= 0) return n;
             // EINTR: with a timeout the caller recomputes it; else retry.
             if (errno != EINTR || delay > 0) return 0;
         }
+    }
+
+    void handle(const struct epoll_event *evs, int n, int64_t delay, Waiter **woken) {
         for (int i = 0; i < n; i++) {
             uint32_t e = evs[i].events;
             uint64_t tag = evs[i].data.u64;
@@ -76,14 +99,12 @@ public:
                           (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? kEvHangup : 0);
             pd_ready_event(tag, mode, ev, woken);
         }
-        return n;
     }
 
-    void wake() override { wakeup_.wake(); }
-
-private:
     int epfd_ = -1;
     Wakeup wakeup_;
+    std::atomic<bool> evs_busy_{false};
+    struct epoll_event evs_[kEvents];
 };
 
 } // namespace

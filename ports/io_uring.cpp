@@ -158,6 +158,9 @@ public:
     }
 
     void wake() override { wakeup_.wake(); }
+    // One-shot polls are armed per park on the port that owns the
+    // descriptor: only multishot registrations can move.
+    bool movable() const override { return multishot_; }
 
 private:
     // epoll refuses files without a wait queue (regular files, directories,
@@ -273,7 +276,10 @@ private:
         PollDesc *pd = pd_from_tag(tag, &stale);
         // Under the lock: close, free and reuse cannot slip in between.
         std::lock_guard<std::mutex> lk(sq_mu_);
-        if (pd->poll_index < 0 || pd->tag() != tag) return; // closed or reused
+        // Closed, reused, or moved to another worker's ring.
+        // (A move stores the new port before it takes sq_mu_ to close here.)
+        if (pd->port.load(std::memory_order_acquire) != this || pd->poll_index < 0 || pd->tag() != tag)
+            return;
         bool rearm = res == -ECANCELED || (res >= 0 && multishot_);
         if (res < 0 && !rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
         if (!dir) {

@@ -137,7 +137,9 @@ int open_fd(int fd, unsigned flags, np_fd **out) {
     pd->user_nonblock = flags & NP_OPEN_NONBLOCK;
     pd->read_drained = false;
     pd_open(pd);
-    int e = rt->port->open(fd, pd);
+    Port *port = open_port();
+    pd->port.store(port, std::memory_order_relaxed);
+    int e = port->open(fd, pd);
     if (e == -EPERM) {
         pd->pollable = false; // a regular file: blocking I/O on helpers
     } else if (e) {
@@ -148,7 +150,7 @@ int open_fd(int fd, unsigned flags, np_fd **out) {
         pd->stream = is_stream(fd);
         if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
             e = -errno;
-            rt->port->close(fd, pd);
+            port->close(fd, pd);
             pd_free(pd);
             return e;
         }
@@ -180,7 +182,7 @@ int np_close(np_fd *p) {
     if (int e = pd->fdmu.mark_closed()) return e;
     pd_unblock(pd);          // waiters wake with -EBADF
     pd->fdmu.wait_idle();    // in-flight operations leave first
-    if (pd->pollable) rt->port->close(pd->fd, pd);
+    if (pd->pollable) pd->port.load(std::memory_order_acquire)->close(pd->fd, pd);
     int fd = pd->fd;
     pd_free(pd);
     rt->descriptors.fetch_sub(1, std::memory_order_relaxed);

@@ -1,7 +1,15 @@
-// The poller as the scheduler sees it: one pass over the port that makes
-// the woken threads runnable, the break, the waiter count; and the ABI for
-// driving it from outside (np_poll, np_poll_fd, embedding).
+// The pollers as the scheduler sees them: each worker owns one port, sleeps
+// in it when idle and polls it without blocking in between; a descriptor is
+// registered with the port of the worker its waiters run on (poll_desc.cpp
+// moves it there), so readiness reaches the right worker directly, with no
+// hand-off.  Also the ABI for driving the pollers from outside (np_poll,
+// np_poll_fd, embedding).
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -9,6 +17,7 @@
 #include "netpoll.h"
 #include "port.hpp"
 #include "runtime.hpp"
+#include "wakeup.hpp"
 
 namespace np {
 
@@ -32,15 +41,56 @@ int port_create(Port **out, PollerKind k) {
     return 0;
 }
 
+static int create_all(Runtime *r, PollerKind k) {
+    for (int i = 0; i < r->nworkers; i++)
+        if (int e = port_create(&r->workers[i]->port, k)) return e;
+    if (r->host) {
+        if (int e = port_create(&r->host->port, k)) return e;
+        r->host->port->sole_poller = true; // its loop polls with delay 0
+    }
+    return 0;
+}
+
+void ports_destroy(Runtime *r) {
+    for (int i = 0; i < r->nworkers; i++) {
+        delete r->workers[i]->port;
+        r->workers[i]->port = nullptr;
+    }
+    if (r->host) {
+        delete r->host->port;
+        r->host->port = nullptr;
+    }
+}
+
+int ports_create(Runtime *r, const Config &c) {
+    int e = create_all(r, c.poller);
+    if (e && c.poller_from_env && c.poller != PollerKind::epoll) {
+        fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
+                poller_name(c.poller), strerror(-e));
+        ports_destroy(r);
+        r->cfg.poller = PollerKind::epoll;
+        e = create_all(r, PollerKind::epoll);
+    }
+    if (e) ports_destroy(r);
+    return e;
+}
+
+Port *open_port() {
+    if (Worker *w = tls_worker) return w->port;
+    if (rt->host) return rt->host->port;
+    uint32_t i = rt->open_rr.fetch_add(1, std::memory_order_relaxed);
+    return rt->workers[i % uint32_t(rt->nworkers)]->port;
+}
+
 bool netpoll_has_waiters() {
     return rt->netpoll_waiters.load(std::memory_order_relaxed) > 0;
 }
 
-int netpoll(int64_t delay_ns) {
+int netpoll(Worker *w, int64_t delay_ns) {
     Waiter *woken = nullptr;
-    rt->port->poll(delay_ns, &woken);
+    w->port->poll(delay_ns, &woken);
     rt->polls.fetch_add(1, std::memory_order_relaxed);
-    rt->last_poll.store(now_ns(), std::memory_order_relaxed);
+    w->last_poll.store(now_ns(), std::memory_order_relaxed);
     int n = 0;
     while (woken) {
         Waiter *nx = woken->next; // woken may be gone once it runs
@@ -51,8 +101,54 @@ int netpoll(int64_t delay_ns) {
     return n;
 }
 
-void netpoll_break() {
-    if (rt && rt->port) rt->port->wake();
+// With workers, a host that wants to watch netpoll (np_poll_fd) gets an
+// epoll set over the workers' ports plus a break of its own.
+static std::mutex outer_mu;
+
+static int outer_fd() {
+    int fd = rt->outer_fd.load(std::memory_order_acquire);
+    if (fd >= 0) return fd;
+    std::lock_guard<std::mutex> lk(outer_mu);
+    if ((fd = rt->outer_fd.load(std::memory_order_relaxed)) >= 0) return fd;
+    auto *wk = make<Wakeup>();
+    if (!wk) return -ENOMEM;
+    int e = wk->init();
+    fd = e ? -1 : epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0 && !e) e = -errno;
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    for (int i = -1; !e && i < rt->nworkers; i++) {
+        int pfd = i < 0 ? wk->fd : rt->workers[i]->port->fd();
+        ev.data.u32 = uint32_t(i + 1); // 0: the break
+        if (epoll_ctl(fd, EPOLL_CTL_ADD, pfd, &ev) < 0) e = -errno;
+    }
+    if (e) {
+        if (fd >= 0) close(fd);
+        wk->close_fd();
+        destroy(wk);
+        return e;
+    }
+    rt->outer_wake = wk;
+    rt->outer_fd.store(fd, std::memory_order_release);
+    return fd;
+}
+
+// np_poll with workers: wait on the outer set, then one non-blocking pass
+// over every worker's port (they poll their own ports too: whoever gets an
+// event first readies its thread).
+static int poll_outside(int64_t delay_ns) {
+    if (Worker *self = tls_worker) return self->cur ? netpoll(self, 0) : 0;
+    if (delay_ns != 0) {
+        int fd = outer_fd();
+        if (fd < 0) return fd;
+        struct epoll_event evs[8];
+        int n = epoll_wait(fd, evs, 8, delay_to_ms(delay_ns));
+        for (int i = 0; i < n; i++)
+            if (evs[i].data.u32 == 0) rt->outer_wake->drain();
+    }
+    int n = 0;
+    for (int i = 0; i < rt->nworkers; i++) n += netpoll(rt->workers[i], 0);
+    return n;
 }
 
 } // namespace np
@@ -69,16 +165,16 @@ int np_poll(int64_t delay_ns) {
         // next timer, nor at all when threads are already runnable.
         int64_t t = next_timer_delay();
         if (t >= 0 && (delay_ns < 0 || t < delay_ns)) delay_ns = t;
-        int n = netpoll(delay_ns);
+        int n = netpoll(rt->host, delay_ns);
         int ran = run_embedded();
         return ran < 0 ? ran : n;
     }
-    return netpoll(delay_ns);
+    return poll_outside(delay_ns);
 }
 
 int np_poll_fd(void) {
     if (int e = runtime_ensure()) return e;
-    return rt->port->fd();
+    return rt->host ? rt->host->port->fd() : outer_fd();
 }
 
 int64_t np_poll_timeout(void) {
@@ -88,7 +184,13 @@ int64_t np_poll_timeout(void) {
 
 int np_poll_break(void) {
     if (int e = runtime_ensure()) return e;
-    rt->port->wake();
+    if (rt->host) {
+        rt->host->port->wake();
+        return 0;
+    }
+    int fd = outer_fd();
+    if (fd < 0) return fd;
+    rt->outer_wake->wake();
     return 0;
 }
 

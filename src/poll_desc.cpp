@@ -122,6 +122,7 @@ int pd_open(PollDesc *pd) {
     pd->wg.store(kPdNil, std::memory_order_relaxed);
     pd->hangup.store(false, std::memory_order_relaxed);
     pd->fdmu.reset();
+    pd->moves = 0;
     pd->publish();
     return 0;
 }
@@ -132,6 +133,40 @@ int pd_reset(PollDesc *pd, int mode) {
     // from before this operation would just cost a spurious retry.
     if (pd->pollable) sem(pd, mode).store(kPdNil, std::memory_order_relaxed);
     return 0;
+}
+
+// Readiness for a green thread is best reported by its own worker's
+// poller: no hand-off to another worker, and the descriptor stays in one
+// cache.  So when a thread parks on a descriptor registered elsewhere, the
+// registration moves to its worker -- unless the other direction has a
+// waiter (a reader and a writer on two workers would pull it to and fro)
+// or it has moved often already.  The new registration reports what is
+// ready at once, so nothing falls between the two.
+constexpr uint8_t kMaxMoves = 8;
+
+static void settle(PollDesc *pd, int mode) {
+    Port *cur = pd->port.load(std::memory_order_acquire);
+    Worker *w = tls_worker;
+    Port *mine = w && w->cur ? w->port : nullptr;
+    if (!mine || mine == cur || !cur->movable() || pd->moves >= kMaxMoves) {
+        cur->arm(pd, mode);
+        return;
+    }
+    if (!pd->move_mu.try_lock()) return; // someone else moves it
+    uintptr_t other = sem(pd, mode ^ (NP_READ | NP_WRITE)).load(std::memory_order_acquire);
+    if (pd->port.load(std::memory_order_relaxed) == cur && (other == kPdNil || other == kPdReady)) {
+        pd->moves++;
+        // First: the old port's late completions see it is no longer theirs.
+        pd->port.store(mine, std::memory_order_release);
+        cur->close(pd->fd, pd);
+        if (mine->open(pd->fd, pd) == 0) {
+            NP_TRACE("netpoll: fd=%d moved to worker %d", pd->fd, w->id);
+        } else {
+            pd->port.store(cur, std::memory_order_release);
+            cur->open(pd->fd, pd);
+        }
+    }
+    pd->move_mu.unlock();
 }
 
 // One wait: returns 1 when I/O readiness was consumed, 0 when woken without
@@ -154,7 +189,7 @@ static int block(PollDesc *pd, int mode) {
         // the semaphore meanwhile.
         if (s.compare_exchange_strong(v, reinterpret_cast<uintptr_t>(&w), std::memory_order_acq_rel)) {
             rt->netpoll_waiters.fetch_add(1, std::memory_order_relaxed);
-            rt->port->arm(pd, mode);
+            settle(pd, mode);
             w.wait();
             rt->netpoll_waiters.fetch_sub(1, std::memory_order_relaxed);
         }

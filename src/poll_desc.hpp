@@ -22,6 +22,8 @@
 
 namespace np {
 
+class Port;
+
 constexpr uintptr_t kPdNil = 0, kPdReady = 1, kPdWait = 2;
 
 enum : uint32_t {
@@ -47,10 +49,13 @@ struct PollDesc {
     bool read_drained = false;              // last read was short (see api_io.cpp)
     std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
     bool is_free = true;                    // on the free list (double-close check)
+    uint8_t moves = 0;                      // registrations moved (poll_desc.cpp)
+    SpinLock move_mu;                       // one move at a time
     std::atomic<uintptr_t> fdseq{0};        // bumped at free; 0 unused
     std::atomic<uint32_t> info{0};
     std::atomic<uintptr_t> rg{kPdNil};
     std::atomic<uintptr_t> wg{kPdNil};
+    std::atomic<Port *> port{nullptr};     // registered with (if pollable)
     uint32_t poll_events = 0;               // poll(2) port: directions to watch
     int poll_index = -1;                    // poll(2) port: slot in its array
 

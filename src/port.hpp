@@ -1,6 +1,6 @@
 // The one internal interface every readiness mechanism implements (one file
 // each under ports/): open/close a descriptor, poll with a delay, break a
-// blocking poll.  Ports report readiness only through pd_ready_event(); all
+// blocking poll.  Every worker has a port of its own.  Ports report readiness only through pd_ready_event(); all
 // the cleverness lives in the descriptor state machine.
 #pragma once
 #include <cstdint>
@@ -29,6 +29,10 @@ public:
     virtual int fd() const = 0;
     // A waiter is about to park on mode (level-triggered ports re-arm).
     virtual void arm(PollDesc *, int) {}
+    // A registration may be closed here and opened on another port of the
+    // same kind while the descriptor is in use: opening reports what is
+    // ready already (edge-triggered ports), and arm() does nothing.
+    virtual bool movable() const { return false; }
 
     // Only a blocking poll may drain the break (a non-blocking one would
     // steal the wake-up meant for it) -- unless there is one poller only:

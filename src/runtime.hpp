@@ -1,6 +1,6 @@
 // The scheduler's shared state: workers (an OS thread each, or the host
-// thread in embedded mode), the global queue, the poller hand-off, and the
-// operations the rest of the engine parks and wakes through.
+// thread in embedded mode) each with its own poller, the global queue, and
+// the operations the rest of the engine parks and wakes through.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -19,6 +19,8 @@ class Port;
 
 enum : int { kRunning = 0, kSleeping = 1, kPolling = 2 };
 
+struct Wakeup;
+
 struct Worker {
     int id = 0;
     pthread_t thread{};
@@ -33,6 +35,10 @@ struct Worker {
     std::atomic<size_t> local_n{0};   // read by sysmon and stats
     TimerHeap timers;
     StackCache stacks;                // worker-private stack cache
+    // This worker's poller: it sleeps in it when idle, and the descriptors
+    // its threads wait on are registered with it (see poll_desc.cpp).
+    Port *port = nullptr;
+    std::atomic<int64_t> last_poll{0};
     std::atomic<uint32_t> wake_seq{0};
     std::atomic<int> state{kRunning};
     std::atomic<int64_t> sleep_until{INT64_MAX};
@@ -51,9 +57,11 @@ struct Runtime {
     int nworkers = 0;                 // OS worker threads (0 in embedded mode)
     Worker *host = nullptr;           // embedded mode's worker
     RunQueue global;
-    Port *port = nullptr;
-    std::atomic<int> poller_busy{0};  // a worker is blocked in the poller
-    std::atomic<int64_t> last_poll{0};
+    std::atomic<uint32_t> open_rr{0}; // spreads opens from plain OS threads
+    // np_poll_fd/np_poll from outside with workers: an epoll set over the
+    // workers' pollers, made on first use.
+    std::atomic<int> outer_fd{-1};
+    Wakeup *outer_wake = nullptr;
     std::atomic<int64_t> netpoll_waiters{0};
     std::atomic<int> spinning{0};
     StackPool stacks;
@@ -106,10 +114,15 @@ void timer_add(Timer *t, int64_t when);
 bool timer_del(Timer *t);            // false if it had already fired/was not queued
 void timer_modify(Timer *t, int64_t when);
 
-// The poller, from the scheduler's idle path (netpoll.cpp).
-int netpoll(int64_t delay_ns);       // polls and readies; returns count
-void netpoll_break();
+// The pollers (netpoll.cpp).  netpoll polls w's port and readies the
+// woken; returns their count.
+int netpoll(Worker *w, int64_t delay_ns);
 bool netpoll_has_waiters();
+// The port a descriptor opened now registers with: the caller's worker's,
+// or (from a plain OS thread) the workers' in turn.
+Port *open_port();
+int ports_create(Runtime *r, const Config &c); // every worker's (and the host's)
+void ports_destroy(Runtime *r);
 
 // Run fn on a helper thread while the calling green thread parks, so a
 // call that blocks (regular-file I/O) never stalls its worker.

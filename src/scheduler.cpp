@@ -2,8 +2,8 @@
 // switches directly from one to the next; only when nothing is runnable does
 // it switch to its scheduler context (g0, the OS thread's own stack), where
 // find_runnable() is shaped like Go's findRunnable: timers, local queue,
-// global queue, a non-blocking poll, stealing, then one worker blocks in the
-// poller while the others sleep on a futex.
+// global queue, a non-blocking poll, stealing, then it blocks in its own
+// poller (each worker has one: see netpoll.cpp).
 //
 // Placement: a thread runs on the worker that first runs it and stays there.
 // Compilers cache thread-local addresses across calls (__errno_location is
@@ -41,7 +41,7 @@ void wake_worker(Worker *w) {
     w->wake_seq.fetch_add(1, std::memory_order_seq_cst);
     if (w->embedded) {
         // The host may be anywhere in its own loop: make np_poll_fd readable.
-        if (tls_worker != w) netpoll_break();
+        if (tls_worker != w) w->port->wake();
         return;
     }
     // Claim the wake-up: of many wakers only one pays for the syscall.
@@ -49,23 +49,19 @@ void wake_worker(Worker *w) {
     if (st == kRunning || !w->state.compare_exchange_strong(st, kRunning, std::memory_order_seq_cst))
         return;
     if (st == kSleeping) futex_wake(&w->wake_seq, 1);
-    else netpoll_break();
+    else w->port->wake();
 }
 
 // Some idle worker should look for work (stealable or global).
 static void wake_idle() {
     if (rt->spinning.load(std::memory_order_relaxed) > 0) return;
-    Worker *poller = nullptr;
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
-        int st = w->state.load(std::memory_order_relaxed);
-        if (st == kSleeping && w != tls_worker) {
+        if (w != tls_worker && w->state.load(std::memory_order_relaxed) != kRunning) {
             wake_worker(w);
             return;
         }
-        if (st == kPolling && w != tls_worker) poller = w;
     }
-    if (poller) wake_worker(poller);
     if (rt->host && rt->host != tls_worker) wake_worker(rt->host);
 }
 
@@ -188,6 +184,8 @@ static inline void maybe_timers(Worker *w) {
 static GThread *next_local(Worker *w) {
     if ((++w->tick % 61) == 0) {
         maybe_timers(w);
+        // A busy worker never reaches its idle path: let readiness in too.
+        if (netpoll_has_waiters()) netpoll(w, 0);
         // Fairness: let the global queue in now and then.
         if (!rt->global.empty()) {
             rt->global.lock.lock();
@@ -496,13 +494,11 @@ static GThread *find_runnable(Worker *w) {
     for (;;) {
         maybe_timers(w);
         if (GThread *g = pop_queues(w)) return g;
-        if (rt->port && netpoll_has_waiters() && !rt->poller_busy.load(std::memory_order_relaxed)) {
-            if (netpoll(0) > 0) continue;
-        }
+        if (netpoll_has_waiters() && netpoll(w, 0) > 0) continue;
         if (GThread *g = steal(w)) return g;
 
-        // Spin briefly: a wake-up is often microseconds away, and a futex
-        // round trip costs more than that.  Bounded (~5 us), so idle cores rest.
+        // Spin briefly: a wake-up from another worker is often microseconds
+        // away, and a sleep round trip costs more.  Bounded (~5 us).
         rt->spinning.fetch_add(1, std::memory_order_relaxed);
         GThread *found = nullptr;
         int64_t spin_end = now_ns() + 5000;
@@ -517,25 +513,17 @@ static GThread *find_runnable(Worker *w) {
         rt->spinning.fetch_sub(1, std::memory_order_relaxed);
         if (found) return found;
 
-        // Announce the sleep, then look once more (pairs with wake_worker).
-        uint32_t seq = w->wake_seq.load(std::memory_order_seq_cst);
+        // Announce the sleep, then look once more (pairs with wake_worker),
+        // and sleep in the poller: readiness and wake-ups both end it.
         int64_t now = now_ns();
         int64_t delay = poll_delay(w, now);
-        bool poller = rt->port && !rt->poller_busy.load(std::memory_order_relaxed) &&
-                      !rt->poller_busy.exchange(1, std::memory_order_acq_rel);
         w->sleep_until.store(delay < 0 ? INT64_MAX : add_sat(now, delay), std::memory_order_release);
-        w->state.store(poller ? kPolling : kSleeping, std::memory_order_seq_cst);
+        w->state.store(kPolling, std::memory_order_seq_cst);
         if (GThread *g = pop_queues(w)) {
             w->state.store(kRunning, std::memory_order_relaxed);
-            if (poller) rt->poller_busy.store(0, std::memory_order_release);
             return g;
         }
-        if (poller) {
-            netpoll(delay);
-            rt->poller_busy.store(0, std::memory_order_release);
-        } else {
-            futex_wait(&w->wake_seq, seq, delay < 0 ? -1 : add_sat(now, delay));
-        }
+        netpoll(w, delay);
         w->state.store(kRunning, std::memory_order_relaxed);
         w->sleep_until.store(INT64_MAX, std::memory_order_relaxed);
     }
@@ -605,32 +593,30 @@ int runtime_start(const np_config *cfg) {
     if (!r) return -ENOMEM;
     r->cfg = c;
     r->stacks.init(c.stack_size);
-
-    int e = port_create(&r->port, c.poller);
-    if (e && c.poller_from_env && c.poller != PollerKind::epoll) {
-        fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
-                poller_name(c.poller), strerror(-e));
-        c.poller = r->cfg.poller = PollerKind::epoll;
-        e = port_create(&r->port, c.poller);
-    }
-    if (e) {
-        destroy(r);
-        return e;
-    }
-    started_cfg = c;
-    r->port->sole_poller = c.embedded;
     if (c.embedded) {
         r->host = make<Worker>();
         r->host->embedded = true;
+    } else {
+        r->nworkers = c.procs;
+        r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(c.procs)));
+        for (int i = 0; i < c.procs; i++) {
+            r->workers[i] = make<Worker>();
+            r->workers[i]->id = i;
+            r->workers[i]->timers.h.reserve(256); // no growth for common loads
+        }
+    }
+    if (int e = ports_create(r, c)) {
+        for (int i = 0; i < r->nworkers; i++) destroy(r->workers[i]);
+        mem_free(r->workers);
+        if (r->host) destroy(r->host);
+        destroy(r);
+        return e;
+    }
+    c.poller = r->cfg.poller; // as it fell back
+    started_cfg = c;
+    if (c.embedded) {
         rt = r;
         return 0;
-    }
-    r->nworkers = c.procs;
-    r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(c.procs)));
-    for (int i = 0; i < c.procs; i++) {
-        r->workers[i] = make<Worker>();
-        r->workers[i]->id = i;
-        r->workers[i]->timers.h.reserve(256); // no growth for common loads
     }
     stack_guard_install();
     rt = r;

@@ -1,5 +1,5 @@
-// sysmon: a monitor thread, as Go's.  It polls the network when nobody has
-// for 10 ms (a worker busy running threads never reaches its idle path),
+// sysmon: a monitor thread, as Go's.  It polls a worker's poller when that
+// worker has not for 10 ms (one busy running threads, or stuck in a call),
 // and takes the never-run threads away from a worker that has not switched
 // for 20 us while others could run them (it is stuck in a blocking call or
 // a long computation).  It backs off to 10 ms ticks when there is nothing
@@ -57,12 +57,13 @@ void *sysmon_main(void *arg) {
         nanosleep(&ts, nullptr);
         int64_t now = now_ns();
         bool acted = false;
-        if (netpoll_has_waiters() && now - rt->last_poll.load(std::memory_order_relaxed) > kPollGap &&
-            !rt->poller_busy.load(std::memory_order_relaxed)) {
-            if (netpoll(0) > 0) acted = true;
-        }
+        bool waiters = netpoll_has_waiters();
         for (int i = 0; i < rt->nworkers; i++) {
             Worker *w = rt->workers[i];
+            // A worker that sleeps polls by itself; a busy one may not.
+            if (waiters && w->state.load(std::memory_order_relaxed) == kRunning &&
+                now - w->last_poll.load(std::memory_order_relaxed) > kPollGap && netpoll(w, 0) > 0)
+                acted = true;
             uint64_t sw = w->switches.load(std::memory_order_relaxed);
             if (w->state.load(std::memory_order_relaxed) != kRunning || sw != seen[i].switches ||
                 !w->cur) {
