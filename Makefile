@@ -127,7 +127,7 @@ $(B)/t/internal-tests: t/internal/*.cpp $(LIB_OBJS)
 	$(CXX) $(LIB_CXXFLAGS) -o $@ t/internal/*.cpp $(LIB_OBJS) $(LIB_LIBS) -lcriterion
 
 # Under valgrind (memcheck): suites whose timing bounds survive its slowdown.
-VG_SUITES_QUICK := 'sync/*' 'io_epoll/*' 'reuse_epoll/*'
+VG_SUITES_QUICK := 'sync/*' 'io_epoll/*' 'reuse_epoll/*' 'placement_epoll/*'
 VG_SUITES := $(VG_SUITES_QUICK) 'close_epoll/*' 'runtime/*' 'embed/*' 'steady_epoll/*'
 VALGRIND_RUN = valgrind --trace-children=yes --error-exitcode=9 -q
 

@@ -160,6 +160,7 @@ typedef struct np_stats {
     uint64_t polls;         /* poller passes */
     uint64_t handoffs;      /* threads moved off workers stuck in a call */
     uint64_t alloc_count;   /* allocations made in the engine's arena */
+    uint64_t moves;         /* registrations moved to a waiter's worker's poller */
 } np_stats;
 
 int np_stats_get(np_stats *out);

@@ -149,6 +149,7 @@ int np_stats_get(np_stats *out) {
     s.polls = rt->polls.load(std::memory_order_relaxed);
     s.handoffs = rt->handoffs.load(std::memory_order_relaxed);
     s.alloc_count = mem_alloc_count();
+    s.moves = rt->moves.load(std::memory_order_relaxed);
     size_t n = out->size < sizeof s ? out->size : sizeof s;
     size_t caller_size = out->size;
     memcpy(out, &s, n);

@@ -160,6 +160,7 @@ static void settle(PollDesc *pd, int mode) {
         pd->port.store(mine, std::memory_order_release);
         cur->close(pd->fd, pd);
         if (mine->open(pd->fd, pd) == 0) {
+            rt->moves.fetch_add(1, std::memory_order_relaxed);
             NP_TRACE("netpoll: fd=%d moved to worker %d", pd->fd, w->id);
         } else {
             pd->port.store(cur, std::memory_order_release);

@@ -72,7 +72,7 @@ struct Runtime {
     pthread_t sysmon{};
     bool sysmon_running = false;
     // Statistics.
-    std::atomic<uint64_t> live{0}, spawned{0}, polls{0}, handoffs{0}, descriptors{0};
+    std::atomic<uint64_t> live{0}, spawned{0}, polls{0}, handoffs{0}, descriptors{0}, moves{0};
 };
 
 extern Runtime *rt;

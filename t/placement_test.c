@@ -1,0 +1,176 @@
+/* Placement: every worker has its own poller, and a descriptor's readiness
+ * is reported by the poller of the worker whose thread waits on it.  A
+ * descriptor opened elsewhere moves there on the first wait; nothing that
+ * becomes ready around the move is lost; a reader and a writer of one
+ * descriptor on two workers both make progress. */
+#include <pthread.h>
+
+#include "np_test.h"
+
+#define PAIRS 8
+#define RACES 200
+
+struct pairs {
+    int n;
+    int a[RACES], b[RACES];
+    np_fd *pa[RACES];
+};
+
+/* Opened by the test's own OS thread: the workers' pollers take turns. */
+static void open_outside(struct pairs *p, int n) {
+    p->n = n;
+    for (int i = 0; i < n; i++) {
+        tcp_pair(&p->a[i], &p->b[i]);
+        p->pa[i] = must_open(p->a[i]);
+    }
+}
+
+static void close_all(struct pairs *p) {
+    for (int i = 0; i < p->n; i++) {
+        cr_assert_eq(np_close(p->pa[i]), 0);
+        close(p->b[i]);
+    }
+}
+
+static uint64_t moves_now(void) {
+    np_stats s = {.size = sizeof s};
+    cr_assert_eq(np_stats_get(&s), 0);
+    return s.moves;
+}
+
+static void late_writer(void *a) {
+    np_sleep(2 * MS); /* after the reader parked */
+    cr_assert_eq(write(*(int *)a, "m", 1), 1);
+}
+
+static int wait_each(void *x) {
+    struct pairs *p = x;
+    for (int i = 0; i < p->n; i++) {
+        cr_assert_eq(np_go(late_writer, &p->b[i]), 0);
+        np_set_deadline(p->pa[i], np_now() + 5000 * MS, NP_READ);
+        char c;
+        cr_assert_eq(np_read(p->pa[i], &c, 1), 1, "descriptor %d: no data", i);
+        cr_assert_eq(c, 'm');
+    }
+    return 0;
+}
+
+static void registration_follows(const char *poller, int movable) {
+    np_test_init(poller, 2);
+    struct pairs *p = calloc(1, sizeof *p);
+    open_outside(p, PAIRS);
+    uint64_t m0 = moves_now();
+    run_green(wait_each, p);
+    uint64_t moved = moves_now() - m0;
+    /* Half were opened on the other worker's poller; one thread waited. */
+    if (movable) cr_assert_geq(moved, PAIRS / 2, "only %llu of %d moved", (unsigned long long)moved, PAIRS);
+    else cr_assert_eq(moved, 0, "%llu registrations moved on a port that cannot", (unsigned long long)moved);
+    close_all(p);
+    free(p);
+}
+
+Test(placement_epoll, registration_follows_the_waiter, .timeout = 60) { registration_follows("epoll", 1); }
+Test(placement_io_uring, registration_follows_the_waiter, .timeout = 60) { registration_follows("io_uring", 1); }
+Test(placement_poll, registration_stays_with_level_port, .timeout = 60) { registration_follows("poll", 0); }
+
+/* Data written while the reader moves the registration is not lost. */
+static void *eager_writer(void *x) {
+    struct pairs *p = x;
+    for (int i = 0; i < p->n; i++) {
+        cr_assert_eq(write(p->b[i], "r", 1), 1);
+        if (i % 16 == 0) usleep(50);
+    }
+    return NULL;
+}
+
+static int race_reads(void *x) {
+    struct pairs *p = x;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, eager_writer, p), 0);
+    for (int i = 0; i < p->n; i++) {
+        np_set_deadline(p->pa[i], np_now() + 5000 * MS, NP_READ);
+        char c;
+        cr_assert_eq(np_read(p->pa[i], &c, 1), 1, "descriptor %d lost its data", i);
+    }
+    pthread_join(t, NULL);
+    return 0;
+}
+
+static void ready_during_move(const char *poller) {
+    np_test_init(poller, 2);
+    struct pairs *p = calloc(1, sizeof *p);
+    open_outside(p, RACES);
+    run_green(race_reads, p);
+    close_all(p);
+    free(p);
+}
+
+Test(placement_epoll, ready_during_move, .timeout = 60) { ready_during_move("epoll"); }
+Test(placement_io_uring, ready_during_move, .timeout = 60) { ready_during_move("io_uring"); }
+Test(placement_poll, ready_during_move, .timeout = 60) { ready_during_move("poll"); }
+
+/* One descriptor, a reader and a writer (each may run on either worker),
+ * both blocked at times: 4 MiB each way, the far side served the same. */
+#define BULK (4 << 20)
+
+struct dir {
+    np_fd *pd;
+    size_t done;
+};
+
+static void *pump_out(void *a) {
+    struct dir *d = a;
+    static const char buf[16384];
+    while (d->done < BULK) {
+        size_t n = BULK - d->done < sizeof buf ? BULK - d->done : sizeof buf;
+        ssize_t k = np_write(d->pd, buf, n);
+        if (k <= 0) break;
+        d->done += (size_t)k;
+    }
+    return NULL;
+}
+
+static void *pump_in(void *a) {
+    struct dir *d = a;
+    char buf[16384];
+    while (d->done < BULK) {
+        ssize_t k = np_read(d->pd, buf, sizeof buf);
+        if (k <= 0) break;
+        d->done += (size_t)k;
+    }
+    return NULL;
+}
+
+static int both_ways(void *x) {
+    (void)x;
+    int a, b;
+    tcp_pair(&a, &b);
+    np_fd *pa = must_open(a), *pb = must_open(b);
+    int64_t dl = np_now() + 30000 * MS;
+    np_set_deadline(pa, dl, NP_READ | NP_WRITE);
+    np_set_deadline(pb, dl, NP_READ | NP_WRITE);
+    struct dir d[4] = {{pa, 0}, {pa, 0}, {pb, 0}, {pb, 0}};
+    np_thread *t[4];
+    cr_assert_eq(np_spawn(&t[0], pump_out, &d[0]), 0);
+    cr_assert_eq(np_spawn(&t[1], pump_in, &d[1]), 0);
+    cr_assert_eq(np_spawn(&t[2], pump_out, &d[2]), 0);
+    cr_assert_eq(np_spawn(&t[3], pump_in, &d[3]), 0);
+    for (int i = 0; i < 4; i++) cr_assert_eq(np_join(t[i], NULL), 0);
+    for (int i = 0; i < 4; i++) cr_assert_eq(d[i].done, (size_t)BULK, "direction %d moved %zu bytes", i, d[i].done);
+    np_close(pa);
+    np_close(pb);
+    return 0;
+}
+
+Test(placement_epoll, reader_and_writer_apart, .timeout = 60) {
+    np_test_init("epoll", 2);
+    run_green(both_ways, NULL);
+}
+Test(placement_io_uring, reader_and_writer_apart, .timeout = 60) {
+    np_test_init("io_uring", 2);
+    run_green(both_ways, NULL);
+}
+Test(placement_poll, reader_and_writer_apart, .timeout = 60) {
+    np_test_init("poll", 2);
+    run_green(both_ways, NULL);
+}
