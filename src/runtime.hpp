@@ -63,7 +63,6 @@ struct Runtime {
     std::atomic<int> outer_fd{-1};
     Wakeup *outer_wake = nullptr;
     std::atomic<int64_t> netpoll_waiters{0};
-    std::atomic<int> spinning{0};
     StackPool stacks;
     // Pools for other stack sizes (np_go_stack), created on first use.
     static constexpr int kMaxSizedPools = 16;

@@ -54,7 +54,6 @@ void wake_worker(Worker *w) {
 
 // Some idle worker should look for work (stealable or global).
 static void wake_idle() {
-    if (rt->spinning.load(std::memory_order_relaxed) > 0) return;
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
         if (w != tls_worker && w->state.load(std::memory_order_relaxed) != kRunning) {
@@ -472,6 +471,14 @@ static GThread *steal(Worker *self) {
     return nullptr;
 }
 
+static bool fresh_elsewhere(Worker *self) {
+    for (int i = 0; i < rt->nworkers; i++) {
+        Worker *v = rt->workers[i];
+        if (v != self && v->q.nfresh.load(std::memory_order_relaxed)) return true;
+    }
+    return false;
+}
+
 static GThread *pop_queues(Worker *w) {
     if (GThread *g = pop_own(w)) return g;
     if (!rt->global.empty()) {
@@ -494,24 +501,17 @@ static GThread *find_runnable(Worker *w) {
     for (;;) {
         maybe_timers(w);
         if (GThread *g = pop_queues(w)) return g;
-        if (netpoll_has_waiters() && netpoll(w, 0) > 0) continue;
-        if (GThread *g = steal(w)) return g;
-
-        // Spin briefly: a wake-up from another worker is often microseconds
-        // away, and a sleep round trip costs more.  Bounded (~5 us).
-        rt->spinning.fetch_add(1, std::memory_order_relaxed);
-        GThread *found = nullptr;
-        int64_t spin_end = now_ns() + 5000;
-        for (int i = 1; !found; i++) {
-            cpu_relax();
-            if (has_own_work(w) || !rt->global.empty()) found = pop_queues(w);
-            else if ((i & 63) == 0) {
-                found = steal(w);
-                if (!found && now_ns() > spin_end) break;
-            }
+        // Go polls without blocking before it steals, to prefer its own
+        // ready threads; with nothing to steal the blocking poll below
+        // returns at once when something is ready, so the extra system
+        // call is made only when there is something to steal.
+        if (fresh_elsewhere(w)) {
+            if (netpoll_has_waiters() && netpoll(w, 0) > 0) continue;
+            if (GThread *g = steal(w)) return g;
         }
-        rt->spinning.fetch_sub(1, std::memory_order_relaxed);
-        if (found) return found;
+
+        // No spinning: readiness arrives through this worker's own poller,
+        // so a spin would mostly burn the CPU the other worker needs.
 
         // Announce the sleep, then look once more (pairs with wake_worker),
         // and sleep in the poller: readiness and wake-ups both end it.
