@@ -143,6 +143,7 @@ static int poll_outside(int64_t delay_ns) {
         if (fd < 0) return fd;
         struct epoll_event evs[8];
         int n = epoll_wait(fd, evs, 8, delay_to_ms(delay_ns));
+        if (n < 0 && errno != EINTR) return -errno;
         for (int i = 0; i < n; i++)
             if (evs[i].data.u32 == 0) rt->outer_wake->drain();
     }

@@ -128,3 +128,43 @@ static void break_consumed(const char *poller) {
 Test(embed, break_consumed_epoll) { break_consumed("epoll"); }
 Test(embed, break_consumed_io_uring) { break_consumed("io_uring"); }
 Test(embed, break_consumed_poll) { break_consumed("poll"); }
+
+/* With worker threads: np_poll_fd is one descriptor over every worker's
+ * poller plus a break of its own; np_poll waits on it and polls them all;
+ * a break interrupts a long np_poll and is consumed by it. */
+static void with_workers(const char *poller) {
+    np_test_init(poller, 2);
+    int pfd = np_poll_fd();
+    cr_assert_geq(pfd, 0, "np_poll_fd: %s", strerror(-pfd));
+    cr_assert_eq(np_poll_fd(), pfd, "the same descriptor on every call");
+    cr_assert_geq(np_poll(0), 0);
+    cr_assert_eq(np_poll_break(), 0);
+    struct pollfd p = {pfd, POLLIN, 0};
+    cr_assert_eq(poll(&p, 1, 1000), 1, "a break makes the fd readable");
+    int64_t t0 = np_now();
+    cr_assert_geq(np_poll(5000 * MS), 0);
+    cr_assert_lt(np_now() - t0, 2000 * MS, "a pending break ends the wait at once");
+    int64_t el = -1;
+    pthread_t t;
+    pthread_create(&t, NULL, long_poll, &el);
+    usleep(50 * 1000);
+    cr_assert_eq(np_poll_break(), 0);
+    pthread_join(t, NULL);
+    cr_assert_lt(el, 2000 * MS, "the break came through after %lld ms", (long long)(el / MS));
+    /* The workers still serve descriptors. */
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    np_fd *pd = must_open(sv[0]);
+    echoed = 0;
+    cr_assert_eq(np_go(echo_once, pd), 0);
+    usleep(20 * 1000);
+    cr_assert_eq(write(sv[1], "hi", 2), 2);
+    char buf[8];
+    cr_assert_eq(read(sv[1], buf, sizeof buf), 2, "the echo came back");
+    np_close(pd);
+    close(sv[1]);
+}
+
+Test(host_loop, with_workers_epoll) { with_workers("epoll"); }
+Test(host_loop, with_workers_io_uring) { with_workers("io_uring"); }
+Test(host_loop, with_workers_poll) { with_workers("poll"); }
