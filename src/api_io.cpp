@@ -15,6 +15,7 @@
 #include "poll_desc.hpp"
 #include "port.hpp"
 #include "runtime.hpp"
+#include "sys.hpp"
 
 using namespace np;
 
@@ -231,7 +232,7 @@ ssize_t np_read(np_fd *p, void *buf, size_t n) {
     if (n == 0) return 0; // no syscall, as Go
     if (n > kMaxRW) n = kMaxRW;
     int fd = pd->fd;
-    ssize_t r = do_io(pd, NP_READ, false, [&] { return read(fd, buf, n); }, lk.drained());
+    ssize_t r = do_io(pd, NP_READ, false, [&] { return sys_read(fd, buf, n); }, lk.drained());
     return note_read(pd, r, n);
 }
 
@@ -247,7 +248,7 @@ ssize_t np_write(np_fd *p, const void *buf, size_t n) {
     do {
         const char *b = static_cast<const char *>(buf) + done;
         size_t chunk = n - done > kMaxRW ? kMaxRW : n - done;
-        ssize_t r = do_io(pd, NP_WRITE, false, [&] { return write(fd, b, chunk); });
+        ssize_t r = do_io(pd, NP_WRITE, false, [&] { return sys_write(fd, b, chunk); });
         if (r < 0) return done ? ssize_t(done) : r; // the error shows next time
         done += size_t(r);
     } while (done < n);
