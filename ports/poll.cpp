@@ -85,7 +85,9 @@ class PollPort final : public Port {
 public:
     int init() {
         if (int e = wakeup_.init()) return e;
-        if (!live_.reserve(1, 0)) return -ENOMEM;
+        // The snapshot too, now: a worker's first poll may come late, in
+        // the steady state, where nothing may allocate.
+        if (!live_.reserve(1, 0) || !snap_.reserve(live_.cap, 0)) return -ENOMEM;
         live_.fds[0] = {wakeup_.fd, POLLIN, 0};
         live_.tags[0] = 0; // the break fd: tag 0 is never a descriptor
         n_ = 1;
