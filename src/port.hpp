@@ -1,7 +1,8 @@
 // The one internal interface every readiness mechanism implements (one file
 // each under ports/): open/close a descriptor, poll with a delay, break a
-// blocking poll.  Every worker has a port of its own.  Ports report readiness only through pd_ready_event(); all
-// the cleverness lives in the descriptor state machine.
+// blocking poll.  Every worker has a port of its own.  Ports report
+// readiness only through pd_ready_event(); all the cleverness lives in the
+// descriptor state machine.
 #pragma once
 #include <cstdint>
 

@@ -17,7 +17,7 @@ namespace np {
 
 class Port;
 
-enum : int { kRunning = 0, kSleeping = 1, kPolling = 2 };
+enum : int { kRunning = 0, kPolling = 1 }; // kPolling: asleep in its poller
 
 struct Wakeup;
 
@@ -39,7 +39,6 @@ struct Worker {
     // its threads wait on are registered with it (see poll_desc.cpp).
     Port *port = nullptr;
     std::atomic<int64_t> last_poll{0};
-    std::atomic<uint32_t> wake_seq{0};
     std::atomic<int> state{kRunning};
     std::atomic<int64_t> sleep_until{INT64_MAX};
     uint32_t tick = 0;

@@ -2,7 +2,8 @@
 // switches directly from one to the next; only when nothing is runnable does
 // it switch to its scheduler context (g0, the OS thread's own stack), where
 // find_runnable() is shaped like Go's findRunnable: timers, local queue,
-// global queue, a non-blocking poll, stealing, then it blocks in its own
+// global queue, then (when another worker has threads to steal) a
+// non-blocking poll and stealing, then it blocks in its own
 // poller (each worker has one: see netpoll.cpp).
 //
 // Placement: a thread runs on the worker that first runs it and stays there.
@@ -35,10 +36,11 @@ static std::mutex start_mu;
 
 // ---- run queues and wake-ups ---------------------------------------------
 
-// Make w notice new work: bump its sequence (a futex sleeper's expected
-// value changes) and kick whichever way it is waiting.
+// Make w notice new work: break its poll if it sleeps there.
 void wake_worker(Worker *w) {
-    w->wake_seq.fetch_add(1, std::memory_order_seq_cst);
+    // The work was published before; a worker going to sleep publishes its
+    // state, then looks at its queues: one of the two sees the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (w->embedded) {
         // The host may be anywhere in its own loop: make np_poll_fd readable.
         if (tls_worker != w) w->port->wake();
@@ -48,8 +50,7 @@ void wake_worker(Worker *w) {
     int st = w->state.load(std::memory_order_seq_cst);
     if (st == kRunning || !w->state.compare_exchange_strong(st, kRunning, std::memory_order_seq_cst))
         return;
-    if (st == kSleeping) futex_wake(&w->wake_seq, 1);
-    else w->port->wake();
+    w->port->wake();
 }
 
 // Some idle worker should look for work (stealable or global).
