@@ -17,6 +17,12 @@
  *                         /proc/pid/stat) and its VmRSS before connecting
  *                         and with all connections open and idle
  *   ECHO_IDLE_MS=500      idle time before the RSS sample (with the pid)
+ *   ECHO_RATE=R           fixed load instead of closed loop: R requests/s
+ *                         in all, each connection sending on its own
+ *                         schedule (period CONNS/R, staggered).  A round
+ *                         trip is timed from when its request was due, so
+ *                         a server that falls behind shows it in the
+ *                         latency (no coordinated omission)
  * Output: one line
  *   conns=N rps=X p50_us=Y p99_us=Z
  * followed, with ECHO_SERVER_PID, by
@@ -49,12 +55,12 @@
 #define CONNECT_BATCH 256   /* connects in flight per thread */
 #define SETUP_LIMIT_NS (60 * 1000000000LL)
 
-enum { ST_CONNECTING, ST_SENDING, ST_RECEIVING, ST_IDLE, ST_DEAD };
+enum { ST_CONNECTING, ST_SENDING, ST_RECEIVING, ST_WAITING, ST_IDLE, ST_DEAD };
 
 struct conn {
     int fd, state;
     size_t off; /* bytes sent (sending) or received (receiving) */
-    int64_t t_sent;
+    int64_t t_sent; /* closed loop: sent; fixed load: due */
     int retries;
 };
 
@@ -65,6 +71,9 @@ struct worker {
     uint64_t hist[NBUCKETS];
     uint64_t done; /* round trips completed in the timed window */
     int failed;
+    int first;          /* index of the first connection over all threads */
+    struct conn **heap; /* fixed load: waiting connections by due time */
+    int nheap;
 };
 
 static struct sockaddr_in addr;
@@ -74,11 +83,40 @@ static int nthreads = 2;
 static int64_t window_start, window_end;
 static pthread_barrier_t barrier;
 static atomic_int setup_failed;
+static int64_t period_ns; /* fixed load: per connection; 0 = closed loop */
+static int total_conns;
 
 static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Min-heap of waiting connections, keyed by the due time. */
+static void heap_push(struct worker *w, struct conn *c) {
+    int i = w->nheap++;
+    while (i > 0) {
+        int up = (i - 1) / 2;
+        if (w->heap[up]->t_sent <= c->t_sent) break;
+        w->heap[i] = w->heap[up];
+        i = up;
+    }
+    w->heap[i] = c;
+}
+
+static struct conn *heap_pop(struct worker *w) {
+    struct conn *top = w->heap[0], *last = w->heap[--w->nheap];
+    int i = 0, n = w->nheap;
+    for (;;) {
+        int k = 2 * i + 1;
+        if (k >= n) break;
+        if (k + 1 < n && w->heap[k + 1]->t_sent < w->heap[k]->t_sent) k++;
+        if (last->t_sent <= w->heap[k]->t_sent) break;
+        w->heap[i] = w->heap[k];
+        i = k;
+    }
+    if (n > 0) w->heap[i] = last;
+    return top;
 }
 
 static unsigned bucket_of(uint64_t v) {
@@ -145,7 +183,7 @@ static int do_send(struct conn *c) {
 static void begin_request(struct conn *c) {
     c->state = ST_SENDING;
     c->off = 0;
-    c->t_sent = now_ns();
+    if (!period_ns) c->t_sent = now_ns();
 }
 
 /* Drive a connection after an event.  timed: record into the histogram,
@@ -168,7 +206,23 @@ static void drive(struct worker *w, struct conn *c, int timed, uint64_t *pending
         if (c->off > msgsize) goto dead; /* server sent more than asked */
         if (c->off < msgsize) continue;
         int64_t t = now_ns();
-        if (timed) {
+        if (timed && period_ns) {
+            /* every request due inside the window counts, however late */
+            w->hist[bucket_of((uint64_t)(t - c->t_sent))]++;
+            w->done++;
+            c->t_sent += period_ns;
+            if (c->t_sent >= window_end) {
+                c->state = ST_IDLE;
+                (*pending)--;
+                return;
+            }
+            if (c->t_sent > t) {
+                c->state = ST_WAITING;
+                heap_push(w, c);
+                return;
+            }
+            begin_request(c); /* already due: the server is behind */
+        } else if (timed) {
             if (t >= window_start && t < window_end) {
                 w->hist[bucket_of((uint64_t)(t - c->t_sent))]++;
                 w->done++;
@@ -268,16 +322,34 @@ out_setup:
     if (!atomic_load(&setup_failed)) {
         pending = 0;
         for (int i = 0; i < w->nconns; i++) {
-            if (w->conns[i].state == ST_DEAD) continue;
-            begin_request(&w->conns[i]);
+            struct conn *c = &w->conns[i];
+            if (c->state == ST_DEAD) continue;
             pending++;
-            drive(w, &w->conns[i], 1, &pending);
+            if (period_ns) {
+                /* stagger the schedules evenly over one period */
+                c->t_sent = window_start +
+                    (int64_t)((double)period_ns * (w->first + i) / total_conns);
+                c->state = ST_WAITING;
+                heap_push(w, c);
+                continue;
+            }
+            begin_request(c);
+            drive(w, c, 1, &pending);
         }
         int64_t hard = window_end + 5 * 1000000000LL; /* stragglers */
         while (pending > 0) {
             int64_t t = now_ns();
             if (t >= hard) break;
-            int n = epoll_wait(w->ep, evs, 512, 10);
+            while (w->nheap > 0 && w->heap[0]->t_sent <= t) {
+                struct conn *c = heap_pop(w);
+                begin_request(c);
+                drive(w, c, 1, &pending);
+            }
+            int64_t wait = 10000000; /* 10 ms */
+            if (w->nheap > 0 && w->heap[0]->t_sent - t < wait) wait = w->heap[0]->t_sent - t;
+            if (wait < 0) wait = 0;
+            struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
+            int n = epoll_pwait2(w->ep, evs, 512, &ts, NULL);
             for (int i = 0; i < n; i++) drive(w, evs[i].data.ptr, 1, &pending);
         }
     }
@@ -344,6 +416,15 @@ int main(int argc, char **argv) {
     if (nthreads > conns) nthreads = conns;
     long spid = (e = getenv("ECHO_SERVER_PID")) ? atol(e) : 0;
     long idle_ms = (e = getenv("ECHO_IDLE_MS")) ? atol(e) : 500;
+    if ((e = getenv("ECHO_RATE")) && *e) {
+        double rate = atof(e);
+        if (rate <= 0 || (double)conns * 1e9 / rate < 1) {
+            fprintf(stderr, "echo_client: bad ECHO_RATE '%s'\n", e);
+            return 1;
+        }
+        period_ns = (int64_t)((double)conns * 1e9 / rate);
+    }
+    total_conns = conns;
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -367,10 +448,12 @@ int main(int argc, char **argv) {
     for (int t = 0; t < nthreads; t++) {
         struct worker *w = &ws[t];
         w->nconns = conns / nthreads + (t < conns % nthreads);
+        w->first = t == 0 ? 0 : ws[t - 1].first + ws[t - 1].nconns;
         w->conns = calloc((size_t)w->nconns, sizeof *w->conns);
+        w->heap = calloc((size_t)w->nconns, sizeof *w->heap);
         for (int i = 0; i < w->nconns; i++) w->conns[i].fd = -1;
         w->ep = epoll_create1(EPOLL_CLOEXEC);
-        if (!w->conns || w->ep < 0 || pthread_create(&w->tid, NULL, worker_main, w)) {
+        if (!w->conns || !w->heap || w->ep < 0 || pthread_create(&w->tid, NULL, worker_main, w)) {
             fprintf(stderr, "echo_client: out of resources\n");
             return 1;
         }
