@@ -18,6 +18,8 @@
 #   BENCH_SECONDS=5      measurement window of each echo/HTTP run
 #   BENCH_CONNS="1 100 1000 10000"   echo connection counts
 #   BENCH_PORT_CONNS="100 1000"      echo counts of the poller port comparison
+#   BENCH_RATE=50000     fixed-load echo: requests/s offered to every server
+#   BENCH_LOAD_CONNS="100 1000"      connection counts of the fixed-load echo
 #   BENCH_HTTP_CONNS="100 1000 10000" wrk connection counts
 #   BENCH_PORT=18000     first TCP port used on 127.0.0.1
 #   BENCH_STACK=16384    NP_STACK_SIZE for park_np
@@ -55,6 +57,8 @@ else
     N_DEADLINE=200000
 fi
 PORT_CONNS=${BENCH_PORT_CONNS:-"100 1000"}
+RATE=${BENCH_RATE:-50000}
+LOAD_CONNS=${BENCH_LOAD_CONNS:-"100 1000"}
 PORT=${BENCH_PORT:-18000}
 STACK=${BENCH_STACK:-16384}
 REPEAT=${BENCH_REPEAT:-1}
@@ -235,7 +239,7 @@ field() { # key line: value of key=value in line
 EOUT=
 echo_measure() {
     local name=$1 c=$2 rc
-    EOUT=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
+    EOUT=$(ECHO_RATE=${ECHO_RATE:-} ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
         "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
     rc=$?
     kill -0 "$SPID" 2>/dev/null || note "  $name died during the run (see $LOGS/$name.log)"
@@ -365,6 +369,44 @@ if [ "$MAXC" -gt 0 ]; then
         [ -n "$npr" ] && [ -n "$pr" ] && row "echo idle KiB/conn c=$MAXC" "$npr" "$s" "$pr" lower
     done
 fi
+
+# 6b. echo at a fixed load: every server gets the same request rate, so
+# the latency figures compare service, not how hard each server lets the
+# closed-loop client (sharing the cores) push.  Per server, its run with
+# the lowest p99 is kept.
+declare -A L # L[server,conns,key]
+log ""
+log "[echo-load] fixed load, $RATE requests/s in all, 512 B messages, ${SECS}s per run"
+if [ -n "${ECHO_OK:-}" ]; then
+    for c in $LOAD_CONNS; do
+        for _ in $(seq "$REPEAT"); do
+        for sp in $ECHO_SERVERS; do
+            s=${sp%%:*} prog=${sp#*:}
+            [ -x "$B/$prog" ] || continue
+            take_port
+            start_server "$prog" "$port" "$B/$prog" || continue
+            ECHO_RATE=$RATE echo_measure "$prog" "$c" || continue
+            out=$EOUT
+            log "  $(printf '%-8s' "$s") $out"
+            p99=$(field p99_us "$out")
+            [ -z "${L[$s,$c,p99_us]:-}" ] || beats "${L[$s,$c,p99_us]}" "$p99" || continue
+            for k in rps p50_us p99_us srv_cpu_us_per_req; do
+                L[$s,$c,$k]=$(field "$k" "$out")
+            done
+        done
+        done
+    done
+fi
+for c in $LOAD_CONNS; do
+    [ -n "${L[np,$c,p99_us]:-}" ] || continue
+    for s in epoll threads go; do
+        [ -n "${L[$s,$c,p99_us]:-}" ] || continue
+        row "echo $RATE/s c=$c p50 us" "${L[np,$c,p50_us]}" "$s" "${L[$s,$c,p50_us]}" lower
+        row "echo $RATE/s c=$c p99 us" "${L[np,$c,p99_us]}" "$s" "${L[$s,$c,p99_us]}" lower
+        row "echo $RATE/s c=$c CPU us/req" "${L[np,$c,srv_cpu_us_per_req]}" "$s" \
+            "${L[$s,$c,srv_cpu_us_per_req]}" lower
+    done
+done
 
 # 7. echo_np under each poller port: netpoll against itself, peer = epoll
 PORTS="epoll io_uring poll"
