@@ -7,7 +7,14 @@
 //
 // Per-descriptor state, under sq_mu_: poll_index holds the fd registered
 // with the ring (-1 once closed), poll_events the one-shot directions in
-// flight (fallback only).
+// flight (fallback) or kMultiArmed.
+//
+// With cooperative task running (see init()) a poll's wake-up is finished
+// by the thread that armed it, at its next kernel entry: a poll armed by
+// a thread that then computes for long would hold its events back.  So
+// only the port's owner (the worker that polls it) arms multishot polls;
+// others hand the descriptor over and wake the owner.
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
@@ -18,6 +25,7 @@
 
 #include <liburing.h>
 
+#include "alloc.hpp"
 #include "netpoll.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
@@ -34,6 +42,8 @@ constexpr uint64_t kBreakData = 0, kIgnoreData = 1;
 static_assert(alignof(PollDesc) >= 4, "one-shot polls use the tag's low bits");
 constexpr uint64_t kDirMask = NP_READ | NP_WRITE;
 constexpr unsigned kSqEntries = 256, kCqEntries = 4096;
+constexpr uint32_t kMultiArmed = 4; // poll_events: a multishot poll is in flight
+constexpr unsigned kHandoffCap = 1024; // arms waiting for the owner; beyond: arm here
 
 unsigned poll_mask(int dirs) {
     unsigned m = 0;
@@ -63,6 +73,9 @@ public:
         }
         if (e0) return e0;
         ring_ok_ = true;
+        coop_ = p.flags & IORING_SETUP_COOP_TASKRUN;
+        if (coop_ && !(handoff_ = static_cast<PollDesc **>(mem_alloc(kHandoffCap * sizeof(PollDesc *)))))
+            return -ENOMEM;
         // Without EXT_ARG a timed wait submits a timeout SQE, racing the
         // producers that hold sq_mu_ (kernels before 5.11).
         if (!(p.features & IORING_FEAT_EXT_ARG)) return -ENOSYS;
@@ -86,6 +99,7 @@ public:
     }
     ~UringPort() override {
         if (ring_ok_) io_uring_queue_exit(&ring_);
+        mem_free(handoff_);
         wakeup_.close_fd();
         if (probe_fd_ >= 0) ::close(probe_fd_);
     }
@@ -98,8 +112,8 @@ public:
         std::lock_guard<std::mutex> lk(sq_mu_);
         pd->poll_index = fd;
         pd->poll_events = 0;
-        if (multishot_) {
-            if (int e = submit_poll(fd, pd->tag(), poll_mask(kDirMask))) {
+        if (multishot_ && !hand_over(pd)) {
+            if (int e = arm_multishot(pd)) {
                 pd->poll_index = -1;
                 return e;
             }
@@ -116,14 +130,18 @@ public:
         pd->poll_index = -1;
         uint64_t tag = pd->tag();
         int e = 0;
+        bool any = false; // a handed-over, not yet armed poll has nothing to cancel
         if (multishot_) {
-            e = prep_cancel(tag);
+            if ((any = pd->poll_events & kMultiArmed)) e = prep_cancel(tag);
         } else {
             for (int d : {NP_READ, NP_WRITE})
-                if ((pd->poll_events & d) && !e) e = prep_cancel(tag | d);
-            pd->poll_events = 0;
+                if ((pd->poll_events & d) && !e) {
+                    any = true;
+                    e = prep_cancel(tag | d);
+                }
         }
-        if (!e) e = submit();
+        pd->poll_events = 0;
+        if (!e && any) e = submit();
         NP_TRACE("netpoll: fd=%d del", fd);
         return e;
     }
@@ -152,6 +170,7 @@ public:
             delay = 0;
         }
         bool blocking = delay != 0;
+        if (handoff_n_.load(std::memory_order_acquire) && owned_here()) arm_handed_over();
         if (!break_armed_ && arm_break()) delay = 0; // unbreakable: do not block
         for (;;) {
             struct io_uring_cqe *cqe;
@@ -210,6 +229,35 @@ private:
     int submit() {
         int r = io_uring_submit(&ring_);
         return r < 0 ? r : 0;
+    }
+    // Under sq_mu_.  Not the owner: queue pd for it and wake it (true).
+    bool hand_over(PollDesc *pd) {
+        if (!coop_ || owned_here()) return false;
+        unsigned n = handoff_n_.load(std::memory_order_relaxed);
+        if (n == kHandoffCap) return false; // arm here: slower events, but sure
+        handoff_[n] = pd;
+        handoff_n_.store(n + 1, std::memory_order_release);
+        wakeup_.wake();
+        return true;
+    }
+    // The owner arms what others handed over.  An entry may be stale (the
+    // descriptor closed, moved, or armed meanwhile): the state tells.
+    void arm_handed_over() {
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        unsigned n = handoff_n_.load(std::memory_order_relaxed), kept = 0;
+        for (unsigned i = 0; i < n; i++) {
+            PollDesc *pd = handoff_[i];
+            if (pd->port.load(std::memory_order_acquire) != this || pd->poll_index < 0 ||
+                (pd->poll_events & kMultiArmed))
+                continue;
+            if (arm_multishot(pd)) handoff_[kept++] = pd; // ring busy: next pass
+        }
+        handoff_n_.store(kept, std::memory_order_release);
+    }
+    int arm_multishot(PollDesc *pd) {
+        int e = submit_poll(pd->poll_index, pd->tag(), poll_mask(kDirMask));
+        if (!e) pd->poll_events |= kMultiArmed;
+        return e;
     }
     int submit_poll(int fd, uint64_t data, unsigned mask) {
         struct io_uring_sqe *sqe = get_sqe();
@@ -301,7 +349,8 @@ private:
         bool rearm = res == -ECANCELED || (res >= 0 && multishot_);
         if (res < 0 && !rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
         if (!dir) {
-            if (rearm) submit_poll(pd->poll_index, tag, poll_mask(kDirMask));
+            pd->poll_events &= ~kMultiArmed;
+            if (rearm && !hand_over(pd)) arm_multishot(pd);
         } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir))) {
             pd->poll_events &= ~uint32_t(dir);
         }
@@ -310,6 +359,9 @@ private:
     struct io_uring ring_ = {};
     bool ring_ok_ = false;
     bool multishot_ = true;
+    bool coop_ = false;             // IORING_SETUP_COOP_TASKRUN
+    PollDesc **handoff_ = nullptr;  // arms for the owner (under sq_mu_)
+    std::atomic<unsigned> handoff_n_{0};
     int probe_fd_ = -1;
     Wakeup wakeup_;
     std::mutex sq_mu_;

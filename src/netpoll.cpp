@@ -75,6 +75,11 @@ int ports_create(Runtime *r, const Config &c) {
     return e;
 }
 
+// One byte per thread: its address names the thread.
+static thread_local char owner_key __attribute__((tls_model("initial-exec")));
+void Port::bind_owner() { owner_.store(&owner_key, std::memory_order_relaxed); }
+bool Port::owned_here() const { return owner_.load(std::memory_order_relaxed) == &owner_key; }
+
 Port *open_port() {
     if (Worker *w = tls_worker) return w->port;
     if (rt->host) return rt->host->port;
@@ -166,6 +171,7 @@ int np_poll(int64_t delay_ns) {
         // next timer, nor at all when threads are already runnable.
         int64_t t = next_timer_delay();
         if (t >= 0 && (delay_ns < 0 || t < delay_ns)) delay_ns = t;
+        rt->host->port->bind_owner(); // whichever thread drives the loop
         int n = netpoll(rt->host, delay_ns);
         int ran = run_embedded();
         return ran < 0 ? ran : n;

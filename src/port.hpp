@@ -4,6 +4,7 @@
 // readiness only through pd_ready_event(); all the cleverness lives in the
 // descriptor state machine.
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "config.hpp"
@@ -40,6 +41,15 @@ public:
     // the host thread in embedded mode, whose loop polls with delay 0.
     bool sole_poller = false;
     bool may_drain(int64_t delay) const { return delay != 0 || sole_poller; }
+
+    // The thread that polls this port: its worker, or the embedding host
+    // (netpoll.cpp).  Ports whose registrations depend on the thread that
+    // made them (io_uring) leave that to it.
+    void bind_owner();
+    bool owned_here() const;
+
+private:
+    std::atomic<const void *> owner_{nullptr};
 };
 
 int port_create(Port **out, PollerKind k);

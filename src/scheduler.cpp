@@ -534,6 +534,7 @@ static void *worker_main(void *arg) {
     Worker *w = static_cast<Worker *>(arg);
     tls_worker = w;
     w->tid = pid_t(syscall(SYS_gettid));
+    w->port->bind_owner();
     stack_guard_thread_init();
     for (;;) {
         GThread *g = find_runnable(w);

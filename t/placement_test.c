@@ -174,3 +174,53 @@ Test(placement_poll, reader_and_writer_apart, .timeout = 60) {
     np_test_init("poll", 2);
     run_green(both_ways, NULL);
 }
+
+/* A descriptor opened by a plain OS thread that then computes without
+ * entering the kernel: readiness still reaches the green thread waiting on
+ * it (io_uring finishes a poll's wake-up in the thread that armed it, so
+ * only a port's own worker may arm).  One worker: the registration is
+ * already on the waiter's worker and does not move. */
+static atomic_int busy_got;
+static atomic_llong busy_got_at, busy_wrote_at;
+
+static void busy_reader(void *a) {
+    np_fd *pd = a;
+    np_set_deadline(pd, np_now() + 10000 * MS, NP_READ);
+    char c;
+    ssize_t k = np_read(pd, &c, 1);
+    atomic_store(&busy_got_at, (long long)np_now());
+    atomic_store(&busy_got, k == 1 ? 1 : -1);
+}
+
+static void *late_write(void *a) {
+    usleep(50 * 1000);
+    atomic_store(&busy_wrote_at, (long long)np_now());
+    cr_assert_eq(write(*(int *)a, "b", 1), 1);
+    return NULL;
+}
+
+static void opened_by_busy_thread(const char *poller) {
+    np_test_init(poller, 1);
+    int a, b;
+    tcp_pair(&a, &b);
+    np_fd *pd = must_open(a);
+    cr_assert_eq(np_go(busy_reader, pd), 0);
+    pthread_t w;
+    cr_assert_eq(pthread_create(&w, NULL, late_write, &b), 0);
+    /* np_now() reads the vDSO clock: no system call in this loop */
+    int64_t t0 = np_now();
+    while (!atomic_load(&busy_got) && np_now() - t0 < 3000 * MS) {
+    }
+    pthread_join(w, NULL);
+    int64_t give_up = np_now() + 10000 * MS;
+    while (!atomic_load(&busy_got) && np_now() < give_up) usleep(1000);
+    cr_assert_eq(atomic_load(&busy_got), 1, "the reader got no data");
+    long long late = atomic_load(&busy_got_at) - atomic_load(&busy_wrote_at);
+    cr_assert_lt(late, 1000 * MS, "readiness took %lld ms while the opener computed", late / MS);
+    cr_assert_eq(np_close(pd), 0);
+    close(b);
+}
+
+Test(placement_epoll, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("epoll"); }
+Test(placement_io_uring, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("io_uring"); }
+Test(placement_poll, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("poll"); }
