@@ -24,7 +24,7 @@
  *                         a server that falls behind shows it in the
  *                         latency (no coordinated omission)
  * Output: one line
- *   conns=N rps=X p50_us=Y p99_us=Z
+ *   conns=N rps=X p50_us=Y p99_us=Z p90_us=P p999_us=Q
  * followed, with ECHO_SERVER_PID, by
  *   srv_cpu_us_per_req=C srv_rss0_kib=A srv_rss_idle_kib=B
  * Exit status 2 when not every connection could be set up.
@@ -491,8 +491,8 @@ int main(int argc, char **argv) {
         died += (uint64_t)ws[t].failed;
         for (int b = 0; b < NBUCKETS; b++) hist[b] += ws[t].hist[b];
     }
-    double pct[2] = {0.50, 0.99}, out[2] = {0, 0};
-    for (int k = 0; k < 2; k++) {
+    double pct[4] = {0.50, 0.99, 0.90, 0.999}, out[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
         uint64_t want = (uint64_t)(pct[k] * (double)total + 0.5), acc = 0;
         if (want == 0) want = 1;
         for (int b = 0; b < NBUCKETS; b++) {
@@ -504,8 +504,8 @@ int main(int argc, char **argv) {
         }
     }
     double secs = (double)(window_end - window_start) / 1e9;
-    printf("conns=%d rps=%.0f p50_us=%.1f p99_us=%.1f", conns, (double)total / secs,
-           out[0], out[1]);
+    printf("conns=%d rps=%.0f p50_us=%.1f p99_us=%.1f p90_us=%.1f p999_us=%.1f", conns,
+           (double)total / secs, out[0], out[1], out[2], out[3]);
     if (spid) {
         double cpu_us = have_cpu && total
             ? (double)(tk1 - tk0) * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)total
