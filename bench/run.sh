@@ -9,7 +9,10 @@
 # itself into BUILD_DIR/bench: C/C++ with cc/c++, Go with `go build`
 # (offline, no modules, GOCACHE under BUILD_DIR).  Every pair runs
 # back to back, in one run, on this machine; the table gives
-# ratio = netpoll / peer.  Two sections compare netpoll with itself: the
+# ratio = netpoll / peer.  The echo servers run twice: closed loop (every
+# connection sends again as soon as its echo is back: throughput, CPU per
+# request) and at a fixed offered load (every server gets the same rate:
+# latency at equal work).  Two sections compare netpoll with itself: the
 # echo server under each poller port (peer: the epoll port) and the
 # ping-pong with deadlines set before every operation (peer: none).
 #
