@@ -42,7 +42,10 @@ constexpr uint64_t kBreakData = 0, kIgnoreData = 1;
 static_assert(alignof(PollDesc) >= 4, "one-shot polls use the tag's low bits");
 constexpr uint64_t kDirMask = NP_READ | NP_WRITE;
 constexpr unsigned kSqEntries = 256, kCqEntries = 4096;
-constexpr uint32_t kMultiArmed = 4; // poll_events: a multishot poll is in flight
+// poll_events: besides the one-shot directions (NP_READ|NP_WRITE),
+constexpr uint32_t kMultiArmed = 4;   // a multishot poll is in flight
+constexpr uint32_t kArmedForeign = 8; // ...armed by a thread not the owner
+constexpr unsigned kCancelShift = 8;  // polls cancelled by close, not yet ended
 constexpr unsigned kHandoffCap = 1024; // arms waiting for the owner; beyond: arm here
 
 unsigned poll_mask(int dirs) {
@@ -122,28 +125,41 @@ public:
         return 0;
     }
 
-    // The ring holds a reference to the file: the poll must go before the
-    // owner closes the fd.  The cancelled poll completes with -ECANCELED.
+    // The ring holds a reference to the file until the poll is gone, and a
+    // cancelled poll is finished (the reference dropped) by the thread that
+    // armed it, on its way back from the kernel.  When that is the caller,
+    // the file is released before this returns; otherwise closing() stays
+    // true until the poll's end is reaped.
     int close(int fd, PollDesc *pd) override {
         std::lock_guard<std::mutex> lk(sq_mu_);
         if (pd->poll_index < 0) return -ENOENT;
         pd->poll_index = -1;
         uint64_t tag = pd->tag();
         int e = 0;
-        bool any = false; // a handed-over, not yet armed poll has nothing to cancel
+        uint32_t cancelled = 0; // a handed-over, not yet armed poll has nothing to cancel
         if (multishot_) {
-            if ((any = pd->poll_events & kMultiArmed)) e = prep_cancel(tag);
+            if (pd->poll_events & kMultiArmed) {
+                cancelled = kMultiArmed;
+                e = prep_cancel(tag);
+            }
         } else {
             for (int d : {NP_READ, NP_WRITE})
                 if ((pd->poll_events & d) && !e) {
-                    any = true;
+                    cancelled |= uint32_t(d);
                     e = prep_cancel(tag | d);
                 }
         }
-        pd->poll_events = 0;
-        if (!e && any) e = submit();
+        bool here = multishot_ && !(pd->poll_events & kArmedForeign) && owned_here();
+        pd->poll_events = cancelled && !here ? cancelled << kCancelShift : 0;
+        if (!e && cancelled) e = submit();
+        if (e) pd->poll_events = 0; // nothing to wait for
         NP_TRACE("netpoll: fd=%d del", fd);
         return e;
+    }
+
+    bool closing(PollDesc *pd) override {
+        std::lock_guard<std::mutex> lk(sq_mu_);
+        return (pd->poll_events >> kCancelShift) != 0;
     }
 
     // Fallback only: a one-shot poll per direction a waiter parks on.
@@ -256,7 +272,7 @@ private:
     }
     int arm_multishot(PollDesc *pd) {
         int e = submit_poll(pd->poll_index, pd->tag(), poll_mask(kDirMask));
-        if (!e) pd->poll_events |= kMultiArmed;
+        if (!e) pd->poll_events = kMultiArmed | (owned_here() ? 0 : kArmedForeign);
         return e;
     }
     int submit_poll(int fd, uint64_t data, unsigned mask) {
@@ -342,14 +358,19 @@ private:
         PollDesc *pd = pd_from_tag(tag, &stale);
         // Under the lock: close, free and reuse cannot slip in between.
         std::lock_guard<std::mutex> lk(sq_mu_);
-        // Closed, reused, or moved to another worker's ring.
-        // (A move stores the new port before it takes sq_mu_ to close here.)
-        if (pd->port.load(std::memory_order_acquire) != this || pd->poll_index < 0 || pd->tag() != tag)
+        // Moved to another worker's ring: a move stores the new port before
+        // it takes sq_mu_ to close here, and the new port owns poll_events.
+        if (pd->port.load(std::memory_order_acquire) != this || pd->tag() != tag) return;
+        uint32_t mine = (dir ? uint32_t(dir) : kMultiArmed) << kCancelShift;
+        if (pd->poll_events & mine) { // a poll close() cancelled: the file is free
+            pd->poll_events &= ~mine;
             return;
+        }
+        if (pd->poll_index < 0) return; // closed
         bool rearm = res == -ECANCELED || (res >= 0 && multishot_);
         if (res < 0 && !rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
         if (!dir) {
-            pd->poll_events &= ~kMultiArmed;
+            pd->poll_events &= ~(kMultiArmed | kArmedForeign);
             if (rearm && !hand_over(pd)) arm_multishot(pd);
         } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir))) {
             pd->poll_events &= ~uint32_t(dir);

@@ -4,7 +4,9 @@
 // direction reported ready is dropped from the descriptor's events (an
 // unread socket must not spin the poller) until a waiter parks on it again
 // (arm()).  pd->poll_events holds the watched directions, pd->poll_index
-// the slot; both under mu_.
+// the slot; both under mu_.  Once closed, poll_events remembers the poll
+// call that was under way (kClosing | its number): that call holds the file
+// until it returns (closing()).
 //
 // The poller polls a private copy of the array so mu_ is free while it
 // blocks; whatever changes what a blocked poller should watch (open, close,
@@ -27,6 +29,7 @@ namespace np {
 namespace {
 
 constexpr uint32_t kDirs = NP_READ | NP_WRITE;
+constexpr uint32_t kClosing = 1u << 31, kCallMask = kClosing - 1;
 
 short poll_mask(uint32_t dirs) {
     short m = 0;
@@ -140,12 +143,20 @@ public:
             }
             n_--;
             pd->poll_index = -1;
-            pd->poll_events = 0;
+            // poll(2) holds a reference to every file it watches until it
+            // returns: the call under way keeps this one open till then.
+            pd->poll_events = in_call_ ? kClosing | (calls_ & kCallMask) : 0;
             kick = blocked_; // it must not poll the fd once the owner closes it
         }
         NP_TRACE("netpoll: fd=%d del", fd);
         if (kick) wake();
         return 0;
+    }
+
+    bool closing(PollDesc *pd) override {
+        std::lock_guard<std::mutex> lk(mu_);
+        uint32_t v = pd->poll_events;
+        return (v & kClosing) && in_call_ && (calls_ & kCallMask) == (v & kCallMask);
     }
 
     void arm(PollDesc *pd, int mode) override {
@@ -183,12 +194,19 @@ public:
                 memcpy(snap_.fds, live_.fds, cnt * sizeof *snap_.fds);
                 memcpy(snap_.tags, live_.tags, cnt * sizeof *snap_.tags);
                 blocked_ = delay != 0;
+                in_call_ = true;
             }
             n = ::poll(snap_.fds, nfds_t(cnt), delay_to_ms(delay));
+            int err = errno;
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                in_call_ = false;
+                calls_++;
+            }
             if (n >= 0) break;
             // EINTR: with a timeout the caller recomputes it; else retry
             // (copying again: the array may have changed meanwhile).
-            if (errno != EINTR || delay > 0) {
+            if (err != EINTR || delay > 0) {
                 std::lock_guard<std::mutex> g(mu_);
                 blocked_ = false;
                 return 0;
@@ -236,10 +254,12 @@ private:
     }
 
     Wakeup wakeup_;
-    std::mutex mu_;            // live_, n_, blocked_, pd->poll_*
+    std::mutex mu_;            // live_, n_, blocked_, in_call_, calls_, pd->poll_*
     Table live_;
     size_t n_ = 0;
     bool blocked_ = false;     // a poller blocks on a copy of live_
+    bool in_call_ = false;     // poll(2) is under way (blocking or not)
+    uint32_t calls_ = 0;       // poll(2) calls returned
     std::timed_mutex reap_mu_; // one poller at a time; owns snap_
     Table snap_;
 };

@@ -183,7 +183,20 @@ int np_close(np_fd *p) {
     if (int e = pd->fdmu.mark_closed()) return e;
     pd_unblock(pd);          // waiters wake with -EBADF
     pd->fdmu.wait_idle();    // in-flight operations leave first
-    if (pd->pollable) pd->port.load(std::memory_order_acquire)->close(pd->fd, pd);
+    if (pd->pollable) {
+        Port *port = pd->port.load(std::memory_order_acquire);
+        port->close(pd->fd, pd);
+        // np_close returns with the file released (the peer sees the close,
+        // the address is free): wait for the port to let go of it, reaping
+        // its poller from here in case its owner is busy.  Bounded: a
+        // kernel that never answers costs a second, not a hang.
+        for (int64_t nap = 10'000, left = 1'000'000'000; port->closing(pd) && left > 0; left -= nap) {
+            netpoll_port(port);
+            if (!port->closing(pd)) break;
+            np_sleep(nap);
+            if (nap < 1'000'000) nap *= 2;
+        }
+    }
     int fd = pd->fd;
     pd_free(pd);
     rt->descriptors.fetch_sub(1, std::memory_order_relaxed);

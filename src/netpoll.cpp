@@ -87,6 +87,15 @@ Port *open_port() {
     return rt->workers[i % uint32_t(rt->nworkers)]->port;
 }
 
+void netpoll_port(Port *p) {
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i]->port == p) {
+            netpoll(rt->workers[i], 0);
+            return;
+        }
+    if (rt->host && rt->host->port == p) netpoll(rt->host, 0);
+}
+
 bool netpoll_has_waiters() {
     return rt->netpoll_waiters.load(std::memory_order_relaxed) > 0;
 }

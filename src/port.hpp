@@ -35,6 +35,9 @@ public:
     // same kind while the descriptor is in use: opening reports what is
     // ready already (edge-triggered ports), and arm() does nothing.
     virtual bool movable() const { return false; }
+    // After close(): the kernel may still hold the file through this port
+    // (io_uring: until another thread finishes the cancelled poll).
+    virtual bool closing(PollDesc *) { return false; }
 
     // Only a blocking poll may drain the break (a non-blocking one would
     // steal the wake-up meant for it) -- unless there is one poller only:

@@ -115,6 +115,7 @@ void timer_modify(Timer *t, int64_t when);
 // The pollers (netpoll.cpp).  netpoll polls w's port and readies the
 // woken; returns their count.
 int netpoll(Worker *w, int64_t delay_ns);
+void netpoll_port(Port *p);              // reap p without blocking (its worker's)
 bool netpoll_has_waiters();
 // The port a descriptor opened now registers with: the caller's worker's,
 // or (from a plain OS thread) the workers' in turn.

@@ -423,6 +423,48 @@ static int relisten(void *x) {
 }
 PORT_TEST(close, closed_listener_relisten) { GREEN(relisten); }
 
+/* np_close from a thread other than the one whose poller armed the
+ * descriptor (here a plain OS thread, after a green thread opened them):
+ * when it returns the file is gone -- the address can be bound again and
+ * the peer sees the end of the stream. */
+struct held {
+    struct sockaddr_in sa;
+    np_fd *ls, *conn;
+    int peer;
+};
+
+static int open_held(void *x) {
+    struct held *h = x;
+    h->ls = must_open(listener(&h->sa));
+    int a, b;
+    tcp_pair(&a, &b);
+    h->conn = must_open(a);
+    h->peer = b;
+    char c;
+    /* parks once: the registration is armed and in use */
+    np_set_deadline(h->conn, np_now() + 20 * MS, NP_READ);
+    cr_assert_eq(np_read(h->conn, &c, 1), -ETIMEDOUT);
+    return 0;
+}
+
+PORT_TEST(close, from_another_thread_releases_the_file) {
+    for (int i = 0; i < 20; i++) {
+        struct held h;
+        run_green(open_held, &h);
+        cr_assert_eq(np_close(h.ls), 0);
+        cr_assert_eq(np_close(h.conn), 0);
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_eq(bind(s, (struct sockaddr *)&h.sa, sizeof h.sa), 0,
+                     "round %d: the address is still in use after np_close: %s", i, strerror(errno));
+        close(s);
+        struct pollfd pf = {.fd = h.peer, .events = POLLIN};
+        cr_assert_eq(poll(&pf, 1, 0), 1, "round %d: the peer saw no close", i);
+        char c;
+        cr_assert_eq(read(h.peer, &c, 1), 0);
+        close(h.peer);
+    }
+}
+
 static int eof_and_errors(void *x) {
     (void)x;
     char buf[8];
