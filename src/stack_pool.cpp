@@ -22,6 +22,20 @@ static size_t read_max_map_count() {
     return v;
 }
 
+bool StackRing::reserve(size_t want) {
+    if (want <= cap_) return true;
+    size_t c = cap_ ? cap_ : 64;
+    while (c < want) c *= 2;
+    auto *b = static_cast<Stack *>(mem_alloc(c * sizeof(Stack)));
+    if (!b) return false;
+    for (size_t i = 0; i < n_; i++) b[i] = buf_[(head_ + i) & (cap_ - 1)];
+    mem_free(buf_);
+    buf_ = b;
+    cap_ = c;
+    head_ = 0;
+    return true;
+}
+
 void StackPool::init(size_t stack_size, bool packed) {
     page_ = size_t(sysconf(_SC_PAGESIZE));
     packed_ = packed;
@@ -41,16 +55,17 @@ bool StackPool::grow() {
     if (n < 16) n = 16;
     if (guard && n > guard_budget_) n = guard_budget_;
     size_t bytes = n * slot + (guard ? 0 : page_);
+    // Room for every slot in both lists first, so that releasing a stack --
+    // which may run on a small stack -- never allocates.  Doubling: chunks
+    // come 64 slots at a time while guard pages last.
+    if (!warm_.reserve(nslots_ + n)) return false;
+    if (cold_.capacity() < nslots_ + n) cold_.reserve(std::max(nslots_ + n, 2 * cold_.capacity()));
     void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return false;
     char *base = static_cast<char *>(m);
     reserved_.fetch_add(bytes, std::memory_order_relaxed);
-    // Room for every slot in both lists now, so that releasing a stack --
-    // which may run on a small stack -- never allocates.
     nslots_ += n;
-    warm_.reserve(nslots_);
-    cold_.reserve(nslots_);
     chunks_[nc] = Range{uintptr_t(base), uintptr_t(base + bytes), slot, guard};
     nchunks_.store(nc + 1, std::memory_order_release);
     if (guard) {
@@ -104,13 +119,16 @@ int StackPool::alloc_batch(Stack *out, int n) {
     int got = 0;
     Guard<SpinLock> g(lock_);
     while (got < n) {
-        List &l = !warm_.empty() ? warm_ : cold_;
-        if (l.empty()) {
+        if (!warm_.empty()) {
+            out[got] = warm_.back();
+            warm_.pop_back();
+        } else if (!cold_.empty()) {
+            out[got] = cold_.back();
+            cold_.pop_back();
+        } else {
             if (got || !grow()) break;
             continue;
         }
-        out[got] = l.back();
-        l.pop_back();
         mark(&out[got]);
         got++;
     }
@@ -122,7 +140,7 @@ bool StackPool::alloc(Stack *out) { return alloc_batch(out, 1) == 1; }
 void StackPool::release_batch(const Stack *st, int n) {
     for (int i = 0; i < n; i++) unmark(st[i]);
     Guard<SpinLock> g(lock_);
-    warm_.insert(warm_.end(), st, st + n);
+    for (int i = 0; i < n; i++) warm_.push_back(st[i]);
 }
 
 void StackPool::release(const Stack &s) { release_batch(&s, 1); }
@@ -130,17 +148,20 @@ void StackPool::release(const Stack &s) { release_batch(&s, 1); }
 // Keep the most recently used kWarm stacks committed; give back the pages of
 // the older ones (all but the top page, where the canary is) outside the
 // lock, a batch at a time, with no allocation (it runs on sysmon's stack).
+// Paced like Go's scavenger: at most kPerRound stacks a call (a system call
+// each, and each takes the address-space lock the page faults of running
+// threads need), so a million idle stacks go back over minutes rather than
+// in a burst that stalls a process spawning threads again.
 void StackPool::scavenge() {
-    constexpr size_t kWarm = 256, kBatch = 128;
+    constexpr size_t kWarm = 256, kBatch = 128, kPerRound = 2048;
     Stack batch[kBatch];
-    for (;;) {
+    for (size_t done = 0; done < kPerRound; done += kBatch) {
         size_t n;
         {
             Guard<SpinLock> g(lock_);
             if (warm_.size() <= kWarm) return;
             n = std::min(kBatch, warm_.size() - kWarm);
-            std::copy(warm_.begin(), warm_.begin() + long(n), batch);
-            warm_.erase(warm_.begin(), warm_.begin() + long(n));
+            for (size_t i = 0; i < n; i++) batch[i] = warm_.pop_front();
         }
         for (size_t i = 0; i < n; i++) {
             // Whole pages only (packed slots share pages), never the top one.

@@ -24,6 +24,32 @@ namespace np {
 
 constexpr uint64_t kStackCanary = 0x6e70737461636b21ull; // "npstack!"
 
+// The warm free list: LIFO at the back (the hottest stacks), while the
+// scavenger takes the oldest from the front; both O(1) (a vector's front
+// erase moved the whole list, under the lock, for every batch).
+class StackRing {
+public:
+    StackRing() = default;
+    StackRing(const StackRing &) = delete;
+    StackRing &operator=(const StackRing &) = delete;
+    ~StackRing() { mem_free(buf_); }
+    bool empty() const { return n_ == 0; }
+    size_t size() const { return n_; }
+    Stack &back() { return buf_[(head_ + n_ - 1) & (cap_ - 1)]; }
+    void pop_back() { n_--; }
+    void push_back(const Stack &s) { buf_[(head_ + n_++) & (cap_ - 1)] = s; } // room reserved
+    Stack pop_front() {
+        Stack s = buf_[head_];
+        head_ = (head_ + 1) & (cap_ - 1);
+        n_--;
+        return s;
+    }
+    bool reserve(size_t want); // doubling; keeps the order
+private:
+    Stack *buf_ = nullptr;
+    size_t cap_ = 0, head_ = 0, n_ = 0;
+};
+
 struct StackPool {
     // packed: slots of any 64-byte multiple, back to back with canaries and
     // no guard pages (small stacks for small handlers: np_go_stack).
@@ -45,8 +71,8 @@ private:
     // Free lists live outside the stacks, so a new chunk is not touched.
     using List = std::vector<Stack, ArenaAllocator<Stack>>;
     SpinLock lock_;
-    List warm_;  // pages may still be committed; LIFO, so the back is hottest
-    List cold_;  // scavenged, or never used
+    StackRing warm_; // pages may still be committed
+    List cold_;      // scavenged, or never used
     size_t nslots_ = 0;
     size_t guard_budget_ = 0;
     std::atomic<uint64_t> reserved_{0};

@@ -190,3 +190,53 @@ Test(stack, small_packed_stacks, .timeout = 60) {
     setrlimit(RLIMIT_NOFILE, &rl);
     run_green(small_stacks, NULL);
 }
+
+/* Idle stacks give their pages back: threads that used most of their stacks
+ * exit, and within a few seconds (sysmon scavenges twice a second, paced)
+ * the process's RSS falls back by most of what those stacks held. */
+enum { DEEP = 2000, DEEP_KIB = 12 };
+static atomic_int deep_parked, deep_left;
+static int deep_release;
+
+static void deep_thread(void *a) {
+    (void)a;
+    volatile char buf[DEEP_KIB * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 512) buf[i] = (char)i;
+    np_mutex_lock(&mu);
+    atomic_fetch_add(&deep_parked, 1);
+    while (!deep_release) np_cond_wait(&cv, &mu);
+    np_mutex_unlock(&mu);
+    atomic_fetch_add(&deep_left, 1);
+}
+
+static int stacks_scavenged(void *x) {
+    (void)x;
+    long rss0 = status_kib("VmRSS:");
+    for (int i = 0; i < DEEP; i++) cr_assert_eq(np_go(deep_thread, NULL), 0);
+    int64_t end = np_now() + 30000 * MS;
+    while (atomic_load(&deep_parked) < DEEP && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&deep_parked), DEEP);
+    long grown = status_kib("VmRSS:") - rss0;
+    cr_assert_gt(grown, DEEP * DEEP_KIB / 2, "the stacks were not committed (%ld KiB)", grown);
+    np_mutex_lock(&mu);
+    deep_release = 1;
+    np_cond_broadcast(&cv);
+    np_mutex_unlock(&mu);
+    while (atomic_load(&deep_left) < DEEP && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&deep_left), DEEP);
+    /* A warm reserve (a few hundred stacks) stays committed. */
+    long now = status_kib("VmRSS:") - rss0;
+    int64_t give_up = np_now() + 10000 * MS;
+    while (now > grown / 2 && np_now() < give_up) {
+        np_sleep(50 * MS);
+        now = status_kib("VmRSS:") - rss0;
+    }
+    cr_log_info("%d deep threads: +%ld KiB, %ld KiB after they ended", DEEP, grown, now);
+    cr_assert_leq(now, grown / 2, "idle stacks kept %ld of %ld KiB", now, grown);
+    return 0;
+}
+
+Test(stack, idle_stacks_give_pages_back, .timeout = 60) {
+    np_test_init("epoll", 2);
+    run_green(stacks_scavenged, NULL);
+}
