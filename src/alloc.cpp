@@ -1,5 +1,6 @@
 #include "alloc.hpp"
 #include "config.h"
+#include "context.hpp"
 
 #include <cstdio>
 #include <atomic>
@@ -46,16 +47,36 @@ static int flags() {
     return arena_flags;
 }
 
+// jemalloc's slow paths (a thread's first call sets up its cache; refills
+// and flushes reach the arena) run deeper than a small green thread's
+// stack allows: every call goes through the worker's OS stack.
+struct Call {
+    size_t n;
+    int zero;
+    void *p;
+};
+static void alloc_here(void *a) {
+    auto *c = static_cast<Call *>(a);
+    c->p = mallocx(c->n, flags() | c->zero);
+}
+static void free_here(void *a) { dallocx(static_cast<Call *>(a)->p, flags()); }
+
 void *mem_alloc(size_t n) {
     count();
-    return mallocx(n ? n : 1, flags());
+    Call c{n ? n : 1, 0, nullptr};
+    on_os_stack(alloc_here, &c);
+    return c.p;
 }
 void *mem_zalloc(size_t n) {
     count();
-    return mallocx(n ? n : 1, flags() | NP_MALLOCX_ZERO);
+    Call c{n ? n : 1, NP_MALLOCX_ZERO, nullptr};
+    on_os_stack(alloc_here, &c);
+    return c.p;
 }
 void mem_free(void *p) {
-    if (p) dallocx(p, flags());
+    if (!p) return;
+    Call c{0, 0, p};
+    on_os_stack(free_here, &c);
 }
 
 uint64_t mem_allocated() {
@@ -75,15 +96,35 @@ uint64_t mem_allocated() {
 }
 
 #else
+// As above: the C library's allocator has deep slow paths too.
+struct Call {
+    size_t n;
+    bool zero;
+    void *p;
+};
+static void alloc_here(void *a) {
+    auto *c = static_cast<Call *>(a);
+    c->p = c->zero ? calloc(1, c->n) : malloc(c->n);
+}
+static void free_here(void *a) { free(static_cast<Call *>(a)->p); }
+
 void *mem_alloc(size_t n) {
     count();
-    return malloc(n ? n : 1);
+    Call c{n ? n : 1, false, nullptr};
+    on_os_stack(alloc_here, &c);
+    return c.p;
 }
 void *mem_zalloc(size_t n) {
     count();
-    return calloc(1, n ? n : 1);
+    Call c{n ? n : 1, true, nullptr};
+    on_os_stack(alloc_here, &c);
+    return c.p;
 }
-void mem_free(void *p) { free(p); }
+void mem_free(void *p) {
+    if (!p) return;
+    Call c{0, false, p};
+    on_os_stack(free_here, &c);
+}
 uint64_t mem_allocated() { return 0; }
 #endif
 

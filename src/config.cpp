@@ -139,17 +139,73 @@ void debug_init() {
     }
 }
 
+// A trace may come from a green thread on a 2-6 KiB stack, where
+// vsnprintf's frames (over 2 KiB in glibc) do not fit: this formats the few
+// conversions the traces use (%d %i %u %x %#x %s %p, with l/ll/z) in a
+// small frame.  Anything else prints as '?'.
+static size_t put_num(char *out, size_t room, unsigned long long v, bool neg, unsigned base, bool alt) {
+    char tmp[24];
+    size_t n = 0, k = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    if (neg && k < room) out[k++] = '-';
+    if (alt && k + 1 < room) {
+        out[k++] = '0';
+        out[k++] = 'x';
+    }
+    while (n && k < room) out[k++] = tmp[--n];
+    return k;
+}
+
 void debug_print(const char *fmt, ...) {
-    char buf[256];
+    char buf[160];
+    size_t room = sizeof buf - 1, n = 0; // one byte kept for the newline
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    for (const char *p = fmt; *p && n < room; p++) {
+        if (*p != '%') {
+            buf[n++] = *p;
+            continue;
+        }
+        bool alt = false;
+        int longs = 0;
+        if (*++p == '#') alt = true, p++;
+        while (*p == 'l' || *p == 'z') longs += *p == 'z' ? 2 : 1, p++;
+        unsigned long long u = 0;
+        long long d = 0;
+        switch (*p) {
+        case 'd':
+        case 'i':
+            d = longs >= 2 ? va_arg(ap, long long) : longs ? va_arg(ap, long) : va_arg(ap, int);
+            n += put_num(buf + n, room - n, d < 0 ? 0ull - (unsigned long long)d : (unsigned long long)d, d < 0, 10, false);
+            break;
+        case 'u':
+        case 'x':
+            u = longs >= 2 ? va_arg(ap, unsigned long long) : longs ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
+            n += put_num(buf + n, room - n, u, false, *p == 'x' ? 16 : 10, alt && u);
+            break;
+        case 'p':
+            n += put_num(buf + n, room - n, uintptr_t(va_arg(ap, void *)), false, 16, true);
+            break;
+        case 's':
+            for (const char *s = va_arg(ap, const char *); s && *s && n < room; s++) buf[n++] = *s;
+            break;
+        case '%':
+            buf[n++] = '%';
+            break;
+        case 0:
+            p--; // a lone '%' at the end
+            [[fallthrough]];
+        default:
+            buf[n++] = '?';
+        }
+    }
     va_end(ap);
-    if (n < 0) return;
-    if (size_t(n) > sizeof buf - 2) n = sizeof buf - 2;
     buf[n++] = '\n';
     // One write per line so lines from several workers never interleave.
-    ssize_t r = write(2, buf, size_t(n));
+    ssize_t r = write(2, buf, n);
     (void)r;
 }
 

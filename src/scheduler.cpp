@@ -311,6 +311,21 @@ static StackPool *sized_pool(size_t size) {
     return nullptr; // too many distinct sizes
 }
 
+void on_os_stack(void (*fn)(void *), void *arg) {
+    Worker *w = tls_worker;
+    GThread *g = w ? w->cur : nullptr;
+    char here;
+    // Only from the green stack itself: not when already on the OS stack
+    // (a nested call), nor from a signal handler on an alternate stack.
+    if (g && w->g0_sp && &here >= g->stack.lo && &here < g->stack.hi) {
+        // Below the scheduler's saved frame, past the red zone: that stack
+        // is idle while one of its green threads runs.
+        np_ctx_call_on(static_cast<char *>(w->g0_sp) - 256, fn, arg);
+        return;
+    }
+    fn(arg);
+}
+
 int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
           size_t stack_size) {
     if (int e = runtime_ensure()) return e;

@@ -848,6 +848,64 @@ Test(poller, trace, .init = cr_redirect_stderr) {
     cr_assert(strstr(buf, " add"), "%s", buf);
 }
 
+/* Tracing from a small stack: a 6 KiB handler with a 4 KiB buffer opens,
+ * waits on (its registration moving to its worker) and closes descriptors,
+ * each traced on its own stack. */
+static atomic_int small_traced;
+
+static void small_traced_handler(void *a) {
+    int fd = *(int *)a;
+    char buf[4096];
+    np_fd *pd;
+    cr_assert_eq(np_open(fd, &pd), 0);
+    np_set_deadline(pd, np_now() + 5000 * MS, NP_READ);
+    ssize_t n = np_read(pd, buf, sizeof buf);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(np_close(pd), 0);
+    atomic_fetch_add(&small_traced, 1);
+}
+
+static void *poke_later(void *a) {
+    int *peers = a;
+    usleep(20 * 1000);
+    for (int i = 0; i < 8; i++) cr_assert_eq(write(peers[i], "t", 1), 1);
+    return NULL;
+}
+
+static int trace_small(void *x) {
+    (void)x;
+    static int fds[8], peers[8];
+    for (int i = 0; i < 8; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        fds[i] = sv[0];
+        peers[i] = sv[1];
+        cr_assert_eq(np_go_stack(small_traced_handler, &fds[i], 6 * 1024), 0);
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, poke_later, peers);
+    int64_t end = np_now() + 10000 * MS;
+    while (atomic_load(&small_traced) < 8 && np_now() < end) np_sleep(MS);
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&small_traced), 8);
+    for (int i = 0; i < 8; i++) close(peers[i]);
+    return 0;
+}
+
+static void trace_small_on(const char *poller) {
+    setenv("NPDEBUG", "netpoll=1", 1);
+    np_test_init(poller, 2);
+    run_green(trace_small, NULL);
+    char buf[8192];
+    captured_stderr(buf, sizeof buf);
+    cr_assert(strstr(buf, " add"), "%s", buf);
+    cr_assert(strstr(buf, " del"), "%s", buf);
+}
+
+Test(poller, trace_on_small_stacks_epoll, .init = cr_redirect_stderr) { trace_small_on("epoll"); }
+Test(poller, trace_on_small_stacks_io_uring, .init = cr_redirect_stderr) { trace_small_on("io_uring"); }
+Test(poller, trace_on_small_stacks_poll, .init = cr_redirect_stderr) { trace_small_on("poll"); }
+
 /* After a short read the next read waits for the next edge (no EAGAIN
  * read); data and hang-up that arrived together must still be seen. */
 static int short_read_then_eof(void *x) {

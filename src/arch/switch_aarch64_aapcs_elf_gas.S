@@ -146,4 +146,36 @@ np_ctx_make:
         .cfi_endproc
         .size   np_ctx_make,.-np_ctx_make
 
+/*
+ * void np_ctx_call_on(void *sp, void (*fn)(void *arg), void *arg)
+ *   Calls fn(arg) with the stack pointer moved to sp (aligned down to 16),
+ *   then returns on the caller's stack.  The frame is x29-based, so an
+ *   unwinder walks from fn back to the caller.
+ */
+        .globl  np_ctx_call_on
+        .hidden np_ctx_call_on
+        .type   np_ctx_call_on,%function
+        .p2align 4
+np_ctx_call_on:
+        .cfi_startproc
+        stp     x29, x30, [sp, #-16]!
+        .cfi_def_cfa_offset 16
+        .cfi_offset x29, -16
+        .cfi_offset x30, -8
+        mov     x29, sp
+        .cfi_def_cfa_register x29
+        and     x9, x0, #-16
+        mov     sp, x9                  /* the other stack */
+        mov     x0, x2
+        blr     x1                      /* fn(arg) */
+        mov     sp, x29                 /* back */
+        .cfi_def_cfa_register sp
+        ldp     x29, x30, [sp], #16
+        .cfi_def_cfa_offset 0
+        .cfi_restore x29
+        .cfi_restore x30
+        ret
+        .cfi_endproc
+        .size   np_ctx_call_on,.-np_ctx_call_on
+
         .section .note.GNU-stack,"",%progbits

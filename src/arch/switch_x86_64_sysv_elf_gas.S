@@ -104,4 +104,34 @@ np_ctx_make:
         .cfi_endproc
         .size   np_ctx_make,.-np_ctx_make
 
+/*
+ * void np_ctx_call_on(void *sp, void (*fn)(void *arg), void *arg)
+ *   Calls fn(arg) with the stack pointer moved to sp (aligned down to 16),
+ *   then returns on the caller's stack.  The frame is rbp-based, so an
+ *   unwinder walks from fn back to the caller.
+ */
+        .globl  np_ctx_call_on
+        .hidden np_ctx_call_on
+        .type   np_ctx_call_on,@function
+        .align  16
+np_ctx_call_on:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset rbp, 0
+        movq    %rsp, %rbp
+        .cfi_def_cfa_register rbp
+        andq    $-16, %rdi
+        movq    %rdi, %rsp              /* the other stack */
+        movq    %rdx, %rdi
+        callq   *%rsi                   /* fn(arg) */
+        movq    %rbp, %rsp              /* back */
+        .cfi_def_cfa_register rsp
+        popq    %rbp
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore rbp
+        ret
+        .cfi_endproc
+        .size   np_ctx_call_on,.-np_ctx_call_on
+
         .section .note.GNU-stack,"",%progbits

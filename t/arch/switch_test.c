@@ -29,6 +29,7 @@
 HIDDEN void *np_ctx_switch(void **from_sp, void *to_sp, void *arg);
 HIDDEN void *np_ctx_make(void *stack_top, void (*entry)(void *));
 HIDDEN void np_ctx_trampoline(void);
+HIDDEN void np_ctx_call_on(void *sp, void (*fn)(void *), void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Test bookkeeping                                                    */
@@ -718,6 +719,44 @@ static void test_unwind(void)
 
 /* ------------------------------------------------------------------ */
 
+/* np_ctx_call_on: fn runs on the other stack, aligned, gets its arg, and
+ * the caller's frame is intact afterwards; unwinding from fn reaches the
+ * caller. */
+static uintptr_t call_sp;
+static int call_frames;
+static _Unwind_Reason_Code count_frame(struct _Unwind_Context *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    call_frames++;
+    return _URC_NO_REASON;
+}
+static void __attribute__((noinline)) on_other(void *arg)
+{
+    volatile char probe;
+    call_sp = (uintptr_t)&probe;
+    *(int *)arg += 41;
+    call_frames = 0;
+    _Unwind_Backtrace(count_frame, NULL);
+}
+
+static void test_call_on(void)
+{
+    for (int misalign = 0; misalign < 16; misalign += 3) {
+        volatile uint64_t guard[4] = {1, 2, 3, 4};
+        int v = 1;
+        unsigned char *top = stacks[2] + STACK_SIZE - 512 + misalign;
+        np_ctx_call_on(top, on_other, &v);
+        EXPECT(v == 42, "fn got its arg (v=%d)", v);
+        EXPECT(call_sp < (uintptr_t)top && call_sp > (uintptr_t)stacks[2],
+               "fn ran on the other stack (sp %#lx)", (unsigned long)call_sp);
+        EXPECT(guard[0] == 1 && guard[1] == 2 && guard[2] == 3 && guard[3] == 4,
+               "the caller's frame survived");
+        /* on_other, np_ctx_call_on, test_call_on, run, main: at least 4 */
+        EXPECT(call_frames >= 4, "unwinding stopped after %d frames", call_frames);
+    }
+}
+
 int main(void)
 {
     run("first switch delivers arg, values round-trip", test_first_switch);
@@ -727,6 +766,7 @@ int main(void)
     run("entry stack alignment, nothing written above stack_top",
         test_alignment);
     run("unwinding stops at the trampoline", test_unwind);
+    run("a call on another stack comes back", test_call_on);
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed != 0;
 }
