@@ -42,6 +42,11 @@ struct Worker {
     std::atomic<int> state{kRunning};
     std::atomic<int64_t> sleep_until{INT64_MAX};
     uint32_t tick = 0;
+    // Threads started here and not finished (they never move, so this is
+    // the worker's share of the work), and whether sysmon saw the worker
+    // stuck with threads waiting to start: read by thieves (steal()).
+    std::atomic<int> homed{0};
+    std::atomic<bool> stuck{false};
     // Read by sysmon to see whether the worker is making progress.
     std::atomic<uint64_t> switches{0};
     // Set by sysmon when one thread has run for 10 ms while others wait:

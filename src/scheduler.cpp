@@ -53,10 +53,26 @@ void wake_worker(Worker *w) {
     w->port->wake();
 }
 
+// How many never-run threads thief may take from victim.  A thread stays
+// where it first runs, so taking more than evens out the two workers'
+// shares (threads homed there, plus those waiting to start) would pile a
+// burst of connection handlers onto whichever worker was idle when they
+// were spawned.  From a stuck victim (sysmon says so) everything is fair
+// game: its threads would wait for it otherwise.
+static size_t stealable(const Worker *thief, const Worker *victim) {
+    size_t fresh = victim->q.nfresh.load(std::memory_order_relaxed);
+    if (!fresh || victim->stuck.load(std::memory_order_relaxed)) return fresh;
+    long gap = long(victim->homed.load(std::memory_order_relaxed)) + long(fresh) -
+               long(thief->homed.load(std::memory_order_relaxed));
+    return gap > 1 ? std::min(fresh, size_t(gap / 2)) : 0;
+}
+
 // Some idle worker should look for work (stealable or global).
 static void wake_idle() {
+    Worker *self = tls_worker;
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
+        if (self && !self->embedded && !stealable(w, self)) continue; // it would take none
         if (w != tls_worker && w->state.load(std::memory_order_relaxed) != kRunning) {
             wake_worker(w);
             return;
@@ -109,6 +125,49 @@ static inline GThread *pop_own(Worker *w) {
 
 static inline bool has_own_work(Worker *w) { return w->local_head || !w->q.empty(); }
 
+// A thread about to run for the first time settles on this worker for good.
+// If an idle worker has clearly fewer threads (two fewer: the one about to
+// start would only swap the imbalance), send it there instead; a burst of
+// long-lived handlers from one accept loop is thus shared, whichever worker
+// happened to be free when they came.  Two random candidates, not a scan:
+// the choice of two is nearly as good and costs the same at any size.
+static Worker *lighter(Worker *self) {
+    int n = rt->nworkers;
+    if (n < 2 || self->embedded) return nullptr;
+    int mine = self->homed.load(std::memory_order_relaxed);
+    if (mine < 2) return nullptr;
+    Worker *best = nullptr;
+    int least = mine - 1;
+    uint32_t r = self->tick * 2654435761u;
+    for (int k = 0; k < (n > 2 ? 2 : 1); k++) {
+        Worker *o = rt->workers[(uint32_t(self->id) + 1 + (r >> (16 * k)) % uint32_t(n - 1)) % uint32_t(n)];
+        // Only to one that sleeps, so it starts the thread now (a busy or
+        // stuck one would just have it stolen back).
+        if (o->state.load(std::memory_order_relaxed) == kRunning) continue;
+        // Counting the threads on their way there, so a burst is split,
+        // not all sent over before the other worker starts any.
+        int h = o->homed.load(std::memory_order_relaxed) + int(o->q.nfresh.load(std::memory_order_relaxed));
+        if (h < least) {
+            least = h;
+            best = o;
+        }
+    }
+    return best;
+}
+
+// Pop from this worker's queues, handing a never-run thread to a lighter
+// worker when there is one.
+static GThread *pop_placed(Worker *w) {
+    for (;;) {
+        GThread *g = pop_own(w);
+        if (!g || g->started) return g;
+        Worker *o = lighter(w);
+        if (!o) return g;
+        push_inbox(o, g);
+        wake_worker(o);
+    }
+}
+
 void ready(GThread *g) {
     Worker *self = tls_worker;
     if (g->started) {
@@ -157,7 +216,9 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     if (!to->started) {
         to->started = true;
         to->home = w;
+        w->homed.store(w->homed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
+    if (w->stuck.load(std::memory_order_relaxed)) w->stuck.store(false, std::memory_order_relaxed);
     w->cur = to;
     w->preempt.store(false, std::memory_order_relaxed);
     w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -194,7 +255,7 @@ static GThread *next_local(Worker *w) {
             if (g) return g;
         }
     }
-    return pop_own(w);
+    return pop_placed(w);
 }
 
 void yield() {
@@ -283,6 +344,7 @@ static void thread_main(void *) {
     // Exit: pick the next thread; this stack is finished after the switch.
     w = tls_worker;
     check_stack_overflow(g);
+    w->homed.store(w->homed.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     w->dead = g;
     GThread *next = next_local(w);
     if (next) switch_to(w, g, next);
@@ -462,11 +524,14 @@ static GThread *steal(Worker *self) {
     int start = int(self->tick % unsigned(n));
     for (int k = 0; k < n; k++) {
         Worker *v = rt->workers[(start + k) % n];
-        if (v == self || v->q.nfresh.load(std::memory_order_relaxed) == 0) continue;
+        if (v == self) continue;
+        size_t even = stealable(self, v);
+        if (!even) continue;
         v->q.lock.lock();
         // Half, but a small batch: the walk holds the victim's lock, and each
         // node is a cache miss on another stack.
         size_t want = (v->q.nfresh.load(std::memory_order_relaxed) + 1) / 2;
+        if (want > even) want = even;
         if (want > 32) want = 32;
         GThread *got = v->q.take_fresh(want, 64);
         v->q.lock.unlock();
@@ -496,7 +561,7 @@ static bool fresh_elsewhere(Worker *self) {
 }
 
 static GThread *pop_queues(Worker *w) {
-    if (GThread *g = pop_own(w)) return g;
+    if (GThread *g = pop_placed(w)) return g;
     if (!rt->global.empty()) {
         rt->global.lock.lock();
         GThread *g = rt->global.pop();

@@ -20,6 +20,9 @@ namespace {
 
 constexpr int64_t kPollGap = 10'000'000;   // ns without a poll before sysmon polls
 constexpr int64_t kStuck = 20'000;         // ns without a switch = stuck
+// ...and this long: its waiting threads go to whoever is free, even if that
+// leaves the workers' shares uneven (see steal()).
+constexpr int64_t kStuckLong = 10'000'000;
 constexpr int64_t kTimeSlice = 10'000'000; // then ask the running thread to yield
 constexpr int64_t kMinSleep = 20'000, kMaxSleep = 10'000'000;
 constexpr int64_t kScavengeEvery = 500'000'000; // idle stack pages go back
@@ -30,10 +33,12 @@ struct Seen {
 };
 
 // w is stuck with never-run threads waiting: they are stealable from its
-// inbox, so wake an idle worker to take them (it steals half at a time).
-// Nothing is walked or moved here: the stuck worker may be spawning.
-bool handoff(Worker *w) {
+// inbox, so wake an idle worker to take them (it steals half at a time,
+// within the even share while the stall is short).  Nothing is walked or
+// moved here: the stuck worker may be spawning.
+bool handoff(Worker *w, bool long_stall) {
     if (w->q.nfresh.load(std::memory_order_relaxed) == 0) return false;
+    if (long_stall) w->stuck.store(true, std::memory_order_relaxed); // any thief may take them
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *o = rt->workers[i];
         if (o == w || o->state.load(std::memory_order_relaxed) == kRunning) continue;
@@ -71,7 +76,7 @@ void *sysmon_main(void *arg) {
                 seen[i].since = now;
                 continue;
             }
-            if (now - seen[i].since > kStuck && handoff(w)) acted = true;
+            if (now - seen[i].since > kStuck && handoff(w, now - seen[i].since > kStuckLong)) acted = true;
             bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) || w->timers.next_when.load(std::memory_order_relaxed) <= now;
             if (now - seen[i].since > kTimeSlice && waiting &&
                 !w->preempt.exchange(true, std::memory_order_relaxed))

@@ -224,3 +224,52 @@ static void opened_by_busy_thread(const char *poller) {
 Test(placement_epoll, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("epoll"); }
 Test(placement_io_uring, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("io_uring"); }
 Test(placement_poll, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_thread("poll"); }
+
+/* Threads never move once started, so where a burst of long-lived threads
+ * starts matters: spawned by one busy thread (an accept loop), they end up
+ * shared evenly between the workers, not all on whichever worker was idle. */
+#define HANDLERS 100
+static atomic_int started_on[2], handlers_up;
+static pid_t tid_of[2];
+static np_mutex hmu = NP_MUTEX_INITIALIZER;
+static np_cond hcv = NP_COND_INITIALIZER;
+static int handlers_go;
+
+static void handler(void *a) {
+    (void)a;
+    pid_t me = gettid();
+    np_mutex_lock(&hmu);
+    int slot = tid_of[0] == 0 || tid_of[0] == me ? 0 : 1;
+    tid_of[slot] = me;
+    np_mutex_unlock(&hmu);
+    atomic_fetch_add(&started_on[slot], 1);
+    atomic_fetch_add(&handlers_up, 1);
+    np_mutex_lock(&hmu);
+    while (!handlers_go) np_cond_wait(&hcv, &hmu);
+    np_mutex_unlock(&hmu);
+}
+
+static int spawn_burst(void *x) {
+    (void)x;
+    /* Like an accept loop: bursts of connections accepted without parking,
+     * then a wait for more. */
+    for (int i = 0; i < HANDLERS; i++) {
+        cr_assert_eq(np_go(handler, NULL), 0);
+        if ((i + 1) % 20 == 0) np_sleep(MS);
+    }
+    int64_t end = np_now() + 10000 * MS;
+    while (atomic_load(&handlers_up) < HANDLERS && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&handlers_up), HANDLERS);
+    int a = atomic_load(&started_on[0]), b = atomic_load(&started_on[1]);
+    np_mutex_lock(&hmu);
+    handlers_go = 1;
+    np_cond_broadcast(&hcv);
+    np_mutex_unlock(&hmu);
+    cr_assert(a >= HANDLERS / 5 && b >= HANDLERS / 5, "handlers started %d and %d on the two workers", a, b);
+    return 0;
+}
+
+Test(placement, spawned_burst_is_shared, .timeout = 60) {
+    np_test_init("epoll", 2);
+    run_green(spawn_burst, NULL);
+}
