@@ -102,6 +102,8 @@ int join(GThread *g, void **result);
 void park();
 void ready(GThread *g);
 void wake_worker(Worker *w);   // it has new work: wake it however it waits
+// How many of victim's never-run threads thief may take (scheduler.cpp).
+size_t stealable(const Worker *thief, const Worker *victim);
 void yield();
 
 // A safe point: give way if sysmon asked this worker to.

@@ -59,7 +59,7 @@ void wake_worker(Worker *w) {
 // burst of connection handlers onto whichever worker was idle when they
 // were spawned.  From a stuck victim (sysmon says so) everything is fair
 // game: its threads would wait for it otherwise.
-static size_t stealable(const Worker *thief, const Worker *victim) {
+size_t stealable(const Worker *thief, const Worker *victim) {
     size_t fresh = victim->q.nfresh.load(std::memory_order_relaxed);
     if (!fresh || victim->stuck.load(std::memory_order_relaxed)) return fresh;
     long gap = long(victim->homed.load(std::memory_order_relaxed)) + long(fresh) -

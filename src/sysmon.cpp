@@ -42,6 +42,7 @@ bool handoff(Worker *w, bool long_stall) {
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *o = rt->workers[i];
         if (o == w || o->state.load(std::memory_order_relaxed) == kRunning) continue;
+        if (!stealable(o, w)) continue; // it would take none: do not wake it for nothing
         wake_worker(o);
         rt->handoffs.fetch_add(1, std::memory_order_relaxed);
         return true;
