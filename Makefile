@@ -21,7 +21,7 @@ DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-d
 DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu
 DEPS_BENCH := golang-go libboost-context-dev wrk
 
-.PHONY: all check check-valgrind demo bench install clean deps deps-bench lib tests
+.PHONY: all check check-valgrind check-asan demo bench install clean deps deps-bench lib tests
 all: lib tests
 
 NOCONF_GOALS := clean deps deps-bench
@@ -152,6 +152,12 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
+
+# The suite built with AddressSanitizer and UBSan in a tree of its own
+# (tests of small stacks and of RSS skip themselves there).
+check-asan:
+	$(MAKE) B=build-asan SANFLAGS="-fsanitize=address,undefined" tests
+	ASAN_OPTIONS=detect_stack_use_after_return=0 build-asan/t/netpoll-tests --jobs 2
 
 # ---- demo and benchmarks ----------------------------------------------------
 $(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so

@@ -68,6 +68,7 @@ static int many_parked(void *x) {
 }
 
 Test(stack, hundred_thousand_parked_small_and_few_vmas, .timeout = 120) {
+    SKIP_UNDER_ASAN();
     np_config c = {.size = sizeof c, .stack_size = 16384};
     cr_assert_eq(np_init(&c), 0);
     run_green(many_parked, NULL);
@@ -184,6 +185,7 @@ static int small_stacks(void *x) {
 }
 
 Test(stack, small_packed_stacks, .timeout = 60) {
+    SKIP_UNDER_ASAN();
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -237,6 +239,7 @@ static int stacks_scavenged(void *x) {
 }
 
 Test(stack, idle_stacks_give_pages_back, .timeout = 60) {
+    SKIP_UNDER_ASAN();
     np_test_init("epoll", 2);
     run_green(stacks_scavenged, NULL);
 }
