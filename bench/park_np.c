@@ -7,6 +7,8 @@
  * them to end.  Run with a small NP_STACK_SIZE (e.g. 16384).  The Go peer
  * is bench/go/park.go.
  * Usage: park_np [n]   (default 1000000)
+ * Environment: PARK_STACK=bytes spawns with np_go_stack at that size
+ * (packed small stacks, e.g. 2048) instead of the default stacks.
  * Output: one line "np_park threads=N rss_mib=X kib_per_thread=Y".
  */
 #ifndef _GNU_SOURCE
@@ -62,8 +64,10 @@ static int run(void *arg) {
     long before = rss_kib();
     int64_t limit = np_now() + 120 * 1000000000LL;
     int spawn_failed = 0;
+    const char *e = getenv("PARK_STACK");
+    size_t small = e ? (size_t)atol(e) : 0; /* np_go_stack size, 0: the default stacks */
     for (long i = 0; i < n; i++) {
-        int rc = np_go(sleeper, NULL);
+        int rc = small ? np_go_stack(sleeper, NULL, small) : np_go(sleeper, NULL);
         if (rc < 0) {
             fprintf(stderr, "park_np: np_go #%ld: %s\n", i, strerror(-rc));
             n = i; /* wake and reap what we have, then fail */

@@ -299,6 +299,15 @@ if have_np park_np && have_peer go_park; then
             "$(field kib_per_thread "$gout")" lower
         row "parked RSS MiB (${N_PARK})" "$(field rss_mib "$out")" "goroutine" \
             "$(field rss_mib "$gout")" lower
+        # The same threads on 2 KiB packed stacks (np_go_stack)
+        sout=$(PARK_STACK=2048 timeout 300 "$B/park_np" "$N_PARK" 2>>"$LOGS/park_np.log" | tail -n 1)
+        if [ -n "$sout" ]; then
+            log "  $sout (np_go_stack 2048)"
+            row "parked KiB/thread, 2K stacks" "$(field kib_per_thread "$sout")" "goroutine" \
+                "$(field kib_per_thread "$gout")" lower
+        else
+            note "  park_np with PARK_STACK=2048 failed (see $LOGS/park_np.log)"
+        fi
     fi
 fi
 
