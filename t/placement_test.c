@@ -4,6 +4,7 @@
  * becomes ready around the move is lost; a reader and a writer of one
  * descriptor on two workers both make progress. */
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "np_test.h"
 
@@ -273,3 +274,59 @@ Test(placement, spawned_burst_is_shared, .timeout = 60) {
     np_test_init("epoll", 2);
     run_green(spawn_burst, NULL);
 }
+
+/* Many descriptors opened from a plain OS thread while the worker that owns
+ * the poller is busy: io_uring queues them for that worker (up to a bound,
+ * beyond which they are armed where they are opened).  Readers parked on
+ * all of them get their data once the worker is free. */
+#define MANY 1500
+static atomic_int spin_stop, spinning, many_got;
+
+static void spin_a_while(void *a) {
+    (void)a;
+    atomic_store(&spinning, 1);
+    int64_t end = np_now() + 5000 * MS;
+    while (!atomic_load(&spin_stop) && np_now() < end) {
+    }
+}
+
+static void read_one(void *a) {
+    char c;
+    np_set_deadline(a, np_now() + 20000 * MS, NP_READ);
+    if (np_read(a, &c, 1) == 1) atomic_fetch_add(&many_got, 1);
+}
+
+static void opened_while_owner_busy(const char *poller) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * MANY + 100) cr_skip_test("needs %d descriptors", 2 * MANY + 100);
+    np_test_init(poller, 1);
+    static np_fd *pd[MANY];
+    static int peer[MANY];
+    cr_assert_eq(np_go(spin_a_while, NULL), 0);
+    int64_t end = np_now() + 5000 * MS;
+    while (!atomic_load(&spinning) && np_now() < end) usleep(100);
+    for (int i = 0; i < MANY; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        pd[i] = must_open(sv[0]);
+        peer[i] = sv[1];
+    }
+    atomic_store(&spin_stop, 1);
+    for (int i = 0; i < MANY; i++) cr_assert_eq(np_go(read_one, pd[i]), 0);
+    usleep(100 * 1000); /* the readers park */
+    for (int i = 0; i < MANY; i++) cr_assert_eq(write(peer[i], "m", 1), 1);
+    end = np_now() + 20000 * MS;
+    while (atomic_load(&many_got) < MANY && np_now() < end) usleep(1000);
+    cr_assert_eq(atomic_load(&many_got), MANY, "%d of %d readers got their data", atomic_load(&many_got), MANY);
+    for (int i = 0; i < MANY; i++) {
+        cr_assert_eq(np_close(pd[i]), 0);
+        close(peer[i]);
+    }
+}
+
+Test(placement_epoll, opened_while_the_owner_is_busy, .timeout = 60) { opened_while_owner_busy("epoll"); }
+Test(placement_io_uring, opened_while_the_owner_is_busy, .timeout = 60) { opened_while_owner_busy("io_uring"); }
+Test(placement_poll, opened_while_the_owner_is_busy, .timeout = 60) { opened_while_owner_busy("poll"); }
