@@ -157,7 +157,8 @@ check-valgrind: all
 # (tests of small stacks and of RSS skip themselves there).
 check-asan:
 	$(MAKE) B=build-asan SANFLAGS="-fsanitize=address,undefined" tests
-	ASAN_OPTIONS=detect_stack_use_after_return=0 build-asan/t/netpoll-tests --jobs 2
+	ASAN_OPTIONS=detect_stack_use_after_return=0 LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
+	  build-asan/t/netpoll-tests --jobs 2
 
 # ---- demo and benchmarks ----------------------------------------------------
 $(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so
