@@ -22,6 +22,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
+#if HAVE_VALGRIND_H
+#include <valgrind/memcheck.h>
+#endif
+
 #include "clock.hpp"
 #include "context.hpp"
 #include "futex.hpp"
@@ -382,7 +387,13 @@ void on_os_stack(void (*fn)(void *), void *arg) {
     if (g && w->g0_sp && &here >= g->stack.lo && &here < g->stack.hi) {
         // Below the scheduler's saved frame, past the red zone: that stack
         // is idle while one of its green threads runs.
-        np_ctx_call_on(static_cast<char *>(w->g0_sp) - 256, fn, arg);
+        char *top = static_cast<char *>(w->g0_sp) - 256;
+#if HAVE_VALGRIND_H
+        // memcheck marked it unaddressable when those frames returned.
+        constexpr size_t kSpan = 64 * 1024;
+        VALGRIND_MAKE_MEM_UNDEFINED(top - kSpan, kSpan);
+#endif
+        np_ctx_call_on(top, fn, arg);
         return;
     }
     fn(arg);

@@ -38,6 +38,21 @@
 #define SKIP_UNDER_ASAN() ((void)0)
 #endif
 
+/* Scale tests (a hundred thousand threads, each stack registered with
+ * memcheck) are not what valgrind is for: they step aside under it. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SKIP_UNDER_VALGRIND() \
+    do { \
+        if (RUNNING_ON_VALGRIND) cr_skip_test("a scale test: not run under valgrind"); \
+    } while (0)
+#endif
+#endif
+#ifndef SKIP_UNDER_VALGRIND
+#define SKIP_UNDER_VALGRIND() ((void)0)
+#endif
+
 #define MS (INT64_C(1000000))
 #define US (INT64_C(1000))
 

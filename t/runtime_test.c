@@ -21,6 +21,7 @@ static int spawn_join_many(void *arg) {
 }
 
 Test(runtime, spawn_join_100k, .timeout = 60) {
+    SKIP_UNDER_VALGRIND();
     int n = 100000;
     run_green(spawn_join_many, &n);
     np_stats s = {.size = sizeof s};
