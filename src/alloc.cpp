@@ -47,37 +47,8 @@ static int flags() {
     return arena_flags;
 }
 
-// jemalloc's slow paths (a thread's first call sets up its cache; refills
-// and flushes reach the arena) run deeper than a small green thread's
-// stack allows: every call goes through the worker's OS stack.
-struct Call {
-    size_t n;
-    int zero;
-    void *p;
-};
-static void alloc_here(void *a) {
-    auto *c = static_cast<Call *>(a);
-    c->p = mallocx(c->n, flags() | c->zero);
-}
-static void free_here(void *a) { dallocx(static_cast<Call *>(a)->p, flags()); }
-
-void *mem_alloc(size_t n) {
-    count();
-    Call c{n ? n : 1, 0, nullptr};
-    on_os_stack(alloc_here, &c);
-    return c.p;
-}
-void *mem_zalloc(size_t n) {
-    count();
-    Call c{n ? n : 1, NP_MALLOCX_ZERO, nullptr};
-    on_os_stack(alloc_here, &c);
-    return c.p;
-}
-void mem_free(void *p) {
-    if (!p) return;
-    Call c{0, 0, p};
-    on_os_stack(free_here, &c);
-}
+static void *raw_alloc(size_t n, bool zero) { return mallocx(n, flags() | (zero ? NP_MALLOCX_ZERO : 0)); }
+static void raw_free(void *p) { dallocx(p, flags()); }
 
 uint64_t mem_allocated() {
     flags();
@@ -96,7 +67,14 @@ uint64_t mem_allocated() {
 }
 
 #else
-// As above: the C library's allocator has deep slow paths too.
+static void *raw_alloc(size_t n, bool zero) { return zero ? calloc(1, n) : malloc(n); }
+static void raw_free(void *p) { free(p); }
+uint64_t mem_allocated() { return 0; }
+#endif
+
+// The allocator's slow paths (a thread's first call sets up its cache;
+// refills and flushes reach the arena) run deeper than a small green
+// thread's stack allows: every call goes through the worker's OS stack.
 struct Call {
     size_t n;
     bool zero;
@@ -104,28 +82,22 @@ struct Call {
 };
 static void alloc_here(void *a) {
     auto *c = static_cast<Call *>(a);
-    c->p = c->zero ? calloc(1, c->n) : malloc(c->n);
+    c->p = raw_alloc(c->n, c->zero);
 }
-static void free_here(void *a) { free(static_cast<Call *>(a)->p); }
+static void free_here(void *a) { raw_free(static_cast<Call *>(a)->p); }
 
-void *mem_alloc(size_t n) {
+static void *alloc(size_t n, bool zero) {
     count();
-    Call c{n ? n : 1, false, nullptr};
+    Call c{n ? n : 1, zero, nullptr};
     on_os_stack(alloc_here, &c);
     return c.p;
 }
-void *mem_zalloc(size_t n) {
-    count();
-    Call c{n ? n : 1, true, nullptr};
-    on_os_stack(alloc_here, &c);
-    return c.p;
-}
+void *mem_alloc(size_t n) { return alloc(n, false); }
+void *mem_zalloc(size_t n) { return alloc(n, true); }
 void mem_free(void *p) {
     if (!p) return;
     Call c{0, false, p};
     on_os_stack(free_here, &c);
 }
-uint64_t mem_allocated() { return 0; }
-#endif
 
 } // namespace np
