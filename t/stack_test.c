@@ -39,6 +39,16 @@ static void park_here(void *a) {
     atomic_fetch_add(&left, 1);
 }
 
+/* Wake every parked thread and wait until n have left. */
+static void release_parked(int n, int64_t end) {
+    np_mutex_lock(&mu);
+    release_all = 1;
+    np_cond_broadcast(&cv);
+    np_mutex_unlock(&mu);
+    while (atomic_load(&left) < n && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&left), n);
+}
+
 enum { PARKED = 100000 };
 
 static int many_parked(void *x) {
@@ -58,12 +68,7 @@ static int many_parked(void *x) {
     cr_assert_lt(rss, PARKED * 5L, "%.2f KiB per parked thread", (double)rss / PARKED);
     cr_assert_lt(maps, 30000, "%ld mappings", maps);
     cr_assert_geq(s.parked, PARKED - 10);
-    np_mutex_lock(&mu);
-    release_all = 1;
-    np_cond_broadcast(&cv);
-    np_mutex_unlock(&mu);
-    while (atomic_load(&left) < PARKED && np_now() < end) np_sleep(MS);
-    cr_assert_eq(atomic_load(&left), PARKED);
+    release_parked(PARKED, end);
     return 0;
 }
 
@@ -197,18 +202,10 @@ Test(stack, small_packed_stacks, .timeout = 60) {
  * exit, and within a few seconds (sysmon scavenges twice a second, paced)
  * the process's RSS falls back by most of what those stacks held. */
 enum { DEEP = 2000, DEEP_KIB = 12 };
-static atomic_int deep_parked, deep_left;
-static int deep_release;
-
 static void deep_thread(void *a) {
-    (void)a;
     volatile char buf[DEEP_KIB * 1024];
     for (size_t i = 0; i < sizeof buf; i += 512) buf[i] = (char)i;
-    np_mutex_lock(&mu);
-    atomic_fetch_add(&deep_parked, 1);
-    while (!deep_release) np_cond_wait(&cv, &mu);
-    np_mutex_unlock(&mu);
-    atomic_fetch_add(&deep_left, 1);
+    park_here(a);
 }
 
 static int stacks_scavenged(void *x) {
@@ -216,16 +213,11 @@ static int stacks_scavenged(void *x) {
     long rss0 = status_kib("VmRSS:");
     for (int i = 0; i < DEEP; i++) cr_assert_eq(np_go(deep_thread, NULL), 0);
     int64_t end = np_now() + 30000 * MS;
-    while (atomic_load(&deep_parked) < DEEP && np_now() < end) np_sleep(MS);
-    cr_assert_eq(atomic_load(&deep_parked), DEEP);
+    while (atomic_load(&parked) < DEEP && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&parked), DEEP);
     long grown = status_kib("VmRSS:") - rss0;
     cr_assert_gt(grown, DEEP * DEEP_KIB / 2, "the stacks were not committed (%ld KiB)", grown);
-    np_mutex_lock(&mu);
-    deep_release = 1;
-    np_cond_broadcast(&cv);
-    np_mutex_unlock(&mu);
-    while (atomic_load(&deep_left) < DEEP && np_now() < end) np_sleep(MS);
-    cr_assert_eq(atomic_load(&deep_left), DEEP);
+    release_parked(DEEP, end);
     /* A warm reserve (a few hundred stacks) stays committed. */
     long now = status_kib("VmRSS:") - rss0;
     int64_t give_up = np_now() + 10000 * MS;
