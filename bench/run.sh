@@ -253,6 +253,35 @@ echo_measure() {
     fi
 }
 
+# echo_series ARRAY "CONNS" RATE KEEP KEY...: run every echo server at each
+# connection count, REPEAT times interleaved, closed loop (RATE empty) or
+# at RATE requests/s; per server keep the run with the best rps (KEEP=rps)
+# or the lowest p99 (KEEP=p99), its KEYs stored in ARRAY[server,conns,key].
+echo_series() {
+    local -n A=$1
+    local conns=$2 rate=$3 keep=$4 c s sp prog out k
+    shift 4
+    for c in $conns; do
+        for _ in $(seq "$REPEAT"); do
+        for sp in $ECHO_SERVERS; do
+            s=${sp%%:*} prog=${sp#*:}
+            [ -x "$B/$prog" ] || { note "  $prog missing"; continue; }
+            take_port
+            start_server "$prog" "$port" "$B/$prog" || continue
+            ECHO_RATE=$rate echo_measure "$prog" "$c" || continue
+            out=$EOUT
+            log "  $(printf '%-8s' "$s") $out"
+            if [ "$keep" = rps ]; then
+                beats "$(field rps "$out")" "${A[$s,$c,rps]:-}" || continue
+            else
+                [ -z "${A[$s,$c,p99_us]:-}" ] || beats "${A[$s,$c,p99_us]}" "$(field p99_us "$out")" || continue
+            fi
+            for k in "$@"; do A[$s,$c,$k]=$(field "$k" "$out"); done
+        done
+        done
+    done
+}
+
 # 1. raw switch
 log ""
 log "[switch] raw context switch, ns per switch"
@@ -339,24 +368,8 @@ if ! have_peer echo_client; then
 else
     ECHO_OK=
     have_np echo_np && ECHO_OK=1
-    for c in $CONNS; do
-        [ -n "$ECHO_OK" ] || break
-        for _ in $(seq "$REPEAT"); do
-        for sp in $ECHO_SERVERS; do
-            s=${sp%%:*} prog=${sp#*:}
-            [ -x "$B/$prog" ] || { note "  $prog missing"; continue; }
-            take_port
-            start_server "$prog" "$port" "$B/$prog" || continue
-            echo_measure "$prog" "$c" || continue
-            out=$EOUT
-            log "  $(printf '%-8s' "$s") $out"
-            beats "$(field rps "$out")" "${E[$s,$c,rps]:-}" || continue
-            for k in rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib; do
-                E[$s,$c,$k]=$(field "$k" "$out")
-            done
-        done
-        done
-    done
+    [ -n "$ECHO_OK" ] && echo_series E "$CONNS" "" rps \
+        rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib
 fi
 for c in $CONNS; do
     [ -n "${E[np,$c,rps]:-}" ] || continue
@@ -389,26 +402,8 @@ fi
 declare -A L # L[server,conns,key]
 log ""
 log "[echo-load] fixed load, $RATE requests/s in all, 512 B messages, ${SECS}s per run"
-if [ -n "${ECHO_OK:-}" ]; then
-    for c in $LOAD_CONNS; do
-        for _ in $(seq "$REPEAT"); do
-        for sp in $ECHO_SERVERS; do
-            s=${sp%%:*} prog=${sp#*:}
-            [ -x "$B/$prog" ] || continue
-            take_port
-            start_server "$prog" "$port" "$B/$prog" || continue
-            ECHO_RATE=$RATE echo_measure "$prog" "$c" || continue
-            out=$EOUT
-            log "  $(printf '%-8s' "$s") $out"
-            p99=$(field p99_us "$out")
-            [ -z "${L[$s,$c,p99_us]:-}" ] || beats "${L[$s,$c,p99_us]}" "$p99" || continue
-            for k in rps p50_us p99_us srv_cpu_us_per_req; do
-                L[$s,$c,$k]=$(field "$k" "$out")
-            done
-        done
-        done
-    done
-fi
+[ -n "${ECHO_OK:-}" ] && echo_series L "$LOAD_CONNS" "$RATE" p99 \
+    rps p50_us p99_us srv_cpu_us_per_req
 for c in $LOAD_CONNS; do
     [ -n "${L[np,$c,p99_us]:-}" ] || continue
     for s in epoll threads go; do
