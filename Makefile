@@ -22,7 +22,7 @@ DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu
 DEPS_BENCH := golang-go libboost-context-dev wrk
 
 .PHONY: all check check-valgrind check-asan demo bench install clean deps deps-bench lib tests
-all: lib tests
+all: lib tests shim nprun
 
 NOCONF_GOALS := clean deps deps-bench
 ifeq ($(filter $(NOCONF_GOALS),$(MAKECMDGOALS)),)
@@ -68,6 +68,15 @@ LIB_LIBS += -luring
 endif
 ifeq ($(HAVE_JEMALLOC),1)
 LIB_LIBS += -Wl,--whole-archive $(JEMALLOC_A) -Wl,--no-whole-archive
+# In the library, jemalloc's calls to names a preload shim interposes go to
+# libc's own functions (__wrap_* in src/libc_real.cpp; t/imports-check.sh).
+# Not in internal-tests: there jemalloc is the process's malloc, which the
+# lookup of those functions (dlopen) would call back into.
+JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_key_create \
+                 pthread_setspecific pthread_mutex_init pthread_mutex_lock pthread_mutex_trylock \
+                 pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
+                 pthread_cond_timedwait
+LIB_WRAP := $(foreach n,$(JEMALLOC_WRAP),-Wl,--wrap=$(n))
 endif
 LIB_LIBS += -lpthread -ldl
 LIB_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/switch.o
@@ -88,7 +97,7 @@ $(LIB_SO): $(LIB_OBJS) src/netpoll.map
 	@mkdir -p $(dir $@)
 	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,libnetpoll.so.$(SOMAJOR) \
 	  -Wl,--version-script=src/netpoll.map -Wl,--exclude-libs,ALL -Wl,-z,now -Wl,--no-undefined \
-	  $(SANFLAGS) $(LIB_LIBS)
+	  $(SANFLAGS) $(LIB_LIBS) $(LIB_WRAP)
 
 $(B)/lib/libnetpoll.so.$(SOMAJOR): $(LIB_SO)
 	ln -sf libnetpoll.so.$(VERSION) $@
@@ -141,9 +150,11 @@ $(B)/t/ffi/ffi_dlopen: t/ffi/ffi_dlopen.c
 
 check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh man/check.sh
+	sh t/shim/nprun-check.sh $(B)/bin/nprun
 	sh t/gdb/bt-check.sh $(B)/t/gdb/bt_target
 	sh t/ffi/ffi-check.sh $(B)/t/ffi/ffi_dlopen $(CURDIR)/$(LIB_SO)
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
+	sh t/imports-check.sh $(B)/lib/libnetpoll.so.$(VERSION) $(LIB_OBJS)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
 	$(B)/t/internal-tests --jobs 2
@@ -176,8 +187,35 @@ NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np
 bench: deps-bench lib $(addprefix $(B)/bench/,$(NP_BENCH))
 	sh bench/run.sh $(B)
 
+# ---- the preload shim ------------------------------------------------------
+# Built against the public header and the shim's private seam only (no
+# -Isrc); it needs libnetpoll.so.1, found next to it ($ORIGIN).
+SHIM_SRCS := $(filter-out shim/nprun.c,$(wildcard shim/*.cpp))
+SHIM_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(SHIM_SRCS))
+SHIM_SO   := $(B)/lib/libnetpoll-preload.so
+SHIM_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -Iinclude $(SANFLAGS)
+
+.PHONY: shim
+shim: $(SHIM_SO)
+
+$(B)/obj/shim/%.o: shim/%.cpp $(wildcard shim/*.hpp) shim/real.def include/netpoll.h include/netpoll_shim.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(SHIM_CXXFLAGS) -c $< -o $@
+
+$(SHIM_SO): $(SHIM_OBJS) shim/preload.map $(B)/lib/libnetpoll.so
+	$(CXX) -shared -o $@ $(SHIM_OBJS) -Wl,--version-script=shim/preload.map -Wl,-z,now \
+	  -Wl,-rpath,'$$ORIGIN' -L$(B)/lib -lnetpoll -ldl -lpthread $(SANFLAGS)
+
+# ---- nprun, the launcher of the preload shim --------------------------------
+.PHONY: nprun
+nprun: $(B)/bin/nprun
+
+$(B)/bin/nprun: shim/nprun.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -o $@ $<
+
 # ---- install ---------------------------------------------------------------
-install: lib
+install: lib shim nprun
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
@@ -187,6 +225,10 @@ install: lib
 	$(call write_pc,$(DESTDIR)$(LIBDIR)/pkgconfig/netpoll.pc)
 	install -m 644 man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(B)/bin/nprun $(DESTDIR)$(PREFIX)/bin/nprun
+	install -m 755 $(SHIM_SO) $(DESTDIR)$(PREFIX)/lib/libnetpoll-preload.so
+	install -m 644 man/man1/nprun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nprun.1
 
 clean:
 	rm -rf $(B) autom4te.cache

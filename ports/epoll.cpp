@@ -9,6 +9,7 @@
 #include "netpoll.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
+#include "sys.hpp"
 #include "wakeup.hpp"
 
 namespace np {
@@ -29,7 +30,7 @@ public:
     }
     ~EpollPort() override {
         wakeup_.close_fd();
-        if (epfd_ >= 0) ::close(epfd_);
+        if (epfd_ >= 0) sys_close(epfd_);
     }
     const char *name() const override { return "epoll"; }
     int fd() const override { return epfd_; }
@@ -73,7 +74,7 @@ private:
 
     int wait(struct epoll_event *evs, int cap, int64_t delay) {
         for (;;) {
-            int n = epoll_wait(epfd_, evs, cap, delay_to_ms(delay));
+            int n = sys_epoll_wait(epfd_, evs, cap, delay_to_ms(delay));
             if (n >= 0) return n;
             // EINTR: with a timeout the caller recomputes it; else retry.
             if (errno != EINTR || delay > 0) return 0;

@@ -26,9 +26,11 @@
 #include <liburing.h>
 
 #include "alloc.hpp"
+#include "mutex.hpp"
 #include "netpoll.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
+#include "sys.hpp"
 #include "wakeup.hpp"
 
 namespace np {
@@ -104,7 +106,7 @@ public:
         if (ring_ok_) io_uring_queue_exit(&ring_);
         mem_free(handoff_);
         wakeup_.close_fd();
-        if (probe_fd_ >= 0) ::close(probe_fd_);
+        if (probe_fd_ >= 0) sys_close(probe_fd_);
     }
     const char *name() const override { return "io_uring"; }
     // Readable while completions are pending.
@@ -112,7 +114,7 @@ public:
 
     int open(int fd, PollDesc *pd) override {
         if (int e = check_pollable(fd)) return e;
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         pd->poll_index = fd;
         pd->poll_events = 0;
         if (multishot_ && !hand_over(pd)) {
@@ -131,7 +133,7 @@ public:
     // the file is released before this returns; otherwise closing() stays
     // true until the poll's end is reaped.
     int close(int fd, PollDesc *pd) override {
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         if (pd->poll_index < 0) return -ENOENT;
         pd->poll_index = -1;
         uint64_t tag = pd->tag();
@@ -158,14 +160,14 @@ public:
     }
 
     bool closing(PollDesc *pd) override {
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         return (pd->poll_events >> kCancelShift) != 0;
     }
 
     // Fallback only: a one-shot poll per direction a waiter parks on.
     void arm(PollDesc *pd, int mode) override {
         if (multishot_) return;
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         if (pd->poll_index < 0) return;
         for (int d : {NP_READ, NP_WRITE}) {
             if (!(mode & d) || (pd->poll_events & d)) continue;
@@ -175,7 +177,7 @@ public:
     }
 
     int poll(int64_t delay, Waiter **woken) override {
-        std::unique_lock<std::timed_mutex> lk(reap_mu_, std::try_to_lock);
+        std::unique_lock<Mutex> lk(reap_mu_, std::try_to_lock);
         if (!lk.owns_lock()) {
             // Someone else reaps.  Wait for its pass (at most delay), then
             // take what is left without blocking: a second blocked reaper
@@ -259,7 +261,7 @@ private:
     // The owner arms what others handed over.  An entry may be stale (the
     // descriptor closed, moved, or armed meanwhile): the state tells.
     void arm_handed_over() {
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         unsigned n = handoff_n_.load(std::memory_order_relaxed), kept = 0;
         for (unsigned i = 0; i < n; i++) {
             PollDesc *pd = handoff_[i];
@@ -300,7 +302,7 @@ private:
     // eventfd, every pass sees it (and the ring fd stays readable).  The
     // poll and break_armed_ belong to the reaper (reap_mu_).
     int arm_break() {
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         struct io_uring_sqe *sqe = get_sqe();
         if (!sqe) return -EAGAIN;
         io_uring_prep_poll_add(sqe, wakeup_.fd, POLLIN);
@@ -357,7 +359,7 @@ private:
         bool stale;
         PollDesc *pd = pd_from_tag(tag, &stale);
         // Under the lock: close, free and reuse cannot slip in between.
-        std::lock_guard<std::mutex> lk(sq_mu_);
+        std::lock_guard<Mutex> lk(sq_mu_);
         // Moved to another worker's ring: a move stores the new port before
         // it takes sq_mu_ to close here, and the new port owns poll_events.
         if (pd->port.load(std::memory_order_acquire) != this || pd->tag() != tag) return;
@@ -385,8 +387,8 @@ private:
     std::atomic<unsigned> handoff_n_{0};
     int probe_fd_ = -1;
     Wakeup wakeup_;
-    std::mutex sq_mu_;
-    std::timed_mutex reap_mu_;
+    Mutex sq_mu_;
+    Mutex reap_mu_;
     bool break_armed_ = false; // the break poll is in flight
 };
 

@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "alloc.hpp"
+#include "mutex.hpp"
 #include "netpoll.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
+#include "sys.hpp"
 #include "wakeup.hpp"
 
 namespace np {
@@ -116,7 +118,7 @@ public:
         if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return -EPERM;
         bool kick;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            std::lock_guard<Mutex> lk(mu_);
             if (!live_.reserve(n_ + 1, n_)) return -ENOMEM;
             live_.fds[n_] = {fd, poll_mask(kDirs), 0};
             live_.tags[n_] = pd->tag();
@@ -132,7 +134,7 @@ public:
     int close(int fd, PollDesc *pd) override {
         bool kick;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            std::lock_guard<Mutex> lk(mu_);
             int i = pd->poll_index;
             if (i < 0) return -ENOENT;
             size_t last = n_ - 1;
@@ -154,7 +156,7 @@ public:
     }
 
     bool closing(PollDesc *pd) override {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::lock_guard<Mutex> lk(mu_);
         uint32_t v = pd->poll_events;
         return (v & kClosing) && in_call_ && (calls_ & kCallMask) == (v & kCallMask);
     }
@@ -163,7 +165,7 @@ public:
         uint32_t m = uint32_t(mode) & kDirs;
         bool kick;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            std::lock_guard<Mutex> lk(mu_);
             int i = pd->poll_index;
             if (i < 0 || (pd->poll_events & m) == m) return;
             pd->poll_events |= m;
@@ -174,7 +176,7 @@ public:
     }
 
     int poll(int64_t delay, Waiter **woken) override {
-        std::unique_lock<std::timed_mutex> lk(reap_mu_, std::try_to_lock);
+        std::unique_lock<Mutex> lk(reap_mu_, std::try_to_lock);
         if (!lk.owns_lock()) {
             // Someone else polls.  Wait for its pass (at most delay), then
             // take what is left without blocking: a second blocked poller
@@ -188,7 +190,7 @@ public:
         int n;
         for (;;) {
             {
-                std::lock_guard<std::mutex> g(mu_);
+                std::lock_guard<Mutex> g(mu_);
                 cnt = n_;
                 if (!snap_.reserve(cnt, 0)) return 0;
                 memcpy(snap_.fds, live_.fds, cnt * sizeof *snap_.fds);
@@ -196,10 +198,10 @@ public:
                 blocked_ = delay != 0;
                 in_call_ = true;
             }
-            n = ::poll(snap_.fds, nfds_t(cnt), delay_to_ms(delay));
+            n = sys_poll(snap_.fds, nfds_t(cnt), delay_to_ms(delay));
             int err = errno;
             {
-                std::lock_guard<std::mutex> g(mu_);
+                std::lock_guard<Mutex> g(mu_);
                 in_call_ = false;
                 calls_++;
             }
@@ -207,7 +209,7 @@ public:
             // EINTR: with a timeout the caller recomputes it; else retry
             // (copying again: the array may have changed meanwhile).
             if (err != EINTR || delay > 0) {
-                std::lock_guard<std::mutex> g(mu_);
+                std::lock_guard<Mutex> g(mu_);
                 blocked_ = false;
                 return 0;
             }
@@ -215,7 +217,7 @@ public:
         // Drop the reported directions before reporting them: an arm()
         // in between then either re-enables them or is woken by the report.
         {
-            std::lock_guard<std::mutex> g(mu_);
+            std::lock_guard<Mutex> g(mu_);
             blocked_ = false;
             for (size_t i = 1; i < cnt; i++) {
                 int mode = mode_of(snap_.fds[i].revents);
@@ -254,13 +256,13 @@ private:
     }
 
     Wakeup wakeup_;
-    std::mutex mu_;            // live_, n_, blocked_, in_call_, calls_, pd->poll_*
+    Mutex mu_;                 // live_, n_, blocked_, in_call_, calls_, pd->poll_*
     Table live_;
     size_t n_ = 0;
     bool blocked_ = false;     // a poller blocks on a copy of live_
     bool in_call_ = false;     // poll(2) is under way (blocking or not)
     uint32_t calls_ = 0;       // poll(2) calls returned
-    std::timed_mutex reap_mu_; // one poller at a time; owns snap_
+    Mutex reap_mu_;            // one poller at a time; owns snap_
     Table snap_;
 };
 

@@ -1,6 +1,7 @@
 #include "alloc.hpp"
 #include "config.h"
 #include "context.hpp"
+#include "mutex.hpp"
 
 #include <cstdio>
 #include <atomic>
@@ -31,7 +32,7 @@ static inline void count() { alloc_calls.fetch_add(1, std::memory_order_relaxed)
 #if HAVE_JEMALLOC
 static unsigned arena_index;
 static int arena_flags;
-static std::once_flag arena_once;
+static Once arena_once;
 
 static void arena_create() {
     unsigned a = 0;
@@ -43,7 +44,7 @@ static void arena_create() {
 }
 
 static int flags() {
-    std::call_once(arena_once, arena_create);
+    arena_once.call(arena_create);
     return arena_flags;
 }
 

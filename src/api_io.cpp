@@ -129,7 +129,7 @@ int open_fd(int fd, unsigned flags, np_fd **out) {
     if (!out) return -EINVAL;
     if (fd < 0) return -EBADF;
     if (flags & ~NP_OPEN_NONBLOCK) return -EINVAL;
-    int fl = fcntl(fd, F_GETFL);
+    int fl = sys_fcntl(fd, F_GETFL);
     if (fl < 0) return -errno;
     if (int e = runtime_ensure()) return e;
     PollDesc *pd = pd_alloc();
@@ -149,7 +149,7 @@ int open_fd(int fd, unsigned flags, np_fd **out) {
     } else {
         pd->pollable = true;
         pd->stream = is_stream(fd);
-        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        if (!(fl & O_NONBLOCK) && sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
             e = -errno;
             port->close(fd, pd);
             pd_free(pd);
@@ -200,7 +200,7 @@ int np_close(np_fd *p) {
     int fd = pd->fd;
     pd_free(pd);
     rt->descriptors.fetch_sub(1, std::memory_order_relaxed);
-    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+    return sys_close(fd) < 0 && errno != EINTR ? -errno : 0;
 }
 
 int np_fileno(const np_fd *p) {
@@ -281,7 +281,7 @@ ssize_t np_readv(np_fd *p, const struct iovec *iov, int cnt) {
     int fd = pd->fd;
     size_t asked = 0;
     for (int i = 0; i < cnt; i++) asked += iov[i].iov_len;
-    ssize_t r = do_io(pd, NP_READ, false, [&] { return readv(fd, iov, cnt); }, lk.drained());
+    ssize_t r = do_io(pd, NP_READ, false, [&] { return sys_readv(fd, iov, cnt); }, lk.drained());
     return note_read(pd, r, asked);
 }
 
@@ -292,7 +292,7 @@ ssize_t np_writev(np_fd *p, const struct iovec *iov, int cnt) {
     OpLock lk(pd, NP_WRITE);
     if (lk.err()) return lk.err();
     int fd = pd->fd;
-    return do_io(pd, NP_WRITE, false, [&] { return writev(fd, iov, cnt); });
+    return do_io(pd, NP_WRITE, false, [&] { return sys_writev(fd, iov, cnt); });
 }
 
 ssize_t np_recvfrom(np_fd *p, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *len) {
@@ -304,7 +304,7 @@ ssize_t np_recvfrom(np_fd *p, void *buf, size_t n, int flags, struct sockaddr *a
     if (n > kMaxRW) n = kMaxRW;
     int fd = pd->fd;
     return do_io(pd, NP_READ, flags & MSG_DONTWAIT,
-                 [&] { return recvfrom(fd, buf, n, flags, addr, len); });
+                 [&] { return sys_recvfrom(fd, buf, n, flags, addr, len); });
 }
 
 ssize_t np_sendto(np_fd *p, const void *buf, size_t n, int flags, const struct sockaddr *addr,
@@ -317,7 +317,7 @@ ssize_t np_sendto(np_fd *p, const void *buf, size_t n, int flags, const struct s
     if (n > kMaxRW) n = kMaxRW;
     int fd = pd->fd;
     return do_io(pd, NP_WRITE, flags & MSG_DONTWAIT,
-                 [&] { return sendto(fd, buf, n, flags | MSG_NOSIGNAL, addr, len); });
+                 [&] { return sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, addr, len); });
 }
 
 ssize_t np_recvmsg(np_fd *p, struct msghdr *msg, int flags) {
@@ -327,7 +327,7 @@ ssize_t np_recvmsg(np_fd *p, struct msghdr *msg, int flags) {
     OpLock lk(pd, NP_READ);
     if (lk.err()) return lk.err();
     int fd = pd->fd;
-    return do_io(pd, NP_READ, flags & MSG_DONTWAIT, [&] { return recvmsg(fd, msg, flags); });
+    return do_io(pd, NP_READ, flags & MSG_DONTWAIT, [&] { return sys_recvmsg(fd, msg, flags); });
 }
 
 ssize_t np_sendmsg(np_fd *p, const struct msghdr *msg, int flags) {
@@ -338,7 +338,7 @@ ssize_t np_sendmsg(np_fd *p, const struct msghdr *msg, int flags) {
     if (lk.err()) return lk.err();
     int fd = pd->fd;
     return do_io(pd, NP_WRITE, flags & MSG_DONTWAIT,
-                 [&] { return sendmsg(fd, msg, flags | MSG_NOSIGNAL); });
+                 [&] { return sys_sendmsg(fd, msg, flags | MSG_NOSIGNAL); });
 }
 
 int np_accept(np_fd *ls, np_fd **out, struct sockaddr *addr, socklen_t *len) {
@@ -351,11 +351,11 @@ int np_accept(np_fd *ls, np_fd **out, struct sockaddr *addr, socklen_t *len) {
     int lfd = pd->fd;
     for (;;) {
         ssize_t r = io_loop(pd, NP_READ, false,
-                            [&] { return ssize_t(accept4(lfd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC)); });
+                            [&] { return ssize_t(sys_accept4(lfd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC)); });
         if (r == -ECONNABORTED) continue; // the peer gave up before we took it
         if (r < 0) return int(r);
         int e = open_fd(int(r), 0, out);
-        if (e) close(int(r));
+        if (e) sys_close(int(r));
         return e;
     }
 }
@@ -369,7 +369,7 @@ int np_connect(np_fd *p, const struct sockaddr *addr, socklen_t len) {
     if (!pd->pollable) return -ENOTSOCK;
     if (int e = pd_reset(pd, NP_WRITE)) return e;
     int fd = pd->fd;
-    if (connect(fd, addr, len) == 0) return 0;
+    if (sys_connect(fd, addr, len) == 0) return 0;
     int e = errno;
     if (e == EISCONN) return 0;
     if (e != EINPROGRESS && e != EALREADY && e != EINTR) return -e;

@@ -9,6 +9,7 @@
 #include "errno_guard.hpp"
 #include "netpoll.h"
 #include "runtime.hpp"
+#include "sys.hpp"
 
 using namespace np;
 
@@ -101,7 +102,7 @@ int np_sleep(int64_t ns) {
     if (!g) {
         // A plain OS thread: sleep it, to the absolute deadline.
         struct timespec ts = {time_t(deadline / 1000000000), long(deadline % 1000000000)};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        while (sys_clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
         }
         return 0;
     }

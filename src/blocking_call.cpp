@@ -2,10 +2,9 @@
 // I/O) run on a small pool of helper threads while the green thread parks,
 // so the worker keeps running the others.  Plain OS threads call directly.
 #include <atomic>
-#include <csignal>
-#include <pthread.h>
 
 #include "futex.hpp"
+#include "libc_real.hpp"
 #include "runtime.hpp"
 
 namespace np {
@@ -28,9 +27,6 @@ std::atomic<uint32_t> jobs_seq{0};
 int helpers, idle_helpers;
 
 void *helper_main(void *) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);
     for (;;) {
         uint32_t seq = jobs_seq.load(std::memory_order_acquire);
         jobs_lock.lock();
@@ -68,17 +64,10 @@ long blocking_call(long (*fn)(void *), void *arg) {
     bool spawn = idle_helpers == 0 && helpers < kMaxHelpers;
     if (spawn) helpers++;
     jobs_lock.unlock();
-    if (spawn) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, helper_main, nullptr) != 0) {
-            jobs_lock.lock();
-            helpers--;
-            jobs_lock.unlock();
-        }
-        pthread_attr_destroy(&a);
+    if (spawn && start_os_thread(helper_main, nullptr) != 0) {
+        jobs_lock.lock();
+        helpers--;
+        jobs_lock.unlock();
     }
     jobs_seq.fetch_add(1, std::memory_order_release);
     futex_wake(&jobs_seq, 1);

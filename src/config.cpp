@@ -7,6 +7,8 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "sys.hpp"
+
 namespace np {
 
 bool debug_netpoll = false;
@@ -205,7 +207,7 @@ void debug_print(const char *fmt, ...) {
     va_end(ap);
     buf[n++] = '\n';
     // One write per line so lines from several workers never interleave.
-    ssize_t r = write(2, buf, n);
+    ssize_t r = sys_write(2, buf, n);
     (void)r;
 }
 

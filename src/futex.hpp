@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <climits>
 #include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <time.h>
+
+#include "sys.hpp"
 
 namespace np {
 
@@ -21,13 +21,13 @@ inline void futex_wait(std::atomic<uint32_t> *w, uint32_t expect, int64_t deadli
         tp = &ts;
     }
     // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time.
-    syscall(SYS_futex, reinterpret_cast<uint32_t *>(w), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
-            expect, tp, nullptr, FUTEX_BITSET_MATCH_ANY);
+    sys_futex(reinterpret_cast<uint32_t *>(w), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect, tp,
+              nullptr, FUTEX_BITSET_MATCH_ANY);
 }
 
 inline void futex_wake(std::atomic<uint32_t> *w, int n = INT_MAX) {
-    syscall(SYS_futex, reinterpret_cast<uint32_t *>(w), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
-            nullptr, nullptr, 0);
+    sys_futex(reinterpret_cast<uint32_t *>(w), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, uint32_t(n), nullptr,
+              nullptr, 0);
 }
 
 } // namespace np

@@ -34,7 +34,11 @@ struct GThread {
     void *result = nullptr;
     Stack stack;
     uint64_t id = 0;
-    // Join: 0 running, 1 a joiner waits (joiner set), 2 finished.
+    // The shim's thread pointer (a TCB of its own), entered at each switch
+    // into this thread; null: it runs on its worker's.
+    void *tls = nullptr;
+    // Join: 0 running, 1 a joiner waits (joiner set), 2 finished, 3 detached
+    // (the shim's pthread_detach: released when it finishes).
     std::atomic<int> join_state{0};
     Waiter *joiner = nullptr;
 };

@@ -14,9 +14,11 @@
 #include "config.h"
 
 #include "clock.hpp"
+#include "mutex.hpp"
 #include "netpoll.h"
 #include "port.hpp"
 #include "runtime.hpp"
+#include "sys.hpp"
 #include "wakeup.hpp"
 
 namespace np {
@@ -75,10 +77,8 @@ int ports_create(Runtime *r, const Config &c) {
     return e;
 }
 
-// One byte per thread: its address names the thread.
-static thread_local char owner_key __attribute__((tls_model("initial-exec")));
-void Port::bind_owner() { owner_.store(&owner_key, std::memory_order_relaxed); }
-bool Port::owned_here() const { return owner_.load(std::memory_order_relaxed) == &owner_key; }
+void Port::bind_owner() { owner_.store(os_thread_self(), std::memory_order_relaxed); }
+bool Port::owned_here() const { return owner_.load(std::memory_order_relaxed) == os_thread_self(); }
 
 Port *open_port() {
     if (Worker *w = tls_worker) return w->port;
@@ -117,12 +117,12 @@ int netpoll(Worker *w, int64_t delay_ns) {
 
 // With workers, a host that wants to watch netpoll (np_poll_fd) gets an
 // epoll set over the workers' ports plus a break of its own.
-static std::mutex outer_mu;
+static Mutex outer_mu;
 
 static int outer_fd() {
     int fd = rt->outer_fd.load(std::memory_order_acquire);
     if (fd >= 0) return fd;
-    std::lock_guard<std::mutex> lk(outer_mu);
+    std::lock_guard<Mutex> lk(outer_mu);
     if ((fd = rt->outer_fd.load(std::memory_order_relaxed)) >= 0) return fd;
     auto *wk = make<Wakeup>();
     if (!wk) return -ENOMEM;
@@ -137,7 +137,7 @@ static int outer_fd() {
         if (epoll_ctl(fd, EPOLL_CTL_ADD, pfd, &ev) < 0) e = -errno;
     }
     if (e) {
-        if (fd >= 0) close(fd);
+        if (fd >= 0) sys_close(fd);
         wk->close_fd();
         destroy(wk);
         return e;
@@ -156,7 +156,7 @@ static int poll_outside(int64_t delay_ns) {
         int fd = outer_fd();
         if (fd < 0) return fd;
         struct epoll_event evs[8];
-        int n = epoll_wait(fd, evs, 8, delay_to_ms(delay_ns));
+        int n = sys_epoll_wait(fd, evs, 8, delay_to_ms(delay_ns));
         if (n < 0 && errno != EINTR) return -errno;
         for (int i = 0; i < n; i++)
             if (evs[i].data.u32 == 0) rt->outer_wake->drain();

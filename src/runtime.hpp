@@ -25,6 +25,7 @@ struct Worker {
     int id = 0;
     pthread_t thread{};
     pid_t tid = 0;
+    void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     GThread *cur = nullptr;           // running green thread, null in g0
     GThread *dead = nullptr;          // exited; finished after the switch away
@@ -84,8 +85,29 @@ extern Runtime *rt;
 // reserves room for even when the library is dlopen'ed).
 extern thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
 
+// Green threads with a TCB of their own (the shim): where tls_worker sits
+// relative to any thread pointer (static TLS has one layout in every TCB),
+// and where the TCB keeps the kernel tid (-1: not written).
+extern long tls_worker_off;
+extern long tcb_tid_off;
+extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
+
 int runtime_start(const np_config *cfg);  // idempotent; -EBUSY on a conflicting cfg
 inline int runtime_ensure() { return rt ? 0 : runtime_start(nullptr); }
+
+// Names the OS thread running the caller: its own thread pointer, whatever
+// TCB a shim green thread has entered.
+inline const void *os_thread_self() {
+    Worker *w = tls_worker;
+    if (w && w->cur && w->cur->tls) return w->os_tp;
+    void *tp;
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+#else
+    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+#endif
+    return tp;
+}
 
 inline GThread *current_g() {
     Worker *w = tls_worker;
@@ -95,7 +117,11 @@ inline GThread *current_g() {
 // stack_size 0: the runtime's default stack.
 int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
           size_t stack_size = 0);
+// The same, not yet runnable: ready(g) starts it.
+int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
+           size_t stack_size = 0);
 int join(GThread *g, void **result);
+void detach(GThread *g);          // release it when it finishes
 
 // Park the current green thread; it runs again after ready(g).  The caller
 // has published a Waiter for it already (under whatever lock guards that).

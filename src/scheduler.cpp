@@ -14,12 +14,10 @@
 #include "runtime.hpp"
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -30,14 +28,21 @@
 #include "clock.hpp"
 #include "context.hpp"
 #include "futex.hpp"
+#include "libc_real.hpp"
+#include "mutex.hpp"
 #include "port.hpp"
+#include "sys.hpp"
+#include "thread_pointer.hpp"
 
 namespace np {
 
 Runtime *rt;
 thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
+long tls_worker_off;
+long tcb_tid_off = -1;
+void (*tls_release)(void *tp);
 
-static std::mutex start_mu;
+static Mutex start_mu;
 
 // ---- run queues and wake-ups ---------------------------------------------
 
@@ -209,12 +214,31 @@ void check_stack_overflow(GThread *g) {
     int n = snprintf(msg, sizeof msg,
                      "netpoll: green thread %llu overflowed its %zu-byte stack\n",
                      (unsigned long long)g->id, size_t(g->stack.hi - g->stack.lo));
-    ssize_t r = write(2, msg, size_t(n));
+    ssize_t r = sys_write(2, msg, size_t(n));
     (void)r;
     abort();
 }
 
 static void finish_dead(Worker *w);
+
+// Enter to's TCB (or the worker's own) before switching to it.  Only
+// here, right before the assembly switch, so no C code runs with a TCB that
+// is not its thread's; the TCB learns its worker (tls_worker) and its
+// kernel tid first, as glibc's own reads of them need.
+static inline void enter_tls(Worker *w, GThread *from, GThread *to) {
+    void *cur = from && from->tls ? from->tls : w->os_tp;
+    void *next = to && to->tls ? to->tls : w->os_tp;
+    if (cur == next) return;
+    // A TCB may be shared with a parked OS thread (the program's main
+    // thread): it must not see this worker there once the thread left.
+    if (from && from->tls) *reinterpret_cast<Worker **>(static_cast<char *>(from->tls) + tls_worker_off) = nullptr;
+    if (to && to->tls) {
+        char *tcb = static_cast<char *>(to->tls);
+        *reinterpret_cast<Worker **>(tcb + tls_worker_off) = w;
+        if (tcb_tid_off >= 0) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
+    }
+    tp_set(next);
+}
 
 // Switch from the running thread (or g0 when from is null) to `to`.
 static inline void switch_to(Worker *w, GThread *from, GThread *to) {
@@ -228,6 +252,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     w->preempt.store(false, std::memory_order_relaxed);
     w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     void **save = from ? &from->sp : &w->g0_sp;
+    enter_tls(w, from, to);
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread (same worker: started threads never move).
     if (w->dead) finish_dead(w);
@@ -235,6 +260,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
 
 static inline void switch_to_g0(Worker *w, GThread *from) {
     w->cur = nullptr;
+    enter_tls(w, from, nullptr);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
     if (w->dead) finish_dead(w);
 }
@@ -267,7 +293,7 @@ void yield() {
     Worker *w = tls_worker;
     GThread *g = w ? w->cur : nullptr;
     if (!g) {
-        sched_yield();
+        sys_sched_yield();
         return;
     }
     check_stack_overflow(g); // even when nothing else runs and we stay
@@ -314,6 +340,7 @@ void park() {
 static std::atomic<uint64_t> next_id{1};
 
 static void release_thread(GThread *g) {
+    if (g->tls && tls_release) tls_release(g->tls);
     Stack s = g->stack;
     g->~GThread();
     Worker *w = tls_worker;
@@ -332,12 +359,15 @@ static void finish_dead(Worker *w) {
         release_thread(g);
         return;
     }
-    Waiter *j = g->joiner;
-    if (g->join_state.exchange(2, std::memory_order_acq_rel) == 1) {
-        j = g->joiner;
-        j->wake();
-    }
-    (void)j;
+    int was = g->join_state.exchange(2, std::memory_order_acq_rel);
+    if (was == 1) g->joiner->wake();
+    else if (was == 3) release_thread(g); // detached meanwhile
+}
+
+void detach(GThread *g) {
+    int expect = 0;
+    if (g->join_state.compare_exchange_strong(expect, 3, std::memory_order_acq_rel)) return;
+    if (expect == 2) release_thread(g); // already finished
 }
 
 static void thread_main(void *) {
@@ -359,11 +389,11 @@ static void thread_main(void *) {
 
 // The pool for one stack size (one per size; a handful of sizes expected).
 static StackPool *sized_pool(size_t size) {
-    static std::mutex mu;
+    static Mutex mu;
     for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
         if (rt->sized_size[i].load(std::memory_order_acquire) == size) return rt->sized[i].load();
     }
-    std::lock_guard<std::mutex> lk(mu);
+    std::lock_guard<Mutex> lk(mu);
     for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
         size_t have = rt->sized_size[i].load(std::memory_order_acquire);
         if (have == size) return rt->sized[i].load();
@@ -393,7 +423,17 @@ void on_os_stack(void (*fn)(void *), void *arg) {
         constexpr size_t kSpan = 64 * 1024;
         VALGRIND_MAKE_MEM_UNDEFINED(top - kSpan, kSpan);
 #endif
+        // And on the worker's own TCB: the engine's allocator keeps its
+        // thread state in TLS, one per OS thread, never one per green thread.
+        if (g->tls) tp_set(w->os_tp);
         np_ctx_call_on(top, fn, arg);
+        if (g->tls) tp_set(g->tls);
+        return;
+    }
+    if (g && g->tls) {
+        tp_set(w->os_tp);
+        fn(arg);
+        tp_set(g->tls);
         return;
     }
     fn(arg);
@@ -401,6 +441,15 @@ void on_os_stack(void (*fn)(void *), void *arg) {
 
 int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
           size_t stack_size) {
+    GThread *g;
+    if (int e = create(fn, fn_ret, arg, joinable, &g, stack_size)) return e;
+    if (out) *out = g;
+    ready(g);
+    return 0;
+}
+
+int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
+           size_t stack_size) {
     if (int e = runtime_ensure()) return e;
     Worker *w = tls_worker;
     Stack s;
@@ -425,8 +474,7 @@ int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable,
     g->sp = np_ctx_make(reinterpret_cast<void *>(top), thread_main);
     rt->live.fetch_add(1, std::memory_order_relaxed);
     rt->spawned.fetch_add(1, std::memory_order_relaxed);
-    if (out) *out = g;
-    ready(g);
+    *out = g;
     return 0;
 }
 
@@ -624,7 +672,9 @@ static GThread *find_runnable(Worker *w) {
 static void *worker_main(void *arg) {
     Worker *w = static_cast<Worker *>(arg);
     tls_worker = w;
-    w->tid = pid_t(syscall(SYS_gettid));
+    w->os_tp = tp_get();
+    tls_worker_off = reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(w->os_tp);
+    w->tid = sys_gettid();
     w->port->bind_owner();
     stack_guard_thread_init();
     for (;;) {
@@ -674,7 +724,7 @@ static Config started_cfg;
 int runtime_start(const np_config *cfg) {
     Config c;
     if (int e = config_resolve(cfg, &c)) return e;
-    std::lock_guard<std::mutex> lk(start_mu);
+    std::lock_guard<Mutex> lk(start_mu);
     if (rt) {
         if (!cfg) return 0;
         bool same = c.procs == started_cfg.procs && c.stack_size == started_cfg.stack_size &&
@@ -714,17 +764,7 @@ int runtime_start(const np_config *cfg) {
     stack_guard_install();
     rt = r;
     for (int i = 0; i < c.procs; i++) {
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        // Workers must not take signals meant for the program's threads.
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int pe = pthread_create(&r->workers[i]->thread, &a, worker_main, r->workers[i]);
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-        pthread_attr_destroy(&a);
-        if (pe) {
+        if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {
             fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
             if (i == 0) abort();
             r->nworkers = i;

@@ -3,7 +3,8 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
-#include <sched.h>
+
+#include "sys.hpp"
 
 namespace np {
 
@@ -22,7 +23,7 @@ public:
             if (!v_.exchange(1, std::memory_order_acquire)) return;
             while (v_.load(std::memory_order_relaxed)) {
                 if (++spins < 100) cpu_relax();
-                else sched_yield();
+                else sys_sched_yield();
             }
         }
     }

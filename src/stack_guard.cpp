@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "runtime.hpp"
+#include "sys.hpp"
 
 namespace np {
 
@@ -22,7 +23,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
         int n = snprintf(msg, sizeof msg,
                          "netpoll: green thread %llu overflowed its %zu-byte stack\n",
                          (unsigned long long)w->cur->id, pool->stack_size());
-        ssize_t r = write(2, msg, size_t(n));
+        ssize_t r = sys_write(2, msg, size_t(n));
         (void)r;
     }
     // Fall through to what was there before (by default: die with SIGSEGV).

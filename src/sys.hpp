@@ -1,11 +1,23 @@
-// The hot-path system calls made directly: libc's read and write are
-// cancellation points (two extra calls around each) and, under a preload
-// shim, the very symbols being interposed.  Same contract as libc: -1 and
-// errno on failure.  Other architectures use libc.
+// Every system call the engine makes, made directly: a preload shim
+// interposes libc's wrappers (read, close, poll, syscall...), and the engine
+// calling them would recurse into itself; libc's read and write are also
+// cancellation points (two extra calls around each).  Each sys_NAME keeps
+// the contract of libc's NAME (-1 and errno on failure; sys_clock_nanosleep
+// returns the error, as clock_nanosleep).  t/imports-check.sh keeps it so.
 #pragma once
 #include <cerrno>
+#include <cstdint>
+#include <ctime>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "netpoll: no raw system calls for this architecture"
+#endif
 
 namespace np {
 
@@ -21,9 +33,33 @@ inline long raw_syscall3(long nr, long a, long b, long c) {
     register long x2 __asm__("x2") = c;
     __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
     return x0;
-#else
-    long r = syscall(nr, a, b, c);
-    return r < 0 ? -errno : r;
+#endif
+}
+
+inline long raw_syscall6(long nr, long a, long b, long c, long d, long e, long f) {
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long r;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return r;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = nr;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
 #endif
 }
 
@@ -42,5 +78,80 @@ inline ssize_t sys_read(int fd, void *buf, size_t n) {
 inline ssize_t sys_write(int fd, const void *buf, size_t n) {
     return sys_result(raw_syscall3(SYS_write, fd, long(buf), long(n)));
 }
+
+inline ssize_t sys_readv(int fd, const struct iovec *iov, int cnt) {
+    return sys_result(raw_syscall3(SYS_readv, fd, long(iov), cnt));
+}
+
+inline ssize_t sys_writev(int fd, const struct iovec *iov, int cnt) {
+    return sys_result(raw_syscall3(SYS_writev, fd, long(iov), cnt));
+}
+
+inline int sys_close(int fd) { return int(sys_result(raw_syscall3(SYS_close, fd, 0, 0))); }
+
+inline int sys_fcntl(int fd, int cmd, long arg = 0) {
+    return int(sys_result(raw_syscall3(SYS_fcntl, fd, cmd, arg)));
+}
+
+inline int sys_ioctl(int fd, unsigned long req, void *arg) {
+    return int(sys_result(raw_syscall3(SYS_ioctl, fd, long(req), long(arg))));
+}
+
+inline int sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return int(sys_result(raw_syscall6(SYS_accept4, fd, long(addr), long(len), flags, 0, 0)));
+}
+
+inline int sys_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    return int(sys_result(raw_syscall3(SYS_connect, fd, long(addr), long(len))));
+}
+
+inline ssize_t sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                            socklen_t *len) {
+    return sys_result(raw_syscall6(SYS_recvfrom, fd, long(buf), long(n), flags, long(addr), long(len)));
+}
+
+inline ssize_t sys_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                          socklen_t len) {
+    return sys_result(raw_syscall6(SYS_sendto, fd, long(buf), long(n), flags, long(addr), long(len)));
+}
+
+inline ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags) {
+    return sys_result(raw_syscall3(SYS_recvmsg, fd, long(msg), flags));
+}
+
+inline ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    return sys_result(raw_syscall3(SYS_sendmsg, fd, long(msg), flags));
+}
+
+// The kernel's signal set is 8 bytes (_NSIG / 8), not glibc's sigset_t.
+constexpr long kKernelSigsetSize = 8;
+
+// epoll_pwait with no mask: aarch64 has no epoll_wait.
+inline int sys_epoll_wait(int epfd, struct epoll_event *evs, int cap, int timeout_ms) {
+    return int(sys_result(
+        raw_syscall6(SYS_epoll_pwait, epfd, long(evs), cap, timeout_ms, 0, kKernelSigsetSize)));
+}
+
+// ppoll with no mask: aarch64 has no poll.
+inline int sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms) {
+    struct timespec ts = {timeout_ms / 1000, long(timeout_ms % 1000) * 1000000};
+    struct timespec *tp = timeout_ms < 0 ? nullptr : &ts;
+    return int(sys_result(raw_syscall6(SYS_ppoll, long(fds), long(n), long(tp), 0, kKernelSigsetSize, 0)));
+}
+
+// As clock_nanosleep: 0 or the error number, errno untouched.
+inline int sys_clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
+                               struct timespec *rem) {
+    return int(-raw_syscall6(SYS_clock_nanosleep, clk, flags, long(req), long(rem), 0, 0));
+}
+
+inline long sys_futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts,
+                      uint32_t *word2, uint32_t val3) {
+    return sys_result(raw_syscall6(SYS_futex, long(word), op, val, long(ts), long(word2), val3));
+}
+
+inline pid_t sys_gettid() { return pid_t(raw_syscall3(SYS_gettid, 0, 0, 0)); }
+
+inline int sys_sched_yield() { return int(sys_result(raw_syscall3(SYS_sched_yield, 0, 0, 0))); }
 
 } // namespace np

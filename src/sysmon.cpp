@@ -7,12 +7,11 @@
 // faster than Go's, after 5 idle rounds: wake-ups cost more on our side).
 #include <cstdio>
 #include <cstring>
-#include <csignal>
-#include <pthread.h>
-#include <unistd.h>
 
 #include "clock.hpp"
+#include "libc_real.hpp"
 #include "runtime.hpp"
+#include "sys.hpp"
 
 namespace np {
 
@@ -51,16 +50,13 @@ bool handoff(Worker *w, bool long_stall) {
 }
 
 void *sysmon_main(void *arg) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);
     Seen *seen = static_cast<Seen *>(arg);
     int64_t delay = kMinSleep;
     int idle_rounds = 0;
     int64_t last_scavenge = now_ns();
     for (;;) {
         struct timespec ts = {0, long(delay)};
-        nanosleep(&ts, nullptr);
+        sys_clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
         int64_t now = now_ns();
         bool acted = false;
         bool waiters = netpoll_has_waiters();
@@ -103,18 +99,12 @@ void *sysmon_main(void *arg) {
 } // namespace
 
 void sysmon_start() {
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    // The default stack size: glibc carves the program's static TLS out of
-    // a thread's stack, and a host may have a lot of it.
     // Allocated here, not in the thread: the engine's allocations all
     // happen at well-defined points (np_stats counts them).
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
-    int e = seen ? pthread_create(&rt->sysmon, &a, sysmon_main, seen) : ENOMEM;
+    int e = seen ? start_os_thread(sysmon_main, seen, &rt->sysmon) : ENOMEM;
     if (e) fprintf(stderr, "netpoll: cannot start sysmon: %s\n", strerror(e));
     else rt->sysmon_running = true;
-    pthread_attr_destroy(&a);
 }
 
 } // namespace np

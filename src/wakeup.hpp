@@ -6,7 +6,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <sys/eventfd.h>
-#include <unistd.h>
+
+#include "sys.hpp"
 
 namespace np {
 
@@ -19,7 +20,7 @@ struct Wakeup {
         return fd < 0 ? -errno : 0;
     }
     void close_fd() {
-        if (fd >= 0) ::close(fd);
+        if (fd >= 0) sys_close(fd);
         fd = -1;
     }
     void wake() {
@@ -28,7 +29,7 @@ struct Wakeup {
         if (!pending.compare_exchange_strong(z, 1, std::memory_order_acq_rel)) return;
         uint64_t one = 1;
         for (;;) {
-            ssize_t n = write(fd, &one, sizeof one);
+            ssize_t n = sys_write(fd, &one, sizeof one);
             if (n >= 0 || errno == EAGAIN) return; // EAGAIN: counter full, still readable
             if (errno != EINTR) return;
         }
@@ -37,7 +38,7 @@ struct Wakeup {
     void drain() {
         uint64_t v;
         ssize_t n;
-        do n = read(fd, &v, sizeof v);
+        do n = sys_read(fd, &v, sizeof v);
         while (n < 0 && errno == EINTR);
         pending.store(0, std::memory_order_release);
     }

@@ -1,0 +1,89 @@
+/*
+ * netpoll_shim.h - the engine's private seam for libnetpoll-preload.so.
+ *
+ * Not installed and not part of the public ABI: the shim (shim/) reaches
+ * the engine through netpoll.h plus these calls, and nothing else.  They
+ * are exported under their own version node (NETPOLL_SHIM_PRIVATE) and
+ * follow netpoll.h's conventions: 0 or a count on success, a negative
+ * errno on failure, errno left alone; times are np_now() nanoseconds.
+ */
+#ifndef NETPOLL_SHIM_H
+#define NETPOLL_SHIM_H
+
+#include <netpoll.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+typedef struct npshim_thread npshim_thread;
+
+/* ---- threads with a TCB of their own --------------------------------- */
+
+/* Where a TCB keeps the kernel tid: the engine stores the running worker's
+ * tid there at every switch into a thread that has a TCB (-1: nowhere).
+ * release(tp) is called once such a thread has stopped for good. */
+void npshim_tls_config(long tid_offset, void (*release)(void *tp));
+/* The calling OS thread's own thread pointer, whatever TCB is entered. */
+void *npshim_os_tp(void);
+/* Enter another TCB on the calling OS thread (not from a green thread). */
+void npshim_tp_set(void *tp);
+/* Create a joinable green thread that does not run yet.  stack_size 0:
+ * the runtime's default; page multiples get a guard page. */
+int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg,
+                         size_t stack_size);
+/* The thread pointer entered whenever t runs (its TCB); before start. */
+void npshim_thread_set_tls(npshim_thread *t, void *tp);
+/* Its stack: lowest usable byte and size. */
+void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size);
+uint64_t npshim_thread_id(const npshim_thread *t);
+int npshim_thread_start(npshim_thread *t);
+int npshim_thread_join(npshim_thread *t, void **result);
+/* Released when it finishes (at once if it has). */
+int npshim_thread_detach(npshim_thread *t);
+/* The running green thread, or NULL on a plain OS thread. */
+npshim_thread *npshim_thread_self(void);
+
+/* ---- a futex that parks green threads --------------------------------- */
+
+/* Park while *addr == val, until npshim_futex_wake on addr or the
+ * deadline (absolute np_now(); <= 0 none).  0 woken, -EAGAIN the value
+ * differed, -ETIMEDOUT.  Works from plain OS threads too. */
+int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline);
+/* Wake up to n waiters on addr; returns how many. */
+int npshim_futex_wake(const uint32_t *addr, int n);
+
+/* ---- descriptors, without touching the file's flags ---------------- */
+
+/* Register fd with the poller, leaving O_NONBLOCK as the program set it:
+ * every operation is made non-blocking per call by its op.  -EPERM: the
+ * fd cannot be polled (a regular file); -EEXIST: already registered. */
+int npshim_fd_open(int fd, np_fd **out);
+/* np_close without close(2): wake waiters (-EBADF), wait for in-flight
+ * operations, unregister.  The caller closes the fd. */
+int npshim_fd_forget(np_fd *pd);
+
+/* One attempt at the operation: a non-blocking system call on fd.
+ * Returns its result, or a negative errno (-EAGAIN: would block). */
+typedef ssize_t (*npshim_op)(int fd, void *ctx);
+
+#define NPSHIM_NONBLOCK 1u /* the program's O_NONBLOCK: -EAGAIN, never wait */
+
+/* Go's per-call loop: take the direction's lock, try op, on -EAGAIN park
+ * until ready and try again.  mode NP_READ or NP_WRITE; deadline
+ * (absolute, 0 none) gives -ETIMEDOUT; -EBADF when closed meanwhile.  With
+ * op NULL it only waits: the caller checked readiness just before, and a
+ * readiness seen since then (or any stale one) returns 0 at once. */
+ssize_t npshim_io(np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op,
+                  void *ctx);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+#ifdef __cplusplus
+}
+#endif
+#endif /* NETPOLL_SHIM_H */

@@ -1,0 +1,163 @@
+#include "fd_table.hpp"
+
+#include <cerrno>
+#include <dlfcn.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <cstdlib>
+
+#include "real.hpp"
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+np_fd *const kBusy = reinterpret_cast<np_fd *>(1);
+
+Fd *table;
+size_t table_n;
+
+// Sized by the hard open-file limit (only touched entries cost memory).
+void table_init() {
+    struct rlimit rl;
+    size_t n = 1u << 16;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) n = rl.rlim_max;
+    if (n > (1u << 24)) n = 1u << 24;
+    void *m = mmap(nullptr, n * sizeof(Fd), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return;
+    table = static_cast<Fd *>(m); // all-zero is a valid empty Fd
+    table_n = n;
+}
+
+int64_t timeo(int fd, int opt) {
+    struct timeval tv = {};
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) != 0) return 0;
+    return int64_t(tv.tv_sec) * 1000000000 + int64_t(tv.tv_usec) * 1000;
+}
+
+} // namespace
+
+Fd *fd_entry(int fd) {
+    if (!table) {
+        static std::atomic<int> once{0};
+        int z = 0;
+        if (once.compare_exchange_strong(z, 1)) {
+            table_init();
+            once.store(2);
+        }
+        while (once.load() != 2) sched_yield();
+    }
+    return fd >= 0 && size_t(fd) < table_n ? &table[fd] : nullptr;
+}
+
+Kind fd_kind(int fd, Fd *e) {
+    auto k = Kind(e->kind.load(std::memory_order_acquire));
+    if (k != kUnknown) return k;
+    struct stat st;
+    if (fstat(fd, &st) != 0) return kUnknown; // EBADF: let the call say so
+    if (S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t len = sizeof type;
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+        k = type == SOCK_STREAM ? kStream : kDgram;
+        e->rcvtimeo = timeo(fd, SO_RCVTIMEO);
+        e->sndtimeo = timeo(fd, SO_SNDTIMEO);
+    } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+        k = kPollable;
+    } else {
+        k = kDirect;
+    }
+    e->kind.store(k, std::memory_order_release);
+    return k;
+}
+
+np_fd *fd_registered(int fd, Fd *e) {
+    for (;;) {
+        np_fd *pd = e->pd.load(std::memory_order_acquire);
+        if (pd && pd != kBusy) return pd;
+        if (pd == kBusy) {
+            sched_yield();
+            continue;
+        }
+        if (!e->pd.compare_exchange_strong(pd, kBusy)) continue;
+        np_fd *got = nullptr;
+        if (npshim_fd_open(fd, &got) != 0) got = nullptr;
+        e->pd.store(got, std::memory_order_release);
+        return got;
+    }
+}
+
+void fd_reset(int fd) {
+    if (Fd *e = fd_entry(fd)) {
+        e->kind.store(kUnknown, std::memory_order_release);
+        e->rcvtimeo = e->sndtimeo = 0;
+    }
+}
+
+int fd_forget(int fd) {
+    Fd *e = fd_entry(fd);
+    if (!e) return 0;
+    np_fd *pd;
+    for (;;) {
+        pd = e->pd.load(std::memory_order_acquire);
+        if (pd == kBusy) {
+            sched_yield();
+            continue;
+        }
+        if (e->pd.compare_exchange_strong(pd, nullptr)) break;
+    }
+    e->kind.store(kUnknown, std::memory_order_release);
+    e->rcvtimeo = e->sndtimeo = 0;
+    return pd ? npshim_fd_forget(pd) : 0;
+}
+
+bool fd_prog_nonblock(int fd) {
+    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
+    int fl = fcntl_real(fd, F_GETFL);
+    return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+namespace {
+
+// Open descriptors, as a bitmap over the table.
+void open_fds(uint64_t *bits, size_t words) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return;
+    int self_fd = dirfd(d);
+    while (struct dirent *de = readdir(d)) {
+        int fd = atoi(de->d_name);
+        if (fd > 2 && fd != self_fd && size_t(fd) / 64 < words) bits[fd / 64] |= uint64_t(1) << (fd % 64);
+    }
+    closedir(d);
+}
+
+} // namespace
+
+int fd_start_runtime() {
+    fd_entry(0);
+    size_t words = (table_n + 63) / 64;
+    auto *before = static_cast<uint64_t *>(calloc(words ? words : 1, 8));
+    auto *after = static_cast<uint64_t *>(calloc(words ? words : 1, 8));
+    if (before) open_fds(before, words);
+    int e = np_init(nullptr);
+    if (before && after) {
+        open_fds(after, words);
+        // What the engine opened: close-on-exec, and kept from the program.
+        for (size_t w = 0; w < words; w++)
+            for (uint64_t nw = after[w] & ~before[w]; nw; nw &= nw - 1)
+                table[w * 64 + size_t(__builtin_ctzll(nw))].kind.store(kInternal, std::memory_order_release);
+    }
+    free(before);
+    free(after);
+    return e;
+}
+
+} // namespace shim

@@ -1,0 +1,38 @@
+// The program's descriptors as the shim sees them: what kind of file each
+// is (so an operation is made non-blocking the right way per call), its
+// registration with the poller, and SO_RCVTIMEO/SO_SNDTIMEO as deadlines.
+// The file's own flags stay the program's: O_NONBLOCK is asked of the
+// kernel (F_GETFL) only when an operation would block.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include <netpoll.h>
+
+namespace shim {
+
+enum Kind : uint8_t {
+    kUnknown = 0,
+    kStream,   // a stream socket: MSG_DONTWAIT per call, full writes looped
+    kDgram,    // another socket: MSG_DONTWAIT per call
+    kPollable, // pipe, FIFO, tty, character device: readiness, then the call
+    kDirect,   // regular file, directory, ...: the call as it is
+    kInternal, // the engine's own (poller, wake-up): never the program's
+};
+
+struct Fd {
+    std::atomic<np_fd *> pd{nullptr};   // registration (kBusy while made)
+    std::atomic<uint8_t> kind{kUnknown};
+    int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
+};
+
+Fd *fd_entry(int fd);                 // null beyond the table
+Kind fd_kind(int fd, Fd *e);          // classifies on first use
+np_fd *fd_registered(int fd, Fd *e);  // registers on first use; null if it cannot be
+void fd_reset(int fd);                // a new file under this number
+int fd_forget(int fd);                // unregister (waking waiters) before a close
+bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
+// Start the runtime, noting the descriptors it opens as internal.
+int fd_start_runtime();
+
+} // namespace shim

@@ -1,0 +1,373 @@
+// Blocking descriptor calls park the green thread: Go's per-call loop
+// (npshim_io) around one non-blocking attempt.  The file's flags stay the
+// program's, so each attempt is non-blocking by itself: MSG_DONTWAIT on
+// sockets, readiness first for pipes, ttys and devices.  Regular files
+// have no readiness and are called as they are.
+#include <cerrno>
+#include <climits>
+#include <cstdarg>
+#include <cstring>
+#include <fcntl.h>
+#include <dlfcn.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fd_table.hpp"
+#include "real.hpp"
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+constexpr size_t kPipeChunk = 4096; // a pipe that polls writable takes this without blocking
+
+// Readiness first, for files whose flags we may not touch.
+bool ready_now(int fd, short ev) {
+    struct pollfd p = {fd, ev, 0};
+    return real.poll(&p, 1, 0) > 0;
+}
+
+inline ssize_t neg(ssize_t r) { return r < 0 ? -errno : r; }
+
+struct Buf {
+    void *b;
+    size_t n;
+    int flags;
+    struct sockaddr *addr;
+    socklen_t *alen;
+    const struct sockaddr *to;
+    socklen_t tolen;
+    const struct iovec *iov;
+    int iovcnt;
+    struct msghdr *msg;
+    const struct msghdr *cmsg;
+    bool pollable;
+};
+
+ssize_t op_read(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    if (a->pollable && !ready_now(fd, POLLIN)) return -EAGAIN;
+    return neg(real.read(fd, a->b, a->n));
+}
+ssize_t op_recv(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.recvfrom(fd, a->b, a->n, a->flags | MSG_DONTWAIT, a->addr, a->alen));
+}
+ssize_t op_write(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    if (a->pollable && !ready_now(fd, POLLOUT)) return -EAGAIN;
+    return neg(real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n));
+}
+ssize_t op_send(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.sendto(fd, a->b, a->n, a->flags | MSG_DONTWAIT, a->to, a->tolen));
+}
+ssize_t op_readv(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    if (a->pollable && !ready_now(fd, POLLIN)) return -EAGAIN;
+    return neg(real.readv(fd, a->iov, a->iovcnt));
+}
+ssize_t op_writev(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    if (a->pollable && !ready_now(fd, POLLOUT)) return -EAGAIN;
+    return neg(real.writev(fd, a->iov, a->iovcnt));
+}
+ssize_t op_recvmsg(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.recvmsg(fd, a->msg, a->flags | MSG_DONTWAIT));
+}
+ssize_t op_sendmsg(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT));
+}
+ssize_t op_accept(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    // accept4 has no per-call flag: readiness first (another process may
+    // still take the connection in between; then the call blocks).
+    if (!ready_now(fd, POLLIN)) return -EAGAIN;
+    return neg(real.accept4(fd, a->addr, a->alen, a->flags));
+}
+ssize_t op_sockerr(int fd, void *) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (!ready_now(fd, POLLOUT)) return -EAGAIN;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
+    return err ? -err : 0;
+}
+
+// One blocking call: the attempt, and when it would block (and the program
+// did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
+ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait) {
+    Thread *t = self();
+    test_cancel(t);
+    ssize_t r = op(fd, ctx);
+    if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return r;
+    np_fd *pd = fd_registered(fd, e);
+    if (!pd) { // cannot be registered: wait the old way (this worker stalls)
+        struct pollfd p = {fd, short(mode == NP_READ ? POLLIN : POLLOUT), 0};
+        while (r == -EAGAIN && real.poll(&p, 1, -1) >= 0) r = op(fd, ctx);
+        return r;
+    }
+    int64_t timeout = mode == NP_READ ? e->rcvtimeo : e->sndtimeo;
+    t->wait_mode.store(mode, std::memory_order_relaxed);
+    t->wait_fd.store(pd, std::memory_order_seq_cst);
+    if (!t->cancel_pending.load(std::memory_order_seq_cst))
+        r = npshim_io(pd, mode, timeout ? np_now() + timeout : 0, 0, op, ctx);
+    t->wait_fd.store(nullptr, std::memory_order_relaxed);
+    if (t->cancel_pending.load() && !t->cancel_disabled) {
+        np_set_deadline(pd, 0, mode);
+        test_cancel(t);
+    }
+    if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
+    return r;
+}
+
+// The shared front: not ours to park (plain OS thread, regular file, the
+// shim off) goes straight to libc.
+Fd *parkable(int fd, Kind *k) {
+    if (!green()) return nullptr;
+    Fd *e = fd_entry(fd);
+    if (!e) return nullptr;
+    *k = fd_kind(fd, e);
+    return *k == kUnknown || *k == kDirect || *k == kInternal ? nullptr : e;
+}
+
+// A blocking stream write moves everything, as the kernel's would.
+ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
+    size_t done = 0, n = a->n;
+    const char *base = static_cast<const char *>(a->b);
+    do {
+        a->b = const_cast<char *>(base + done);
+        a->n = n - done;
+        ssize_t r = blocking(fd, e, NP_WRITE, op, a, a->flags & MSG_DONTWAIT);
+        if (r < 0) return done ? ssize_t(done) : r;
+        done += size_t(r);
+    } while (loop && done < n);
+    return ssize_t(done);
+}
+
+ssize_t recv_common(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || (k != kStream && k != kDgram)) return real.recvfrom(fd, buf, n, flags, addr, alen);
+    Buf a{};
+    a.b = buf;
+    a.n = n;
+    a.flags = flags & ~MSG_WAITALL;
+    a.addr = addr;
+    a.alen = alen;
+    if (!(flags & MSG_WAITALL) || k != kStream)
+        return ret(blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT));
+    size_t done = 0;
+    while (done < n) {
+        a.b = static_cast<char *>(buf) + done;
+        a.n = n - done;
+        ssize_t r = blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT);
+        if (r <= 0) return done ? ssize_t(done) : ret(r);
+        done += size_t(r);
+    }
+    return ssize_t(done);
+}
+
+ssize_t send_common(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || (k != kStream && k != kDgram)) return real.sendto(fd, buf, n, flags, to, tolen);
+    Buf a{};
+    a.b = const_cast<void *>(buf);
+    a.n = n;
+    a.flags = flags;
+    a.to = to;
+    a.tolen = tolen;
+    return ret(write_all(fd, e, op_send, &a, k == kStream));
+}
+
+} // namespace
+
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+ssize_t read(int fd, void *buf, size_t n) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e) return real.read(fd, buf, n);
+    Buf a{};
+    a.b = buf;
+    a.n = n;
+    a.pollable = k == kPollable;
+    return ret(blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false));
+}
+
+ssize_t write(int fd, const void *buf, size_t n) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e) return real.write(fd, buf, n);
+    Buf a{};
+    a.b = const_cast<void *>(buf);
+    a.n = n;
+    a.pollable = k == kPollable;
+    // write(2) on a socket is send(2) with no flags.
+    return ret(write_all(fd, e, a.pollable ? op_write : op_send, &a, k != kDgram));
+}
+
+ssize_t readv(int fd, const struct iovec *iov, int cnt) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e) return real.readv(fd, iov, cnt);
+    Buf a{};
+    a.iov = iov;
+    a.iovcnt = cnt;
+    a.pollable = true; // sockets too: recvmsg would need a msghdr built per call
+    if (k != kPollable) {
+        struct msghdr m = {};
+        m.msg_iov = const_cast<struct iovec *>(iov);
+        m.msg_iovlen = size_t(cnt);
+        a.msg = &m;
+        return ret(blocking(fd, e, NP_READ, op_recvmsg, &a, false));
+    }
+    return ret(blocking(fd, e, NP_READ, op_readv, &a, false));
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int cnt) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e) return real.writev(fd, iov, cnt);
+    Buf a{};
+    a.iov = iov;
+    a.iovcnt = cnt;
+    a.pollable = true;
+    if (k != kPollable) {
+        struct msghdr m = {};
+        m.msg_iov = const_cast<struct iovec *>(iov);
+        m.msg_iovlen = size_t(cnt);
+        a.cmsg = &m;
+        return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, false));
+    }
+    return ret(blocking(fd, e, NP_WRITE, op_writev, &a, false));
+}
+
+ssize_t recv(int fd, void *buf, size_t n, int flags) { return recv_common(fd, buf, n, flags, nullptr, nullptr); }
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen) {
+    return recv_common(fd, buf, n, flags, addr, alen);
+}
+ssize_t send(int fd, const void *buf, size_t n, int flags) { return send_common(fd, buf, n, flags, nullptr, 0); }
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen) {
+    return send_common(fd, buf, n, flags, to, tolen);
+}
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || k == kPollable) return real.recvmsg(fd, msg, flags);
+    Buf a{};
+    a.msg = msg;
+    a.flags = flags;
+    return ret(blocking(fd, e, NP_READ, op_recvmsg, &a, flags & MSG_DONTWAIT));
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || k == kPollable) return real.sendmsg(fd, msg, flags);
+    Buf a{};
+    a.cmsg = msg;
+    a.flags = flags;
+    return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT));
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e) return real.accept4(fd, addr, alen, flags);
+    Buf a{};
+    a.addr = addr;
+    a.alen = alen;
+    a.flags = flags;
+    ssize_t r = blocking(fd, e, NP_READ, op_accept, &a, false);
+    if (r >= 0) fd_reset(int(r));
+    return int(ret(r));
+}
+
+int accept(int fd, struct sockaddr *addr, socklen_t *alen) { return accept4(fd, addr, alen, 0); }
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || k != kStream || fd_prog_nonblock(fd)) return real.connect(fd, addr, len);
+    // No per-call flag for connect: O_NONBLOCK only for the call itself.
+    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
+    int fl = fcntl_real(fd, F_GETFL);
+    if (fl < 0 || fcntl_real(fd, F_SETFL, fl | O_NONBLOCK) < 0) return real.connect(fd, addr, len);
+    int r = real.connect(fd, addr, len);
+    int err = errno;
+    fcntl_real(fd, F_SETFL, fl);
+    if (r == 0 || (err != EINPROGRESS && err != EAGAIN)) {
+        errno = err;
+        return r;
+    }
+    Buf a{};
+    ssize_t w = blocking(fd, e, NP_WRITE, op_sockerr, &a, false);
+    if (w == -EAGAIN && e->sndtimeo) w = -EINPROGRESS; // SO_SNDTIMEO ran out, as the kernel says
+    return int(ret(w));
+}
+
+int close(int fd) {
+    if (!on()) return real.close(fd);
+    Fd *e = fd_entry(fd);
+    if (!e) return real.close(fd);
+    // The engine's own survive a program that closes every fd it does not know.
+    if (e->kind.load(std::memory_order_acquire) == kInternal) return 0;
+    fd_forget(fd); // wakes a thread parked on it (EBADF), as Go's close
+    return real.close(fd);
+}
+
+int fclose(FILE *f) {
+    if (on() && f) {
+        int fd = fileno(f);
+        if (fd >= 0) fd_forget(fd);
+    }
+    return real.fclose(f);
+}
+
+int dup2(int old, int nfd) {
+    if (on() && old != nfd) {
+        Fd *e = fd_entry(nfd);
+        if (e && e->kind.load() == kInternal) {
+            errno = EBUSY;
+            return -1;
+        }
+        fd_forget(nfd);
+    }
+    return real.dup2(old, nfd);
+}
+
+int dup3(int old, int nfd, int flags) {
+    if (on() && old != nfd) {
+        Fd *e = fd_entry(nfd);
+        if (e && e->kind.load() == kInternal) {
+            errno = EBUSY;
+            return -1;
+        }
+        fd_forget(nfd);
+    }
+    return real.dup3(old, nfd, flags);
+}
+
+int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
+    static auto real_setsockopt =
+        reinterpret_cast<int (*)(int, int, int, const void *, socklen_t)>(dlsym(RTLD_NEXT, "setsockopt"));
+    int r = real_setsockopt(fd, level, opt, val, len);
+    if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on()) {
+        if (Fd *e = fd_entry(fd)) e->kind.store(kUnknown); // read again, timeouts included
+    }
+    return r;
+}
+
+} // extern "C"

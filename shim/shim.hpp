@@ -1,0 +1,96 @@
+// What the shim's files share: whether it runs, the record of each legacy
+// thread, the real libc functions, and the one per-call loop every
+// interposed blocking call goes through.
+#pragma once
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <netpoll.h>
+#include <netpoll_shim.h>
+
+namespace shim {
+
+// ---- state -------------------------------------------------------------
+
+// 1: threads are green and blocking calls park; 0: every interposed call
+// passes straight through (glibc not as expected, NP_SHIM=0, setuid, ...).
+extern int active;
+void init_once();            // idempotent; decides `active`
+inline bool on() {
+    if (__builtin_expect(active < 0, 0)) init_once();
+    return active > 0;
+}
+
+// One per legacy thread: lives right above its TCB (tcb.cpp), or static for
+// the program's main thread.
+struct Thread {
+    uint32_t magic;
+    static constexpr uint32_t kMagic = 0x6e707468; // "npth"
+    npshim_thread *g = nullptr;        // the green thread
+    void *tcb = nullptr;               // its thread pointer
+    void *block = nullptr;             // the memory holding TLS, TCB and this
+    void *(*fn)(void *) = nullptr;
+    void *arg = nullptr;
+    void *result = nullptr;
+    bool detached = false;
+    bool is_main = false;
+    char name[16] = {};
+    sigset_t sigmask;                  // its own, never the worker's
+    // Cancellation (deferred, at the interposed cancellation points).
+    std::atomic<int> cancel_pending{0};
+    int cancel_disabled = 0;
+    int cancel_async = 0;
+    // What it is parked on, so pthread_cancel can wake it.
+    std::atomic<const uint32_t *> wait_word{nullptr};
+    std::atomic<np_fd *> wait_fd{nullptr};
+    std::atomic<int> wait_mode{0};
+    uint32_t sleep_word = 0;           // sleeps park on this futex word
+    size_t stack_size = 0, guard_size = 0;
+    void *stack_lo = nullptr;
+};
+
+// The calling legacy thread's record, or null on a plain OS thread (the
+// engine's, or the program's main thread before/after its green life).
+Thread *self();
+inline bool green() { return on() && self() != nullptr; }
+Thread *thread_of(pthread_t t);      // null if not one of ours
+
+// Cancellation points: exit now if a cancel is pending and enabled.
+void test_cancel(Thread *t);
+
+// ---- results -----------------------------------------------------------
+
+// Turn a negative errno into libc's -1 + errno.
+inline long ret(long r) {
+    if (r < 0) {
+        errno = int(-r);
+        return -1;
+    }
+    return r;
+}
+
+// ---- time --------------------------------------------------------------
+
+// An absolute time on `clock` as an np_now() deadline (0: none).
+int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs);
+int64_t deadline_from_rel(const struct timespec *rel);
+int64_t deadline_from_ms(int ms);   // <0: none
+
+// Park the caller until the deadline (0: none) or until woken through
+// t->sleep_word (cancellation).  -ETIMEDOUT when it passed.
+int sleep_until(Thread *t, int64_t deadline);
+
+// ---- futex words (sync.cpp) -------------------------------------------
+
+// A futex wait that pthread_cancel can interrupt: 0, -EAGAIN, -ETIMEDOUT.
+int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point);
+inline int futex_wake(const uint32_t *addr, int n) { return npshim_futex_wake(addr, n); }
+// Thread-unique owner ids for mutexes (the tid on plain OS threads).
+int owner_id();
+
+} // namespace shim

@@ -1,0 +1,477 @@
+// pthread mutexes, condition variables, rwlocks, barriers, once, unnamed
+// semaphores and futex(2), in the program's own objects, on a futex that
+// parks green threads (npshim_futex_*): a waiter never blocks its worker, so
+// a holder on the same worker runs on and lets go.  Objects glibc's
+// initialisers and *_init leave all-zero (or with their kind bits) are
+// valid here as they are.  Process-shared, robust and priority objects stay
+// glibc's: their other users are in other processes (netpoll-preload(7)).
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdarg>
+#include <cstdint>
+#include <ctime>
+#include <dlfcn.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "real.hpp"
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+template <class T> std::atomic<T> &atom(void *p, size_t off) {
+    return *reinterpret_cast<std::atomic<T> *>(static_cast<char *>(p) + off);
+}
+template <class T> T &field(void *p, size_t off) { return *reinterpret_cast<T *>(static_cast<char *>(p) + off); }
+
+int64_t now_on(clockid_t c) {
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// A tiny lock for the few words of an rwlock or barrier.
+void word_lock(std::atomic<uint32_t> &w) {
+    for (int spins = 0; w.exchange(1, std::memory_order_acquire);)
+        if (++spins > 64) {
+            sched_yield();
+            spins = 0;
+        }
+}
+void word_unlock(std::atomic<uint32_t> &w) { w.store(0, std::memory_order_release); }
+
+// ---- mutexes: glibc's __pthread_mutex_s layout -----------------------------
+// lock 0 (0 free, 1 held, 2 held with waiters), count 4, owner 8, kind 16.
+constexpr size_t kMLock = 0, kMCount = 4, kMOwner = 8, kMKind = 16;
+constexpr int kKindMask = 3, kRecursive = 1, kErrorCheck = 2;
+constexpr int kGlibcOnly = 16 | 32 | 64 | 128; // robust, PI, PP, pshared
+
+bool glibc_mutex(pthread_mutex_t *m) { return field<int>(m, kMKind) & kGlibcOnly; }
+
+int mutex_lock(pthread_mutex_t *m, int64_t deadline, bool try_only) {
+    int type = field<int>(m, kMKind) & kKindMask;
+    int me = owner_id();
+    if (field<int>(m, kMOwner) == me) {
+        if (type == kRecursive) {
+            if (field<uint32_t>(m, kMCount) == UINT32_MAX) return EAGAIN;
+            field<uint32_t>(m, kMCount)++;
+            return 0;
+        }
+        if (type == kErrorCheck) return EDEADLK;
+    }
+    auto &w = atom<uint32_t>(m, kMLock);
+    uint32_t z = 0;
+    if (!w.compare_exchange_strong(z, 1, std::memory_order_acquire)) {
+        if (try_only) return EBUSY;
+        // Drepper's futex mutex: 2 means someone may be parked.
+        while (w.exchange(2, std::memory_order_acquire) != 0)
+            if (futex_wait(reinterpret_cast<uint32_t *>(&w), 2, deadline, false) == -ETIMEDOUT) return ETIMEDOUT;
+    }
+    field<int>(m, kMOwner) = me;
+    field<uint32_t>(m, kMCount) = 1;
+    return 0;
+}
+
+int mutex_unlock(pthread_mutex_t *m) {
+    int type = field<int>(m, kMKind) & kKindMask;
+    if (type == kRecursive || type == kErrorCheck) {
+        if (field<int>(m, kMOwner) != owner_id() || !atom<uint32_t>(m, kMLock).load()) return EPERM;
+        if (type == kRecursive && --field<uint32_t>(m, kMCount) > 0) return 0;
+    }
+    field<int>(m, kMOwner) = 0;
+    field<uint32_t>(m, kMCount) = 0;
+    auto &w = atom<uint32_t>(m, kMLock);
+    if (w.exchange(0, std::memory_order_release) == 2) futex_wake(reinterpret_cast<uint32_t *>(&w), 1);
+    return 0;
+}
+
+// ---- condition variables ------------------------------------------------
+// seq 0 (bumped by every signal: the futex word), waiters 4; glibc's
+// pthread_cond_init leaves the clock (bit 1) and pshared (bit 0) at 36.
+constexpr size_t kCSeq = 0, kCWaiters = 4, kCFlags = 36;
+
+bool glibc_cond(pthread_cond_t *c) { return field<uint32_t>(c, kCFlags) & 1; }
+clockid_t cond_clock(pthread_cond_t *c) {
+    return (field<uint32_t>(c, kCFlags) & 2) ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+}
+
+int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline) {
+    Thread *t = self();
+    test_cancel(t);
+    auto &seq = atom<uint32_t>(c, kCSeq);
+    uint32_t s = seq.load(std::memory_order_seq_cst);
+    atom<uint32_t>(c, kCWaiters).fetch_add(1, std::memory_order_seq_cst);
+    if (int e = pthread_mutex_unlock(m)) {
+        atom<uint32_t>(c, kCWaiters).fetch_sub(1);
+        return e;
+    }
+    int r = futex_wait(reinterpret_cast<uint32_t *>(&seq), s, deadline, true);
+    atom<uint32_t>(c, kCWaiters).fetch_sub(1, std::memory_order_relaxed);
+    pthread_mutex_lock(m);
+    test_cancel(t); // with the mutex held again, as POSIX asks
+    return r == -ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+int cond_wake(pthread_cond_t *c, int n) {
+    auto &seq = atom<uint32_t>(c, kCSeq);
+    seq.fetch_add(1, std::memory_order_seq_cst);
+    if (atom<uint32_t>(c, kCWaiters).load(std::memory_order_seq_cst))
+        futex_wake(reinterpret_cast<uint32_t *>(&seq), n);
+    return 0;
+}
+
+// ---- rwlocks -----------------------------------------------------------------
+// lk 0, readers 4, seq 8 (futex word), writers waiting 12, writer 16;
+// glibc's init leaves pshared at 28 and the preference at 48.
+constexpr size_t kRLk = 0, kRReaders = 4, kRSeq = 8, kRWWait = 12, kRWriter = 16, kRShared = 28,
+                 kRFlags = 48;
+
+bool glibc_rwlock(pthread_rwlock_t *l) { return field<int>(l, kRShared) != 0; }
+
+int rw_lock(pthread_rwlock_t *l, bool write, int64_t deadline, bool try_only) {
+    auto &lk = atom<uint32_t>(l, kRLk);
+    auto &seq = atom<uint32_t>(l, kRSeq);
+    int me = owner_id();
+    bool prefer_writer = field<int>(l, kRFlags) == PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP;
+    bool queued = false;
+    for (;;) {
+        word_lock(lk);
+        if (field<int>(l, kRWriter) == me) {
+            if (queued) field<uint32_t>(l, kRWWait)--;
+            word_unlock(lk);
+            return EDEADLK;
+        }
+        bool free_now = write ? !field<int>(l, kRWriter) && !field<uint32_t>(l, kRReaders)
+                              : !field<int>(l, kRWriter) && !(prefer_writer && field<uint32_t>(l, kRWWait));
+        if (free_now) {
+            if (queued) field<uint32_t>(l, kRWWait)--;
+            if (write) field<int>(l, kRWriter) = me;
+            else field<uint32_t>(l, kRReaders)++;
+            word_unlock(lk);
+            return 0;
+        }
+        if (try_only) {
+            word_unlock(lk);
+            return EBUSY;
+        }
+        if (write && !queued) {
+            field<uint32_t>(l, kRWWait)++;
+            queued = true;
+        }
+        uint32_t s = seq.load();
+        word_unlock(lk);
+        if (futex_wait(reinterpret_cast<uint32_t *>(&seq), s, deadline, false) == -ETIMEDOUT) {
+            if (queued) {
+                word_lock(lk);
+                field<uint32_t>(l, kRWWait)--;
+                word_unlock(lk);
+                seq.fetch_add(1);
+                futex_wake(reinterpret_cast<uint32_t *>(&seq), INT_MAX); // readers held back for us
+            }
+            return ETIMEDOUT;
+        }
+    }
+}
+
+int rw_unlock(pthread_rwlock_t *l) {
+    auto &lk = atom<uint32_t>(l, kRLk);
+    word_lock(lk);
+    if (field<int>(l, kRWriter) == owner_id()) {
+        field<int>(l, kRWriter) = 0;
+    } else if (field<uint32_t>(l, kRReaders)) {
+        field<uint32_t>(l, kRReaders)--;
+    } else {
+        word_unlock(lk);
+        return EPERM;
+    }
+    atom<uint32_t>(l, kRSeq).fetch_add(1);
+    word_unlock(lk);
+    futex_wake(reinterpret_cast<uint32_t *>(&atom<uint32_t>(l, kRSeq)), INT_MAX);
+    return 0;
+}
+
+// ---- barriers: lk 0, arrived 4, count 8 and shared 12 (glibc's init), seq 16.
+constexpr size_t kBLk = 0, kBArrived = 4, kBCount = 8, kBShared = 12, kBSeq = 16;
+
+// ---- semaphores: glibc's new_sem: value (low 32 bits) and waiters (high
+// 32) in one 64-bit word, then `private` (0: process-shared).
+constexpr size_t kSPrivate = 8;
+
+int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
+    auto &d = atom<uint64_t>(s, 0);
+    Thread *t = self();
+    for (;;) {
+        uint64_t v = d.load(std::memory_order_acquire);
+        if (uint32_t(v) > 0) {
+            if (d.compare_exchange_weak(v, v - 1, std::memory_order_acquire)) return 0;
+            continue;
+        }
+        if (try_only) return EAGAIN;
+        test_cancel(t);
+        d.fetch_add(uint64_t(1) << 32, std::memory_order_seq_cst);
+        int r = futex_wait(reinterpret_cast<uint32_t *>(&d), 0, deadline, true);
+        d.fetch_sub(uint64_t(1) << 32, std::memory_order_relaxed);
+        test_cancel(t);
+        if (r == -ETIMEDOUT) return ETIMEDOUT;
+    }
+}
+
+bool bad_abs(const struct timespec *a) { return !a || a->tv_nsec < 0 || a->tv_nsec >= 1000000000; }
+
+int errno_ret(int e) {
+    if (!e) return 0;
+    errno = e;
+    return -1;
+}
+
+} // namespace
+
+int owner_id() {
+    static __thread int id __attribute__((tls_model("initial-exec")));
+    if (__builtin_expect(id != 0, 1)) return id;
+    Thread *t = self();
+    if (t && !t->is_main) id = 0x40000000 | int(npshim_thread_id(t->g) & 0x3fffffff);
+    else id = int(real.syscall ? real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0) : getpid());
+    return id;
+}
+
+int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point) {
+    Thread *t = cancel_point ? self() : nullptr;
+    if (t) {
+        t->wait_word.store(addr, std::memory_order_seq_cst);
+        if (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) {
+            t->wait_word.store(nullptr);
+            return 0; // the caller's cancellation point acts on it
+        }
+    }
+    int r = npshim_futex_wait(addr, val, deadline);
+    if (t) t->wait_word.store(nullptr, std::memory_order_relaxed);
+    return r;
+}
+
+int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs) {
+    int64_t want = int64_t(abs->tv_sec) * 1000000000 + abs->tv_nsec;
+    int64_t left = want - now_on(clock);
+    int64_t now = np_now();
+    return left <= 0 ? now : (INT64_MAX - now < left ? INT64_MAX : now + left);
+}
+
+int64_t deadline_from_rel(const struct timespec *rel) {
+    int64_t d = int64_t(rel->tv_sec) * 1000000000 + rel->tv_nsec, now = np_now();
+    if (d <= 0) return now;
+    return INT64_MAX - now < d ? INT64_MAX : now + d;
+}
+
+int64_t deadline_from_ms(int ms) { return ms < 0 ? 0 : np_now() + int64_t(ms) * 1000000; }
+
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+// ---- mutex --------------------------------------------------------------------
+
+int pthread_mutex_lock(pthread_mutex_t *m) {
+    if (!on() || glibc_mutex(m)) return real.pthread_mutex_lock(m);
+    return mutex_lock(m, 0, false);
+}
+
+int pthread_mutex_trylock(pthread_mutex_t *m) {
+    if (!on() || glibc_mutex(m)) return real.pthread_mutex_trylock(m);
+    return mutex_lock(m, 0, true);
+}
+
+int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abs) {
+    if (!on() || glibc_mutex(m)) return real.pthread_mutex_timedlock(m, abs);
+    if (bad_abs(abs)) return EINVAL;
+    return mutex_lock(m, deadline_from_abs(CLOCK_REALTIME, abs), false);
+}
+
+int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *abs) {
+    if (bad_abs(abs)) return EINVAL;
+    if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+    if (!on() || glibc_mutex(m)) return real.pthread_mutex_timedlock(m, abs);
+    return mutex_lock(m, deadline_from_abs(clock, abs), false);
+}
+
+int pthread_mutex_unlock(pthread_mutex_t *m) {
+    if (!on() || glibc_mutex(m)) return real.pthread_mutex_unlock(m);
+    return mutex_unlock(m);
+}
+
+// ---- condition variables ----------------------------------------------------
+
+int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
+    if (!on() || glibc_cond(c)) return real.pthread_cond_wait(c, m);
+    return cond_wait(c, m, 0);
+}
+
+int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abs) {
+    if (!on() || glibc_cond(c)) return real.pthread_cond_timedwait(c, m, abs);
+    if (bad_abs(abs)) return EINVAL;
+    return cond_wait(c, m, deadline_from_abs(cond_clock(c), abs));
+}
+
+int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock, const struct timespec *abs) {
+    if (bad_abs(abs)) return EINVAL;
+    if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+    if (!on() || glibc_cond(c)) return real.pthread_cond_timedwait(c, m, abs);
+    return cond_wait(c, m, deadline_from_abs(clock, abs));
+}
+
+int pthread_cond_signal(pthread_cond_t *c) {
+    if (!on() || glibc_cond(c)) return real.pthread_cond_signal(c);
+    return cond_wake(c, 1);
+}
+
+int pthread_cond_broadcast(pthread_cond_t *c) {
+    if (!on() || glibc_cond(c)) return real.pthread_cond_broadcast(c);
+    return cond_wake(c, INT_MAX);
+}
+
+// ---- rwlocks ---------------------------------------------------------------------
+
+#define SHIM_RW(name, args, call, glibc_call)                                          \
+    int name args {                                                                    \
+        if (!on() || glibc_rwlock(l)) {                                                \
+            static auto fn = reinterpret_cast<decltype(&name)>(dlsym(RTLD_NEXT, #name)); \
+            return glibc_call;                                                         \
+        }                                                                              \
+        return call;                                                                   \
+    }
+
+
+SHIM_RW(pthread_rwlock_rdlock, (pthread_rwlock_t * l), rw_lock(l, false, 0, false), fn(l))
+SHIM_RW(pthread_rwlock_tryrdlock, (pthread_rwlock_t * l), rw_lock(l, false, 0, true), fn(l))
+SHIM_RW(pthread_rwlock_wrlock, (pthread_rwlock_t * l), rw_lock(l, true, 0, false), fn(l))
+SHIM_RW(pthread_rwlock_trywrlock, (pthread_rwlock_t * l), rw_lock(l, true, 0, true), fn(l))
+SHIM_RW(pthread_rwlock_unlock, (pthread_rwlock_t * l), rw_unlock(l), fn(l))
+SHIM_RW(pthread_rwlock_timedrdlock, (pthread_rwlock_t * l, const struct timespec *a),
+        rw_lock(l, false, deadline_from_abs(CLOCK_REALTIME, a), false), fn(l, a))
+SHIM_RW(pthread_rwlock_timedwrlock, (pthread_rwlock_t * l, const struct timespec *a),
+        rw_lock(l, true, deadline_from_abs(CLOCK_REALTIME, a), false), fn(l, a))
+SHIM_RW(pthread_rwlock_clockrdlock, (pthread_rwlock_t * l, clockid_t c, const struct timespec *a),
+        rw_lock(l, false, deadline_from_abs(c, a), false), fn(l, c, a))
+SHIM_RW(pthread_rwlock_clockwrlock, (pthread_rwlock_t * l, clockid_t c, const struct timespec *a),
+        rw_lock(l, true, deadline_from_abs(c, a), false), fn(l, c, a))
+
+// ---- barriers ------------------------------------------------------------------------
+
+int pthread_barrier_wait(pthread_barrier_t *b) {
+    static auto glibc = reinterpret_cast<int (*)(pthread_barrier_t *)>(dlsym(RTLD_NEXT, "pthread_barrier_wait"));
+    if (!on() || field<int>(b, kBShared) == 0) return glibc(b); // glibc: 0 is FUTEX_SHARED
+    auto &lk = atom<uint32_t>(b, kBLk);
+    auto &seq = atom<uint32_t>(b, kBSeq);
+    word_lock(lk);
+    if (++field<uint32_t>(b, kBArrived) == field<uint32_t>(b, kBCount)) {
+        field<uint32_t>(b, kBArrived) = 0;
+        seq.fetch_add(1);
+        word_unlock(lk);
+        futex_wake(reinterpret_cast<uint32_t *>(&seq), INT_MAX);
+        return PTHREAD_BARRIER_SERIAL_THREAD;
+    }
+    uint32_t s = seq.load();
+    word_unlock(lk);
+    while (seq.load() == s) futex_wait(reinterpret_cast<uint32_t *>(&seq), s, 0, false);
+    return 0;
+}
+
+int pthread_barrier_destroy(pthread_barrier_t *b) {
+    static auto glibc = reinterpret_cast<int (*)(pthread_barrier_t *)>(dlsym(RTLD_NEXT, "pthread_barrier_destroy"));
+    if (!on() || field<int>(b, kBShared) == 0) return glibc(b);
+    return field<uint32_t>(b, kBArrived) ? EBUSY : 0;
+}
+
+// ---- once ----------------------------------------------------------------------------
+// glibc's states: 0 not run, 1 running, 2 done.
+
+int pthread_once(pthread_once_t *o, void (*init)(void)) {
+    static auto glibc = reinterpret_cast<int (*)(pthread_once_t *, void (*)(void))>(dlsym(RTLD_NEXT, "pthread_once"));
+    if (!on()) return glibc(o, init);
+    auto &w = *reinterpret_cast<std::atomic<uint32_t> *>(o);
+    for (;;) {
+        uint32_t v = w.load(std::memory_order_acquire);
+        if (v == 2) return 0;
+        if (v == 0 && w.compare_exchange_strong(v, 1, std::memory_order_acq_rel)) {
+            init();
+            w.store(2, std::memory_order_release);
+            futex_wake(reinterpret_cast<uint32_t *>(&w), INT_MAX);
+            return 0;
+        }
+        futex_wait(reinterpret_cast<uint32_t *>(&w), 1, 0, false);
+    }
+}
+
+// ---- semaphores ------------------------------------------------------------------
+
+int sem_wait(sem_t *s) {
+    if (!on() || !field<int>(s, kSPrivate)) return real.sem_wait(s);
+    return errno_ret(sem_wait_until(s, 0, false));
+}
+
+int sem_trywait(sem_t *s) {
+    if (!on() || !field<int>(s, kSPrivate)) return real.sem_trywait(s);
+    return errno_ret(sem_wait_until(s, 0, true));
+}
+
+int sem_timedwait(sem_t *s, const struct timespec *abs) {
+    if (!on() || !field<int>(s, kSPrivate)) return real.sem_timedwait(s, abs);
+    if (bad_abs(abs)) return errno_ret(EINVAL);
+    return errno_ret(sem_wait_until(s, deadline_from_abs(CLOCK_REALTIME, abs), false));
+}
+
+int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *abs) {
+    if (bad_abs(abs)) return errno_ret(EINVAL);
+    if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return errno_ret(EINVAL);
+    if (!on() || !field<int>(s, kSPrivate)) return real.sem_timedwait(s, abs);
+    return errno_ret(sem_wait_until(s, deadline_from_abs(clock, abs), false));
+}
+
+int sem_post(sem_t *s) {
+    if (!on() || !field<int>(s, kSPrivate)) return real.sem_post(s);
+    auto &d = atom<uint64_t>(s, 0);
+    uint64_t v = d.load(std::memory_order_relaxed);
+    do {
+        if (uint32_t(v) == uint32_t(SEM_VALUE_MAX)) return errno_ret(EOVERFLOW);
+    } while (!d.compare_exchange_weak(v, v + 1, std::memory_order_release));
+    if (v >> 32) futex_wake(reinterpret_cast<uint32_t *>(&d), 1);
+    return 0;
+}
+
+// ---- futex(2) through syscall(): std::atomic::wait, std::mutex fallbacks,
+// and programs with their own locks.  Private futexes only: shared ones may
+// have waiters in other processes.
+
+long syscall(long nr, ...) {
+    va_list ap;
+    va_start(ap, nr);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    if (nr == SYS_futex && (a2 & FUTEX_PRIVATE_FLAG) && on()) {
+        int cmd = int(a2) & FUTEX_CMD_MASK;
+        auto *addr = reinterpret_cast<const uint32_t *>(a1);
+        bool all = uint32_t(a6) == FUTEX_BITSET_MATCH_ANY;
+        if (cmd == FUTEX_WAIT || (cmd == FUTEX_WAIT_BITSET && all)) {
+            auto *ts = reinterpret_cast<const struct timespec *>(a4);
+            int64_t deadline = 0;
+            if (ts && cmd == FUTEX_WAIT) deadline = deadline_from_rel(ts);
+            else if (ts) deadline = deadline_from_abs((a2 & FUTEX_CLOCK_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC, ts);
+            int r = futex_wait(addr, uint32_t(a3), deadline, false);
+            return r ? ret(r) : 0;
+        }
+        if (cmd == FUTEX_WAKE || (cmd == FUTEX_WAKE_BITSET && all))
+            return futex_wake(addr, a3 < 0 || a3 > INT_MAX ? INT_MAX : int(a3));
+    }
+    if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+    return real.syscall(nr, a1, a2, a3, a4, a5, a6);
+}
+
+} // extern "C"

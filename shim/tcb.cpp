@@ -1,0 +1,280 @@
+// A TCB per legacy thread, made the way pthread_create makes one: the
+// static TLS area and struct pthread from ld.so's own calls
+// (_dl_allocate_tls copies every module's TLS image into place), then the
+// fields start_thread sets up, since a copy keeps pointers into the TCB it
+// was copied from.  glibc 2.36 (Debian 12); offsets that have libthread_db
+// descriptors are read from them, the rest are checked against that version.
+#include "tcb.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <gnu/libc-version.h>
+#include <link.h>
+#include <locale.h>
+#include <sys/mman.h>
+
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+// struct pthread, glibc 2.36 x86-64 (nptl/descr.h).
+constexpr size_t kTcbSelf = 0x00, kDtv = 0x08, kSelf = 0x10, kMultipleThreads = 0x18;
+constexpr size_t kList = 704, kTid = 720, kRobustPrev = 728, kRobustHead = 736;
+constexpr size_t kCleanup = 760, kCleanupJmpBuf = 768, kCancelHandling = 776;
+constexpr size_t kSpecific1st = 784, kSpecific = 1296, kSpecificUsed = 1552, kUserStack = 1554;
+constexpr size_t kStackBlock = 1680, kStackBlockSize = 1688, kGuardSize = 1696;
+constexpr size_t kRes = 1720, kResSize = 568, kTlsState = 2304, kTlsStateEnd = 2336;
+constexpr size_t kSizeofPthread = 2368;
+constexpr size_t kKeys = 1024, kKeys2nd = 32, kDestructorIterations = 4;
+
+struct KeyStruct {
+    uintptr_t seq;
+    void (*destr)(void *);
+};
+struct KeyData {
+    uintptr_t seq;
+    void *data;
+};
+
+void *(*dl_allocate_tls)(void *);
+void (*dl_deallocate_tls)(void *, bool);
+void (*dl_get_tls_static_info)(size_t *, size_t *);
+void (*ctype_init)();
+void (*call_tls_dtors)();
+KeyStruct *pthread_keys;
+ptrdiff_t rseq_offset = -1;
+long resp_off;          // __resp relative to the thread pointer
+long libc_tls_off;      // libc's static TLS block relative to the thread pointer
+size_t libc_tls_size;
+long errno_off;
+
+size_t static_size, static_align, block_size, rec_off;
+alignas(64) char tcb_template[kSizeofPthread];
+
+// Blocks are never unmapped: a pool, as glibc's stack cache.
+std::atomic_flag pool_lock = ATOMIC_FLAG_INIT;
+char *free_blocks;
+char *slab_next, *slab_end;
+
+template <class T> T &at(void *tcb, size_t off) { return *reinterpret_cast<T *>(static_cast<char *>(tcb) + off); }
+
+const uint32_t *desc(const char *name) { return static_cast<const uint32_t *>(dlsym(RTLD_DEFAULT, name)); }
+
+void *tp() {
+    void *p;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(p));
+    return p;
+}
+
+int find_libc_tls(struct dl_phdr_info *info, size_t, void *) {
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "/libc.so.6") || !info->dlpi_tls_data) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            libc_tls_off = static_cast<char *>(info->dlpi_tls_data) - static_cast<char *>(tp());
+            libc_tls_size = info->dlpi_phdr[i].p_memsz;
+            return 1;
+        }
+    return 0;
+}
+
+void lock() {
+    while (pool_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+}
+void unlock() { pool_lock.clear(std::memory_order_release); }
+
+// A block, and whether it held a TCB before (its libc TLS is then kept:
+// glibc's malloc cache lives there and has no other way to be released).
+char *block_get(bool *reused) {
+    lock();
+    char *b = free_blocks;
+    if (b) {
+        free_blocks = *reinterpret_cast<char **>(b);
+        unlock();
+        *reused = true;
+        return b;
+    }
+    if (slab_next == slab_end) {
+        size_t bytes = block_size * 64;
+        void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            unlock();
+            return nullptr;
+        }
+        slab_next = static_cast<char *>(m);
+        slab_end = slab_next + bytes;
+    }
+    b = slab_next;
+    slab_next += block_size;
+    unlock();
+    *reused = false;
+    return b;
+}
+
+char *tcb_in(char *block) {
+    uintptr_t t = uintptr_t(block) + static_size - kSizeofPthread;
+    return reinterpret_cast<char *>((t + static_align - 1) & ~(static_align - 1));
+}
+
+} // namespace
+
+long tcb_tid_offset = kTid;
+size_t tcb_sizeof_pthread = kSizeofPthread;
+
+bool tcb_init() {
+#if !defined(__x86_64__)
+    return false;
+#else
+    if (strcmp(gnu_get_libc_version(), "2.36") != 0) return false;
+    const uint32_t *sz = desc("_thread_db_sizeof_pthread"), *tid = desc("_thread_db_pthread_tid"),
+                   *spec = desc("_thread_db_pthread_specific"), *list = desc("_thread_db_pthread_list"),
+                   *canc = desc("_thread_db_pthread_cancelhandling");
+    if (!sz || !tid || !spec || !list || !canc) return false;
+    if (*sz != kSizeofPthread || tid[2] != kTid || spec[2] != kSpecific || list[2] != kList ||
+        canc[2] != kCancelHandling)
+        return false;
+    dl_allocate_tls = reinterpret_cast<void *(*)(void *)>(dlsym(RTLD_DEFAULT, "_dl_allocate_tls"));
+    dl_deallocate_tls = reinterpret_cast<void (*)(void *, bool)>(dlsym(RTLD_DEFAULT, "_dl_deallocate_tls"));
+    dl_get_tls_static_info = reinterpret_cast<void (*)(size_t *, size_t *)>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
+    ctype_init = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "__ctype_init"));
+    call_tls_dtors = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "__call_tls_dtors"));
+    pthread_keys = static_cast<KeyStruct *>(dlsym(RTLD_DEFAULT, "__pthread_keys"));
+    auto *ro = static_cast<ptrdiff_t *>(dlsym(RTLD_DEFAULT, "__rseq_offset"));
+    void *resp = dlsym(RTLD_DEFAULT, "__resp"); // TLS: this thread's address
+    if (!dl_allocate_tls || !dl_deallocate_tls || !dl_get_tls_static_info || !ctype_init ||
+        !call_tls_dtors || !pthread_keys || !resp)
+        return false;
+    if (ro) rseq_offset = *ro;
+    resp_off = static_cast<char *>(resp) - static_cast<char *>(tp());
+    errno_off = reinterpret_cast<char *>(&errno) - static_cast<char *>(tp());
+    if (!dl_iterate_phdr(find_libc_tls, nullptr)) return false;
+    dl_get_tls_static_info(&static_size, &static_align);
+    if (static_align < 64) static_align = 64;
+    rec_off = (kSizeofPthread + 63) & ~size_t(63);
+    block_size = (static_size + static_align + rec_off + sizeof(Thread) + 63) & ~size_t(63);
+    memcpy(tcb_template, tp(), kSizeofPthread);
+    return true;
+#endif
+}
+
+Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard) {
+    bool reused;
+    char *block = block_get(&reused);
+    if (!block) return nullptr;
+    char *tcb = tcb_in(block);
+    alignas(16) char libc_tls[1024];
+    bool keep = reused && libc_tls_size <= sizeof libc_tls;
+    if (keep) memcpy(libc_tls, tcb + libc_tls_off, libc_tls_size);
+    memcpy(tcb, tcb_template, kSizeofPthread);
+    // The dtv, and every module's TLS image copied into place.
+    if (!dl_allocate_tls(tcb)) {
+        lock();
+        *reinterpret_cast<char **>(block) = free_blocks;
+        free_blocks = block;
+        unlock();
+        return nullptr;
+    }
+    if (keep) {
+        memcpy(tcb + libc_tls_off, libc_tls, libc_tls_size);
+        at<int>(tcb, errno_off) = 0;
+    }
+    at<void *>(tcb, kTcbSelf) = tcb;
+    at<void *>(tcb, kSelf) = tcb;
+    at<int>(tcb, kMultipleThreads) = 1; // catomic_* must lock
+    // Not on glibc's stack lists: fork's stack reclaiming leaves it alone.
+    at<void *>(tcb, kList) = tcb + kList;
+    at<void *>(tcb, kList + 8) = tcb + kList;
+    at<bool>(tcb, kUserStack) = true;
+    at<void *>(tcb, kRobustPrev) = tcb + kRobustHead;
+    at<void *>(tcb, kRobustHead) = tcb + kRobustHead;
+    at<void *>(tcb, kRobustHead + 16) = nullptr;
+    at<void *>(tcb, kCleanup) = nullptr;
+    at<void *>(tcb, kCleanupJmpBuf) = nullptr;
+    at<int>(tcb, kCancelHandling) = 0;
+    memset(tcb + kSpecific1st, 0, kSpecificUsed + 1 - kSpecific1st);
+    at<void *>(tcb, kSpecific) = tcb + kSpecific1st;
+    // The alloca cutoff, pthread_getattr_np and unwinders read these.
+    at<void *>(tcb, kStackBlock) = stack_lo;
+    at<size_t>(tcb, kStackBlockSize) = stack_size;
+    at<size_t>(tcb, kGuardSize) = guard;
+    memset(tcb + kRes, 0, kResSize);
+    memset(tcb + kTlsState, 0, kTlsStateEnd - kTlsState);
+    // rseq belongs to the OS thread: -2 makes sched_getcpu ask the kernel.
+    if (rseq_offset >= 0) at<uint32_t>(tcb, size_t(rseq_offset) + 4) = uint32_t(-2);
+    auto *t = new (tcb + rec_off) Thread();
+    t->magic = Thread::kMagic;
+    t->tcb = tcb;
+    t->block = block;
+    return t;
+}
+
+void tcb_free(void *tcb) {
+    dl_deallocate_tls(tcb, false);
+    Thread *t = tcb_record(tcb);
+    char *block = static_cast<char *>(t->block);
+    t->magic = 0;
+    lock();
+    *reinterpret_cast<char **>(block) = free_blocks;
+    free_blocks = block;
+    unlock();
+}
+
+void tcb_thread_start(void *tcb) {
+    ctype_init();
+    at<void *>(tp(), resp_off) = static_cast<char *>(tcb) + kRes;
+    uselocale(LC_GLOBAL_LOCALE);
+}
+
+void tcb_thread_end(void *tcb) {
+    call_tls_dtors();
+    // glibc's key destructors (__nptl_deallocate_tsd): rounds until no
+    // destructor stores a value again.
+    for (size_t round = 0; at<bool>(tcb, kSpecificUsed) && round < kDestructorIterations; round++) {
+        at<bool>(tcb, kSpecificUsed) = false;
+        for (size_t l1 = 0, idx = 0; l1 < kKeys / kKeys2nd; l1++) {
+            auto *l2 = at<KeyData *>(tcb, kSpecific + l1 * 8);
+            if (!l2) {
+                idx += kKeys2nd;
+                continue;
+            }
+            for (size_t in = 0; in < kKeys2nd; in++, idx++) {
+                void *data = l2[in].data;
+                if (!data) continue;
+                l2[in].data = nullptr;
+                if (l2[in].seq == pthread_keys[idx].seq && pthread_keys[idx].destr) pthread_keys[idx].destr(data);
+            }
+        }
+    }
+    for (size_t l1 = 1; l1 < kKeys / kKeys2nd; l1++) {
+        void *&l2 = at<void *>(tcb, kSpecific + l1 * 8);
+        free(l2);
+        l2 = nullptr;
+    }
+    // strsignal's and strerror_l's buffers (tls_internal_t).
+    free(at<void *>(tcb, kTlsState));
+    free(at<void *>(tcb, kTlsState + 8));
+    at<void *>(tcb, kTlsState) = nullptr;
+    at<void *>(tcb, kTlsState + 8) = nullptr;
+}
+
+void tcb_set_stack(void *tcb, void *lo, size_t size, size_t guard) {
+    at<void *>(tcb, kStackBlock) = lo;
+    at<size_t>(tcb, kStackBlockSize) = size;
+    at<size_t>(tcb, kGuardSize) = guard;
+}
+
+void tcb_set_unwind_buf(void *tcb, void *buf) { at<void *>(tcb, kCleanupJmpBuf) = buf; }
+void *tcb_unwind_buf(void *tcb) { return at<void *>(tcb, kCleanupJmpBuf); }
+void tcb_clear_exiting(void *tcb) { at<int>(tcb, kCancelHandling) = 0; }
+
+Thread *tcb_record(void *tcb) {
+    auto *t = reinterpret_cast<Thread *>(static_cast<char *>(tcb) + rec_off);
+    return t->magic == Thread::kMagic && t->tcb == tcb ? t : nullptr;
+}
+
+} // namespace shim

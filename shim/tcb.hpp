@@ -1,0 +1,31 @@
+// A glibc TCB (struct pthread plus the static TLS blocks below it) for each
+// legacy thread, so errno, __thread variables, pthread keys and the C++
+// exception state are its own.  glibc 2.36's layout; checked at start-up
+// against the descriptors libthread_db uses (tcb.cpp).
+#pragma once
+#include <cstddef>
+
+namespace shim {
+
+struct Thread;
+
+bool tcb_init();                    // false: this glibc is not one we know
+// A new TCB for a thread running on [stack_lo, +stack_size), with its
+// Thread record right above it.  Null on exhaustion.
+Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard);
+void tcb_set_stack(void *tcb, void *lo, size_t size, size_t guard);
+void tcb_free(void *tcb);           // after the thread has stopped for good
+Thread *tcb_record(void *tcb);      // the record of a TCB made here, or null
+// On the new thread itself, first thing: what glibc's start_thread sets up.
+void tcb_thread_start(void *tcb);
+// On the ending thread, last thing: thread_local destructors, key
+// destructors, and the per-thread buffers glibc frees at thread exit.
+void tcb_thread_end(void *tcb);
+// pthread_exit unwinds to the unwind buffer the thread's entry set up.
+void tcb_set_unwind_buf(void *tcb, void *buf);
+void *tcb_unwind_buf(void *tcb);
+void tcb_clear_exiting(void *tcb);
+extern long tcb_tid_offset;
+extern size_t tcb_sizeof_pthread;
+
+} // namespace shim

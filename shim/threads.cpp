@@ -1,0 +1,410 @@
+// Legacy threads as green threads: start-up (the program's main runs as one,
+// on its own TCB), pthread_create and the calls that name a thread.  Each
+// green thread has a TCB of its own (tcb.cpp) entered at every switch, so
+// the program sees a distinct pthread_self(), errno and TLS per thread.
+#include <atomic>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fd_table.hpp"
+#include "real.hpp"
+#include "shim.hpp"
+#include "tcb.hpp"
+
+namespace shim {
+
+int active = -1;
+
+namespace {
+
+__thread Thread *cur __attribute__((tls_model("initial-exec")));
+
+Thread main_rec;
+void *main_tcb;
+int (*program_main)(int, char **, char **);
+std::atomic<uint32_t> live{0};         // legacy threads other than main
+std::atomic<uint32_t> main_waits{0};   // main called pthread_exit: wait for the rest
+
+void warn(const char *why) {
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "netpoll-preload: %s; the program runs without green threads\n", why);
+    if (n > 0) real.write ? (void)real.write(2, msg, size_t(n)) : (void)0;
+}
+
+void release_tcb(void *tp) {
+    if (tp != main_tcb) tcb_free(tp);
+}
+
+// The size glibc gives a thread by default: RLIMIT_STACK, as pthread_create.
+size_t default_stack() {
+    pthread_attr_t a;
+    size_t s = 0;
+    if (pthread_getattr_default_np(&a) == 0) {
+        pthread_attr_getstacksize(&a, &s);
+        pthread_attr_destroy(&a);
+    }
+    if (s < 16384) s = 8u << 20;
+    return s;
+}
+
+// A few pools, not one per size: sizes round up to a power of two.
+size_t stack_bucket(size_t want) {
+    size_t s = 64 * 1024;
+    while (s < want && s < (size_t(1) << 30)) s <<= 1;
+    return s;
+}
+
+void thread_end(Thread *t) {
+    tcb_thread_end(t->tcb);
+    cur = nullptr;
+    if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && main_waits.load(std::memory_order_acquire))
+        futex_wake(reinterpret_cast<const uint32_t *>(&live), INT_MAX);
+}
+
+// The green thread's body: glibc's start_thread, for our TCB.
+void *green_entry(void *arg) {
+    Thread *volatile t = static_cast<Thread *>(arg);
+    cur = t;
+    tcb_thread_start(t->tcb);
+    __pthread_unwind_buf_t ub;
+    // pthread_exit and cancellation unwind to here (THREAD_SELF->cleanup_jmp_buf).
+    if (_setjmp(reinterpret_cast<struct __jmp_buf_tag *>(ub.__cancel_jmp_buf)) == 0) {
+        memset(ub.__pad, 0, sizeof ub.__pad);
+        tcb_set_unwind_buf(t->tcb, &ub);
+        t->result = t->fn(t->arg);
+    }
+    thread_end(t);
+    return t->result;
+}
+
+struct MainArgs {
+    int argc;
+    char **argv, **envp;
+    int status;
+};
+
+void *main_entry(void *arg) {
+    auto *volatile m = static_cast<MainArgs *>(arg);
+    cur = &main_rec;
+    void *saved = tcb_unwind_buf(main_tcb);
+    __pthread_unwind_buf_t ub;
+    if (_setjmp(reinterpret_cast<struct __jmp_buf_tag *>(ub.__cancel_jmp_buf)) == 0) {
+        memset(ub.__pad, 0, sizeof ub.__pad);
+        tcb_set_unwind_buf(main_tcb, &ub);
+        m->status = program_main(m->argc, m->argv, m->envp);
+    } else {
+        // pthread_exit from main: the process lives on until the last
+        // thread ends, then exits with 0.
+        tcb_clear_exiting(main_tcb);
+        main_waits.store(1, std::memory_order_release);
+        for (uint32_t n; (n = live.load(std::memory_order_acquire)) != 0;)
+            npshim_futex_wait(reinterpret_cast<const uint32_t *>(&live), n, 0);
+        m->status = 0;
+    }
+    tcb_set_unwind_buf(main_tcb, saved);
+    cur = nullptr;
+    return nullptr;
+}
+
+bool runtime_up() {
+    static std::atomic<int> state{0}; // 0 not yet, 1 starting, 2 up, 3 failed
+    int s = state.load(std::memory_order_acquire);
+    if (s >= 2) return s == 2;
+    if (state.compare_exchange_strong(s, 1)) {
+        state.store(fd_start_runtime() == 0 ? 2 : 3, std::memory_order_release);
+    } else {
+        while (state.load(std::memory_order_acquire) == 1) sched_yield();
+    }
+    return state.load() == 2;
+}
+
+size_t main_stack_size() {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 32u << 20;
+    return stack_bucket(rl.rlim_cur < 65536 ? 65536 : rl.rlim_cur);
+}
+
+// main as a green thread on the program's own TCB (so what constructors
+// left in its TLS stays), while the OS main thread waits on a TCB of its
+// own: a signal handler run there meanwhile is not mistaken for main.
+int green_main(int argc, char **argv, char **envp) {
+    if (!on()) return program_main(argc, argv, envp);
+    MainArgs m{argc, argv, envp, 0};
+    npshim_thread *g;
+    if (!runtime_up() || npshim_thread_create(&g, main_entry, &m, main_stack_size()) != 0) {
+        warn("cannot start the runtime");
+        active = 0;
+        return program_main(argc, argv, envp);
+    }
+    Thread *park = tcb_new(nullptr, 0, 0);
+    main_tcb = npshim_os_tp();
+    main_rec.magic = Thread::kMagic;
+    main_rec.tcb = main_tcb;
+    main_rec.g = g;
+    main_rec.is_main = true;
+    pthread_sigmask(SIG_SETMASK, nullptr, &main_rec.sigmask);
+    npshim_thread_stack(g, &main_rec.stack_lo, &main_rec.stack_size);
+    pid_t tid = *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset);
+    npshim_thread_set_tls(g, main_tcb);
+    if (park) npshim_tp_set(park->tcb);
+    npshim_thread_start(g);
+    npshim_thread_join(g, nullptr);
+    if (park) {
+        npshim_tp_set(main_tcb);
+        tcb_free(park->tcb);
+    }
+    *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset) = tid;
+    return m.status;
+}
+
+// Children of fork have one thread and no workers: they run unshimmed.
+void after_fork_child() { active = 0; }
+
+} // namespace
+
+Thread *self() { return cur; }
+
+Thread *thread_of(pthread_t th) {
+    void *tcb = reinterpret_cast<void *>(th);
+    if (!tcb) return nullptr;
+    if (tcb == main_tcb) return main_rec.g ? &main_rec : nullptr;
+    return tcb_record(tcb);
+}
+
+void init_once() {
+    static std::atomic<int> state{0}; // 0 not yet, 1 deciding, 2 decided
+    int s = 0;
+    if (!state.compare_exchange_strong(s, 1)) {
+        while (state.load() != 2) sched_yield();
+        return;
+    }
+    int decided = 0;
+    if (getauxval(AT_SECURE)) {
+        decided = 0; // setuid/setgid: glibc ignores LD_PRELOAD's spirit too
+    } else if (!real_init()) {
+        warn("libc lacks a function the shim needs");
+    } else if (!tcb_init()) {
+        warn("this glibc's thread layout is not one the shim knows");
+    } else {
+        npshim_tls_config(tcb_tid_offset, release_tcb);
+        pthread_atfork(nullptr, nullptr, after_fork_child);
+        decided = 1;
+    }
+    active = decided;
+    state.store(2);
+}
+
+void test_cancel(Thread *t) {
+    if (t && t->cancel_pending.load(std::memory_order_acquire) && !t->cancel_disabled) {
+        t->cancel_disabled = 1; // once
+        real.pthread_exit(PTHREAD_CANCELED);
+    }
+}
+
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv, void (*init)(void),
+                      void (*fini)(void), void (*rtld_fini)(void), void *stack_end) {
+    init_once();
+    auto start = real.__libc_start_main;
+    if (!start) {
+        start = reinterpret_cast<decltype(start)>(dlsym(RTLD_NEXT, "__libc_start_main"));
+        if (!start) abort();
+    }
+    program_main = main;
+    return start(on() ? green_main : main, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
+int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    if (!on()) return real.pthread_create(th, attr, fn, arg);
+    size_t size = 0, guard = 4096;
+    int detach = PTHREAD_CREATE_JOINABLE;
+    if (attr) {
+        pthread_attr_getstacksize(attr, &size);
+        pthread_attr_getguardsize(attr, &guard);
+        pthread_attr_getdetachstate(attr, &detach);
+    }
+    if (!size) size = default_stack();
+    if (!runtime_up()) return EAGAIN;
+    Thread *t = tcb_new(nullptr, 0, 0);
+    if (!t) return EAGAIN;
+    npshim_thread *g;
+    if (npshim_thread_create(&g, green_entry, t, stack_bucket(size)) != 0) {
+        tcb_free(t->tcb);
+        return EAGAIN;
+    }
+    t->g = g;
+    t->fn = fn;
+    t->arg = arg;
+    t->guard_size = guard;
+    npshim_thread_stack(g, &t->stack_lo, &t->stack_size);
+    tcb_set_stack(t->tcb, t->stack_lo, t->stack_size, guard);
+    if (Thread *me = cur) t->sigmask = me->sigmask; // inherited, as POSIX says
+    else pthread_sigmask(SIG_SETMASK, nullptr, &t->sigmask);
+    npshim_thread_set_tls(g, t->tcb);
+    *th = reinterpret_cast<pthread_t>(t->tcb);
+    live.fetch_add(1, std::memory_order_relaxed);
+    if (detach == PTHREAD_CREATE_DETACHED) {
+        t->detached = true;
+        npshim_thread_detach(g);
+    }
+    npshim_thread_start(g);
+    return 0;
+}
+
+int pthread_join(pthread_t th, void **result) {
+    if (!on()) return real.pthread_join(th, result);
+    Thread *t = thread_of(th);
+    if (!t) return real.pthread_join(th, result);
+    if (t == cur) return EDEADLK;
+    if (t->detached || t->is_main) return EINVAL;
+    test_cancel(cur);
+    void *r = nullptr;
+    if (int e = npshim_thread_join(t->g, &r)) return -e;
+    if (result) *result = r;
+    return 0;
+}
+
+int pthread_tryjoin_np(pthread_t th, void **result) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return EBUSY;
+    (void)result;
+    return EBUSY; // a green thread's end is only seen by joining it
+}
+
+int pthread_detach(pthread_t th) {
+    if (!on()) return real.pthread_detach(th);
+    Thread *t = thread_of(th);
+    if (!t) return real.pthread_detach(th);
+    if (t->detached || t->is_main) return EINVAL;
+    t->detached = true;
+    npshim_thread_detach(t->g);
+    return 0;
+}
+
+void pthread_exit(void *value) {
+    if (Thread *t = on() ? cur : nullptr) t->result = value;
+    // glibc's own: sets its result, then unwinds (running cleanup handlers
+    // and destructors) to the buffer our thread entry set up.
+    real.pthread_exit(value);
+    __builtin_unreachable();
+}
+
+int pthread_getattr_np(pthread_t th, pthread_attr_t *attr) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_getattr_np(th, attr);
+    pthread_attr_init(attr);
+    pthread_attr_setstack(attr, t->stack_lo, t->stack_size);
+    pthread_attr_setguardsize(attr, t->guard_size);
+    pthread_attr_setdetachstate(attr, t->detached ? PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+    return 0;
+}
+
+int pthread_setname_np(pthread_t th, const char *name) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_setname_np(th, name);
+    if (strlen(name) >= sizeof t->name) return ERANGE;
+    strcpy(t->name, name); // the worker's own name stays
+    return 0;
+}
+
+int pthread_getname_np(pthread_t th, char *buf, size_t len) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_getname_np(th, buf, len);
+    if (len <= strlen(t->name)) return ERANGE;
+    strcpy(buf, t->name);
+    return 0;
+}
+
+int pthread_cancel(pthread_t th) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_cancel(th);
+    t->cancel_pending.store(1, std::memory_order_seq_cst);
+    if (t->cancel_disabled) return 0;
+    // Wake it where it is parked; it sees the request at its cancellation point.
+    if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) futex_wake(w, INT_MAX);
+    if (np_fd *fd = t->wait_fd.load(std::memory_order_seq_cst))
+        np_set_deadline(fd, 1, t->wait_mode.load(std::memory_order_relaxed));
+    return 0;
+}
+
+int pthread_setcancelstate(int state, int *old) {
+    Thread *t = on() ? cur : nullptr;
+    if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE) return EINVAL;
+    if (!t) {
+        static __thread int os_state;
+        if (old) *old = os_state;
+        os_state = state;
+        return 0;
+    }
+    if (old) *old = t->cancel_disabled ? PTHREAD_CANCEL_DISABLE : PTHREAD_CANCEL_ENABLE;
+    t->cancel_disabled = state == PTHREAD_CANCEL_DISABLE;
+    return 0;
+}
+
+int pthread_setcanceltype(int type, int *old) {
+    Thread *t = on() ? cur : nullptr;
+    if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS) return EINVAL;
+    if (old) *old = t && t->cancel_async ? PTHREAD_CANCEL_ASYNCHRONOUS : PTHREAD_CANCEL_DEFERRED;
+    if (t) t->cancel_async = type == PTHREAD_CANCEL_ASYNCHRONOUS; // honoured as deferred
+    return 0;
+}
+
+void pthread_testcancel(void) { test_cancel(on() ? cur : nullptr); }
+
+int pthread_kill(pthread_t th, int sig) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_kill(th, sig);
+    if (sig == 0) return 0;
+    // Workers take no signals: the process's handler runs on a thread that does.
+    return kill(getpid(), sig) == 0 ? 0 : errno;
+}
+
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    Thread *t = on() ? cur : nullptr;
+    if (!t) return real.pthread_sigmask(how, set, old);
+    sigset_t prev = t->sigmask;
+    if (set) {
+        if (how == SIG_BLOCK) sigorset(&t->sigmask, &t->sigmask, set);
+        else if (how == SIG_UNBLOCK) {
+            for (int s = 1; s < NSIG; s++)
+                if (sigismember(set, s) == 1) sigdelset(&t->sigmask, s);
+        } else if (how == SIG_SETMASK) t->sigmask = *set;
+        else return EINVAL;
+    }
+    if (old) *old = prev;
+    return 0;
+}
+
+int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    Thread *t = on() ? cur : nullptr;
+    if (!t) return real.pthread_sigmask(how, set, old) == 0 ? 0 : (errno = EINVAL, -1);
+    int e = pthread_sigmask(how, set, old);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int sched_yield(void) {
+    if (green()) np_yield();
+    else syscall(SYS_sched_yield);
+    return 0;
+}
+
+} // extern "C"

@@ -1,0 +1,284 @@
+// The seam the preload shim reaches the engine through (netpoll_shim.h):
+// threads that carry a TCB of their own, a futex that parks green threads,
+// and descriptors registered without touching the file's flags, driven by
+// Go's per-call loop (internal/poll's fd_unix.go) around the shim's own
+// non-blocking system call.
+#include <cerrno>
+
+#include "clock.hpp"
+#include "errno_guard.hpp"
+#include "netpoll_shim.h"
+#include "poll_desc.hpp"
+#include "port.hpp"
+#include "runtime.hpp"
+#include "spinlock.hpp"
+#include "thread_pointer.hpp"
+
+using namespace np;
+
+namespace {
+
+GThread *g_of(npshim_thread *t) { return reinterpret_cast<GThread *>(t); }
+const GThread *g_of(const npshim_thread *t) { return reinterpret_cast<const GThread *>(t); }
+PollDesc *pd_of(np_fd *p) { return reinterpret_cast<PollDesc *>(p); }
+
+// ---- the parking lot: futex words hashed to wait lists --------------------
+
+struct Bucket {
+    SpinLock lk;
+    Waiter *head = nullptr, *tail = nullptr; // Waiter::tag holds the address
+
+    void push(Waiter *w) {
+        w->next = nullptr;
+        w->prev = tail;
+        if (tail) tail->next = w;
+        else head = w;
+        tail = w;
+    }
+    void unlink(Waiter *w) {
+        if (w->prev) w->prev->next = w->next;
+        else head = w->next;
+        if (w->next) w->next->prev = w->prev;
+        else tail = w->prev;
+        w->next = w->prev = nullptr;
+    }
+};
+
+constexpr size_t kBuckets = 1024;
+Bucket buckets[kBuckets];
+
+Bucket &bucket_of(const uint32_t *addr) {
+    uintptr_t a = uintptr_t(addr) >> 2;
+    return buckets[(a ^ (a >> 10) ^ (a >> 20)) % kBuckets];
+}
+
+enum { kQueued = 0, kWoken = 1, kTimedOut = 2 };
+
+struct FutexTimeout {
+    Waiter *w;
+    Bucket *b;
+};
+
+void futex_timer_fire(void *arg, uintptr_t) {
+    auto *t = static_cast<FutexTimeout *>(arg);
+    Waiter *w = t->w;
+    t->b->lk.lock();
+    bool fire = w->state.load(std::memory_order_relaxed) == kQueued;
+    if (fire) {
+        t->b->unlink(w);
+        w->state.store(kTimedOut, std::memory_order_relaxed);
+    }
+    t->b->lk.unlock();
+    if (fire) w->wake();
+}
+
+// ---- the per-call loop ------------------------------------------------------
+
+// The direction's fdMutex lock for the length of an operation.
+struct OpLock {
+    PollDesc *pd;
+    int dir;
+    int err;
+    OpLock(PollDesc *p, int mode) : pd(p), dir(mode == NP_READ ? 0 : 1) {
+        preempt_point();
+        err = pd->is_free ? -EBADF : pd->fdmu.rwlock(dir);
+    }
+    ~OpLock() {
+        if (!err) pd->fdmu.rwunlock(dir);
+    }
+};
+
+ssize_t io_loop(PollDesc *pd, int mode, unsigned flags, npshim_op op, void *ctx) {
+    if (!op) return pd_wait(pd, mode);
+    if (int e = pd_reset(pd, mode)) return e;
+    for (;;) {
+        ssize_t r = op(pd->fd, ctx);
+        if (r == -EINTR) continue;
+        if (r != -EAGAIN || (flags & NPSHIM_NONBLOCK)) return r;
+        if (int w = pd_wait(pd, mode)) return w;
+    }
+}
+
+} // namespace
+
+extern "C" {
+
+void npshim_tls_config(long tid_offset, void (*release)(void *tp)) {
+    tcb_tid_off = tid_offset;
+    tls_release = release;
+}
+
+void *npshim_os_tp(void) { return const_cast<void *>(os_thread_self()); }
+
+void npshim_tp_set(void *tp) { tp_set(tp); }
+
+int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size_t stack_size) {
+    ErrnoGuard eg;
+    if (!t || !fn || (stack_size && (stack_size < kMinStackSize || stack_size > kMaxStackSize)))
+        return -EINVAL;
+    if (int e = runtime_ensure()) return e;
+    GThread *g;
+    if (int e = create(nullptr, fn, arg, true, &g, stack_size)) return e;
+    *t = reinterpret_cast<npshim_thread *>(g);
+    return 0;
+}
+
+void npshim_thread_set_tls(npshim_thread *t, void *tp) { g_of(t)->tls = tp; }
+
+void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size) {
+    const GThread *g = g_of(t);
+    *lo = g->stack.lo;
+    *size = size_t(g->stack.hi - g->stack.lo);
+}
+
+uint64_t npshim_thread_id(const npshim_thread *t) { return g_of(t)->id; }
+
+int npshim_thread_start(npshim_thread *t) {
+    if (!t) return -EINVAL;
+    ready(g_of(t));
+    return 0;
+}
+
+int npshim_thread_join(npshim_thread *t, void **result) {
+    ErrnoGuard eg;
+    if (!t) return -EINVAL;
+    return join(g_of(t), result);
+}
+
+int npshim_thread_detach(npshim_thread *t) {
+    if (!t) return -EINVAL;
+    detach(g_of(t));
+    return 0;
+}
+
+npshim_thread *npshim_thread_self(void) { return reinterpret_cast<npshim_thread *>(current_g()); }
+
+int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
+    ErrnoGuard eg;
+    if (!addr) return -EINVAL;
+    if (deadline > 0 && deadline <= now_ns()) {
+        return __atomic_load_n(addr, __ATOMIC_SEQ_CST) == val ? -ETIMEDOUT : -EAGAIN;
+    }
+    Bucket &b = bucket_of(addr);
+    Waiter w;
+    w.tag = uintptr_t(addr);
+    b.lk.lock();
+    // Under the bucket lock: a waker changes the word, then takes this lock.
+    if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) {
+        b.lk.unlock();
+        return -EAGAIN;
+    }
+    b.push(&w);
+    b.lk.unlock();
+    bool timed = deadline > 0 && deadline != INT64_MAX;
+    if (w.g) {
+        FutexTimeout ft{&w, &b};
+        Timer t;
+        if (timed) {
+            t.fn = futex_timer_fire;
+            t.arg = &ft;
+            timer_add(&t, deadline);
+        }
+        w.wait();
+        // Timers fire on this worker only, so this one is not running now.
+        if (timed) timer_del(&t);
+    } else if (!w.wait(timed ? deadline : -1)) {
+        b.lk.lock();
+        bool still = w.state.load(std::memory_order_relaxed) == kQueued;
+        if (still) {
+            b.unlink(&w);
+            w.state.store(kTimedOut, std::memory_order_relaxed);
+        }
+        b.lk.unlock();
+        if (!still) w.wait(); // woken at the last moment: take that wake-up
+    }
+    return w.state.load(std::memory_order_relaxed) == kTimedOut ? -ETIMEDOUT : 0;
+}
+
+int npshim_futex_wake(const uint32_t *addr, int n) {
+    if (!addr) return -EINVAL;
+    Bucket &b = bucket_of(addr);
+    Waiter *woken = nullptr;
+    int count = 0;
+    b.lk.lock();
+    for (Waiter *w = b.head; w && count < n;) {
+        Waiter *nx = w->next;
+        if (w->tag == uintptr_t(addr)) {
+            b.unlink(w);
+            w->state.store(kWoken, std::memory_order_relaxed);
+            w->next = woken;
+            woken = w;
+            count++;
+        }
+        w = nx;
+    }
+    b.lk.unlock();
+    while (woken) {
+        Waiter *nx = woken->next; // woken may be gone once it runs
+        woken->wake();
+        woken = nx;
+    }
+    return count;
+}
+
+int npshim_fd_open(int fd, np_fd **out) {
+    ErrnoGuard eg;
+    if (!out) return -EINVAL;
+    if (fd < 0) return -EBADF;
+    if (int e = runtime_ensure()) return e;
+    PollDesc *pd = pd_alloc();
+    if (!pd) return -ENOMEM;
+    pd->fd = fd;
+    pd->user_nonblock = false;
+    pd->read_drained = false;
+    pd->stream = false;
+    pd_open(pd);
+    Port *port = open_port();
+    pd->port.store(port, std::memory_order_relaxed);
+    if (int e = port->open(fd, pd)) {
+        pd_free(pd);
+        return e;
+    }
+    pd->pollable = true;
+    rt->descriptors.fetch_add(1, std::memory_order_relaxed);
+    *out = reinterpret_cast<np_fd *>(pd);
+    return 0;
+}
+
+int npshim_fd_forget(np_fd *p) {
+    ErrnoGuard eg;
+    if (!p) return -EINVAL;
+    PollDesc *pd = pd_of(p);
+    if (pd->is_free) return -EBADF;
+    if (int e = pd->fdmu.mark_closed()) return e;
+    pd_unblock(pd);
+    pd->fdmu.wait_idle();
+    Port *port = pd->port.load(std::memory_order_acquire);
+    port->close(pd->fd, pd);
+    // As np_close: return with the port's hold on the file released.
+    for (int64_t nap = 10'000, left = 1'000'000'000; port->closing(pd) && left > 0; left -= nap) {
+        netpoll_port(port);
+        if (!port->closing(pd)) break;
+        np_sleep(nap);
+        if (nap < 1'000'000) nap *= 2;
+    }
+    pd_free(pd);
+    rt->descriptors.fetch_sub(1, std::memory_order_relaxed);
+    return 0;
+}
+
+ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx) {
+    ErrnoGuard eg;
+    if (!p || (mode != NP_READ && mode != NP_WRITE) || deadline < 0) return -EINVAL;
+    PollDesc *pd = pd_of(p);
+    OpLock lk(pd, mode);
+    if (lk.err) return lk.err;
+    // The deadline is this call's (SO_RCVTIMEO, a poll timeout): the
+    // direction's lock makes it the only one using it.
+    if (deadline) pd_set_deadline(pd, deadline, mode);
+    ssize_t r = io_loop(pd, mode, flags, op, ctx);
+    if (deadline) pd_set_deadline(pd, 0, mode);
+    return r;
+}
+
+} // extern "C"

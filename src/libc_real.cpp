@@ -1,0 +1,128 @@
+// libc's own definitions of names a preload shim interposes, looked up in
+// libc's scope: dlsym on libc's handle searches libc and what it depends
+// on, never a library preloaded before it.  Also the targets of the
+// Makefile's -Wl,--wrap (JEMALLOC_WRAP), which keep the statically linked
+// jemalloc off those names.
+#include "libc_real.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <gnu/lib-names.h>
+
+#include "config.h"
+#include "sys.hpp"
+
+namespace np {
+
+namespace {
+
+template <size_t N> struct Name {
+    constexpr Name(const char (&a)[N]) { std::copy_n(a, N, s); }
+    char s[N];
+};
+
+[[noreturn]] void missing(const char *name) {
+    static const char msg[] = "netpoll: not in " LIBC_SO ": ";
+    sys_write(2, msg, sizeof msg - 1);
+    sys_write(2, name, strlen(name));
+    sys_write(2, "\n", 1);
+    abort();
+}
+
+// dlopen allocates: with the program's malloc, as our jemalloc is hidden.
+void *libc_sym(const char *name) {
+    // No lock: racers all get the same handle.
+    static std::atomic<void *> libc;
+    void *h = libc.load(std::memory_order_acquire);
+    if (!h) {
+        h = dlopen(LIBC_SO, RTLD_NOLOAD | RTLD_LAZY);
+        libc.store(h, std::memory_order_release);
+    }
+    void *f = h ? dlsym(h, name) : nullptr;
+    if (!f) missing(name);
+    return f;
+}
+
+// Resolved on first use: jemalloc locks before our constructors run.
+template <Name name, class F> F *real() {
+    static std::atomic<F *> fn;
+    F *f = fn.load(std::memory_order_relaxed);
+    if (!f) fn.store(f = reinterpret_cast<F *>(libc_sym(name.s)), std::memory_order_relaxed);
+    return f;
+}
+
+#define REAL(name) real<#name, decltype(::name)>()
+
+} // namespace
+
+int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out) {
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    // The default stack size: glibc carves the program's static TLS out of
+    // a thread's stack, and a host may have a lot of it.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int e = REAL(pthread_create)(&t, &a, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_attr_destroy(&a);
+    if (!e && out) *out = t;
+    return e;
+}
+
+} // namespace np
+
+#if HAVE_JEMALLOC
+using np::real;
+
+extern "C" {
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg) {
+    return REAL(pthread_create)(t, a, fn, arg);
+}
+int __wrap_pthread_join(pthread_t t, void **ret) { return REAL(pthread_join)(t, ret); }
+
+int __wrap_pthread_key_create(pthread_key_t *k, void (*dtor)(void *)) {
+    return REAL(pthread_key_create)(k, dtor);
+}
+int __wrap_pthread_setspecific(pthread_key_t k, const void *v) { return REAL(pthread_setspecific)(k, v); }
+
+int __wrap_pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a) {
+    return REAL(pthread_mutex_init)(m, a);
+}
+int __wrap_pthread_mutex_lock(pthread_mutex_t *m) { return REAL(pthread_mutex_lock)(m); }
+int __wrap_pthread_mutex_trylock(pthread_mutex_t *m) { return REAL(pthread_mutex_trylock)(m); }
+int __wrap_pthread_mutex_unlock(pthread_mutex_t *m) { return REAL(pthread_mutex_unlock)(m); }
+
+int __wrap_pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *a) {
+    return REAL(pthread_cond_init)(c, a);
+}
+int __wrap_pthread_cond_signal(pthread_cond_t *c) { return REAL(pthread_cond_signal)(c); }
+int __wrap_pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) { return REAL(pthread_cond_wait)(c, m); }
+int __wrap_pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *ts) {
+    return REAL(pthread_cond_timedwait)(c, m, ts);
+}
+
+int __wrap_close(int fd) { return np::sys_close(fd); }
+int __wrap_sched_yield() { return np::sys_sched_yield(); }
+
+// jemalloc reads and writes files through syscall(SYS_read, ...) and the
+// like: six arguments, as many as any system call takes.
+long __wrap_syscall(long nr, ...) {
+    va_list ap;
+    va_start(ap, nr);
+    long a[6];
+    for (long &x : a) x = va_arg(ap, long);
+    va_end(ap);
+    return np::sys_result(np::raw_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
+}
+
+} // extern "C"
+#endif

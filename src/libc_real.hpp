@@ -1,0 +1,14 @@
+// What the engine needs from libc beyond a raw system call, taken from libc
+// itself: a preload shim interposes pthread_create, pthread_mutex_* and the
+// like, and must not see the engine's own threads or locks.
+#pragma once
+#include <pthread.h>
+
+namespace np {
+
+// A detached OS thread of the engine's (worker, sysmon, helper), created
+// with every signal blocked: signals are for the program's threads, and the
+// thread keeps that mask.  0 or an error number, as pthread_create.
+int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out = nullptr);
+
+} // namespace np

@@ -1,0 +1,214 @@
+/* shim_test.h: the few things every t/shim program shares.
+ *
+ * The programs in t/shim/ are deliberately ordinary: plain C11 (or C++20) and
+ * pthreads, no netpoll header. They judge libnetpoll-preload.so by passing
+ * unchanged with and without it. Each check prints nothing when it passes and
+ * one line when it fails; each program ends with "<name>: N checks, M failed"
+ * and exits 0 only when M is 0. A watchdog ends any program that hangs. */
+#ifndef SHIM_TEST_H
+#define SHIM_TEST_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+static atomic_long st_checks, st_failures;
+static const char *volatile st_phase = "start";   /* what the watchdog names if it fires */
+
+/* Record one check; print it only when it fails (at most 50 failure lines). */
+static inline void st_check(int ok, const char *file, int line, const char *fmt, ...)
+{
+    atomic_fetch_add(&st_checks, 1);
+    if (ok) return;
+    if (atomic_fetch_add(&st_failures, 1) >= 50) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "FAILED %s:%d: %s\n", file, line, msg);
+}
+#define CHECK(cond, ...) st_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+static inline void st_watchdog_fired(int sig)
+{
+    (void)sig;
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "watchdog: still running after the time limit, phase: %s\n",
+                     st_phase);
+    if (n > 0) (void)!write(2, msg, (size_t)n);
+    _exit(3);
+}
+
+/* Arm a watchdog: the process exits 3 after `seconds` whatever it is doing. */
+static inline void st_watchdog(unsigned seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = st_watchdog_fired;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
+}
+
+static inline int64_t st_now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+static inline int64_t st_mono_ns(void) { return st_now_ns(CLOCK_MONOTONIC); }
+static inline double st_ms(int64_t ns) { return (double)ns / 1e6; }
+
+/* An absolute timespec `ms` from now on clock `clk`. */
+static inline struct timespec st_deadline(clockid_t clk, long ms)
+{
+    int64_t t = st_now_ns(clk) + (int64_t)ms * 1000000;
+    struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+    return ts;
+}
+
+/* The "Threads:" line of /proc/self/status: how many OS threads (tasks)
+ * the process has right now; -1 if it cannot be read. */
+static inline int st_os_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+/* Raise the soft open-file limit to the hard limit (a plain run of N
+ * connections needs 2N descriptors). */
+static inline void st_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* The program's verdict line and exit status. */
+static inline int st_finish(const char *name)
+{
+    long c = atomic_load(&st_checks), f = atomic_load(&st_failures);
+    printf("%s: %ld checks, %ld failed\n", name, c, f);
+    fflush(stdout);
+    return f ? 1 : 0;
+}
+
+/* xorshift64*: a per-thread generator, so runs are reproducible per seed. */
+static inline uint64_t st_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* FNV-1a, 64 bit, continued from `h`. */
+static inline uint64_t st_fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+#define ST_FNV_INIT 0xcbf29ce484222325ULL
+
+/* A TCP listener on 127.0.0.1 with a kernel-chosen port; returns the fd and
+ * stores the port, or exits the program. */
+static inline int st_listen(int backlog, uint16_t *port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int one = 1;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, backlog) ||
+        getsockname(s, (struct sockaddr *)&a, &len)) {
+        perror("listen on 127.0.0.1");
+        exit(2);
+    }
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+/* A blocking TCP connection to 127.0.0.1:port; -1 with errno on failure. */
+static inline int st_connect(uint16_t port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return -1;
+    for (int tries = 0;; tries++) {
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) break;
+        /* a full accept queue can refuse a burst of connects: retry a few times */
+        if ((errno != EAGAIN && errno != ECONNREFUSED && errno != EINTR) || tries == 50) {
+            int e = errno;
+            close(s);
+            errno = e;
+            return -1;
+        }
+        close(s);
+        usleep(20000);
+        if ((s = socket(AF_INET, SOCK_STREAM, 0)) < 0) return -1;
+    }
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return s;
+}
+
+/* write(2) until all n bytes are out: 0, or -1 with errno. */
+static inline int st_write_all(int fd, const void *p, size_t n)
+{
+    const char *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* read(2) until n bytes are in: n, fewer at end of file, or -1 with errno. */
+static inline ssize_t st_read_full(int fd, void *p, size_t n)
+{
+    char *b = p;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+#endif
