@@ -160,6 +160,7 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	$(B)/t/internal-tests --jobs 2
 	for s in $(VG_SUITES_QUICK); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 	$(TEST_BIN) --jobs 2
+	sh t/shim/run.sh $(B)
 
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
@@ -183,7 +184,7 @@ $(B)/bench/switch_np: bench/switch_np.c $(ARCH_SWITCH)
 demo: $(B)/bench/demo
 	$(B)/bench/demo
 
-NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np
+NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np wake_np
 bench: deps-bench lib $(addprefix $(B)/bench/,$(NP_BENCH))
 	sh bench/run.sh $(B)
 

@@ -4,7 +4,7 @@
 # Usage: bench/run.sh [BUILD_DIR]      (default: build; `make bench` calls it)
 #
 # Expects the netpoll programs built by the Makefile in BUILD_DIR/bench:
-#   switch_np yield_np spawn_np park_np deadline_np echo_np http_np
+#   switch_np yield_np spawn_np park_np deadline_np wake_np echo_np http_np
 # (a missing one is reported and its rows are skipped).  Builds the peers
 # itself into BUILD_DIR/bench: C/C++ with cc/c++, Go with `go build`
 # (offline, no modules, GOCACHE under BUILD_DIR).  Every pair runs
@@ -26,6 +26,8 @@
 #   BENCH_HTTP_CONNS="100 1000 10000" wrk connection counts
 #   BENCH_PORT=18000     first TCP port used on 127.0.0.1
 #   BENCH_STACK=16384    NP_STACK_SIZE for park_np
+#   BENCH_WAKE_N="1000 10000 50000"  descriptors parked on one worker (wake_np);
+#                        counts beyond the descriptor limit are skipped
 #   BENCH_REPEAT=1       echo/HTTP: run every server this many times
 #                        (interleaved), keep each one's best-rps run
 #   CC, CXX, GO          compilers
@@ -52,12 +54,14 @@ if [ "$QUICK" = 1 ]; then
     HTTP_CONNS=${BENCH_HTTP_CONNS:-"100"}
     N_SWITCH=1000000 N_UCTX=100000 N_YIELD=200000 N_SPAWN=100000 N_PARK=100000
     N_DEADLINE=50000
+    N_WAKE=1000
 else
     SECS=${BENCH_SECONDS:-5}
     CONNS=${BENCH_CONNS:-"1 100 1000 10000"}
     HTTP_CONNS=${BENCH_HTTP_CONNS:-"100 1000 10000"}
     N_SWITCH=5000000 N_UCTX=500000 N_YIELD=2000000 N_SPAWN=1000000 N_PARK=1000000
     N_DEADLINE=200000
+    N_WAKE=5000
 fi
 PORT_CONNS=${BENCH_PORT_CONNS:-"100 1000"}
 RATE=${BENCH_RATE:-50000}
@@ -356,6 +360,31 @@ if have_np deadline_np; then
     fi
 fi
 
+# 5b. wake-ups with many descriptors parked on one worker, per poller port:
+# the figure at the largest count that fits against the same port at the
+# smallest (ratio: how the cost of an event grows with the descriptors)
+WAKE_N=${BENCH_WAKE_N:-"1000 10000 50000"}
+log ""
+log "[wake] us per wake-up, N readers parked on one worker (wake_np, $N_WAKE wake-ups, best of 3)"
+if have_np wake_np; then
+    for pk in epoll io_uring poll; do
+        small= big= bign=
+        for wn in $WAKE_N; do
+            out=$(NP_POLLER=$pk timeout 600 "$B/wake_np" "$wn" "$N_WAKE" 2>>"$LOGS/wake_np.log" | tail -n 1)
+            if [ -z "$out" ]; then
+                note "  wake_np $pk n=$wn failed (see $LOGS/wake_np.log)"
+                continue
+            fi
+            log "  $out"
+            v=$(field wake_us "$out")
+            [ -n "$v" ] || continue # skipped: more descriptors than the limit
+            [ -n "$small" ] || { small=$v smalln=$wn; continue; }
+            big=$v bign=$wn
+        done
+        [ -n "$big" ] && row "$pk: wake-up us, n=$bign" "$big" "$pk n=$smalln" "$small" lower
+    done
+fi
+
 # 6. echo
 ECHO_SERVERS="np:echo_np epoll:echo_epoll threads:echo_threads go:go_echo"
 declare -A E # E[server,conns,key]
@@ -504,6 +533,7 @@ fi
 log ""
 log "ratio = netpoll / peer  (\"better\": which direction favours netpoll)"
 log "rows \"io_uring:\"/\"poll:\" are echo_np on that poller port, against its epoll port"
+log "rows \"PORT: wake-up us\" are wake_np on that port at its largest count, against its smallest"
 W=28 # benchmark column: the longest name
 for r in "${ROWS[@]}"; do
     name=${r%%|*}

@@ -39,14 +39,22 @@ public:
         struct epoll_event ev = {};
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
         ev.data.u64 = pd->tag();
-        if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
+        if (int e = fd_claim(fd)) return e; // registered already, maybe on another worker's set
+        if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            int e = -errno;
+            fd_release(fd);
+            return e;
+        }
         NP_TRACE("netpoll: fd=%d ev=%#x add", fd, ev.events);
         return 0;
     }
 
     int close(int fd, PollDesc *) override {
         struct epoll_event ev = {};
-        if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev) < 0) return -errno;
+        int r = epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
+        int e = r < 0 ? -errno : 0;
+        fd_release(fd);
+        if (e) return e;
         NP_TRACE("netpoll: fd=%d del", fd);
         return 0;
     }

@@ -17,9 +17,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,12 +45,32 @@ namespace {
 constexpr uint64_t kBreakData = 0, kIgnoreData = 1;
 static_assert(alignof(PollDesc) >= 4, "one-shot polls use the tag's low bits");
 constexpr uint64_t kDirMask = NP_READ | NP_WRITE;
-constexpr unsigned kSqEntries = 256, kCqEntries = 4096;
+constexpr unsigned kSqEntries = 256, kCqMin = 4096, kCqMax = 65536;
 // poll_events: besides the one-shot directions (NP_READ|NP_WRITE),
 constexpr uint32_t kMultiArmed = 4;   // a multishot poll is in flight
 constexpr uint32_t kArmedForeign = 8; // ...armed by a thread not the owner
 constexpr unsigned kCancelShift = 8;  // polls cancelled by close, not yet ended
 constexpr unsigned kHandoffCap = 1024; // arms waiting for the owner; beyond: arm here
+constexpr unsigned kRearmCap = 256;    // polls to re-arm held without allocating (grows)
+constexpr int kReapRounds = 64;        // rings emptied per pass while completions overflow
+
+// The completion queue must hold a completion per registered descriptor:
+// a multishot poll completes as soon as it is armed when its file is ready
+// (an idle socket is writable), so arming many at once fills it.  Sized
+// when the port is made from the descriptors the process may open then
+// (the soft RLIMIT_NOFILE, a quarter more for other events), 16 bytes a
+// slot: 4096 (the minimum) for a limit of 1024, 32768 for 20000, at most
+// 65536.  Past it, completions wait in the kernel's overflow list and
+// reap() moves them in as it makes room.
+unsigned cq_entries() {
+    struct rlimit rl;
+    unsigned long want = kCqMin;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        want = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > kCqMax ? kCqMax : rl.rlim_cur + rl.rlim_cur / 4;
+    unsigned c = kCqMin;
+    while (c < want && c < kCqMax) c *= 2;
+    return c;
+}
 
 unsigned poll_mask(int dirs) {
     unsigned m = 0;
@@ -67,20 +89,31 @@ public:
         // sleeping arming thread is still woken.  TASKRUN_FLAG makes a
         // non-blocking peek enter the kernel when such work is pending.
         struct io_uring_params p = {};
-        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
-        p.cq_entries = kCqEntries;
-        int e0 = io_uring_queue_init_params(kSqEntries, &ring_, &p);
-        if (e0 == -EINVAL) { // before 5.19
+        unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN |
+                         IORING_SETUP_TASKRUN_FLAG;
+        unsigned cq = cq_entries();
+        auto setup = [&] {
             p = {};
-            p.flags = IORING_SETUP_CQSIZE;
-            p.cq_entries = kCqEntries;
-            e0 = io_uring_queue_init_params(kSqEntries, &ring_, &p);
+            p.flags = flags;
+            p.cq_entries = cq;
+            return io_uring_queue_init_params(kSqEntries, &ring_, &p);
+        };
+        int e0 = setup();
+        if (e0 == -EINVAL) { // before 5.19
+            flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+            e0 = setup();
+        }
+        if (e0 == -ENOMEM && cq > kCqMin) { // before 5.12 the rings count against RLIMIT_MEMLOCK
+            cq = kCqMin;
+            e0 = setup();
         }
         if (e0) return e0;
         ring_ok_ = true;
         coop_ = p.flags & IORING_SETUP_COOP_TASKRUN;
         if (coop_ && !(handoff_ = static_cast<PollDesc **>(mem_alloc(kHandoffCap * sizeof(PollDesc *)))))
             return -ENOMEM;
+        if (!(rearm_ = static_cast<uint64_t *>(mem_alloc(kRearmCap * sizeof *rearm_)))) return -ENOMEM;
+        rearm_cap_ = kRearmCap;
         // Without EXT_ARG a timed wait submits a timeout SQE, racing the
         // producers that hold sq_mu_ (kernels before 5.11).
         if (!(p.features & IORING_FEAT_EXT_ARG)) return -ENOSYS;
@@ -105,6 +138,7 @@ public:
     ~UringPort() override {
         if (ring_ok_) io_uring_queue_exit(&ring_);
         mem_free(handoff_);
+        mem_free(rearm_);
         wakeup_.close_fd();
         if (probe_fd_ >= 0) sys_close(probe_fd_);
     }
@@ -114,12 +148,14 @@ public:
 
     int open(int fd, PollDesc *pd) override {
         if (int e = check_pollable(fd)) return e;
+        if (int e = fd_claim(fd)) return e; // registered already (here or on another port)
         std::lock_guard<Mutex> lk(sq_mu_);
         pd->poll_index = fd;
         pd->poll_events = 0;
         if (multishot_ && !hand_over(pd)) {
             if (int e = arm_multishot(pd)) {
                 pd->poll_index = -1;
+                fd_release(fd);
                 return e;
             }
         }
@@ -135,6 +171,7 @@ public:
     int close(int fd, PollDesc *pd) override {
         std::lock_guard<Mutex> lk(sq_mu_);
         if (pd->poll_index < 0) return -ENOENT;
+        fd_release(pd->poll_index);
         pd->poll_index = -1;
         uint64_t tag = pd->tag();
         int e = 0;
@@ -238,14 +275,24 @@ private:
     // Under sq_mu_ (single producer), or before the port is shared.
     struct io_uring_sqe *get_sqe() {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring_);
-        if (!sqe) { // full: only after a failed submit left entries queued
-            io_uring_submit(&ring_);
+        if (!sqe) { // full: a batch of re-arms, or a refused submit left entries queued
+            submit();
             sqe = io_uring_get_sqe(&ring_);
         }
         return sqe;
     }
+    // Under sq_mu_.  -EBUSY (kernels that refuse new requests while
+    // completions overflow) and -EAGAIN (no memory for requests now) leave
+    // the entries queued in the ring: the reaper submits them once it has
+    // made room (reap()), so they count as submitted.
     int submit() {
         int r = io_uring_submit(&ring_);
+        if (r == -EBUSY || r == -EAGAIN) {
+            unsubmitted_ = true;
+            wakeup_.wake();
+            return 0;
+        }
+        unsubmitted_ = false;
         return r < 0 ? r : 0;
     }
     // Under sq_mu_.  Not the owner: queue pd for it and wake it (true).
@@ -268,21 +315,29 @@ private:
             if (pd->port.load(std::memory_order_acquire) != this || pd->poll_index < 0 ||
                 (pd->poll_events & kMultiArmed))
                 continue;
-            if (arm_multishot(pd)) handoff_[kept++] = pd; // ring busy: next pass
+            if (arm_multishot(pd, false)) handoff_[kept++] = pd; // ring busy: next pass
         }
         handoff_n_.store(kept, std::memory_order_release);
+        if (unsubmitted_) submit(); // all of them in one system call
     }
-    int arm_multishot(PollDesc *pd) {
-        int e = submit_poll(pd->poll_index, pd->tag(), poll_mask(kDirMask));
+    // now: submit at once; else leave it queued for the caller's batch
+    // (unsubmitted_), submitted before sq_mu_ is let go, by the same
+    // thread: the thread that submits a poll is the one that finishes it.
+    int arm_multishot(PollDesc *pd, bool now = true) {
+        int e = submit_poll(pd->poll_index, pd->tag(), poll_mask(kDirMask), now);
         if (!e) pd->poll_events = kMultiArmed | (owned_here() ? 0 : kArmedForeign);
         return e;
     }
-    int submit_poll(int fd, uint64_t data, unsigned mask) {
+    int submit_poll(int fd, uint64_t data, unsigned mask, bool now = true) {
         struct io_uring_sqe *sqe = get_sqe();
         if (!sqe) return -EAGAIN;
         if (multishot_) io_uring_prep_poll_multishot(sqe, fd, mask);
         else io_uring_prep_poll_add(sqe, fd, mask);
         io_uring_sqe_set_data64(sqe, data);
+        if (!now) {
+            unsubmitted_ = true;
+            return 0;
+        }
         return submit();
     }
     // IORING_OP_ASYNC_CANCEL, not POLL_REMOVE: POLL_REMOVE gives up with
@@ -312,26 +367,77 @@ private:
         return e;
     }
 
+    // A completion that does not fit the ring waits in the kernel's
+    // overflow list, and while that list is not empty no multishot poll
+    // can post: each one that fires ends, its last completion overflowing
+    // too.  So a poll that ends is armed again (rearm_deferred()) only once
+    // the list is empty, all of them in one submission.  Re-armed at once,
+    // one system call each, a ready file's poll ended again at once: past
+    // twice the ring's size of ready descriptors, every pass re-armed
+    // thousands of polls, for ever (10 ms a wake-up).  Each round empties
+    // the ring, then moves what overflowed into it.
     int reap(bool blocking, Waiter **woken) {
-        unsigned head, n = 0;
-        struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&ring_, head, cqe) {
-            n++;
-            uint64_t data = io_uring_cqe_get_data64(cqe);
-            bool more = cqe->flags & IORING_CQE_F_MORE;
-            if (data == kIgnoreData) continue;
-            if (data == kBreakData) {
-                break_armed_ = false;
-                if (blocking || sole_poller) wakeup_.drain();
-                continue;
+        unsigned n = 0;
+        {
+            std::lock_guard<Mutex> lk(sq_mu_); // ended() and the re-arms
+            bool overflow = true;
+            for (int round = 0; round < kReapRounds && overflow; round++) {
+                unsigned head, got = 0;
+                struct io_uring_cqe *cqe;
+                io_uring_for_each_cqe(&ring_, head, cqe) {
+                    uint64_t data = io_uring_cqe_get_data64(cqe);
+                    bool more = cqe->flags & IORING_CQE_F_MORE;
+                    if (data == kBreakData) {
+                        break_armed_ = false;
+                        if (blocking || sole_poller) wakeup_.drain();
+                    } else if (data != kIgnoreData) {
+                        event(data, cqe->res, more, woken);
+                    }
+                    if (++got == ring_.cq.ring_entries) break;
+                }
+                io_uring_cq_advance(&ring_, got);
+                n += got;
+                overflow = IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+                if (overflow) io_uring_get_events(&ring_);
             }
-            event(data, cqe->res, more, woken);
+            if (!overflow && rearm_n_) rearm_deferred();
+            if (unsubmitted_) submit();
         }
-        io_uring_cq_advance(&ring_, n);
         // After the loop: an undrained eventfd completes the new poll at
         // once, and this pass must not see that completion again.
         if (!break_armed_) arm_break();
         return int(n);
+    }
+
+    // Under sq_mu_: keep a multishot poll that ended for rearm_deferred().
+    bool defer_rearm(uint64_t tag) {
+        if (rearm_n_ == rearm_cap_) {
+            unsigned cap = rearm_cap_ * 2;
+            auto *a = static_cast<uint64_t *>(mem_alloc(cap * sizeof(uint64_t)));
+            if (!a) return false;
+            memcpy(a, rearm_, rearm_n_ * sizeof *a);
+            mem_free(rearm_);
+            rearm_ = a;
+            rearm_cap_ = cap;
+        }
+        rearm_[rearm_n_++] = tag;
+        return true;
+    }
+    // Under sq_mu_, the overflow list empty: arm them again, in one batch
+    // (get_sqe() submits a full queue).  An entry may be stale (closed,
+    // moved, armed meanwhile): the state tells.
+    void rearm_deferred() {
+        unsigned kept = 0;
+        for (unsigned i = 0; i < rearm_n_; i++) {
+            uint64_t tag = rearm_[i];
+            bool stale;
+            PollDesc *pd = pd_from_tag(tag, &stale);
+            if (stale || pd->port.load(std::memory_order_acquire) != this || pd->tag() != tag ||
+                pd->poll_index < 0 || (pd->poll_events & kMultiArmed))
+                continue;
+            if (arm_multishot(pd, false)) rearm_[kept++] = tag; // ring busy: next pass
+        }
+        rearm_n_ = kept;
     }
 
     void event(uint64_t data, int res, bool more, Waiter **woken) {
@@ -351,15 +457,15 @@ private:
     }
 
     // A poll finished.  A multishot poll ends on CQ overflow or when the
-    // thread that submitted it exits (-ECANCELED): re-arm it from here; an
-    // edge-triggered arm reports what is ready now, so no edge is lost.  A
+    // thread that submitted it exits (-ECANCELED): re-arm it (at the end of
+    // this pass, see reap()); an edge-triggered arm reports what is ready
+    // now, so no edge is lost.  A
     // one-shot poll is re-armed only for a waiter that is still parked
     // (the direction's poll was cancelled), else by the next arm().
+    // Under sq_mu_ (reap() holds it): close, free and reuse cannot slip in.
     void ended(uint64_t tag, int dir, int res) {
         bool stale;
         PollDesc *pd = pd_from_tag(tag, &stale);
-        // Under the lock: close, free and reuse cannot slip in between.
-        std::lock_guard<Mutex> lk(sq_mu_);
         // Moved to another worker's ring: a move stores the new port before
         // it takes sq_mu_ to close here, and the new port owns poll_events.
         if (pd->port.load(std::memory_order_acquire) != this || pd->tag() != tag) return;
@@ -373,8 +479,8 @@ private:
         if (res < 0 && !rearm) NP_TRACE("netpoll: fd=%d poll ended (%d)", pd->poll_index, res);
         if (!dir) {
             pd->poll_events &= ~(kMultiArmed | kArmedForeign);
-            if (rearm && !hand_over(pd)) arm_multishot(pd);
-        } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir))) {
+            if (rearm && !hand_over(pd) && !defer_rearm(tag)) arm_multishot(pd);
+        } else if (!rearm || submit_poll(pd->poll_index, tag | dir, poll_mask(dir), false)) {
             pd->poll_events &= ~uint32_t(dir);
         }
     }
@@ -390,6 +496,9 @@ private:
     Mutex sq_mu_;
     Mutex reap_mu_;
     bool break_armed_ = false; // the break poll is in flight
+    bool unsubmitted_ = false; // entries queued in the ring, not submitted yet (under sq_mu_)
+    uint64_t *rearm_ = nullptr; // tags of multishot polls to arm again (under sq_mu_)
+    unsigned rearm_n_ = 0, rearm_cap_ = 0;
 };
 
 } // namespace

@@ -11,11 +11,19 @@
 // The poller polls a private copy of the array so mu_ is free while it
 // blocks; whatever changes what a blocked poller should watch (open, close,
 // arm) breaks it so it copies again.
+//
+// poll(2) has no descriptor a host loop could wait on (np_poll_fd): the
+// first fd() call makes one, an epoll set that mirrors the array -- each
+// watched descriptor level-triggered for the directions it is watched for,
+// and the break -- so it is readable exactly when a poll would report
+// something.  From then on, every change to the array changes the set too
+// (under mu_); without fd() calls there is no set and no cost.
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <mutex>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,23 +111,26 @@ public:
         live_.release();
         snap_.release();
         wakeup_.close_fd();
+        if (mirror_ >= 0) sys_close(mirror_);
     }
     const char *name() const override { return "poll"; }
-    // poll(2) has no pollable fd of its own: this is the break eventfd, which
-    // becomes readable only when the poller is broken, not when a descriptor
-    // is ready.  A host loop must also call np_poll periodically
-    // (np_poll_timeout tells when timers are due).
-    int fd() const override { return wakeup_.fd; }
+    // The mirror set (see the top), made on the first call.
+    int fd() const override { return const_cast<PollPort *>(this)->mirror_fd(); }
 
     int open(int fd, PollDesc *pd) override {
         // poll(2) reports regular files and directories always ready.
         struct stat st;
         if (fstat(fd, &st) < 0) return -errno;
         if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return -EPERM;
+        if (int e = fd_claim(fd)) return e; // registered already (here or on another port)
         bool kick;
         {
             std::lock_guard<Mutex> lk(mu_);
-            if (!live_.reserve(n_ + 1, n_)) return -ENOMEM;
+            int e = live_.reserve(n_ + 1, n_) ? mirror_ctl(EPOLL_CTL_ADD, fd, kDirs) : -ENOMEM;
+            if (e) {
+                fd_release(fd);
+                return e;
+            }
             live_.fds[n_] = {fd, poll_mask(kDirs), 0};
             live_.tags[n_] = pd->tag();
             pd->poll_events = kDirs;
@@ -137,6 +148,9 @@ public:
             std::lock_guard<Mutex> lk(mu_);
             int i = pd->poll_index;
             if (i < 0) return -ENOENT;
+            int rfd = live_.fds[i].fd;
+            if (rfd >= 0) mirror_ctl(EPOLL_CTL_DEL, rfd, 0);
+            fd_release(rfd < 0 ? ~rfd : rfd);
             size_t last = n_ - 1;
             if (size_t(i) != last) { // swap-remove
                 live_.fds[i] = live_.fds[last];
@@ -251,8 +265,45 @@ private:
     void watch(size_t i, uint32_t dirs) {
         struct pollfd &p = live_.fds[i];
         int fd = p.fd < 0 ? ~p.fd : p.fd;
+        if (mirror_ >= 0 && (p.fd >= 0 || dirs) && (p.fd < 0 || p.events != poll_mask(dirs)))
+            mirror_ctl(p.fd < 0 ? EPOLL_CTL_ADD : dirs ? EPOLL_CTL_MOD : EPOLL_CTL_DEL, fd, dirs);
         p.fd = dirs ? fd : ~fd;
         p.events = poll_mask(dirs);
+    }
+
+    // Under mu_: the mirror set follows a change of the array (once made).
+    // A descriptor watched for nothing is not in it (epoll, like poll(2),
+    // would report hang-ups and errors whatever it is asked for).
+    int mirror_ctl(int op, int fd, uint32_t dirs) {
+        if (mirror_ < 0) return 0;
+        return mirror_add(mirror_, op, fd, dirs);
+    }
+    static int mirror_add(int ep, int op, int fd, uint32_t dirs) {
+        struct epoll_event ev = {};
+        if (dirs & NP_READ) ev.events |= EPOLLIN | EPOLLRDHUP;
+        if (dirs & NP_WRITE) ev.events |= EPOLLOUT;
+        ev.data.fd = fd;
+        return epoll_ctl(ep, op, fd, &ev) < 0 ? -errno : 0;
+    }
+    int mirror_fd() {
+        std::lock_guard<Mutex> lk(mu_);
+        if (mirror_ >= 0) return mirror_;
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        if (ep < 0) return -errno;
+        int e = mirror_add(ep, EPOLL_CTL_ADD, wakeup_.fd, NP_READ); // slot 0: the break
+        for (size_t i = 1; i < n_ && !e; i++) {
+            const struct pollfd &p = live_.fds[i];
+            if (p.fd < 0) continue;
+            uint32_t dirs = (p.events & POLLIN ? NP_READ : 0) | (p.events & POLLOUT ? NP_WRITE : 0);
+            e = mirror_add(ep, EPOLL_CTL_ADD, p.fd, dirs);
+            if (e == -EPERM) e = 0; // a file epoll cannot watch (as np_open on epoll would say)
+        }
+        if (e) {
+            sys_close(ep);
+            return e;
+        }
+        mirror_ = ep;
+        return ep;
     }
 
     Wakeup wakeup_;
@@ -264,6 +315,7 @@ private:
     uint32_t calls_ = 0;       // poll(2) calls returned
     Mutex reap_mu_;            // one poller at a time; owns snap_
     Table snap_;
+    int mirror_ = -1;          // the epoll set fd() returns, once asked for (under mu_)
 };
 
 } // namespace

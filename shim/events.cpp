@@ -80,6 +80,7 @@ uint32_t to_epoll(short ev) {
 
 // The general case: a short-lived epoll set over the fds, level-triggered.
 ssize_t park_on_set(struct pollfd *fds, nfds_t n, int64_t deadline) {
+    Errno keep;
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) return -errno;
     for (nfds_t i = 0; i < n; i++) {
@@ -94,7 +95,7 @@ ssize_t park_on_set(struct pollfd *fds, nfds_t n, int64_t deadline) {
     ssize_t r = park_on(ep, NP_READ, deadline, op_poll, &a);
     fd_forget(ep);
     real.close(ep);
-    return r;
+    return keep.pass(r);
 }
 
 int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {

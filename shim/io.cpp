@@ -102,15 +102,16 @@ ssize_t op_sockerr(int fd, void *) {
 // One blocking call: the attempt, and when it would block (and the program
 // did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
 ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait) {
+    Errno keep; // a call that succeeds leaves errno alone, whatever its attempts set
     Thread *t = self();
     test_cancel(t);
     ssize_t r = op(fd, ctx);
-    if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return r;
+    if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
     if (!pd) { // cannot be registered: wait the old way (this worker stalls)
         struct pollfd p = {fd, short(mode == NP_READ ? POLLIN : POLLOUT), 0};
         while (r == -EAGAIN && real.poll(&p, 1, -1) >= 0) r = op(fd, ctx);
-        return r;
+        return keep.pass(r);
     }
     int64_t timeout = mode == NP_READ ? e->rcvtimeo : e->sndtimeo;
     t->wait_mode.store(mode, std::memory_order_relaxed);
@@ -123,7 +124,7 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
         test_cancel(t);
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
-    return r;
+    return keep.pass(r);
 }
 
 // The shared front: not ours to park (plain OS thread, regular file, the
@@ -301,6 +302,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     Kind k;
     Fd *e = parkable(fd, &k);
     if (!e || k != kStream || fd_prog_nonblock(fd)) return real.connect(fd, addr, len);
+    Errno keep;
     // No per-call flag for connect: O_NONBLOCK only for the call itself.
     static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
     int fl = fcntl_real(fd, F_GETFL);
@@ -315,7 +317,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     Buf a{};
     ssize_t w = blocking(fd, e, NP_WRITE, op_sockerr, &a, false);
     if (w == -EAGAIN && e->sndtimeo) w = -EINPROGRESS; // SO_SNDTIMEO ran out, as the kernel says
-    return int(ret(w));
+    return int(ret(keep.pass(w)));
 }
 
 int close(int fd) {

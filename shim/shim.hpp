@@ -74,6 +74,16 @@ inline long ret(long r) {
     return r;
 }
 
+// errno as the caller left it, for a call that succeeds after attempts
+// that failed (EAGAIN before a park, EEXIST from a helper call, ...).
+struct Errno {
+    int saved = errno;
+    long pass(long r) const {
+        if (r >= 0) errno = saved;
+        return r;
+    }
+};
+
 // ---- time --------------------------------------------------------------
 
 // An absolute time on `clock` as an np_now() deadline (0: none).

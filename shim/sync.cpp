@@ -200,7 +200,7 @@ int rw_unlock(pthread_rwlock_t *l) {
 constexpr size_t kBLk = 0, kBArrived = 4, kBCount = 8, kBShared = 12, kBSeq = 16;
 
 // ---- semaphores: glibc's new_sem: value (low 32 bits) and waiters (high
-// 32) in one 64-bit word, then `private` (0: process-shared).
+// 32) in one 64-bit word, then `private` (glibc: 0 process-private).
 constexpr size_t kSPrivate = 8;
 
 int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
@@ -366,7 +366,7 @@ SHIM_RW(pthread_rwlock_clockwrlock, (pthread_rwlock_t * l, clockid_t c, const st
 
 int pthread_barrier_wait(pthread_barrier_t *b) {
     static auto glibc = reinterpret_cast<int (*)(pthread_barrier_t *)>(dlsym(RTLD_NEXT, "pthread_barrier_wait"));
-    if (!on() || field<int>(b, kBShared) == 0) return glibc(b); // glibc: 0 is FUTEX_SHARED
+    if (!on() || field<int>(b, kBShared) != 0) return glibc(b); // glibc: 0 is FUTEX_PRIVATE
     auto &lk = atom<uint32_t>(b, kBLk);
     auto &seq = atom<uint32_t>(b, kBSeq);
     word_lock(lk);
@@ -385,7 +385,7 @@ int pthread_barrier_wait(pthread_barrier_t *b) {
 
 int pthread_barrier_destroy(pthread_barrier_t *b) {
     static auto glibc = reinterpret_cast<int (*)(pthread_barrier_t *)>(dlsym(RTLD_NEXT, "pthread_barrier_destroy"));
-    if (!on() || field<int>(b, kBShared) == 0) return glibc(b);
+    if (!on() || field<int>(b, kBShared) != 0) return glibc(b);
     return field<uint32_t>(b, kBArrived) ? EBUSY : 0;
 }
 
@@ -412,17 +412,17 @@ int pthread_once(pthread_once_t *o, void (*init)(void)) {
 // ---- semaphores ------------------------------------------------------------------
 
 int sem_wait(sem_t *s) {
-    if (!on() || !field<int>(s, kSPrivate)) return real.sem_wait(s);
+    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_wait(s);
     return errno_ret(sem_wait_until(s, 0, false));
 }
 
 int sem_trywait(sem_t *s) {
-    if (!on() || !field<int>(s, kSPrivate)) return real.sem_trywait(s);
+    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_trywait(s);
     return errno_ret(sem_wait_until(s, 0, true));
 }
 
 int sem_timedwait(sem_t *s, const struct timespec *abs) {
-    if (!on() || !field<int>(s, kSPrivate)) return real.sem_timedwait(s, abs);
+    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_timedwait(s, abs);
     if (bad_abs(abs)) return errno_ret(EINVAL);
     return errno_ret(sem_wait_until(s, deadline_from_abs(CLOCK_REALTIME, abs), false));
 }
@@ -430,12 +430,12 @@ int sem_timedwait(sem_t *s, const struct timespec *abs) {
 int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *abs) {
     if (bad_abs(abs)) return errno_ret(EINVAL);
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return errno_ret(EINVAL);
-    if (!on() || !field<int>(s, kSPrivate)) return real.sem_timedwait(s, abs);
+    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_timedwait(s, abs);
     return errno_ret(sem_wait_until(s, deadline_from_abs(clock, abs), false));
 }
 
 int sem_post(sem_t *s) {
-    if (!on() || !field<int>(s, kSPrivate)) return real.sem_post(s);
+    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_post(s);
     auto &d = atom<uint64_t>(s, 0);
     uint64_t v = d.load(std::memory_order_relaxed);
     do {
@@ -446,8 +446,31 @@ int sem_post(sem_t *s) {
 }
 
 // ---- futex(2) through syscall(): std::atomic::wait, std::mutex fallbacks,
-// and programs with their own locks.  Private futexes only: shared ones may
-// have waiters in other processes.
+// and programs with their own locks.  Process-private or not (libstdc++
+// may not say private), waiters park here; a word that is not private may
+// also be woken by another process, so its waiters look again every 10 ms
+// and its wakes reach the kernel's waiters too.
+
+} // extern "C"
+
+namespace {
+
+constexpr int64_t kSharedRecheck = 10'000'000;
+
+int futex_wait_any(const uint32_t *addr, uint32_t val, int64_t deadline, bool priv) {
+    if (priv) return futex_wait(addr, val, deadline, false);
+    for (;;) {
+        int64_t step = np_now() + kSharedRecheck;
+        bool last = deadline && deadline <= step;
+        int r = futex_wait(addr, val, last ? deadline : step, false);
+        if (r != -ETIMEDOUT || last) return r;
+        if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) return 0;
+    }
+}
+
+} // namespace
+
+extern "C" {
 
 long syscall(long nr, ...) {
     va_list ap;
@@ -455,7 +478,8 @@ long syscall(long nr, ...) {
     long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
     long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
     va_end(ap);
-    if (nr == SYS_futex && (a2 & FUTEX_PRIVATE_FLAG) && on()) {
+    if (nr == SYS_futex && on()) {
+        bool priv = a2 & FUTEX_PRIVATE_FLAG;
         int cmd = int(a2) & FUTEX_CMD_MASK;
         auto *addr = reinterpret_cast<const uint32_t *>(a1);
         bool all = uint32_t(a6) == FUTEX_BITSET_MATCH_ANY;
@@ -464,11 +488,19 @@ long syscall(long nr, ...) {
             int64_t deadline = 0;
             if (ts && cmd == FUTEX_WAIT) deadline = deadline_from_rel(ts);
             else if (ts) deadline = deadline_from_abs((a2 & FUTEX_CLOCK_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC, ts);
-            int r = futex_wait(addr, uint32_t(a3), deadline, false);
+            int r = futex_wait_any(addr, uint32_t(a3), deadline, priv);
             return r ? ret(r) : 0;
         }
-        if (cmd == FUTEX_WAKE || (cmd == FUTEX_WAKE_BITSET && all))
-            return futex_wake(addr, a3 < 0 || a3 > INT_MAX ? INT_MAX : int(a3));
+        if (cmd == FUTEX_WAKE || (cmd == FUTEX_WAKE_BITSET && all)) {
+            int n = a3 < 0 || a3 > INT_MAX ? INT_MAX : int(a3);
+            long woke = futex_wake(addr, n);
+            if (!priv && woke < n) {
+                if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+                long k = real.syscall(nr, a1, a2, n - woke, a4, a5, a6);
+                if (k > 0) woke += k;
+            }
+            return woke;
+        }
     }
     if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
     return real.syscall(nr, a1, a2, a3, a4, a5, a6);

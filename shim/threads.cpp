@@ -207,6 +207,7 @@ void init_once() {
 void test_cancel(Thread *t) {
     if (t && t->cancel_pending.load(std::memory_order_acquire) && !t->cancel_disabled) {
         t->cancel_disabled = 1; // once
+        t->result = PTHREAD_CANCELED;
         real.pthread_exit(PTHREAD_CANCELED);
     }
 }
@@ -251,7 +252,12 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     t->fn = fn;
     t->arg = arg;
     t->guard_size = guard;
-    npshim_thread_stack(g, &t->stack_lo, &t->stack_size);
+    // The stack as asked for: the top `size` bytes of the (rounded up) slot.
+    void *lo;
+    size_t have;
+    npshim_thread_stack(g, &lo, &have);
+    t->stack_size = size < have ? size : have;
+    t->stack_lo = static_cast<char *>(lo) + (have - t->stack_size);
     tcb_set_stack(t->tcb, t->stack_lo, t->stack_size, guard);
     if (Thread *me = cur) t->sigmask = me->sigmask; // inherited, as POSIX says
     else pthread_sigmask(SIG_SETMASK, nullptr, &t->sigmask);

@@ -3,6 +3,7 @@
 // and descriptors registered without touching the file's flags, driven by
 // Go's per-call loop (internal/poll's fd_unix.go) around the shim's own
 // non-blocking system call.
+#include <atomic>
 #include <cerrno>
 
 #include "clock.hpp"
@@ -57,18 +58,23 @@ enum { kQueued = 0, kWoken = 1, kTimedOut = 2 };
 struct FutexTimeout {
     Waiter *w;
     Bucket *b;
+    std::atomic<bool> done{false};  // the callback no longer reads this
 };
 
 void futex_timer_fire(void *arg, uintptr_t) {
     auto *t = static_cast<FutexTimeout *>(arg);
     Waiter *w = t->w;
-    t->b->lk.lock();
+    Bucket *b = t->b;
+    b->lk.lock();
     bool fire = w->state.load(std::memory_order_relaxed) == kQueued;
     if (fire) {
-        t->b->unlink(w);
+        b->unlink(w);
         w->state.store(kTimedOut, std::memory_order_relaxed);
     }
-    t->b->lk.unlock();
+    b->lk.unlock();
+    // Last touch of t: a waiter woken otherwise may return once it is set.
+    // (When fire, the waiter is parked until the wake below.)
+    t->done.store(true, std::memory_order_release);
     if (fire) w->wake();
 }
 
@@ -180,8 +186,10 @@ int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
             timer_add(&t, deadline);
         }
         w.wait();
-        // Timers fire on this worker only, so this one is not running now.
-        if (timed) timer_del(&t);
+        // A thread with a TCB of its own may have moved to another worker
+        // meanwhile, so the timer may be firing on its old one right now.
+        if (timed && !timer_del(&t))
+            while (!ft.done.load(std::memory_order_acquire)) yield();
     } else if (!w.wait(timed ? deadline : -1)) {
         b.lk.lock();
         bool still = w.state.load(std::memory_order_relaxed) == kQueued;

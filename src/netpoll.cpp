@@ -67,11 +67,20 @@ void ports_destroy(Runtime *r) {
 int ports_create(Runtime *r, const Config &c) {
     int e = create_all(r, c.poller);
     if (e && c.poller_from_env && c.poller != PollerKind::epoll) {
-        fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
-                poller_name(c.poller), strerror(-e));
+        // The message says what happens: out of descriptors or memory,
+        // epoll fails as well, and the runtime does not start.
         ports_destroy(r);
         r->cfg.poller = PollerKind::epoll;
-        e = create_all(r, PollerKind::epoll);
+        int e2 = create_all(r, PollerKind::epoll);
+        if (e2) {
+            fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s), and epoll too (%s): not started\n",
+                    poller_name(c.poller), strerror(-e), strerror(-e2));
+            r->cfg.poller = c.poller;
+        } else {
+            fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
+                    poller_name(c.poller), strerror(-e));
+            e = 0;
+        }
     }
     if (e) ports_destroy(r);
     return e;

@@ -45,8 +45,10 @@ struct PollDesc {
     int fd = -1;
     bool pollable = false;                  // registered with the port
     bool user_nonblock = false;             // NP_OPEN_NONBLOCK: EAGAIN, never wait
-    bool stream = false;                    // byte stream (TCP, unix stream, pipe)
-    bool read_drained = false;              // last read was short (see api_io.cpp)
+    // Unused since reads always try the system call first (api_io.cpp);
+    // api_shim.cpp still clears them.
+    bool stream = false;
+    bool read_drained = false;
     std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
     bool is_free = true;                    // on the free list (double-close check)
     uint8_t moves = 0;                      // registrations moved (poll_desc.cpp)

@@ -56,6 +56,12 @@ private:
 };
 
 int port_create(Port **out, PollerKind k);
+
+// A descriptor number registered with any port (fd_claim.cpp): every
+// port's open() claims it first (-EEXIST: registered already, on this port
+// or another) and gives it back when it fails; close() gives it back.
+int fd_claim(int fd);
+void fd_release(int fd);
 Port *port_epoll_create(int *err);
 Port *port_io_uring_create(int *err);
 Port *port_poll_create(int *err);

@@ -58,6 +58,29 @@ struct RunQueue {
         nfresh.store(nfresh.load(std::memory_order_relaxed) - taken, std::memory_order_relaxed);
         return out;
     }
+    // Unlink the started threads that have a TCB of their own (they may
+    // run on any worker), up to max.
+    GThread *take_movable(size_t max) {
+        GThread *out = nullptr, **outp = &out, *prev = nullptr;
+        size_t taken = 0;
+        for (GThread *g = head; g && taken < max;) {
+            GThread *nx = g->next;
+            if (g->started && g->tls) {
+                if (prev) prev->next = nx;
+                else head = nx;
+                if (tail == g) tail = prev;
+                g->next = nullptr;
+                *outp = g;
+                outp = &g->next;
+                taken++;
+            } else {
+                prev = g;
+            }
+            g = nx;
+        }
+        len.store(len.load(std::memory_order_relaxed) - taken, std::memory_order_relaxed);
+        return out;
+    }
     bool empty() const { return len.load(std::memory_order_relaxed) == 0; }
 };
 

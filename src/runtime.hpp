@@ -48,6 +48,10 @@ struct Worker {
     // stuck with threads waiting to start: read by thieves (steal()).
     std::atomic<int> homed{0};
     std::atomic<bool> stuck{false};
+    // Set by sysmon when the running thread has not switched for 1 ms (in
+    // a call the engine cannot see, or computing): threads with a TCB of
+    // their own are then readied elsewhere (ready()).
+    std::atomic<bool> blocked{false};
     // Read by sysmon to see whether the worker is making progress.
     std::atomic<uint64_t> switches{0};
     // Set by sysmon when one thread has run for 10 ms while others wait:
@@ -59,7 +63,11 @@ struct Worker {
 struct Runtime {
     Config cfg;
     Worker **workers = nullptr;
-    int nworkers = 0;                 // OS worker threads (0 in embedded mode)
+    // OS worker threads (0 in embedded mode): procs, plus those sysmon adds
+    // while workers are blocked in calls it cannot see (up to kMaxExtra).
+    std::atomic<int> nworkers{0};
+    int max_workers = 0;
+    static constexpr int kMaxExtra = 64;
     Worker *host = nullptr;           // embedded mode's worker
     RunQueue global;
     std::atomic<uint32_t> open_rr{0}; // spreads opens from plain OS threads
@@ -127,6 +135,7 @@ void detach(GThread *g);          // release it when it finishes
 // has published a Waiter for it already (under whatever lock guards that).
 void park();
 void ready(GThread *g);
+void push_global(GThread *g);  // runnable on any worker
 void wake_worker(Worker *w);   // it has new work: wake it however it waits
 // How many of victim's never-run threads thief may take (scheduler.cpp).
 size_t stealable(const Worker *thief, const Worker *victim);
@@ -166,6 +175,8 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
+// Another worker, for the threads a blocked one cannot run (sysmon only).
+bool add_worker();
 void check_stack_overflow(GThread *g);
 void stack_guard_install();
 void stack_guard_thread_init();

@@ -91,6 +91,21 @@ static void wake_idle() {
     if (rt->host && rt->host != tls_worker) wake_worker(rt->host);
 }
 
+// Any worker takes it; one that idles is woken for it.
+void push_global(GThread *g) {
+    rt->global.lock.lock();
+    rt->global.push(g);
+    rt->global.lock.unlock();
+    Worker *self = tls_worker;
+    for (int i = 0; i < rt->nworkers; i++) {
+        Worker *w = rt->workers[i];
+        if (w != self && w->state.load(std::memory_order_relaxed) != kRunning) {
+            wake_worker(w);
+            return;
+        }
+    }
+}
+
 static void push_inbox(Worker *w, GThread *g) {
     w->q.lock.lock();
     w->q.push(g);
@@ -186,6 +201,12 @@ void ready(GThread *g) {
             local_push(home, g);
             return;
         }
+        // A thread with a TCB of its own may run anywhere: not behind a
+        // worker that is blocked in a call the engine cannot see.
+        if (g->tls && home->blocked.load(std::memory_order_relaxed)) {
+            push_global(g);
+            return;
+        }
         push_inbox(home, g);
         wake_worker(home);
         return;
@@ -245,8 +266,13 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     if (!to->started) {
         to->started = true;
         to->home = w;
-        w->homed.store(w->homed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        w->homed.fetch_add(1, std::memory_order_relaxed);
+    } else if (to->home != w) { // a thread with its own TCB, moved here
+        to->home->homed.fetch_sub(1, std::memory_order_relaxed);
+        to->home = w;
+        w->homed.fetch_add(1, std::memory_order_relaxed);
     }
+    if (w->blocked.load(std::memory_order_relaxed)) w->blocked.store(false, std::memory_order_relaxed);
     if (w->stuck.load(std::memory_order_relaxed)) w->stuck.store(false, std::memory_order_relaxed);
     w->cur = to;
     w->preempt.store(false, std::memory_order_relaxed);
@@ -254,7 +280,9 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     void **save = from ? &from->sp : &w->g0_sp;
     enter_tls(w, from, to);
     np_ctx_switch(save, to->sp, nullptr);
-    // Back on this thread (same worker: started threads never move).
+    // Back on this thread: on the same worker, unless it has a TCB of its
+    // own and moved (tls_worker is then the new one's).
+    w = tls_worker;
     if (w->dead) finish_dead(w);
 }
 
@@ -262,6 +290,7 @@ static inline void switch_to_g0(Worker *w, GThread *from) {
     w->cur = nullptr;
     enter_tls(w, from, nullptr);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
+    w = tls_worker;
     if (w->dead) finish_dead(w);
 }
 
@@ -379,7 +408,7 @@ static void thread_main(void *) {
     // Exit: pick the next thread; this stack is finished after the switch.
     w = tls_worker;
     check_stack_overflow(g);
-    w->homed.store(w->homed.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    w->homed.fetch_sub(1, std::memory_order_relaxed);
     w->dead = g;
     GThread *next = next_local(w);
     if (next) switch_to(w, g, next);
@@ -721,6 +750,28 @@ int64_t next_timer_delay() {
 
 static Config started_cfg;
 
+bool add_worker() {
+    int n = rt->nworkers.load(std::memory_order_acquire);
+    if (n >= rt->max_workers) return false;
+    Worker *w = make<Worker>();
+    if (!w) return false;
+    w->id = n;
+    w->timers.h.reserve(256);
+    if (port_create(&w->port, rt->cfg.poller) != 0) {
+        destroy(w);
+        return false;
+    }
+    rt->workers[n] = w;
+    rt->nworkers.store(n + 1, std::memory_order_release); // seen whole by readers
+    if (start_os_thread(worker_main, w, &w->thread) != 0) {
+        rt->nworkers.store(n, std::memory_order_release);
+        delete w->port;
+        destroy(w);
+        return false;
+    }
+    return true;
+}
+
 int runtime_start(const np_config *cfg) {
     Config c;
     if (int e = config_resolve(cfg, &c)) return e;
@@ -741,7 +792,8 @@ int runtime_start(const np_config *cfg) {
         r->host->embedded = true;
     } else {
         r->nworkers = c.procs;
-        r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(c.procs)));
+        r->max_workers = c.procs + Runtime::kMaxExtra;
+        r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(r->max_workers)));
         for (int i = 0; i < c.procs; i++) {
             r->workers[i] = make<Worker>();
             r->workers[i]->id = i;

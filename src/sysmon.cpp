@@ -19,6 +19,8 @@ namespace {
 
 constexpr int64_t kPollGap = 10'000'000;   // ns without a poll before sysmon polls
 constexpr int64_t kStuck = 20'000;         // ns without a switch = stuck
+// ...and this long: blocked (threads with TCBs of their own go elsewhere).
+constexpr int64_t kBlocked = 1'000'000;
 // ...and this long: its waiting threads go to whoever is free, even if that
 // leaves the workers' shares uneven (see steal()).
 constexpr int64_t kStuckLong = 10'000'000;
@@ -49,6 +51,25 @@ bool handoff(Worker *w, bool long_stall) {
     return false;
 }
 
+// w is blocked: the threads waiting in its inbox that may run anywhere go
+// to the global queue; if no worker is free to take them, one more starts
+// (Go hands its P to a new M the same way).
+bool rescue(Worker *w) {
+    w->q.lock.lock();
+    GThread *g = w->q.take_movable(SIZE_MAX);
+    w->q.lock.unlock();
+    bool moved = g != nullptr;
+    while (g) {
+        GThread *nx = g->next;
+        push_global(g);
+        g = nx;
+    }
+    if (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed)) return moved;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i]->state.load(std::memory_order_relaxed) != kRunning) return moved;
+    return add_worker() || moved;
+}
+
 void *sysmon_main(void *arg) {
     Seen *seen = static_cast<Seen *>(arg);
     int64_t delay = kMinSleep;
@@ -74,6 +95,10 @@ void *sysmon_main(void *arg) {
                 continue;
             }
             if (now - seen[i].since > kStuck && handoff(w, now - seen[i].since > kStuckLong)) acted = true;
+            if (now - seen[i].since > kBlocked) {
+                w->blocked.store(true, std::memory_order_relaxed);
+                if (rescue(w)) acted = true;
+            }
             bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) || w->timers.next_when.load(std::memory_order_relaxed) <= now;
             if (now - seen[i].since > kTimeSlice && waiting &&
                 !w->preempt.exchange(true, std::memory_order_relaxed))
@@ -101,7 +126,7 @@ void *sysmon_main(void *arg) {
 void sysmon_start() {
     // Allocated here, not in the thread: the engine's allocations all
     // happen at well-defined points (np_stats counts them).
-    Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->nworkers)));
+    Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->max_workers)));
     int e = seen ? start_os_thread(sysmon_main, seen, &rt->sysmon) : ENOMEM;
     if (e) fprintf(stderr, "netpoll: cannot start sysmon: %s\n", strerror(e));
     else rt->sysmon_running = true;

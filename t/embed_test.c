@@ -166,3 +166,54 @@ static void with_workers(const char *poller) {
 Test(host_loop, with_workers_epoll, .timeout = 30) { with_workers("epoll"); }
 Test(host_loop, with_workers_io_uring, .timeout = 30) { with_workers("io_uring"); }
 Test(host_loop, with_workers_poll, .timeout = 30) { with_workers("poll"); }
+
+/* A host loop that sleeps in poll(2) on np_poll_fd() with a long timeout
+ * wakes when a registered descriptor becomes ready, on every poller (the
+ * poll(2) poller has no descriptor of its own to offer: it mirrors its
+ * set in an epoll set), and does not spin meanwhile. */
+static int woke_reader;
+static void wait_reader(void *a) {
+    np_fd *pd = a;
+    char buf[8];
+    woke_reader = (int)np_read(pd, buf, sizeof buf);
+}
+
+static void *write_later(void *a) {
+    usleep(100 * 1000); /* the host sleeps in poll(2) by then */
+    cr_assert_eq(write(*(int *)a, "go", 2), 2);
+    return NULL;
+}
+
+static void fd_wakes_on_ready(const char *poller) {
+    np_test_init_embedded(poller);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    np_fd *pd = must_open(sv[0]);
+    int pfd = np_poll_fd();
+    cr_assert_geq(pfd, 0, "np_poll_fd: %s", strerror(-pfd));
+    woke_reader = 0;
+    cr_assert_eq(np_go(wait_reader, pd), 0);
+    for (int i = 0; i < 3; i++) np_poll(0); /* the reader parks; writability is reported */
+    cr_assert_eq(woke_reader, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, write_later, &sv[1]);
+    int64_t t0 = np_now();
+    int passes = 0;
+    while (!woke_reader && np_now() - t0 < 10000 * MS) {
+        struct pollfd p = {pfd, POLLIN, 0};
+        poll(&p, 1, 10000);
+        cr_assert_geq(np_poll(0), 0);
+        passes++;
+    }
+    pthread_join(t, NULL);
+    int64_t took = np_now() - t0;
+    cr_assert_eq(woke_reader, 2, "the reader ran: %d", woke_reader);
+    cr_assert_lt(took, 3000 * MS, "the host slept through the event: %lld ms", (long long)(took / MS));
+    cr_assert_lt(passes, 20, "the host loop spun: %d passes", passes);
+    np_close(pd);
+    close(sv[1]);
+}
+
+Test(embed, poll_fd_wakes_on_ready_epoll, .timeout = 30) { fd_wakes_on_ready("epoll"); }
+Test(embed, poll_fd_wakes_on_ready_io_uring, .timeout = 30) { fd_wakes_on_ready("io_uring"); }
+Test(embed, poll_fd_wakes_on_ready_poll, .timeout = 30) { fd_wakes_on_ready("poll"); }

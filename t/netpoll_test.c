@@ -907,15 +907,15 @@ Test(poller, trace_on_small_stacks_epoll, .init = cr_redirect_stderr) { trace_sm
 Test(poller, trace_on_small_stacks_io_uring, .init = cr_redirect_stderr) { trace_small_on("io_uring"); }
 Test(poller, trace_on_small_stacks_poll, .init = cr_redirect_stderr) { trace_small_on("poll"); }
 
-/* After a short read the next read waits for the next edge (no EAGAIN
- * read); data and hang-up that arrived together must still be seen. */
+/* After a short read, data and hang-up that arrived together must still
+ * be seen (t/short_read_test.c: more data queued behind a short read). */
 static int short_read_then_eof(void *x) {
     (void)x;
     for (int round = 0; round < 20; round++) {
         struct pair p;
         open_pair(&p, round & 1);
         char buf[4096];
-        /* A first short read, so the hint is on. */
+        /* A first short read. */
         cr_assert_eq(write(p.b, "one", 3), 3);
         cr_assert_eq(np_read(p.pa, buf, sizeof buf), 3);
         /* Data and FIN land before the next read. */

@@ -65,7 +65,7 @@ static int server_handle(size_t hdr_len)
 {
     tls_requests++;
     char line[256];
-    size_t ll = strcspn(tls_in, "\r");
+    size_t ll = (size_t)((char *)memchr(tls_in, '\r', hdr_len) - tls_in);
     if (ll >= sizeof line) ll = sizeof line - 1;
     memcpy(line, tls_in, ll);
     line[ll] = 0;
@@ -196,7 +196,12 @@ static int client_response(struct reader *r, const struct expect *want, unsigned
     char *h = r->buf + r->off;
     size_t hl = (size_t)(end - h) + 4;
     int status = 0;
-    sscanf(h, "HTTP/1.1 %d", &status);
+    char first[64];   /* the status line, NUL-terminated for sscanf */
+    size_t fl = (size_t)((char *)memchr(h, '\r', hl) - h);
+    if (fl >= sizeof first) fl = sizeof first - 1;
+    memcpy(first, h, fl);
+    first[fl] = 0;
+    sscanf(first, "HTTP/1.1 %d", &status);
     long clen = header_value(h, hl, "Content-Length");
     long xreq = header_value(h, hl, "X-Request");
     long xserved = header_value(h, hl, "X-Served");

@@ -38,6 +38,7 @@ if [ -f "$shim" ] && [ -x "$nprun" ]; then
     have_shim=1
     NPRUN_PRELOAD=$shim   # this build's shim, whatever the caller had set
     export NPRUN_PRELOAD
+    echo "shim: $shim via $nprun: each program runs plain, then nprun -p 1 and -p 2"
 else
     have_shim=0
     echo "shim: $shim or $nprun missing: building and running the programs plain only"

@@ -384,16 +384,16 @@ static void test_sleep_one(void)
     CHECK(e == 0, "clock_nanosleep realtime relative: %s", strerror(e));
     check_elapsed("clock_nanosleep CLOCK_REALTIME relative 100 ms", st_mono_ns() - t, 100, 1);
 
-    struct timespec until = st_deadline(CLOCK_MONOTONIC, 120);
     t = st_mono_ns();
+    struct timespec until = st_deadline(CLOCK_MONOTONIC, 120);
     e = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
     CHECK(e == 0, "clock_nanosleep MONOTONIC ABSTIME: %s", strerror(e));
     CHECK(st_mono_ns() >= (int64_t)until.tv_sec * 1000000000 + until.tv_nsec,
           "clock_nanosleep TIMER_ABSTIME on CLOCK_MONOTONIC woke before its deadline");
     check_elapsed("clock_nanosleep MONOTONIC ABSTIME +120 ms", st_mono_ns() - t, 120, 1);
 
-    until = st_deadline(CLOCK_REALTIME, 120);
     t = st_mono_ns();
+    until = st_deadline(CLOCK_REALTIME, 120);
     e = clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL);
     CHECK(e == 0, "clock_nanosleep REALTIME ABSTIME: %s", strerror(e));
     CHECK(st_now_ns(CLOCK_REALTIME) >= (int64_t)until.tv_sec * 1000000000 + until.tv_nsec,
@@ -529,8 +529,8 @@ static void test_condvar(void)
 
     /* timedwait expiring, on CLOCK_REALTIME (the default) */
     pthread_mutex_lock(&cv_m);
-    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     int64_t t = st_mono_ns();
+    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     int e = pthread_cond_timedwait(&cv_c, &cv_m, &dl);
     while (e == 0) e = pthread_cond_timedwait(&cv_c, &cv_m, &dl);   /* spurious wakeups */
     check_elapsed("pthread_cond_timedwait (CLOCK_REALTIME) 150 ms", st_mono_ns() - t, 150, 2);
@@ -547,8 +547,8 @@ static void test_condvar(void)
     CHECK(clk == CLOCK_MONOTONIC, "condattr clock reads back %d", (int)clk);
     pthread_cond_init(&mc, &ca);
     pthread_mutex_lock(&cv_m);
-    dl = st_deadline(CLOCK_MONOTONIC, 150);
     t = st_mono_ns();
+    dl = st_deadline(CLOCK_MONOTONIC, 150);
     e = pthread_cond_timedwait(&mc, &cv_m, &dl);
     while (e == 0) e = pthread_cond_timedwait(&mc, &cv_m, &dl);
     check_elapsed("pthread_cond_timedwait (CLOCK_MONOTONIC) 150 ms", st_mono_ns() - t, 150, 0);
@@ -621,8 +621,8 @@ static void test_semaphore(void)
     check_elapsed("sem_wait posted after 100 ms", st_mono_ns() - t0, 100, 5);
     pthread_join(t, NULL);
 
-    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     t0 = st_mono_ns();
+    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     errno = 0;
     int r = sem_timedwait(&sem_a, &dl);
     check_elapsed("sem_timedwait 150 ms", st_mono_ns() - t0, 150, 2);
@@ -692,8 +692,8 @@ static void test_rwlock(void)
     CHECK(pthread_rwlock_tryrdlock(&rw) == 0, "a second reader could not share the lock");
     pthread_rwlock_unlock(&rw);
     CHECK(pthread_rwlock_trywrlock(&rw) == EBUSY, "trywrlock while read-held is not EBUSY");
-    struct timespec dl = st_deadline(CLOCK_REALTIME, 100);
     int64_t t = st_mono_ns();
+    struct timespec dl = st_deadline(CLOCK_REALTIME, 100);
     CHECK(pthread_rwlock_timedwrlock(&rw, &dl) == ETIMEDOUT, "timedwrlock is not ETIMEDOUT");
     check_elapsed("pthread_rwlock_timedwrlock 100 ms", st_mono_ns() - t, 100, 2);
     atomic_store(&rw_release, 1);
@@ -882,13 +882,13 @@ static void test_mutex(void)
     pthread_t h = spawn(holder, NULL);
     wait_for(&held_flag, 1, 5000);
     CHECK(pthread_mutex_trylock(&held_m) == EBUSY, "trylock of a held mutex");
-    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     int64_t t = st_mono_ns();
+    struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
     int e = pthread_mutex_timedlock(&held_m, &dl);
     check_elapsed("pthread_mutex_timedlock 150 ms", st_mono_ns() - t, 150, 2);
     CHECK(e == ETIMEDOUT, "pthread_mutex_timedlock returned %d, want ETIMEDOUT", e);
-    dl = st_deadline(CLOCK_MONOTONIC, 100);
     t = st_mono_ns();
+    dl = st_deadline(CLOCK_MONOTONIC, 100);
     e = pthread_mutex_clocklock(&held_m, CLOCK_MONOTONIC, &dl);
     check_elapsed("pthread_mutex_clocklock MONOTONIC 100 ms", st_mono_ns() - t, 100, 0);
     CHECK(e == ETIMEDOUT, "pthread_mutex_clocklock returned %d, want ETIMEDOUT", e);
