@@ -21,9 +21,16 @@ namespace shim {
 
 int sleep_until(Thread *t, int64_t deadline) {
     test_cancel(t);
+    if (sig_pending(t)) sig_deliver(t);
     int r;
-    do r = futex_wait(&t->sleep_word, 0, deadline, true);
-    while (r == 0 && !t->cancel_pending.load() && (deadline == 0 || np_now() < deadline));
+    do {
+        r = futex_wait(&t->sleep_word, 0, deadline, true);
+        if (sig_pending(t)) { // a handler ends a sleep, SA_RESTART or not
+            test_cancel(t);
+            sig_deliver(t);
+            return -EINTR;
+        }
+    } while (r == 0 && !t->cancel_pending.load() && (deadline == 0 || np_now() < deadline));
     test_cancel(t);
     return r;
 }
@@ -58,13 +65,12 @@ ssize_t park_on(int fd, int mode, int64_t deadline, npshim_op op, void *ctx) {
     np_fd *pd = e ? fd_registered(fd, e) : nullptr;
     if (!pd) return -ENOTSUP;
     Thread *t = self();
-    t->wait_mode.store(mode, std::memory_order_relaxed);
-    t->wait_fd.store(pd, std::memory_order_seq_cst);
-    ssize_t r = t->cancel_pending.load() ? -ETIMEDOUT : npshim_io(pd, mode, deadline, 0, op, ctx);
-    t->wait_fd.store(nullptr, std::memory_order_relaxed);
-    if (t->cancel_pending.load() && !t->cancel_disabled) {
-        np_set_deadline(pd, 0, mode);
+    bool interrupted;
+    ssize_t r = fd_park(t, pd, mode, deadline, op, ctx, &interrupted);
+    if (interrupted && r == -ETIMEDOUT) {
         test_cancel(t);
+        sig_deliver(t);
+        return -EINTR; // poll, select and epoll_wait are never restarted
     }
     return r == -ETIMEDOUT ? 0 : r;
 }
@@ -253,7 +259,14 @@ int nanosleep(const struct timespec *req, struct timespec *rem) {
         errno = EINVAL;
         return -1;
     }
-    sleep_until(self(), deadline_from_rel(req));
+    int64_t d = deadline_from_rel(req);
+    if (sleep_until(self(), d) == -EINTR) {
+        int64_t left = d - np_now();
+        if (left < 0) left = 0;
+        if (rem) *rem = {time_t(left / 1000000000), long(left % 1000000000)};
+        errno = EINTR;
+        return -1;
+    }
     if (rem) *rem = {0, 0};
     return 0;
 }
@@ -266,15 +279,18 @@ int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req, stru
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC && clock != CLOCK_BOOTTIME && clock != CLOCK_TAI)
         return real.clock_nanosleep(clock, flags, req, rem); // CPU clocks: the kernel's business
     int64_t d = (flags & TIMER_ABSTIME) ? deadline_from_abs(clock, req) : deadline_from_rel(req);
-    sleep_until(self(), d);
-    if (rem && !(flags & TIMER_ABSTIME)) *rem = {0, 0};
-    return 0;
+    bool intr = sleep_until(self(), d) == -EINTR;
+    if (rem && !(flags & TIMER_ABSTIME)) {
+        int64_t left = intr && d > np_now() ? d - np_now() : 0;
+        *rem = {time_t(left / 1000000000), long(left % 1000000000)};
+    }
+    return intr ? EINTR : 0;
 }
 
 unsigned sleep(unsigned s) {
-    struct timespec ts = {time_t(s), 0};
-    nanosleep(&ts, nullptr);
-    return 0;
+    struct timespec ts = {time_t(s), 0}, rem = {0, 0};
+    if (nanosleep(&ts, &rem) == 0) return 0;
+    return unsigned(rem.tv_sec + (rem.tv_nsec ? 1 : 0));
 }
 
 int usleep(useconds_t us) {

@@ -105,6 +105,7 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     Errno keep; // a call that succeeds leaves errno alone, whatever its attempts set
     Thread *t = self();
     test_cancel(t);
+    if (sig_pending(t)) sig_deliver(t); // before the call: nothing to interrupt yet
     ssize_t r = op(fd, ctx);
     if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
@@ -114,14 +115,15 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
         return keep.pass(r);
     }
     int64_t timeout = mode == NP_READ ? e->rcvtimeo : e->sndtimeo;
-    t->wait_mode.store(mode, std::memory_order_relaxed);
-    t->wait_fd.store(pd, std::memory_order_seq_cst);
-    if (!t->cancel_pending.load(std::memory_order_seq_cst))
-        r = npshim_io(pd, mode, timeout ? np_now() + timeout : 0, 0, op, ctx);
-    t->wait_fd.store(nullptr, std::memory_order_relaxed);
-    if (t->cancel_pending.load() && !t->cancel_disabled) {
-        np_set_deadline(pd, 0, mode);
+    int64_t deadline = timeout ? np_now() + timeout : 0;
+    for (;;) {
+        bool interrupted;
+        r = fd_park(t, pd, mode, deadline, op, ctx, &interrupted);
+        if (!interrupted || r != -ETIMEDOUT) break;
         test_cancel(t);
+        // A signal: its handler runs here; the call restarts only if it
+        // asked SA_RESTART and the socket has no timeout (as Linux does).
+        if (sig_deliver(t) < 0 || timeout) return -EINTR;
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
     return keep.pass(r);

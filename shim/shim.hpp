@@ -45,10 +45,17 @@ struct Thread {
     std::atomic<int> cancel_pending{0};
     int cancel_disabled = 0;
     int cancel_async = 0;
-    // What it is parked on, so pthread_cancel can wake it.
+    // What it is parked on, so pthread_cancel and signals can wake it
+    // (interrupt(); fd_park()).
     std::atomic<const uint32_t *> wait_word{nullptr};
     std::atomic<np_fd *> wait_fd{nullptr};
     std::atomic<int> wait_mode{0};
+    std::atomic<int> poking{0};        // interrupters at work on wait_fd
+    // Signals sent to it (pthread_kill, or routed to it), run by the thread
+    // itself at its next interposed call or wake-up (signals.cpp).
+    std::atomic<uint64_t> sigpending{0};
+    siginfo_t siginfo[65];
+    Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     size_t stack_size = 0, guard_size = 0;
     void *stack_lo = nullptr;
@@ -62,6 +69,23 @@ Thread *thread_of(pthread_t t);      // null if not one of ours
 
 // Cancellation points: exit now if a cancel is pending and enabled.
 void test_cancel(Thread *t);
+
+// ---- interruption (signals.cpp) -------------------------------------
+
+// Wake t from whatever it is parked on; it looks at why at once.
+void interrupt(Thread *t);
+// npshim_io on a descriptor, interruptible: *interrupted tells a wake-up
+// by interrupt() (the result is then -ETIMEDOUT, or what the op got first).
+ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
+                bool *interrupted);
+// Signals for t that its mask lets through.
+bool sig_pending(Thread *t);
+// Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
+int sig_deliver(Thread *t);
+// The live legacy threads, for signals sent to the process.
+void threads_add(Thread *t);
+void threads_remove(Thread *t);
+Thread *threads_pick(int sig);      // one that does not block sig, or null
 
 // ---- results -----------------------------------------------------------
 

@@ -115,6 +115,7 @@ int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline) {
     atom<uint32_t>(c, kCWaiters).fetch_sub(1, std::memory_order_relaxed);
     pthread_mutex_lock(m);
     test_cancel(t); // with the mutex held again, as POSIX asks
+    if (t && sig_pending(t)) sig_deliver(t); // then a spurious wake-up, as POSIX allows
     return r == -ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
@@ -219,6 +220,10 @@ int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
         d.fetch_sub(uint64_t(1) << 32, std::memory_order_relaxed);
         test_cancel(t);
         if (r == -ETIMEDOUT) return ETIMEDOUT;
+        if (t && sig_pending(t)) { // sem_wait is never restarted
+            sig_deliver(t);
+            return EINTR;
+        }
     }
 }
 
@@ -245,9 +250,9 @@ int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel
     Thread *t = cancel_point ? self() : nullptr;
     if (t) {
         t->wait_word.store(addr, std::memory_order_seq_cst);
-        if (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) {
+        if ((t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) || sig_pending(t)) {
             t->wait_word.store(nullptr);
-            return 0; // the caller's cancellation point acts on it
+            return 0; // the caller acts on it: a cancellation point, or a handler to run
         }
     }
     int r = npshim_futex_wait(addr, val, deadline);

@@ -64,7 +64,16 @@ size_t stack_bucket(size_t want) {
     return s;
 }
 
+// The live legacy threads (signals sent to the process pick one).
+std::atomic_flag list_lock = ATOMIC_FLAG_INIT;
+Thread *list_head;
+
+void list_lock_take() {
+    while (list_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+}
+
 void thread_end(Thread *t) {
+    threads_remove(t);
     tcb_thread_end(t->tcb);
     cur = nullptr;
     if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && main_waits.load(std::memory_order_acquire))
@@ -96,6 +105,7 @@ struct MainArgs {
 void *main_entry(void *arg) {
     auto *volatile m = static_cast<MainArgs *>(arg);
     cur = &main_rec;
+    threads_add(&main_rec);
     void *saved = tcb_unwind_buf(main_tcb);
     __pthread_unwind_buf_t ub;
     if (_setjmp(reinterpret_cast<struct __jmp_buf_tag *>(ub.__cancel_jmp_buf)) == 0) {
@@ -112,6 +122,7 @@ void *main_entry(void *arg) {
         m->status = 0;
     }
     tcb_set_unwind_buf(main_tcb, saved);
+    threads_remove(&main_rec);
     cur = nullptr;
     return nullptr;
 }
@@ -173,6 +184,34 @@ void after_fork_child() { active = 0; }
 } // namespace
 
 Thread *self() { return cur; }
+
+void threads_add(Thread *t) {
+    list_lock_take();
+    t->prev = nullptr;
+    t->next = list_head;
+    if (list_head) list_head->prev = t;
+    list_head = t;
+    list_lock.clear(std::memory_order_release);
+}
+
+void threads_remove(Thread *t) {
+    list_lock_take();
+    if (t->prev) t->prev->next = t->next;
+    else if (list_head == t) list_head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->prev = t->next = nullptr;
+    list_lock.clear(std::memory_order_release);
+}
+
+// main first (programs expect process signals there), then any other.
+Thread *threads_pick(int sig) {
+    list_lock_take();
+    Thread *pick = nullptr;
+    for (Thread *t = list_head; t; t = t->next)
+        if (!sigismember(&t->sigmask, sig) && (!pick || t->is_main)) pick = t;
+    list_lock.clear(std::memory_order_release);
+    return pick;
+}
 
 Thread *thread_of(pthread_t th) {
     void *tcb = reinterpret_cast<void *>(th);
@@ -264,6 +303,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     npshim_thread_set_tls(g, t->tcb);
     *th = reinterpret_cast<pthread_t>(t->tcb);
     live.fetch_add(1, std::memory_order_relaxed);
+    threads_add(t);
     if (detach == PTHREAD_CREATE_DETACHED) {
         t->detached = true;
         npshim_thread_detach(g);
@@ -340,11 +380,8 @@ int pthread_cancel(pthread_t th) {
     Thread *t = on() ? thread_of(th) : nullptr;
     if (!t) return real.pthread_cancel(th);
     t->cancel_pending.store(1, std::memory_order_seq_cst);
-    if (t->cancel_disabled) return 0;
-    // Wake it where it is parked; it sees the request at its cancellation point.
-    if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) futex_wake(w, INT_MAX);
-    if (np_fd *fd = t->wait_fd.load(std::memory_order_seq_cst))
-        np_set_deadline(fd, 1, t->wait_mode.load(std::memory_order_relaxed));
+    // Woken where it is parked, it sees the request at its cancellation point.
+    if (!t->cancel_disabled) interrupt(t);
     return 0;
 }
 
@@ -371,41 +408,6 @@ int pthread_setcanceltype(int type, int *old) {
 }
 
 void pthread_testcancel(void) { test_cancel(on() ? cur : nullptr); }
-
-int pthread_kill(pthread_t th, int sig) {
-    Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_kill(th, sig);
-    if (sig == 0) return 0;
-    // Workers take no signals: the process's handler runs on a thread that does.
-    return kill(getpid(), sig) == 0 ? 0 : errno;
-}
-
-int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
-    Thread *t = on() ? cur : nullptr;
-    if (!t) return real.pthread_sigmask(how, set, old);
-    sigset_t prev = t->sigmask;
-    if (set) {
-        if (how == SIG_BLOCK) sigorset(&t->sigmask, &t->sigmask, set);
-        else if (how == SIG_UNBLOCK) {
-            for (int s = 1; s < NSIG; s++)
-                if (sigismember(set, s) == 1) sigdelset(&t->sigmask, s);
-        } else if (how == SIG_SETMASK) t->sigmask = *set;
-        else return EINVAL;
-    }
-    if (old) *old = prev;
-    return 0;
-}
-
-int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
-    Thread *t = on() ? cur : nullptr;
-    if (!t) return real.pthread_sigmask(how, set, old) == 0 ? 0 : (errno = EINVAL, -1);
-    int e = pthread_sigmask(how, set, old);
-    if (e) {
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
 
 int sched_yield(void) {
     if (green()) np_yield();

@@ -1,0 +1,263 @@
+// Signals as a threaded program sees them.  Workers take no signals, so a
+// signal reaches the process on its parked main OS thread, where our
+// handler routes it to a legacy thread that does not block it; a
+// pthread_kill names the thread itself.  That green thread runs the
+// program's handler on its own stack, at its next interposed call or at
+// once if it is parked in one, and the interrupted call then returns EINTR
+// or restarts, as SA_RESTART says.
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstring>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include "real.hpp"
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+using SigactionFn = int (*)(int, const struct sigaction *, struct sigaction *);
+
+SigactionFn real_sigaction() {
+    static SigactionFn fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+    return fn;
+}
+
+// The program's own dispositions; the kernel has on_signal for each one
+// that is a handler.
+struct sigaction prog[65];
+std::atomic_flag prog_lock = ATOMIC_FLAG_INIT;
+
+void lock() {
+    while (prog_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+}
+void unlock() { prog_lock.clear(std::memory_order_release); }
+
+uint64_t bit(int sig) { return uint64_t(1) << (sig - 1); }
+
+bool is_handler(const struct sigaction &a) {
+    return (a.sa_flags & SA_SIGINFO) ? a.sa_sigaction != nullptr
+                                     : a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
+}
+
+// Default actions that do nothing.
+bool ignored_by_default(int sig) {
+    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
+}
+
+uint64_t mask_bits(const sigset_t &m) {
+    uint64_t b = 0;
+    for (int s = 1; s < 65; s++)
+        if (sigismember(&m, s) == 1) b |= bit(s);
+    return b;
+}
+
+// Run the program's handler for sig on the calling (green) thread.
+int run_handler(Thread *t, int sig, siginfo_t *info) {
+    lock();
+    struct sigaction a = prog[sig];
+    if (a.sa_flags & SA_RESETHAND) {
+        prog[sig].sa_handler = SIG_DFL;
+        prog[sig].sa_flags &= ~SA_SIGINFO;
+    }
+    unlock();
+    if (!is_handler(a)) {
+        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 1;
+        // The default action (terminate, core, stop): let the kernel take it.
+        struct sigaction dfl = {};
+        dfl.sa_handler = SIG_DFL;
+        real_sigaction()(sig, &dfl, nullptr);
+        kill(getpid(), sig);
+        return 1;
+    }
+    sigset_t saved = t->sigmask;
+    sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
+    if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
+    int e = errno; // a handler must leave errno as it found it; many do not
+    if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, nullptr);
+    else a.sa_handler(sig);
+    errno = e;
+    t->sigmask = saved;
+    return (a.sa_flags & SA_RESTART) ? 1 : -EINTR;
+}
+
+void send_to(Thread *t, int sig, const siginfo_t *info) {
+    t->siginfo[sig] = *info;
+    t->sigpending.fetch_or(bit(sig), std::memory_order_seq_cst);
+    if (!sigismember(&t->sigmask, sig)) interrupt(t);
+}
+
+// The kernel's handler for every signal the program handles.  It runs on
+// a thread that takes signals: the OS main thread, parked while main is a
+// green thread, or a thread outside the runtime.
+void on_signal(int sig, siginfo_t *info, void *uc) {
+    int e = errno;
+    Thread *t = green() ? nullptr : threads_pick(sig);
+    if (t) {
+        send_to(t, sig, info);
+    } else {
+        lock();
+        struct sigaction a = prog[sig];
+        unlock();
+        if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
+        else if (is_handler(a)) a.sa_handler(sig);
+    }
+    errno = e;
+}
+
+} // namespace
+
+bool sig_pending(Thread *t) {
+    uint64_t p = t->sigpending.load(std::memory_order_acquire);
+    return p && (p & ~mask_bits(t->sigmask));
+}
+
+int sig_deliver(Thread *t) {
+    int r = 0;
+    for (;;) {
+        uint64_t ready = t->sigpending.load(std::memory_order_acquire) & ~mask_bits(t->sigmask);
+        if (!ready) return r;
+        int sig = __builtin_ctzll(ready) + 1;
+        t->sigpending.fetch_and(~bit(sig), std::memory_order_acq_rel);
+        siginfo_t info = t->siginfo[sig];
+        int h = run_handler(t, sig, &info);
+        if (h < 0 || r == 0) r = h;
+        else if (r > 0) r = h;
+    }
+}
+
+void interrupt(Thread *t) {
+    if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) futex_wake(w, INT_MAX);
+    t->poking.fetch_add(1, std::memory_order_seq_cst);
+    if (np_fd *pd = t->wait_fd.exchange(nullptr, std::memory_order_seq_cst))
+        np_set_deadline(pd, 1, t->wait_mode.load(std::memory_order_relaxed)); // an expired deadline
+    t->poking.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx, bool *interrupted) {
+    t->wait_mode.store(mode, std::memory_order_relaxed);
+    t->wait_fd.store(pd, std::memory_order_seq_cst);
+    bool early = sig_pending(t) || (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled);
+    ssize_t r = early ? -ETIMEDOUT : npshim_io(pd, mode, deadline, 0, op, ctx);
+    *interrupted = early;
+    if (t->wait_fd.exchange(nullptr, std::memory_order_seq_cst) != pd) {
+        // An interrupter took it and expires the deadline: once it is done,
+        // the descriptor gets its plain state back.
+        while (t->poking.load(std::memory_order_seq_cst)) __builtin_ia32_pause();
+        np_set_deadline(pd, 0, mode);
+        *interrupted = true;
+    }
+    return r;
+}
+
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV ||
+        sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS)
+        return real_sigaction()(sig, act, old); // faults run where they happen
+    lock();
+    struct sigaction prev = prog[sig];
+    bool known = prev.sa_handler || (prev.sa_flags & SA_SIGINFO);
+    unlock();
+    if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
+    if (act) {
+        struct sigaction k = *act;
+        if (is_handler(*act)) {
+            k.sa_sigaction = on_signal;
+            k.sa_flags = (act->sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
+        }
+        if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
+        lock();
+        prog[sig] = *act;
+        unlock();
+    }
+    if (old) *old = prev;
+    return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t h) {
+    struct sigaction a = {}, old = {};
+    a.sa_handler = h;
+    a.sa_flags = SA_RESTART; // glibc's signal() is BSD's
+    sigemptyset(&a.sa_mask);
+    if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+    return (old.sa_flags & SA_SIGINFO) ? reinterpret_cast<sighandler_t>(reinterpret_cast<void *>(old.sa_sigaction))
+                                     : old.sa_handler;
+}
+
+int pthread_kill(pthread_t th, int sig) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return real.pthread_kill(th, sig);
+    if (sig < 0 || sig > 64) return EINVAL;
+    if (sig == 0) return 0;
+    lock();
+    struct sigaction a = prog[sig];
+    unlock();
+    bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
+    if (!handled) {
+        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
+        return kill(getpid(), sig) == 0 ? 0 : errno; // the default action is the process's
+    }
+    siginfo_t info = {};
+    info.si_signo = sig;
+    info.si_code = SI_TKILL;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    send_to(t, sig, &info);
+    if (t == self()) sig_deliver(t); // raise(): before it returns
+    return 0;
+}
+
+int raise(int sig) {
+    Thread *t = on() ? self() : nullptr;
+    if (!t) {
+        static auto fn = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "raise"));
+        return fn(sig);
+    }
+    int e = pthread_kill(reinterpret_cast<pthread_t>(t->tcb), sig);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    Thread *t = on() ? self() : nullptr;
+    if (!t) return real.pthread_sigmask(how, set, old);
+    sigset_t prev = t->sigmask;
+    if (set) {
+        if (how == SIG_BLOCK) sigorset(&t->sigmask, &t->sigmask, set);
+        else if (how == SIG_UNBLOCK) {
+            for (int s = 1; s < 65; s++)
+                if (sigismember(set, s) == 1) sigdelset(&t->sigmask, s);
+        } else if (how == SIG_SETMASK) t->sigmask = *set;
+        else return EINVAL;
+        sigdelset(&t->sigmask, SIGKILL);
+        sigdelset(&t->sigmask, SIGSTOP);
+    }
+    if (old) *old = prev;
+    if (sig_pending(t)) sig_deliver(t); // unblocked: delivered before it returns
+    return 0;
+}
+
+int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    Thread *t = on() ? self() : nullptr;
+    int e = t ? pthread_sigmask(how, set, old) : real.pthread_sigmask(how, set, old);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+} // extern "C"
