@@ -181,11 +181,29 @@ $(B)/bench/switch_np: bench/switch_np.c $(ARCH_SWITCH)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -o $@ $^
 
-demo: $(B)/bench/demo
+# Programs with no netpoll in them (the legacy servers, the load client):
+# built as run.sh builds its peers, not linked with libnetpoll.
+PLAIN_BENCH := legacy_echo legacy_http tls_switch echo_client
+$(addprefix $(B)/bench/,$(PLAIN_BENCH)): $(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -pthread -o $@ $<
+
+# make demo: the same unmodified thread-per-connection server plain and
+# under nprun (bench/demo.sh), then the runtime's 100,000 green threads
+# (make demo-runtime alone).
+.PHONY: demo-legacy demo-runtime
+DEMO_LEGACY_DEPS := shim nprun $(B)/bench/legacy_echo $(B)/bench/echo_client
+demo: $(DEMO_LEGACY_DEPS) $(B)/bench/demo
+	sh bench/demo.sh $(B)
+	@echo
+	$(B)/bench/demo
+demo-legacy: $(DEMO_LEGACY_DEPS)
+	sh bench/demo.sh $(B)
+demo-runtime: $(B)/bench/demo
 	$(B)/bench/demo
 
 NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np wake_np
-bench: deps-bench lib $(addprefix $(B)/bench/,$(NP_BENCH))
+bench: deps-bench lib shim nprun $(addprefix $(B)/bench/,$(NP_BENCH) $(PLAIN_BENCH))
 	sh bench/run.sh $(B)
 
 # ---- the preload shim ------------------------------------------------------

@@ -30,6 +30,10 @@
 #                        counts beyond the descriptor limit are skipped
 #   BENCH_REPEAT=1       echo/HTTP: run every server this many times
 #                        (interleaved), keep each one's best-rps run
+#   BENCH_ONLY=legacy    run only the [legacy] section (plain threads vs nprun vs Go)
+#   BENCH_LEGACY_CONNS="1000 10000"  connection counts of the [legacy] section
+#   BENCH_LEGACY_PROCS=2 nprun -p of the [legacy] servers
+#   BENCH_TLS_N=1000000  tls_switch round trips per mode
 #   CC, CXX, GO          compilers
 #
 # Output: progress and the table on stdout; the same in
@@ -286,6 +290,249 @@ echo_series() {
     done
 }
 
+# ---- legacy servers: plain threads vs nprun vs Go ------------------------
+# The same unmodified thread-per-connection servers (bench/legacy_echo.c,
+# bench/legacy_http.c: plain C11 + pthreads, default thread attributes, no
+# netpoll in them) run plain (an OS thread per connection) and under
+# `nprun -p LEG_PROCS` (the preload shim: a green thread per connection on
+# a few workers), beside the Go peers (go_echo; go_http and go_httpraw), in
+# one run, at each of BENCH_LEGACY_CONNS connections: echo with
+# echo_client (closed loop, as [echo]), HTTP with wrk -t2.  Memory per
+# connection = ((server VmRSS, peak while the connections are held) -
+# (VmRSS before the client)) + ((KernelStack of /proc/meminfo while held,
+# at the server's peak thread count) - (before)), over conns; KernelStack
+# is system-wide: the kernel stacks of the server's OS threads, plus the
+# client's 2 (<0.05 KiB/conn at 1000) and whatever else starts meanwhile
+# (least of the samples taken, to keep other processes' threads out).  Then bench/tls_switch.c, a
+# two-thread ping-pong (condvar, pipe, sched_yield) plain and under
+# `nprun -p 1`, where every hand-off is a green-thread switch that also
+# switches the thread pointer (TCB, wrfsbase); np_yield (yield_np: the
+# same scheduler, no TCB switch) beside it.  BENCH_ONLY=legacy runs this
+# section alone.
+LEG_CONNS=${BENCH_LEGACY_CONNS:-"1000 10000"}
+LEG_PROCS=${BENCH_LEGACY_PROCS:-2}
+if [ "$QUICK" = 1 ]; then N_TLS=${BENCH_TLS_N:-200000}; else N_TLS=${BENCH_TLS_N:-1000000}; fi
+NPRUN=$BUILD/bin/nprun
+declare -A LG # LG[server,kind,conns,key]
+LEG_TLS= LEG_TLS_NP= LEG_YIELD=
+
+leg_now() { # pid: "VmRSS-of-pid KernelStack" in KiB (KernelStack: least of 3, 0.1 s apart)
+    local k v _ rss=-1 ks=-1 i
+    while read -r k v _; do [ "$k" = VmRSS: ] && rss=$v; done 2>/dev/null <"/proc/$1/status"
+    for i in 1 2 3; do
+        while read -r k v _; do [ "$k" = KernelStack: ] && break; done </proc/meminfo
+        { [ "$ks" -lt 0 ] || [ "$v" -lt "$ks" ]; } && ks=$v
+        [ $i -lt 3 ] && sleep 0.1
+    done
+    echo "$rss $ks"
+}
+
+# leg_sampler PID FILE: every 0.2 s, until PID is gone or FILE.stop
+# exists: the peaks of PID's VmRSS and Threads, and KernelStack when PID
+# had its peak thread count (the least of those samples: other processes'
+# threads come and go) into FILE as "rss threads kstack" (KiB, count, KiB)
+leg_sampler() {
+    local pid=$1 f=$2 rss=0 thr=0 ks=0 k v t _
+    while kill -0 "$pid" 2>/dev/null && [ ! -e "$f.stop" ]; do
+        t=0
+        while read -r k v _; do
+            case $k in
+            VmRSS:) [ "$v" -gt "$rss" ] && rss=$v ;;
+            Threads:) t=$v ;;
+            esac
+        done 2>/dev/null <"/proc/$pid/status"
+        while read -r k v _; do
+            [ "$k" = KernelStack: ] && break
+        done </proc/meminfo
+        if [ "$t" -gt "$thr" ]; then
+            thr=$t ks=$v
+        elif [ "$t" -eq "$thr" ] && [ "$v" -lt "$ks" ]; then
+            ks=$v
+        fi
+        echo "$rss $thr $ks" >"$f.tmp" && mv -f "$f.tmp" "$f"
+        sleep 0.2
+    done
+}
+
+leg_us() { # wrk latency (1.23ms) -> microseconds
+    awk -v v="$1" 'BEGIN{u=v; sub(/[0-9.]+/,"",u); n=v+0;
+        if(u=="us")n=n; else if(u=="ms")n*=1000; else if(u=="s")n*=1000000; else n=-1;
+        printf "%.0f\n", n}'
+}
+
+# leg_run KIND NAME C: echo_client (KIND echo) or wrk (http) with C
+# connections against the server just started (SPID on $port), memory
+# sampled meanwhile; stops the server.  Sets LOUT ("key=value ..."); 1 on
+# failure.
+LOUT=
+leg_run() {
+    local kind=$1 name=$2 c=$3 rc out samp f=$LOGS/leg-sample rss0 ks0 rss thr ks rps p99 errs=
+    read -r rss0 ks0 <<<"$(leg_now "$SPID")"
+    rm -f "$f" "$f.stop"
+    echo "0 0 0" >"$f"
+    leg_sampler "$SPID" "$f" &
+    samp=$!
+    if [ "$kind" = echo ]; then
+        out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
+            "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
+        rc=$?
+        rps=$(field rps "$out") p99=$(field p99_us "$out")
+    else
+        out=$(timeout $((SECS + 90)) wrk -t2 -c"$c" -d"${SECS}s" --timeout 10s --latency \
+            "http://127.0.0.1:$port/" 2>>"$LOGS/wrk.log")
+        rc=$?
+        rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/{print $2}')
+        p99=$(leg_us "$(printf '%s\n' "$out" | awk '$1=="99%"{print $2}')")
+        errs=$(printf '%s\n' "$out" | awk '/Socket errors|Non-2xx/{printf "%s ", $0}' | tr -s ' ')
+        [ -n "$rps" ] || printf '%s\n' "$out" >>"$LOGS/wrk.log"
+    fi
+    touch "$f.stop"
+    wait "$samp" 2>/dev/null
+    read -r rss thr ks <"$f"
+    kill -0 "$SPID" 2>/dev/null || note "  $name died during the run (see $LOGS/$name.log)"
+    stop_server
+    if [ $rc -ne 0 ] || [ -z "$rps" ]; then
+        note "  $name c=$c: $([ "$kind" = echo ] && echo echo_client || echo wrk) failed (rc $rc, see $LOGS/$([ "$kind" = echo ] && echo echo_client || echo wrk).log)"
+        return 1
+    fi
+    LOUT=$(awk -v c="$c" -v rps="$rps" -v p99="$p99" -v r0="$rss0" -v r="$rss" -v k0="$ks0" \
+        -v k="$ks" -v t="$thr" 'BEGIN{
+        rc=(r-r0)/c; kc=(k-k0)/c;
+        printf "rps=%.0f p99_us=%s kib_conn=%.2f rss_kib_conn=%.2f kstack_kib_conn=%.2f threads=%d", rps, p99, rc+kc, rc, kc, t}')
+    [ -n "$errs" ] && LOUT="$LOUT [${errs% }]"
+    return 0
+}
+
+legacy_section() {
+    local kind c s cmd prog k out
+    log ""
+    log "[legacy] thread-per-connection servers, unmodified: plain, nprun -p $LEG_PROCS, Go; ${SECS}s per run"
+    build_c legacy_echo
+    build_c legacy_http
+    build_c tls_switch
+    if [ ! -x "$NPRUN" ] || [ ! -f "$BUILD/lib/libnetpoll-preload.so" ]; then
+        note "  $NPRUN or $BUILD/lib/libnetpoll-preload.so missing (make shim nprun): nprun rows skipped"
+    fi
+    for kind in echo http; do
+        if [ "$kind" = http ] && [ -z "$HAVE_WRK" ]; then continue; fi
+        if [ "$kind" = echo ] && ! have_peer echo_client; then continue; fi
+        for c in $LEG_CONNS; do
+            for _ in $(seq "$REPEAT"); do
+            for s in plain nprun go goraw; do
+                case $kind/$s in
+                echo/goraw) continue ;;
+                */plain) cmd=("$B/legacy_$kind") ;;
+                */nprun) cmd=("$NPRUN" -p "$LEG_PROCS" -- "$B/legacy_$kind") ;;
+                echo/go) cmd=("$B/go_echo") ;;
+                http/go) cmd=("$B/go_http") ;;
+                http/goraw) cmd=("$B/go_httpraw") ;;
+                esac
+                prog=${cmd[${#cmd[@]}-1]}
+                if [ ! -x "${cmd[0]}" ] || [ ! -x "$prog" ]; then
+                    note "  ${cmd[0]##*/} ${prog##*/} missing: $s $kind skipped"
+                    continue
+                fi
+                take_port
+                start_server "legacy-$kind-$s" "$port" "${cmd[@]}" || continue
+                if grep -q 'without green threads' "$LOGS/legacy-$kind-$s.log" 2>/dev/null; then
+                    note "  the shim is off in $s $kind (see $LOGS/legacy-$kind-$s.log)"
+                fi
+                leg_run "$kind" "legacy-$kind-$s" "$c" || continue
+                log "  $(printf '%-6s %-4s c=%-6s' "$s" "$kind" "$c") $LOUT"
+                beats "$(field rps "$LOUT")" "${LG[$s,$kind,$c,rps]:-}" || continue
+                for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads; do
+                    LG[$s,$kind,$c,$k]=$(field "$k" "$LOUT")
+                done
+            done
+            done
+        done
+    done
+
+    log ""
+    log "[tls] two pthreads ping-pong, $N_TLS round trips per mode: plain, and nprun -p 1 (green threads, TCB switched)"
+    if [ -x "$B/tls_switch" ]; then
+        out=$(TLS_MAX_SECONDS=20 timeout 300 "$B/tls_switch" "$N_TLS" 2>>"$LOGS/tls_switch.log" | tail -n 1)
+        [ -n "$out" ] && { log "  plain  $out"; LEG_TLS=$out; } || note "  tls_switch failed (see $LOGS/tls_switch.log)"
+        if [ -x "$NPRUN" ]; then
+            out=$(TLS_MAX_SECONDS=20 timeout 300 "$NPRUN" -p 1 -- "$B/tls_switch" "$N_TLS" \
+                2>>"$LOGS/tls_switch-nprun.log" | tail -n 1)
+            [ -n "$out" ] && { log "  nprun  $out"; LEG_TLS_NP=$out; } ||
+                note "  tls_switch under nprun -p 1 failed (see $LOGS/tls_switch-nprun.log)"
+        fi
+        if [ -x "$B/yield_np" ]; then
+            out=$(NP_PROCS=1 timeout 300 "$B/yield_np" "$N_TLS" 2>>"$LOGS/yield_np.log" | tail -n 1)
+            [ -n "$out" ] && { log "  $out (ns per switch, no TCB)"; LEG_YIELD=$(printf '%s\n' "$out" | awk '{print $2}'); }
+        fi
+    fi
+}
+
+legacy_report() {
+    local kind c m lab better s W=30 nv pv gv rv
+    [ ${#LG[@]} -gt 0 ] || [ -n "$LEG_TLS$LEG_TLS_NP" ] || return 0
+    lr() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "" && b+0 > 0 && a+0 >= 0) printf "%.3g", a/b; else print "-" }'; }
+    log ""
+    log "legacy servers: plain threads vs nprun -p $LEG_PROCS vs Go (the same binaries plain and under nprun)"
+    log "ratio = nprun / peer; Go = go_echo / Go net/http, Go-raw = go_httpraw (the same parser as legacy_http)"
+    log "KiB/conn = ((RSS at load - RSS idle) + (KernelStack at load - before)) / conns"
+    log "$(printf "%-${W}s %12s %12s %12s  %s" figure nprun/plain nprun/Go nprun/Go-raw better)"
+    log "$(printf '%.0s-' $(seq $((W + 48))))"
+    for kind in echo http; do
+        for c in $LEG_CONNS; do
+            [ -n "${LG[nprun,$kind,$c,rps]:-}" ] || continue
+            for m in rps:higher p99_us:lower kib_conn:lower; do
+                better=${m#*:} m=${m%%:*}
+                case $m in rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;; esac
+                nv=${LG[nprun,$kind,$c,$m]:-}
+                log "$(printf "%-${W}s %12s %12s %12s  %s" "$kind c=$c $lab" \
+                    "$(lr "$nv" "${LG[plain,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[go,$kind,$c,$m]:-}")" \
+                    "$(lr "$nv" "${LG[goraw,$kind,$c,$m]:-}")" "$better")"
+            done
+        done
+    done
+    if [ -n "$LEG_TLS" ] && [ -n "$LEG_TLS_NP" ]; then
+        for m in cond pipe yield; do
+            log "$(printf "%-${W}s %12s %12s %12s  %s" "tls_switch $m ns/rt (-p 1)" \
+                "$(lr "$(field ${m}_rt_ns "$LEG_TLS_NP")" "$(field ${m}_rt_ns "$LEG_TLS")")" - - lower)"
+        done
+        [ -n "$LEG_YIELD" ] && log "$(printf "%-${W}s %12s %12s %12s  %s" "tls_switch yield vs np_yield" \
+            "$(lr "$(field yield_rt_ns "$LEG_TLS_NP")" "$(awk -v y="$LEG_YIELD" 'BEGIN{print 2*y}')")" - - "lower (ratio: vs np_yield rt)")"
+    fi
+    log ""
+    log "$(printf "%-${W}s %12s %12s %12s %12s" "figure (absolute)" plain "nprun -p $LEG_PROCS" Go Go-raw)"
+    log "$(printf '%.0s-' $(seq $((W + 52))))"
+    for kind in echo http; do
+        for c in $LEG_CONNS; do
+            [ -n "${LG[plain,$kind,$c,rps]:-}${LG[nprun,$kind,$c,rps]:-}${LG[go,$kind,$c,rps]:-}" ] || continue
+            for m in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads; do
+                case $m in
+                rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;;
+                rss_kib_conn) lab="  RSS KiB/conn" ;; kstack_kib_conn) lab="  kernel stack KiB/conn" ;;
+                threads) lab="OS threads (peak)" ;;
+                esac
+                log "$(printf "%-${W}s %12s %12s %12s %12s" "$kind c=$c $lab" "${LG[plain,$kind,$c,$m]:--}" \
+                    "${LG[nprun,$kind,$c,$m]:--}" "${LG[go,$kind,$c,$m]:--}" "${LG[goraw,$kind,$c,$m]:--}")"
+            done
+        done
+    done
+    for m in cond pipe yield; do
+        [ -n "$LEG_TLS$LEG_TLS_NP" ] || break
+        nv=$(field ${m}_rt_ns "$LEG_TLS_NP")
+        log "$(printf "%-${W}s %12s %12s %12s %12s" "tls_switch $m ns/rt" "$(field ${m}_rt_ns "$LEG_TLS")" \
+            "${nv:--}" - -)"
+    done
+    [ -n "$LEG_YIELD" ] && log "$(printf "%-${W}s %12s %12s %12s %12s" "np_yield ns/rt (no TCB)" - \
+        "$(awk -v y="$LEG_YIELD" 'BEGIN{printf "%.1f", 2*y}')" - -)"
+    log "(nprun column of the tls_switch rows: nprun -p 1; np_yield: yield_np, NP_PROCS=1, 2 switches)"
+}
+
+if [ "${BENCH_ONLY:-}" = legacy ]; then
+    legacy_section
+    legacy_report
+    log ""
+    log "results: $RES"
+    exit 0
+fi
+
 # 1. raw switch
 log ""
 log "[switch] raw context switch, ns per switch"
@@ -529,6 +776,9 @@ if [ -n "$HAVE_WRK" ] && have_np http_np; then
     done
 fi
 
+# 9. legacy servers: plain threads vs nprun vs Go
+legacy_section
+
 # ---- report --------------------------------------------------------------
 log ""
 log "ratio = netpoll / peer  (\"better\": which direction favours netpoll)"
@@ -547,6 +797,7 @@ for r in "${ROWS[@]}"; do
     log "$(printf "%-${W}s %12s  %-24s %12s %8s  %s" "$name" "$np" "$pn" "$pv" "$ratio" "$better")"
 done
 [ ${#ROWS[@]} -eq 0 ] && log "(no rows: netpoll programs missing?)"
+legacy_report
 log ""
 log "results: $RES"
 exit 0

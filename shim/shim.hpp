@@ -86,6 +86,7 @@ int sig_deliver(Thread *t);
 void threads_add(Thread *t);
 void threads_remove(Thread *t);
 Thread *threads_pick(int sig);      // one that does not block sig, or null
+void setxid_fix();                  // once glibc installed its SIGSETXID handler
 
 // ---- results -----------------------------------------------------------
 

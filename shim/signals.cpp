@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstring>
 #include <dlfcn.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "real.hpp"
@@ -109,7 +110,39 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     errno = e;
 }
 
+// glibc's SIGSETXID handler (setuid and friends signal every thread on
+// its lists, and wait until each has marked its own TCB done) must run with
+// the worker's own TCB, not the green thread's it interrupted.
+constexpr int kSigSetxid = 33;
+
+struct KernelSigaction {
+    void (*handler)(int, siginfo_t *, void *);
+    unsigned long flags;
+    void (*restorer)();
+    uint64_t mask;
+};
+
+void (*glibc_setxid)(int, siginfo_t *, void *);
+
+void setxid_on_own_tcb(int sig, siginfo_t *si, void *uc) {
+    void *cur;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(cur));
+    void *own = npshim_os_tp();
+    if (cur != own) npshim_tp_set(own);
+    glibc_setxid(sig, si, uc);
+    if (cur != own) npshim_tp_set(cur);
+}
+
 } // namespace
+
+void setxid_fix() {
+    KernelSigaction k = {};
+    if (real.syscall(SYS_rt_sigaction, kSigSetxid, 0, long(&k), 8, 0, 0) != 0 || !k.handler) return;
+    if (k.handler == setxid_on_own_tcb) return;
+    glibc_setxid = k.handler;
+    k.handler = setxid_on_own_tcb;
+    real.syscall(SYS_rt_sigaction, kSigSetxid, long(&k), 0, 8, 0, 0); // glibc's sigaction refuses 33
+}
 
 bool sig_pending(Thread *t) {
     uint64_t p = t->sigpending.load(std::memory_order_acquire);

@@ -132,7 +132,9 @@ bool runtime_up() {
     int s = state.load(std::memory_order_acquire);
     if (s >= 2) return s == 2;
     if (state.compare_exchange_strong(s, 1)) {
-        state.store(fd_start_runtime() == 0 ? 2 : 3, std::memory_order_release);
+        bool up = fd_start_runtime() == 0;
+        if (up) setxid_fix(); // the workers' pthread_create installed it
+        state.store(up ? 2 : 3, std::memory_order_release);
     } else {
         while (state.load(std::memory_order_acquire) == 1) sched_yield();
     }

@@ -64,7 +64,10 @@ bool rescue(Worker *w) {
         push_global(g);
         g = nx;
     }
-    if (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed)) return moved;
+    // Only under the shim: there a blocked worker is a legacy call that may
+    // last (waitpid, stdio); in the engine's own use it is a computation,
+    // and more threads than procs would not make that go faster.
+    if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i]->state.load(std::memory_order_relaxed) != kRunning) return moved;
     return add_worker() || moved;
