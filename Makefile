@@ -18,7 +18,8 @@ SOMAJOR := 1
 
 DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
-DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu
+DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu python3 curl wrk redis-server \
+              redis-tools nginx
 DEPS_BENCH := golang-go libboost-context-dev wrk
 
 .PHONY: all check check-valgrind check-asan demo bench install clean deps deps-bench lib tests
@@ -161,6 +162,7 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	for s in $(VG_SUITES_QUICK); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 	$(TEST_BIN) --jobs 2
 	sh t/shim/run.sh $(B)
+	sh t/shim/real/run.sh $(B)
 
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done

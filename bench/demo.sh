@@ -80,7 +80,8 @@ run() {
     timeout -s KILL 120 "$@" "$port" >"$LOG/server-$mode.log" 2>&1 &
     TPID=$!
     for _ in $(seq 50); do
-        SPID=$(ps -o pid= --ppid "$TPID" 2>/dev/null | awk 'NR==1{print $1}')
+        SPID=$(awk '{print $1}' "/proc/$TPID/task/$TPID/children" 2>/dev/null)
+        [ -z "$SPID" ] && SPID=$(ps -o pid= --ppid "$TPID" 2>/dev/null | awk 'NR==1{print $1}')
         [ -n "$SPID" ] && listening "$port" && break
         sleep 0.1
     done

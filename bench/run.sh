@@ -467,7 +467,7 @@ legacy_section() {
 }
 
 legacy_report() {
-    local kind c m lab better s W=30 nv pv gv rv
+    local kind c m lab better s W=36 nv
     [ ${#LG[@]} -gt 0 ] || [ -n "$LEG_TLS$LEG_TLS_NP" ] || return 0
     lr() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "" && b+0 > 0 && a+0 >= 0) printf "%.3g", a/b; else print "-" }'; }
     log ""

@@ -35,8 +35,9 @@ void npshim_tp_set(void *tp);
  * the runtime's default; page multiples get a guard page. */
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg,
                          size_t stack_size);
-/* The thread pointer entered whenever t runs (its TCB); before start. */
-void npshim_thread_set_tls(npshim_thread *t, void *tp);
+/* The thread pointer entered whenever t runs (its TCB); before start.
+ * keep_tid: the TCB keeps the tid it has (the program's main thread). */
+void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid);
 /* Its stack: lowest usable byte and size. */
 void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size);
 uint64_t npshim_thread_id(const npshim_thread *t);
@@ -44,6 +45,9 @@ int npshim_thread_start(npshim_thread *t);
 int npshim_thread_join(npshim_thread *t, void **result);
 /* Released when it finishes (at once if it has). */
 int npshim_thread_detach(npshim_thread *t);
+/* A safe point: give way if sysmon asked the worker to (a thread whose
+ * calls never park, an accept loop under load, must not hold it). */
+void npshim_safe_point(void);
 /* The running green thread, or NULL on a plain OS thread. */
 npshim_thread *npshim_thread_self(void);
 

@@ -110,7 +110,7 @@ int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {
     int r = real.poll(fds, n, 0);
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     if (n == 0) {
-        sleep_until(t, forever ? 0 : deadline);
+        if (sleep_until(t, forever ? 0 : deadline) == -EINTR) return int(ret(-EINTR));
         return 0;
     }
     if (forever) deadline = 0;

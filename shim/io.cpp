@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
+#include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <dlfcn.h>
@@ -64,17 +65,12 @@ ssize_t op_write(int fd, void *c) {
 }
 ssize_t op_send(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    return neg(real.sendto(fd, a->b, a->n, a->flags | MSG_DONTWAIT, a->to, a->tolen));
+    return neg(real.sendto(fd, a->b, a->n, a->flags | MSG_DONTWAIT | MSG_NOSIGNAL, a->to, a->tolen));
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     if (a->pollable && !ready_now(fd, POLLIN)) return -EAGAIN;
     return neg(real.readv(fd, a->iov, a->iovcnt));
-}
-ssize_t op_writev(int fd, void *c) {
-    auto *a = static_cast<Buf *>(c);
-    if (a->pollable && !ready_now(fd, POLLOUT)) return -EAGAIN;
-    return neg(real.writev(fd, a->iov, a->iovcnt));
 }
 ssize_t op_recvmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -82,7 +78,7 @@ ssize_t op_recvmsg(int fd, void *c) {
 }
 ssize_t op_sendmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT));
+    return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT | MSG_NOSIGNAL));
 }
 ssize_t op_accept(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -104,6 +100,7 @@ ssize_t op_sockerr(int fd, void *) {
 ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait) {
     Errno keep; // a call that succeeds leaves errno alone, whatever its attempts set
     Thread *t = self();
+    npshim_safe_point();
     test_cancel(t);
     if (sig_pending(t)) sig_deliver(t); // before the call: nothing to interrupt yet
     ssize_t r = op(fd, ctx);
@@ -139,6 +136,25 @@ Fd *parkable(int fd, Kind *k) {
     return *k == kUnknown || *k == kDirect || *k == kInternal ? nullptr : e;
 }
 
+// A broken pipe's SIGPIPE is for the legacy thread, not its worker (which
+// blocks it): sockets are sent MSG_NOSIGNAL, and EPIPE raises it here,
+// after the call and its locks, unless the program asked MSG_NOSIGNAL.  A
+// pipe's write has no such flag: the worker's pending copy is dropped.
+ssize_t sigpipe(ssize_t r, const Buf *a) {
+    if (r != -EPIPE || (a->flags & MSG_NOSIGNAL)) return r;
+    if (a->pollable) {
+        static auto timedwait = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *, const struct timespec *)>(
+            dlsym(RTLD_NEXT, "sigtimedwait"));
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGPIPE);
+        struct timespec zero = {0, 0};
+        timedwait(&s, nullptr, &zero);
+    }
+    raise(SIGPIPE);
+    return r;
+}
+
 // A blocking stream write moves everything, as the kernel's would.
 ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
     size_t done = 0, n = a->n;
@@ -147,7 +163,7 @@ ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
         a->b = const_cast<char *>(base + done);
         a->n = n - done;
         ssize_t r = blocking(fd, e, NP_WRITE, op, a, a->flags & MSG_DONTWAIT);
-        if (r < 0) return done ? ssize_t(done) : r;
+        if (r < 0) return done ? ssize_t(done) : sigpipe(r, a);
         done += size_t(r);
     } while (loop && done < n);
     return ssize_t(done);
@@ -246,14 +262,25 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     a.iov = iov;
     a.iovcnt = cnt;
     a.pollable = true;
-    if (k != kPollable) {
+    if (k == kDgram) {
         struct msghdr m = {};
         m.msg_iov = const_cast<struct iovec *>(iov);
         m.msg_iovlen = size_t(cnt);
         a.cmsg = &m;
         return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, false));
     }
-    return ret(blocking(fd, e, NP_WRITE, op_writev, &a, false));
+    // A blocking stream or pipe write moves everything: one buffer at a
+    // time through write(), as the kernel's would (but for atomicity past
+    // PIPE_BUF, which it does not promise either).
+    ssize_t done = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (!iov[i].iov_len) continue;
+        ssize_t r = write(fd, iov[i].iov_base, iov[i].iov_len);
+        if (r < 0) return done ? done : -1;
+        done += r;
+        if (size_t(r) < iov[i].iov_len) break;
+    }
+    return done;
 }
 
 ssize_t recv(int fd, void *buf, size_t n, int flags) { return recv_common(fd, buf, n, flags, nullptr, nullptr); }
@@ -282,7 +309,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     Buf a{};
     a.cmsg = msg;
     a.flags = flags;
-    return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT));
+    return ret(sigpipe(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT), &a));
 }
 
 int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
@@ -312,7 +339,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     int r = real.connect(fd, addr, len);
     int err = errno;
     fcntl_real(fd, F_SETFL, fl);
-    if (r == 0 || (err != EINPROGRESS && err != EAGAIN)) {
+    if (r != 0 && err == EAGAIN) return real.connect(fd, addr, len); // a full unix backlog: the kernel's wait
+    if (r == 0 || err != EINPROGRESS) {
         errno = err;
         return r;
     }
@@ -362,6 +390,21 @@ int dup3(int old, int nfd, int flags) {
         fd_forget(nfd);
     }
     return real.dup3(old, nfd, flags);
+}
+
+// _FORTIFY_SOURCE's entry points (Debian builds with it): checked, then ours.
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen) {
+    if (n > buflen) __builtin_trap();
+    return read(fd, buf, n);
+}
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags) {
+    if (n > buflen) __builtin_trap();
+    return recv(fd, buf, n, flags);
+}
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                       socklen_t *alen) {
+    if (n > buflen) __builtin_trap();
+    return recvfrom(fd, buf, n, flags, addr, alen);
 }
 
 int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {

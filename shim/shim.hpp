@@ -54,6 +54,7 @@ struct Thread {
     // Signals sent to it (pthread_kill, or routed to it), run by the thread
     // itself at its next interposed call or wake-up (signals.cpp).
     std::atomic<uint64_t> sigpending{0};
+    std::atomic<uint64_t> sigwaiting{0};   // the set it waits for in sigwait()
     siginfo_t siginfo[65];
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
@@ -66,6 +67,8 @@ struct Thread {
 Thread *self();
 inline bool green() { return on() && self() != nullptr; }
 Thread *thread_of(pthread_t t);      // null if not one of ours
+// The program's main TCB, when tp is the one its OS thread waits on.
+void *park_tcb_main(void *tp);
 
 // Cancellation points: exit now if a cancel is pending and enabled.
 void test_cancel(Thread *t);

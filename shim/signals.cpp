@@ -89,25 +89,104 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
 void send_to(Thread *t, int sig, const siginfo_t *info) {
     t->siginfo[sig] = *info;
     t->sigpending.fetch_or(bit(sig), std::memory_order_seq_cst);
-    if (!sigismember(&t->sigmask, sig)) interrupt(t);
+    if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) interrupt(t);
 }
 
-// The kernel's handler for every signal the program handles.  It runs on
-// a thread that takes signals: the OS main thread, parked while main is a
-// green thread, or a thread outside the runtime.
+// Sent to the process while every legacy thread blocked it: kept until one
+// unblocks it or waits for it (sigwait).
+std::atomic<uint64_t> proc_pending{0};
+siginfo_t proc_info[65];
+
+// The kernel's handler for every signal the program handles or waits for.
+// It runs on a thread that takes signals: the OS main thread, parked while
+// main is a green thread, or a thread outside the runtime.
 void on_signal(int sig, siginfo_t *info, void *uc) {
     int e = errno;
-    Thread *t = green() ? nullptr : threads_pick(sig);
+    Thread *t = on() && !green() ? threads_pick(sig) : nullptr;
     if (t) {
         send_to(t, sig, info);
+    } else if (on() && !green() && threads_pick(0)) {
+        proc_info[sig] = *info; // every thread blocks it
+        proc_pending.fetch_or(bit(sig), std::memory_order_seq_cst);
     } else {
         lock();
         struct sigaction a = prog[sig];
         unlock();
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);
+        else if (!(a.sa_handler == SIG_IGN || ignored_by_default(sig))) {
+            struct sigaction dfl = {};
+            dfl.sa_handler = SIG_DFL;
+            real_sigaction()(sig, &dfl, nullptr);
+            kill(getpid(), sig); // the default action, as if we were never here
+        }
     }
     errno = e;
+}
+
+// Make the kernel hand sig to on_signal even while the program leaves it
+// at SIG_DFL (sigwait on a signal every thread blocks).
+void catch_for_wait(int sig) {
+    lock();
+    struct sigaction a = prog[sig];
+    bool known = a.sa_handler || (a.sa_flags & SA_SIGINFO);
+    unlock();
+    if (!known) real_sigaction()(sig, nullptr, &a);
+    if (is_handler(a) || a.sa_handler == SIG_IGN) return;
+    struct sigaction k = {};
+    k.sa_sigaction = on_signal;
+    k.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&k.sa_mask);
+    real_sigaction()(sig, &k, nullptr);
+    lock();
+    prog[sig] = a;
+    unlock();
+}
+
+// Take one signal of `want` pending for t or for the process: its number.
+int take(Thread *t, uint64_t want, siginfo_t *info) {
+    for (;;) {
+        uint64_t p = t->sigpending.load() & want;
+        if (p) {
+            int sig = __builtin_ctzll(p) + 1;
+            if (t->sigpending.fetch_and(~bit(sig)) & bit(sig)) {
+                if (info) *info = t->siginfo[sig];
+                return sig;
+            }
+            continue;
+        }
+        p = proc_pending.load() & want;
+        if (!p) return 0;
+        int sig = __builtin_ctzll(p) + 1;
+        if (proc_pending.fetch_and(~bit(sig)) & bit(sig)) {
+            if (info) *info = proc_info[sig];
+            return sig;
+        }
+    }
+}
+
+// sigwait and friends: park until a signal of set is sent (0: deadline).
+int wait_for(const sigset_t *set, siginfo_t *info, int64_t deadline) {
+    Thread *t = self();
+    uint64_t want = mask_bits(*set) & ~(bit(SIGKILL) | bit(SIGSTOP));
+    for (int s = 1; s < 65; s++)
+        if (want & bit(s)) catch_for_wait(s);
+    t->sigwaiting.store(want, std::memory_order_seq_cst);
+    int sig;
+    while (!(sig = take(t, want, info))) {
+        if (sig_pending(t)) { // an unblocked signal's handler interrupts the wait
+            t->sigwaiting.store(0);
+            sig_deliver(t);
+            return -EINTR;
+        }
+        if (futex_wait(&t->sleep_word, 0, deadline, true) == -ETIMEDOUT) {
+            sig = take(t, want, info);
+            break;
+        }
+        test_cancel(t);
+    }
+    t->sigwaiting.store(0);
+    return sig ? sig : -EAGAIN;
 }
 
 // glibc's SIGSETXID handler (setuid and friends signal every thread on
@@ -127,7 +206,10 @@ void (*glibc_setxid)(int, siginfo_t *, void *);
 void setxid_on_own_tcb(int sig, siginfo_t *si, void *uc) {
     void *cur;
     __asm__ volatile("mov %%fs:0, %0" : "=r"(cur));
-    void *own = npshim_os_tp();
+    // The OS main thread, parked while main is green, stands for main's TCB
+    // (glibc lists that one with its tid); a worker for its own.
+    void *own = park_tcb_main(cur);
+    if (!own) own = npshim_os_tp();
     if (cur != own) npshim_tp_set(own);
     glibc_setxid(sig, si, uc);
     if (cur != own) npshim_tp_set(cur);
@@ -281,6 +363,77 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     if (old) *old = prev;
     if (sig_pending(t)) sig_deliver(t); // unblocked: delivered before it returns
     return 0;
+}
+
+int sigsuspend(const sigset_t *mask) {
+    Thread *t = on() ? self() : nullptr;
+    if (!t) {
+        static auto fn = reinterpret_cast<int (*)(const sigset_t *)>(dlsym(RTLD_NEXT, "sigsuspend"));
+        return fn(mask);
+    }
+    sigset_t saved = t->sigmask;
+    t->sigmask = *mask;
+    // The process's pending signals this mask lets through come to us.
+    uint64_t mine = proc_pending.load() & ~mask_bits(*mask);
+    for (int s = 1; s < 65; s++)
+        if (mine & bit(s)) {
+            siginfo_t info;
+            if (take(t, bit(s), &info)) send_to(t, s, &info);
+        }
+    while (!sig_pending(t)) {
+        futex_wait(&t->sleep_word, 0, 0, true);
+        test_cancel(t);
+    }
+    sig_deliver(t);
+    t->sigmask = saved;
+    errno = EINTR;
+    return -1;
+}
+
+int pause(void) {
+    Thread *t = on() ? self() : nullptr;
+    if (!t) {
+        static auto fn = reinterpret_cast<int (*)()>(dlsym(RTLD_NEXT, "pause"));
+        return fn();
+    }
+    sigset_t m = t->sigmask;
+    return sigsuspend(&m);
+}
+
+int sigwait(const sigset_t *set, int *sig) {
+    if (!on() || !self()) {
+        static auto fn = reinterpret_cast<int (*)(const sigset_t *, int *)>(dlsym(RTLD_NEXT, "sigwait"));
+        return fn(set, sig);
+    }
+    int r;
+    while ((r = wait_for(set, nullptr, 0)) == -EINTR) {} // sigwait is not interrupted
+    *sig = r;
+    return 0;
+}
+
+int sigwaitinfo(const sigset_t *set, siginfo_t *info) {
+    if (!on() || !self()) {
+        static auto fn = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *)>(dlsym(RTLD_NEXT, "sigwaitinfo"));
+        return fn(set, info);
+    }
+    siginfo_t i;
+    int r = wait_for(set, &i, 0);
+    if (r < 0) return int(ret(r));
+    if (info) *info = i;
+    return r;
+}
+
+int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts) {
+    if (!on() || !self()) {
+        static auto fn = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *, const struct timespec *)>(
+            dlsym(RTLD_NEXT, "sigtimedwait"));
+        return fn(set, info, ts);
+    }
+    siginfo_t i;
+    int r = wait_for(set, &i, ts ? deadline_from_rel(ts) : 0);
+    if (r < 0) return int(ret(r));
+    if (info) *info = i;
+    return r;
 }
 
 int sigprocmask(int how, const sigset_t *set, sigset_t *old) {

@@ -31,6 +31,7 @@ __thread Thread *cur __attribute__((tls_model("initial-exec")));
 
 Thread main_rec;
 void *main_tcb;
+void *park_tp;          // the OS main thread's TCB while main is green
 int (*program_main)(int, char **, char **);
 std::atomic<uint32_t> live{0};         // legacy threads other than main
 std::atomic<uint32_t> main_waits{0};   // main called pthread_exit: wait for the rest
@@ -47,6 +48,11 @@ void release_tcb(void *tp) {
 
 // The size glibc gives a thread by default: RLIMIT_STACK, as pthread_create.
 size_t default_stack() {
+    if (const char *v = secure_getenv("NP_STACK_SIZE")) { // nprun -s
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end == 0 && n >= 16384 && n <= (1ull << 30)) return size_t(n);
+    }
     pthread_attr_t a;
     size_t s = 0;
     if (pthread_getattr_default_np(&a) == 0) {
@@ -168,12 +174,16 @@ int green_main(int argc, char **argv, char **envp) {
     pthread_sigmask(SIG_SETMASK, nullptr, &main_rec.sigmask);
     npshim_thread_stack(g, &main_rec.stack_lo, &main_rec.stack_size);
     pid_t tid = *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset);
-    npshim_thread_set_tls(g, main_tcb);
-    if (park) npshim_tp_set(park->tcb);
+    npshim_thread_set_tls(g, main_tcb, 1); // glibc lists it with the OS main thread's tid
+    if (park) {
+        park_tp = park->tcb;
+        npshim_tp_set(park->tcb);
+    }
     npshim_thread_start(g);
     npshim_thread_join(g, nullptr);
     if (park) {
         npshim_tp_set(main_tcb);
+        park_tp = nullptr;
         tcb_free(park->tcb);
     }
     *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset) = tid;
@@ -186,6 +196,8 @@ void after_fork_child() { active = 0; }
 } // namespace
 
 Thread *self() { return cur; }
+
+void *park_tcb_main(void *tp) { return park_tp && tp == park_tp ? main_tcb : nullptr; }
 
 void threads_add(Thread *t) {
     list_lock_take();
@@ -205,12 +217,18 @@ void threads_remove(Thread *t) {
     list_lock.clear(std::memory_order_release);
 }
 
-// main first (programs expect process signals there), then any other.
+// One waiting for it in sigwait, else main (programs expect process
+// signals there), else any that does not block it.  sig 0: any thread.
 Thread *threads_pick(int sig) {
     list_lock_take();
     Thread *pick = nullptr;
-    for (Thread *t = list_head; t; t = t->next)
+    for (Thread *t = list_head; t; t = t->next) {
+        if (sig == 0 || (t->sigwaiting.load() & (uint64_t(1) << (sig - 1)))) {
+            pick = t;
+            break;
+        }
         if (!sigismember(&t->sigmask, sig) && (!pick || t->is_main)) pick = t;
+    }
     list_lock.clear(std::memory_order_release);
     return pick;
 }
@@ -302,7 +320,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     tcb_set_stack(t->tcb, t->stack_lo, t->stack_size, guard);
     if (Thread *me = cur) t->sigmask = me->sigmask; // inherited, as POSIX says
     else pthread_sigmask(SIG_SETMASK, nullptr, &t->sigmask);
-    npshim_thread_set_tls(g, t->tcb);
+    npshim_thread_set_tls(g, t->tcb, 0);
     *th = reinterpret_cast<pthread_t>(t->tcb);
     live.fetch_add(1, std::memory_order_relaxed);
     threads_add(t);
@@ -388,7 +406,11 @@ int pthread_cancel(pthread_t th) {
 }
 
 int pthread_setcancelstate(int state, int *old) {
-    Thread *t = on() ? cur : nullptr;
+    if (!on()) {
+        static auto fn = reinterpret_cast<int (*)(int, int *)>(dlsym(RTLD_NEXT, "pthread_setcancelstate"));
+        return fn(state, old);
+    }
+    Thread *t = cur;
     if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE) return EINVAL;
     if (!t) {
         static __thread int os_state;

@@ -129,7 +129,10 @@ int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size
     return 0;
 }
 
-void npshim_thread_set_tls(npshim_thread *t, void *tp) { g_of(t)->tls = tp; }
+void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid) {
+    g_of(t)->tls = tp;
+    g_of(t)->keep_tid = keep_tid != 0;
+}
 
 void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size) {
     const GThread *g = g_of(t);
@@ -156,6 +159,8 @@ int npshim_thread_detach(npshim_thread *t) {
     detach(g_of(t));
     return 0;
 }
+
+void npshim_safe_point(void) { preempt_point(); }
 
 npshim_thread *npshim_thread_self(void) { return reinterpret_cast<npshim_thread *>(current_g()); }
 

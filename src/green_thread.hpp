@@ -37,6 +37,10 @@ struct GThread {
     // The shim's thread pointer (a TCB of its own), entered at each switch
     // into this thread; null: it runs on its worker's.
     void *tls = nullptr;
+    bool keep_tid = false;           // its TCB's tid is not the worker's
+    // Such a thread may be readied onto another worker while it still runs
+    // its last instructions on the old one: taken only once this is false.
+    std::atomic<bool> oncpu{false};
     // Join: 0 running, 1 a joiner waits (joiner set), 2 finished, 3 detached
     // (the shim's pthread_detach: released when it finishes).
     std::atomic<int> join_state{0};

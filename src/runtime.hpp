@@ -29,6 +29,7 @@ struct Worker {
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     GThread *cur = nullptr;           // running green thread, null in g0
     GThread *dead = nullptr;          // exited; finished after the switch away
+    GThread *leaving = nullptr;       // a movable thread switched away from (oncpu)
     RunQueue q;                       // inbox: remote wake-ups, new threads (stealable)
     // Started threads readied by this worker itself: only it touches this
     // queue, so a yield or a local wake-up takes no lock.
@@ -177,6 +178,9 @@ int64_t next_timer_delay();
 void sysmon_start();
 // Another worker, for the threads a blocked one cannot run (sysmon only).
 bool add_worker();
+// Fire w's due timers from another thread (sysmon, for a blocked worker:
+// its threads' sleeps and deadlines still end on time).
+void run_timers_of(Worker *w);
 void check_stack_overflow(GThread *g);
 void stack_guard_install();
 void stack_guard_thread_init();

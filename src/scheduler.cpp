@@ -242,6 +242,16 @@ void check_stack_overflow(GThread *g) {
 
 static void finish_dead(Worker *w);
 
+// First thing on the new stack: the thread switched away from is off this
+// CPU now (its sp is saved), and a thread that ended can be released.
+static inline void after_switch(Worker *w) {
+    if (GThread *g = w->leaving) {
+        w->leaving = nullptr;
+        g->oncpu.store(false, std::memory_order_release);
+    }
+    if (w->dead) finish_dead(w);
+}
+
 // Enter to's TCB (or the worker's own) before switching to it.  Only
 // here, right before the assembly switch, so no C code runs with a TCB that
 // is not its thread's; the TCB learns its worker (tls_worker) and its
@@ -256,7 +266,7 @@ static inline void enter_tls(Worker *w, GThread *from, GThread *to) {
     if (to && to->tls) {
         char *tcb = static_cast<char *>(to->tls);
         *reinterpret_cast<Worker **>(tcb + tls_worker_off) = w;
-        if (tcb_tid_off >= 0) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
+        if (tcb_tid_off >= 0 && !to->keep_tid) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
     }
     tp_set(next);
 }
@@ -278,20 +288,26 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     w->preempt.store(false, std::memory_order_relaxed);
     w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     void **save = from ? &from->sp : &w->g0_sp;
+    if (to->tls) {
+        while (to->oncpu.load(std::memory_order_acquire)) cpu_relax(); // still leaving its old worker
+        to->oncpu.store(true, std::memory_order_relaxed);
+    }
+    if (from && from->tls) w->leaving = from;
     enter_tls(w, from, to);
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread: on the same worker, unless it has a TCB of its
     // own and moved (tls_worker is then the new one's).
     w = tls_worker;
-    if (w->dead) finish_dead(w);
+    after_switch(w);
 }
 
 static inline void switch_to_g0(Worker *w, GThread *from) {
     w->cur = nullptr;
+    if (from->tls) w->leaving = from;
     enter_tls(w, from, nullptr);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
     w = tls_worker;
-    if (w->dead) finish_dead(w);
+    after_switch(w);
 }
 
 static void run_timers(Worker *w, int64_t now);
@@ -401,7 +417,7 @@ void detach(GThread *g) {
 
 static void thread_main(void *) {
     Worker *w = tls_worker;
-    if (w->dead) finish_dead(w);
+    after_switch(w);
     GThread *g = w->cur;
     if (g->fn) g->fn(g->arg);
     else g->result = g->fn_ret(g->arg);
@@ -547,6 +563,8 @@ void Waiter::wake() {
 }
 
 // ---- timers ---------------------------------------------------------------
+
+void run_timers_of(Worker *w) { run_timers(w, now_ns()); }
 
 static void run_timers(Worker *w, int64_t now) {
     TimerHeap &h = w->timers;

@@ -6,6 +6,7 @@
 // returns the error, as clock_nanosleep).  t/imports-check.sh keeps it so.
 #pragma once
 #include <cerrno>
+#include <fcntl.h>
 #include <cstdint>
 #include <ctime>
 #include <poll.h>
@@ -148,6 +149,10 @@ inline int sys_clock_nanosleep(clockid_t clk, int flags, const struct timespec *
 inline long sys_futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts,
                       uint32_t *word2, uint32_t val3) {
     return sys_result(raw_syscall6(SYS_futex, long(word), op, val, long(ts), long(word2), val3));
+}
+
+inline int sys_open(const char *path, int flags) {
+    return int(sys_result(raw_syscall3(SYS_openat, AT_FDCWD, long(path), flags)));
 }
 
 inline pid_t sys_gettid() { return pid_t(raw_syscall3(SYS_gettid, 0, 0, 0)); }

@@ -51,10 +51,25 @@ bool handoff(Worker *w, bool long_stall) {
     return false;
 }
 
+// Whether w's OS thread sleeps in the kernel (a blocking call), not
+// computing: Go tells the two apart at each system call; here procfs says.
+bool in_kernel_wait(const Worker *w) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(w->tid));
+    int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = sys_read(fd, buf, sizeof buf - 1);
+    sys_close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); // the name may hold spaces
+    return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+}
+
 // w is blocked: the threads waiting in its inbox that may run anywhere go
 // to the global queue; if no worker is free to take them, one more starts
 // (Go hands its P to a new M the same way).
-bool rescue(Worker *w) {
+bool rescue(Worker *w, bool long_stall) {
     w->q.lock.lock();
     GThread *g = w->q.take_movable(SIZE_MAX);
     w->q.lock.unlock();
@@ -68,6 +83,9 @@ bool rescue(Worker *w) {
     // last (waitpid, stdio); in the engine's own use it is a computation,
     // and more threads than procs would not make that go faster.
     if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
+    // Blocked 10 ms in the kernel (a lock contended for a moment is not
+    // worth an OS thread); computing: preemption is the cure.
+    if (!long_stall || !in_kernel_wait(w)) return moved;
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i]->state.load(std::memory_order_relaxed) != kRunning) return moved;
     return add_worker() || moved;
@@ -100,7 +118,11 @@ void *sysmon_main(void *arg) {
             if (now - seen[i].since > kStuck && handoff(w, now - seen[i].since > kStuckLong)) acted = true;
             if (now - seen[i].since > kBlocked) {
                 w->blocked.store(true, std::memory_order_relaxed);
-                if (rescue(w)) acted = true;
+                if (rescue(w, now - seen[i].since > kStuckLong)) acted = true;
+                if (tls_release && w->timers.next_when.load(std::memory_order_relaxed) <= now) {
+                    run_timers_of(w);
+                    acted = true;
+                }
             }
             bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) || w->timers.next_when.load(std::memory_order_relaxed) <= now;
             if (now - seen[i].since > kTimeSlice && waiting &&

@@ -36,8 +36,12 @@
 # in a process group that the script kills on its way out.
 #
 # Prints "real: N passed, M failed, K skipped" last; exits 1 on a failure.
+# Every command has a time limit, and the script a budget: the runs left
+# when it has run for REAL_BUDGET seconds (240) fail unrun.
+#
 # Environment: CC, CXX; REAL_TESTS (a space-separated subset of the case
-# names); PYTHON (default /usr/bin/python3, else python3 on PATH).
+# names); PYTHON (default /usr/bin/python3, else python3 on PATH);
+# REAL_BUDGET.
 
 build=${1:?usage: sh t/shim/real/run.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,13 +60,11 @@ ulimit -n "$hard" 2>/dev/null || ulimit -n 20000 2>/dev/null || true
 shim=$build/lib/libnetpoll-preload.so
 nprun=$build/bin/nprun
 if [ -f "$shim" ] && [ -x "$nprun" ]; then
-    have_shim=1
     NPRUN_PRELOAD=$shim
     export NPRUN_PRELOAD
     modes='plain 1 2'
     echo "real: $shim via $nprun: each case plain, then nprun -p 1 and -p 2"
 else
-    have_shim=0
     modes=plain
     echo "real: $shim or $nprun missing: the cases run plain only"
 fi
@@ -87,7 +89,7 @@ pidfiles=     # pid files of daemons (their own sessions)
 sampler=
 
 cleanup() {
-    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+    [ -n "$sampler" ] && : > "$tmp/sampler.stop" && wait "$sampler"
     for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
     for f in $pidfiles; do
         [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
@@ -96,6 +98,15 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
+
+# spent MODE: true, and a failure, once the script has run for its budget
+# (REAL_BUDGET seconds, 240): the runs left are not run.
+t_start=$(date +%s)
+spent() {
+    [ $(($(date +%s) - t_start)) -lt "${REAL_BUDGET:-240}" ] && return 1
+    fail "$1" "not run: the script's ${REAL_BUDGET:-240} s are spent"
+    return 0
+}
 
 selected() {
     [ -z "${REAL_TESTS:-}" ] && return 0
@@ -144,7 +155,7 @@ runner() {
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", ms > 0 ? n * 1000 / ms : 0 }'; }
+rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }'; }
 
 # free_port: a port nothing uses on this machine, below the ephemeral range.
 free_port() {
@@ -178,6 +189,7 @@ start() {
     name=$1
     shift
     rm -f "$tmp/$name.pid"
+    # shellcheck disable=SC2016 # $$ and $@ are the inner shell's
     timeout -s KILL 90 sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
         "$tmp/$name.pid" "$@" < /dev/null > "$tmp/$name.log" 2>&1 &
     bgrp=$!
@@ -197,6 +209,23 @@ wait_listen() {
         sleep 0.05
         i=$((i + 1))
     done
+}
+
+# up MODE PORT LOG...: the server of the last start listens on PORT and, under
+# nprun, has the shim mapped; else a failure (with the LOGs), its group killed.
+up() {
+    if ! wait_listen "$2" "$bg" 20; then
+        upwhy="it did not listen on port $2"
+    elif [ "$1" != plain ] && ! grep -q libnetpoll-preload "/proc/$bg/maps" 2>/dev/null; then
+        upwhy="it runs without the shim (not in /proc/$bg/maps)"
+    else
+        return 0
+    fi
+    upmode=$1
+    shift 2
+    fail "$upmode" "$upwhy" "$@"
+    kill -KILL -- "-$bgrp" 2>/dev/null
+    return 1
 }
 
 # finish GROUP SECONDS: waits for the background command to end by itself;
@@ -237,33 +266,46 @@ stop() {
     kill -KILL -- "-$2" 2>/dev/null   # anything left in the group
 }
 
-# threads_of PID [tree]: Threads: of PID (and of its children with tree).
+# threads_of PID [tree]: "STARTTIME THREADS": the start time of PID (to
+# tell it from a later process with its number) and the Threads: of PID, and
+# of its children with tree; nothing once PID has ended.
 threads_of() {
     tp=$1
     [ "${2:-}" = tree ] && tp="$tp $(cat /proc/"$1"/task/*/children 2>/dev/null)"
-    for q in $tp; do cat "/proc/$q/status" 2>/dev/null; done |
-        awk '/^Threads:/ {n += $2} END {print n + 0}'
+    { cat "/proc/$1/stat" && for q in $tp; do cat "/proc/$q/status"; done; } 2>/dev/null |
+        awk 'NR == 1 {st = $22} /^Threads:/ {n += $2} END {if (st != "") print st, n + 0}'
 }
 
-# sample_start PID [tree] / sample_stop: the largest threads_of while the
-# sampler ran, in os_threads.
+# sample_start PID [tree] / sample_stop: the largest Threads: of PID (with
+# its children with tree) while the sampler ran, in os_threads ("?" when PID
+# ended before a look). The sampler ends when told to (by a file: a signal
+# can be lost between fork and the subshell's own handlers), when PID ends,
+# or after 120 s.
 sample_start() {
-    echo 0 > "$tmp/threads"
+    echo '?' > "$tmp/threads"   # when PID ended before a look
+    rm -f "$tmp/sampler.stop"
     (
-        max=0
-        while :; do
-            n=$(threads_of "$1" "${2:-}")
+        first=$(threads_of "$1" "${2:-}")
+        st0=${first% *}
+        max=${first#* }
+        [ -n "$first" ] && echo "$max" > "$tmp/threads"
+        i=0
+        while [ -n "$first" ] && [ ! -f "$tmp/sampler.stop" ] && [ $i -lt 2400 ]; do
+            now=$(threads_of "$1" "${2:-}")
+            [ "${now% *}" = "$st0" ] || break
+            n=${now#* }
             if [ "$n" -gt "$max" ]; then
                 max=$n
                 echo "$max" > "$tmp/threads"
             fi
             sleep 0.05
+            i=$((i + 1))
         done
     ) &
     sampler=$!
 }
 sample_stop() {
-    kill "$sampler" 2>/dev/null
+    : > "$tmp/sampler.stop"
     wait "$sampler" 2>/dev/null
     sampler=
     os_threads=$(cat "$tmp/threads")
@@ -358,16 +400,13 @@ case_python_http() {
     have "$py" || return
     make_tree || { fail plain "cannot make the file tree"; return; }
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         # shellcheck disable=SC2046 # runner's words
         start http-server $(runner "$m") "$py" -m http.server --bind 127.0.0.1 -d "$www" "$port"
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "the server did not listen" "$tmp/http-server.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
+        up "$m" "$port" "$tmp/http-server.log" || continue
         sample_start "$bg"
-        timeout -s KILL 100 "$py" "$here/http_client.py" "http://127.0.0.1:$port" \
+        timeout -s KILL 40 "$py" "$here/http_client.py" "http://127.0.0.1:$port" \
             "$tmp/manifest" 600 300 > "$tmp/client.log" 2>&1
         crc=$?
         sample_stop
@@ -388,15 +427,12 @@ case_python_http() {
 case_python_echo() {
     have "$py" || return
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         # shellcheck disable=SC2046
         start echo-server $(runner "$m") "$py" "$here/echo_server.py" "$port"
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "the server did not listen" "$tmp/echo-server.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
-        timeout -s KILL 100 "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
+        up "$m" "$port" "$tmp/echo-server.log" || continue
+        timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
             --pid "$bg" > "$tmp/client.log" 2>&1
         crc=$?
         stop "$bg" "$bgrp" TERM
@@ -428,6 +464,7 @@ case_curl() {
     files=$(awk '{print substr($0, index($0, "./") + 2)}' "$tmp/manifest" | grep -v ' ')
     nfiles=$(echo "$files" | wc -l)
     for m in $modes; do
+        spent "$m" && continue
         dl=$tmp/dl-$m
         rm -rf "$dl"
         mkdir -p "$dl"
@@ -436,7 +473,7 @@ case_curl() {
         # shellcheck disable=SC2046
         timeout -s KILL 30 $(runner "$m") curl -sS -o "$dl/one" "$base/c/with%20space.bin" \
             > "$tmp/curl.log" 2>&1 || why="one fetch: exit $?"
-        want=$(awk '$2 == "./c/with space.bin" {print $1}' "$tmp/manifest")
+        want=$(grep ' \./c/with space\.bin$' "$tmp/manifest" | cut -d' ' -f1)
         got=$(sha256sum < "$dl/one" 2>/dev/null | cut -d' ' -f1)
         [ -z "$why" ] && [ "$got" != "$want" ] && why="one fetch: wrong body"
         # Keep-alive: six URLs, one command, one connection.
@@ -504,13 +541,19 @@ case_wrk() {
         return
     fi
     for m in $modes; do
+        spent "$m" && continue
         # shellcheck disable=SC2046
         start wrk $(runner "$m") wrk -t2 -c100 -d3s "http://127.0.0.1:$hport/4k.bin"
         sample_start "$bg"
+        sleep 0.5
+        shimmed=yes
+        grep -q libnetpoll-preload "/proc/$bg/maps" 2>/dev/null || shimmed=no
         finish "$bgrp" 30
         sample_stop
         wrk_check "$tmp/wrk.log"
-        if [ "$rc" -ne 0 ]; then
+        if [ "$m" != plain ] && [ "$shimmed" = no ]; then
+            fail "$m" "wrk ran without the shim (not in /proc/$bg/maps)" "$tmp/wrk.log"
+        elif [ "$rc" -ne 0 ]; then
             fail "$m" "wrk: exit $rc" "$tmp/wrk.log"
         elif [ -n "$wrk_why" ]; then
             fail "$m" "wrk: $wrk_why" "$tmp/wrk.log"
@@ -526,17 +569,14 @@ redis_plain_rps=
 case_redis() {
     have redis-server redis-cli redis-benchmark || return
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         rdir=$tmp/redis-$m
         mkdir -p "$rdir"
         # shellcheck disable=SC2046
         start redis $(runner "$m") redis-server --port "$port" --bind 127.0.0.1 --save '' \
             --appendonly no --dir "$rdir" --daemonize no --protected-mode no
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "redis-server did not listen" "$tmp/redis.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
+        up "$m" "$port" "$tmp/redis.log" || continue
         cli() { timeout -s KILL 10 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>&1; }
         why=
         {
@@ -562,7 +602,7 @@ a
         [ "$(cat "$tmp/redis-cli.log")" = "$want" ] || why="redis-cli answers differ"
         if [ -z "$why" ]; then
             sample_start "$bg"
-            timeout -s KILL 100 redis-benchmark -h 127.0.0.1 -p "$port" -q -n 20000 \
+            timeout -s KILL 60 redis-benchmark -h 127.0.0.1 -p "$port" -q -n 20000 \
                 -t set,get,incr,lpush > "$tmp/bench.raw" 2>&1
             brc=$?
             sample_stop
@@ -593,6 +633,7 @@ case_nginx() {
     have nginx curl wrk || return
     make_tree || { fail plain "cannot make the file tree"; return; }
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         ndir=$tmp/nginx-$m
         rm -rf "$ndir"
@@ -600,11 +641,7 @@ case_nginx() {
         nginx_conf "$ndir" "$port" 2
         # shellcheck disable=SC2046
         start nginx $(runner "$m") nginx -p "$ndir" -e "$ndir/error.log" -c "$ndir/nginx.conf"
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "nginx did not listen" "$tmp/nginx.log" "$ndir/error.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
+        up "$m" "$port" "$tmp/nginx.log" "$ndir/error.log" || continue
         why=
         # Every file of the tree by curl, in one command, checked.
         set --
@@ -663,6 +700,7 @@ case_go_static() {
         return
     fi
     for m in $modes; do
+        spent "$m" && continue
         if [ "$m" = plain ]; then
             got=$(timeout -s KILL 10 "$gdir/hello" 2>&1)
             if [ "$got" = "hello from a static Go binary" ]; then
@@ -691,6 +729,7 @@ case_daemon() {
         return
     fi
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         pf=$tmp/daemon-$m.pid
         pidfiles="$pidfiles $pf"
@@ -708,8 +747,8 @@ case_daemon() {
             kill -KILL "$dpid" 2>/dev/null
             continue
         fi
-        fds=$(ls "/proc/$dpid/fd" 2>/dev/null | wc -l)
-        timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 300 --hold --rounds 3 \
+        fds=$(find "/proc/$dpid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 300 --hold --rounds 3 \
             --pid "$dpid" > "$tmp/client.log" 2>&1
         crc=$?
         th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
@@ -742,21 +781,18 @@ case_fork() {
         return
     fi
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         # shellcheck disable=SC2046
         start fork $(runner "$m") "$out/fork_echo" "$port" 60
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "fork_echo did not listen" "$tmp/fork.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
+        up "$m" "$port" "$tmp/fork.log" || continue
         why=
-        timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 200 --hold --rounds 2 \
+        timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 200 --hold --rounds 2 \
             --pid "$bg" > "$tmp/client.log" 2>&1 || why="the client (200 held) failed"
         kids=$(sed -n 's/^children=\([0-9-]*\)$/\1/p' "$tmp/client.log")
         if [ -z "$why" ]; then
             sample_start "$bg"
-            timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 400 --concurrency 20 \
+            timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 400 --concurrency 20 \
                 --rounds 3 >> "$tmp/client.log" 2>&1 || why="the client (400, 20 at once) failed"
             sample_stop
         fi
@@ -769,6 +805,7 @@ case_fork() {
         done
         left=$(cat /proc/"$bg"/task/*/children 2>/dev/null | wc -w)
         zombies=0
+        # shellcheck disable=SC2013 # pids, one word each
         for c in $(cat /proc/"$bg"/task/*/children 2>/dev/null); do
             alive "$c" || zombies=$((zombies + 1))
         done
@@ -795,16 +832,13 @@ case_cxx_pool() {
         return
     fi
     for m in $modes; do
+        spent "$m" && continue
         port=$(free_port)
         # shellcheck disable=SC2046
         start pool $(runner "$m") "$out/pool_echo" "$port" 8 60
-        if ! wait_listen "$port" "$bg" 20; then
-            fail "$m" "pool_echo did not listen" "$tmp/pool.log"
-            kill -KILL -- "-$bgrp" 2>/dev/null
-            continue
-        fi
+        up "$m" "$port" "$tmp/pool.log" || continue
         sample_start "$bg"
-        timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 500 --concurrency 32 \
+        timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 500 --concurrency 32 \
             --rounds 5 > "$tmp/client.log" 2>&1
         crc=$?
         sample_stop
@@ -825,7 +859,7 @@ case_cxx_pool() {
 
 for tc in python-http python-echo curl wrk redis nginx go-static daemon fork cxx-pool; do
     selected "$tc" || continue
-    case_$(echo "$tc" | tr - _)
+    "case_$(echo "$tc" | tr - _)"
 done
 
 echo "real: $passed passed, $failed failed, $skipped skipped"

@@ -1,0 +1,139 @@
+// Process creation from a legacy thread.  The kernel gives a child (and an
+// exec'd image) the signal mask of the OS thread that made it: a worker's,
+// which blocks every signal.  So these run with the legacy thread's own
+// mask on its worker for the length of the call.  A forked child has one
+// thread and no workers: it runs unshimmed (threads.cpp).
+#include <cstdarg>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <dlfcn.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include "shim.hpp"
+
+namespace shim {
+
+namespace {
+
+using SigmaskFn = int (*)(int, const sigset_t *, sigset_t *);
+
+SigmaskFn real_sigmask() {
+    static SigmaskFn fn = reinterpret_cast<SigmaskFn>(dlsym(RTLD_NEXT, "pthread_sigmask"));
+    return fn;
+}
+
+template <class F> auto with_own_mask(F f) {
+    Thread *t = on() ? self() : nullptr;
+    if (!t) return f();
+    sigset_t worker;
+    real_sigmask()(SIG_SETMASK, &t->sigmask, &worker);
+    auto r = f();
+    int e = errno;
+    real_sigmask()(SIG_SETMASK, &worker, nullptr);
+    errno = e;
+    return r;
+}
+
+template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
+
+} // namespace
+
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+pid_t fork(void) {
+    static auto fn = next_fn<pid_t (*)()>("fork");
+    Thread *t = on() ? self() : nullptr;
+    if (!t) return fn();
+    sigset_t worker;
+    real_sigmask()(SIG_SETMASK, &t->sigmask, &worker);
+    pid_t pid = fn();
+    int e = errno;
+    if (pid != 0) real_sigmask()(SIG_SETMASK, &worker, nullptr); // the child keeps the thread's
+    errno = e;
+    return pid;
+}
+
+pid_t vfork(void) { return fork(); } // the child would run on a green stack it shares
+
+int system(const char *cmd) {
+    static auto fn = next_fn<int (*)(const char *)>("system");
+    return with_own_mask([&] { return fn(cmd); });
+}
+
+FILE *popen(const char *cmd, const char *mode) {
+    static auto fn = next_fn<FILE *(*)(const char *, const char *)>("popen");
+    return with_own_mask([&] { return fn(cmd, mode); });
+}
+
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+    static auto fn = next_fn<decltype(&posix_spawn)>("posix_spawn");
+    return with_own_mask([&] { return fn(pid, path, fa, attr, argv, envp); });
+}
+
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                 const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
+    static auto fn = next_fn<decltype(&posix_spawnp)>("posix_spawnp");
+    return with_own_mask([&] { return fn(pid, file, fa, attr, argv, envp); });
+}
+
+int execve(const char *path, char *const argv[], char *const envp[]) {
+    static auto fn = next_fn<decltype(&execve)>("execve");
+    return with_own_mask([&] { return fn(path, argv, envp); });
+}
+
+int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+
+int execvpe(const char *file, char *const argv[], char *const envp[]) {
+    static auto fn = next_fn<decltype(&execvpe)>("execvpe");
+    return with_own_mask([&] { return fn(file, argv, envp); });
+}
+
+int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+
+// The list forms, gathered into an argv (as glibc's own do).
+static int exec_list(const char *path, const char *arg, va_list ap, bool with_env, bool search) {
+    size_t n = 1;
+    va_list c;
+    va_copy(c, ap);
+    while (va_arg(c, const char *)) n++;
+    va_end(c);
+    const char **argv = static_cast<const char **>(alloca((n + 1) * sizeof(char *)));
+    argv[0] = arg;
+    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, const char *);
+    char *const *envp = with_env ? va_arg(ap, char *const *) : environ;
+    char *const *av = const_cast<char *const *>(argv);
+    return search ? execvpe(path, av, envp) : execve(path, av, envp);
+}
+
+int execl(const char *path, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int r = exec_list(path, arg, ap, false, false);
+    va_end(ap);
+    return r;
+}
+
+int execlp(const char *file, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int r = exec_list(file, arg, ap, false, true);
+    va_end(ap);
+    return r;
+}
+
+int execle(const char *path, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int r = exec_list(path, arg, ap, true, false);
+    va_end(ap);
+    return r;
+}
+
+} // extern "C"
