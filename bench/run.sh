@@ -389,8 +389,15 @@ leg_run() {
     touch "$f.stop"
     wait "$samp" 2>/dev/null
     read -r rss thr ks <"$f"
-    kill -0 "$SPID" 2>/dev/null || note "  $name died during the run (see $LOGS/$name.log)"
+    local died=
+    if ! kill -0 "$SPID" 2>/dev/null; then
+        wait "$STPID" 2>/dev/null
+        died=$?
+        [ "$died" -gt 128 ] && died="$died, signal $((died - 128))"
+        note "  $name c=$c died during the run (exit status $died; see $LOGS/$name.log): run not counted"
+    fi
     stop_server
+    [ -z "$died" ] || return 1
     if [ $rc -ne 0 ] || [ -z "$rps" ]; then
         note "  $name c=$c: $([ "$kind" = echo ] && echo echo_client || echo wrk) failed (rc $rc, see $LOGS/$([ "$kind" = echo ] && echo echo_client || echo wrk).log)"
         return 1

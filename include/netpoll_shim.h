@@ -43,6 +43,8 @@ void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size);
 uint64_t npshim_thread_id(const npshim_thread *t);
 int npshim_thread_start(npshim_thread *t);
 int npshim_thread_join(npshim_thread *t, void **result);
+/* 1 once t has ended (a join then returns at once), else 0. */
+int npshim_thread_done(const npshim_thread *t);
 /* Released when it finishes (at once if it has). */
 int npshim_thread_detach(npshim_thread *t);
 /* A safe point: give way if sysmon asked the worker to (a thread whose

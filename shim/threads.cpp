@@ -347,9 +347,48 @@ int pthread_join(pthread_t th, void **result) {
 
 int pthread_tryjoin_np(pthread_t th, void **result) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return EBUSY;
-    (void)result;
-    return EBUSY; // a green thread's end is only seen by joining it
+    if (!t) {
+        static auto fn = reinterpret_cast<int (*)(pthread_t, void **)>(dlsym(RTLD_NEXT, "pthread_tryjoin_np"));
+        return fn(th, result);
+    }
+    if (t->detached || t->is_main) return EINVAL;
+    if (!npshim_thread_done(t->g)) return EBUSY;
+    return pthread_join(th, result);
+}
+
+// A timed join: the thread's end is polled, parking in between (a join
+// cannot be undone once it waits).
+static int join_until(pthread_t th, void **result, clockid_t clock, const struct timespec *abs) {
+    Thread *t = thread_of(th);
+    if (t->detached || t->is_main) return EINVAL;
+    if (abs && (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000)) return EINVAL;
+    int64_t deadline = abs ? deadline_from_abs(clock, abs) : 0;
+    for (int64_t nap = 50'000; !npshim_thread_done(t->g); nap = nap < 10'000'000 ? nap * 2 : nap) {
+        if (deadline && np_now() >= deadline) return ETIMEDOUT;
+        int64_t until = np_now() + nap;
+        if (Thread *me = cur) sleep_until(me, deadline && deadline < until ? deadline : until);
+        else np_sleep(nap);
+    }
+    return pthread_join(th, result);
+}
+
+int pthread_timedjoin_np(pthread_t th, void **result, const struct timespec *abs) {
+    if (!on() || !thread_of(th)) {
+        static auto fn = reinterpret_cast<int (*)(pthread_t, void **, const struct timespec *)>(
+            dlsym(RTLD_NEXT, "pthread_timedjoin_np"));
+        return fn(th, result, abs);
+    }
+    return join_until(th, result, CLOCK_REALTIME, abs);
+}
+
+int pthread_clockjoin_np(pthread_t th, void **result, clockid_t clock, const struct timespec *abs) {
+    if (!on() || !thread_of(th)) {
+        static auto fn = reinterpret_cast<int (*)(pthread_t, void **, clockid_t, const struct timespec *)>(
+            dlsym(RTLD_NEXT, "pthread_clockjoin_np"));
+        return fn(th, result, clock, abs);
+    }
+    if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+    return join_until(th, result, clock, abs);
 }
 
 int pthread_detach(pthread_t th) {

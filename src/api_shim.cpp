@@ -154,6 +154,10 @@ int npshim_thread_join(npshim_thread *t, void **result) {
     return join(g_of(t), result);
 }
 
+int npshim_thread_done(const npshim_thread *t) {
+    return t && g_of(t)->join_state.load(std::memory_order_acquire) == 2;
+}
+
 int npshim_thread_detach(npshim_thread *t) {
     if (!t) return -EINVAL;
     detach(g_of(t));

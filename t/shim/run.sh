@@ -61,6 +61,7 @@ trap 'exit 1' HUP INT TERM
 fail() {   # fail LINE: a failed run, with the end of its output
     failed=$((failed + 1))
     echo "FAIL $1"
+    grep -E 'FAILED|^FAIL|watchdog' "$log" | head -n 10 | sed 's/^/    ! /'
     tail -n 15 "$log" | sed 's/^/    | /'
 }
 
