@@ -174,7 +174,10 @@ int epoll_green(int ep, struct epoll_event *evs, int max, int64_t deadline, bool
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     EpollArgs a{evs, max};
     ssize_t w = park_on(ep, NP_READ, forever ? 0 : deadline, op_epoll, &a);
-    if (w == -ENOTSUP) return real.epoll_wait(ep, evs, max, forever ? -1 : int((deadline - np_now()) / 1000000));
+    if (w == -ENOTSUP) {
+        int64_t left = forever ? -1 : (deadline - np_now()) / 1000000;
+        return real.epoll_wait(ep, evs, max, forever ? -1 : left < 0 ? 0 : int(left));
+    }
     return int(ret(w));
 }
 

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <dlfcn.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -359,6 +360,28 @@ int close(int fd) {
     fd_forget(fd); // wakes a thread parked on it (EBADF), as Go's close
     return real.close(fd);
 }
+
+// Closing a range: every registration in it is dropped first, and the
+// engine's own descriptors are stepped over.
+int close_range(unsigned first, unsigned last, int flags) {
+    static auto fn = reinterpret_cast<int (*)(unsigned, unsigned, int)>(dlsym(RTLD_NEXT, "close_range"));
+    if (!on() || (flags & CLOSE_RANGE_CLOEXEC)) return fn(first, last, flags);
+    unsigned lo = first;
+    for (unsigned fd = first; fd <= last; fd++) {
+        Fd *e = fd_entry(int(fd));
+        if (!e) break; // past the table: nothing of ours there
+        if (e->kind.load(std::memory_order_acquire) == kInternal) {
+            if (fd > lo && fn(lo, fd - 1, flags) != 0) return -1;
+            lo = fd + 1;
+            continue;
+        }
+        fd_forget(int(fd));
+        if (fd == ~0u) break;
+    }
+    return lo <= last ? fn(lo, last, flags) : 0;
+}
+
+void closefrom(int lowfd) { close_range(unsigned(lowfd < 0 ? 0 : lowfd), ~0u, 0); }
 
 int fclose(FILE *f) {
     if (on() && f) {

@@ -165,6 +165,16 @@ int take(Thread *t, uint64_t want, siginfo_t *info) {
     }
 }
 
+// The process's pending signals t's mask now lets through are t's.
+void claim_process_pending(Thread *t) {
+    uint64_t mine = proc_pending.load() & ~mask_bits(t->sigmask);
+    for (int s = 1; s < 65; s++)
+        if (mine & bit(s)) {
+            siginfo_t info;
+            if (take(t, bit(s), &info)) send_to(t, s, &info);
+        }
+}
+
 // sigwait and friends: park until a signal of set is sent (0: deadline).
 int wait_for(const sigset_t *set, siginfo_t *info, int64_t deadline) {
     Thread *t = self();
@@ -361,6 +371,7 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
         sigdelset(&t->sigmask, SIGSTOP);
     }
     if (old) *old = prev;
+    claim_process_pending(t);
     if (sig_pending(t)) sig_deliver(t); // unblocked: delivered before it returns
     return 0;
 }
@@ -373,13 +384,7 @@ int sigsuspend(const sigset_t *mask) {
     }
     sigset_t saved = t->sigmask;
     t->sigmask = *mask;
-    // The process's pending signals this mask lets through come to us.
-    uint64_t mine = proc_pending.load() & ~mask_bits(*mask);
-    for (int s = 1; s < 65; s++)
-        if (mine & bit(s)) {
-            siginfo_t info;
-            if (take(t, bit(s), &info)) send_to(t, s, &info);
-        }
+    claim_process_pending(t);
     while (!sig_pending(t)) {
         futex_wait(&t->sleep_word, 0, 0, true);
         test_cancel(t);

@@ -63,7 +63,7 @@ int mutex_lock(pthread_mutex_t *m, int64_t deadline, bool try_only) {
             field<uint32_t>(m, kMCount)++;
             return 0;
         }
-        if (type == kErrorCheck) return EDEADLK;
+        if (type == kErrorCheck) return try_only ? EBUSY : EDEADLK;
     }
     auto &w = atom<uint32_t>(m, kMLock);
     uint32_t z = 0;

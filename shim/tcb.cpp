@@ -88,6 +88,19 @@ void lock() {
 }
 void unlock() { pool_lock.clear(std::memory_order_release); }
 
+// The slabs' address ranges, for tcb_record (appended under the pool lock,
+// read without it: a range once published never changes).
+constexpr int kMaxSlabs = 1 << 14;
+std::atomic<int> nslabs{0};
+uintptr_t slab_lo[kMaxSlabs], slab_hi[kMaxSlabs];
+
+bool in_slabs(const void *p) {
+    uintptr_t a = uintptr_t(p);
+    for (int i = nslabs.load(std::memory_order_acquire); i-- > 0;)
+        if (a >= slab_lo[i] && a < slab_hi[i]) return true;
+    return false;
+}
+
 // A block, and whether it held a TCB before (its libc TLS is then kept:
 // glibc's malloc cache lives there and has no other way to be released).
 char *block_get(bool *reused) {
@@ -101,6 +114,11 @@ char *block_get(bool *reused) {
     }
     if (slab_next == slab_end) {
         size_t bytes = block_size * 64;
+        int n = nslabs.load(std::memory_order_relaxed);
+        if (n == kMaxSlabs) {
+            unlock();
+            return nullptr;
+        }
         void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED) {
             unlock();
@@ -108,6 +126,9 @@ char *block_get(bool *reused) {
         }
         slab_next = static_cast<char *>(m);
         slab_end = slab_next + bytes;
+        slab_lo[n] = uintptr_t(slab_next);
+        slab_hi[n] = uintptr_t(slab_end);
+        nslabs.store(n + 1, std::memory_order_release);
     }
     b = slab_next;
     slab_next += block_size;
@@ -273,6 +294,9 @@ void *tcb_unwind_buf(void *tcb) { return at<void *>(tcb, kCleanupJmpBuf); }
 void tcb_clear_exiting(void *tcb) { at<int>(tcb, kCancelHandling) = 0; }
 
 Thread *tcb_record(void *tcb) {
+    // Only memory of our slabs is read: a pthread_t of a thread glibc made
+    // itself (SIGEV_THREAD, AIO) has its TCB at the very top of its stack.
+    if (!in_slabs(tcb)) return nullptr;
     auto *t = reinterpret_cast<Thread *>(static_cast<char *>(tcb) + rec_off);
     return t->magic == Thread::kMagic && t->tcb == tcb ? t : nullptr;
 }
