@@ -27,6 +27,10 @@ typedef struct npshim_thread npshim_thread;
  * tid there at every switch into a thread that has a TCB (-1: nowhere).
  * release(tp) is called once such a thread has stopped for good. */
 void npshim_tls_config(long tid_offset, void (*release)(void *tp));
+/* Signals the workers take themselves (a kernel sigset, bit n-1 for
+ * signal n): those a legacy thread's own call raises, such as SIGPIPE and
+ * faults.  Before the runtime starts. */
+void npshim_worker_signals(uint64_t set);
 /* The calling OS thread's own thread pointer, whatever TCB is entered. */
 void *npshim_os_tp(void);
 /* Enter another TCB on the calling OS thread (not from a green thread). */

@@ -66,7 +66,7 @@ ssize_t op_write(int fd, void *c) {
 }
 ssize_t op_send(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    return neg(real.sendto(fd, a->b, a->n, a->flags | MSG_DONTWAIT | MSG_NOSIGNAL, a->to, a->tolen));
+    return neg(real.sendto(fd, a->b, a->n, a->flags | MSG_DONTWAIT, a->to, a->tolen));
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -79,7 +79,7 @@ ssize_t op_recvmsg(int fd, void *c) {
 }
 ssize_t op_sendmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT | MSG_NOSIGNAL));
+    return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT));
 }
 ssize_t op_accept(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -137,25 +137,6 @@ Fd *parkable(int fd, Kind *k) {
     return *k == kUnknown || *k == kDirect || *k == kInternal ? nullptr : e;
 }
 
-// A broken pipe's SIGPIPE is for the legacy thread, not its worker (which
-// blocks it): sockets are sent MSG_NOSIGNAL, and EPIPE raises it here,
-// after the call and its locks, unless the program asked MSG_NOSIGNAL.  A
-// pipe's write has no such flag: the worker's pending copy is dropped.
-ssize_t sigpipe(ssize_t r, const Buf *a) {
-    if (r != -EPIPE || (a->flags & MSG_NOSIGNAL)) return r;
-    if (a->pollable) {
-        static auto timedwait = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *, const struct timespec *)>(
-            dlsym(RTLD_NEXT, "sigtimedwait"));
-        sigset_t s;
-        sigemptyset(&s);
-        sigaddset(&s, SIGPIPE);
-        struct timespec zero = {0, 0};
-        timedwait(&s, nullptr, &zero);
-    }
-    raise(SIGPIPE);
-    return r;
-}
-
 // A blocking stream write moves everything, as the kernel's would.
 ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
     size_t done = 0, n = a->n;
@@ -164,7 +145,7 @@ ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
         a->b = const_cast<char *>(base + done);
         a->n = n - done;
         ssize_t r = blocking(fd, e, NP_WRITE, op, a, a->flags & MSG_DONTWAIT);
-        if (r < 0) return done ? ssize_t(done) : sigpipe(r, a);
+        if (r < 0) return done ? ssize_t(done) : r;
         done += size_t(r);
     } while (loop && done < n);
     return ssize_t(done);
@@ -310,7 +291,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     Buf a{};
     a.cmsg = msg;
     a.flags = flags;
-    return ret(sigpipe(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT), &a));
+    return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT));
 }
 
 int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {

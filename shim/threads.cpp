@@ -256,6 +256,11 @@ void init_once() {
         warn("this glibc's thread layout is not one the shim knows");
     } else {
         npshim_tls_config(tcb_tid_offset, release_tcb);
+        // Raised by a thread's own call, these are that thread's: workers
+        // take them (the default action, or the handler on that thread).
+        uint64_t sync = 0;
+        for (int s : {SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sync |= uint64_t(1) << (s - 1);
+        npshim_worker_signals(sync);
         pthread_atfork(nullptr, nullptr, after_fork_child);
         decided = 1;
     }

@@ -99,6 +99,7 @@ extern thread_local Worker *tls_worker __attribute__((tls_model("initial-exec"))
 // and where the TCB keeps the kernel tid (-1: not written).
 extern long tls_worker_off;
 extern long tcb_tid_off;
+extern uint64_t worker_sync_signals;   // a kernel sigset: unblocked on workers
 extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
 
 int runtime_start(const np_config *cfg);  // idempotent; -EBUSY on a conflicting cfg

@@ -14,6 +14,7 @@
 #include "runtime.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,7 @@ Runtime *rt;
 thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
 long tls_worker_off;
 long tcb_tid_off = -1;
+uint64_t worker_sync_signals;
 void (*tls_release)(void *tp);
 
 static Mutex start_mu;
@@ -724,6 +726,9 @@ static void *worker_main(void *arg) {
     w->tid = sys_gettid();
     w->port->bind_owner();
     stack_guard_thread_init();
+    // Under the shim: the signals a legacy thread's own call raises
+    // (SIGPIPE, faults) are taken here, in that thread's context.
+    if (worker_sync_signals) raw_syscall4(SYS_rt_sigprocmask, SIG_UNBLOCK, long(&worker_sync_signals), 0, 8);
     for (;;) {
         GThread *g = find_runnable(w);
         switch_to(w, nullptr, g);

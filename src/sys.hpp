@@ -64,6 +64,8 @@ inline long raw_syscall6(long nr, long a, long b, long c, long d, long e, long f
 #endif
 }
 
+inline long raw_syscall4(long nr, long a, long b, long c, long d) { return raw_syscall6(nr, a, b, c, d, 0, 0); }
+
 inline ssize_t sys_result(long r) {
     if (r < 0 && r > -4096) {
         errno = int(-r);
