@@ -166,6 +166,9 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
+	sh t/shim/run.sh $(B) >/dev/null # builds the shim's test programs
+	for p in "echo_tls 100 5" "http_tls 100 5" stdio_sync cxx_threads; do \
+	  $(VALGRIND_RUN) env LD_PRELOAD=$(CURDIR)/$(SHIM_SO) NP_PROCS=2 $(B)/t/shim/$$p >/dev/null || exit 1; done
 
 # The suite built with AddressSanitizer and UBSan in a tree of its own
 # (tests of small stacks and of RSS skip themselves there).
