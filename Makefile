@@ -3,7 +3,7 @@
 #
 #   make            library, preload shim, tests' binaries
 #   make check      the test suite (Criterion), man page lint, ABI checks
-#   make demo       the runtime demo
+#   make demo       an unmodified server plain and under nprun, then the runtime demo
 #   make bench      benchmarks side by side with their peers
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages

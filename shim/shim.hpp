@@ -55,7 +55,9 @@ struct Thread {
     // itself at its next interposed call or wake-up (signals.cpp).
     std::atomic<uint64_t> sigpending{0};
     std::atomic<uint64_t> sigwaiting{0};   // the set it waits for in sigwait()
-    siginfo_t siginfo[65];
+    // Who sent the pending ones (one slot per signal would cost 8 KiB a
+    // thread: kept for the latest only, which is what handlers ask).
+    siginfo_t siginfo;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     size_t stack_size = 0, guard_size = 0;

@@ -87,7 +87,8 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
 }
 
 void send_to(Thread *t, int sig, const siginfo_t *info) {
-    t->siginfo[sig] = *info;
+    t->siginfo = *info;
+    t->siginfo.si_signo = sig;
     t->sigpending.fetch_or(bit(sig), std::memory_order_seq_cst);
     if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) interrupt(t);
 }
@@ -150,7 +151,10 @@ int take(Thread *t, uint64_t want, siginfo_t *info) {
         if (p) {
             int sig = __builtin_ctzll(p) + 1;
             if (t->sigpending.fetch_and(~bit(sig)) & bit(sig)) {
-                if (info) *info = t->siginfo[sig];
+                if (info) {
+                    *info = t->siginfo;
+                    info->si_signo = sig;
+                }
                 return sig;
             }
             continue;
@@ -248,7 +252,8 @@ int sig_deliver(Thread *t) {
         if (!ready) return r;
         int sig = __builtin_ctzll(ready) + 1;
         t->sigpending.fetch_and(~bit(sig), std::memory_order_acq_rel);
-        siginfo_t info = t->siginfo[sig];
+        siginfo_t info = t->siginfo;
+        info.si_signo = sig;
         int h = run_handler(t, sig, &info);
         if (h < 0 || r == 0) r = h;
         else if (r > 0) r = h;
