@@ -81,6 +81,9 @@ int npshim_fd_forget(np_fd *pd);
 typedef ssize_t (*npshim_op)(int fd, void *ctx);
 
 #define NPSHIM_NONBLOCK 1u /* the program's O_NONBLOCK: -EAGAIN, never wait */
+/* The caller's own attempt just said -EAGAIN: wait for readiness before
+ * the first try (a readiness since that attempt is kept, not dropped). */
+#define NPSHIM_WAIT_FIRST 2u
 
 /* Go's per-call loop: take the direction's lock, try op, on -EAGAIN park
  * until ready and try again.  mode NP_READ or NP_WRITE; deadline

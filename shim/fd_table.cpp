@@ -97,6 +97,7 @@ np_fd *fd_registered(int fd, Fd *e) {
 
 void fd_reset(int fd) {
     if (Fd *e = fd_entry(fd)) {
+        e->nb_gen.store(0, std::memory_order_release);
         e->kind.store(kUnknown, std::memory_order_release);
         e->rcvtimeo = e->sndtimeo = 0;
     }
@@ -115,14 +116,29 @@ int fd_forget(int fd) {
         if (e->pd.compare_exchange_strong(pd, nullptr)) break;
     }
     e->kind.store(kUnknown, std::memory_order_release);
+    e->nb_gen.store(0, std::memory_order_release);
     e->rcvtimeo = e->sndtimeo = 0;
     return pd ? npshim_fd_forget(pd) : 0;
 }
 
+namespace {
+std::atomic<uint32_t> flags_gen{1};
+} // namespace
+
+void fd_flags_changed() { flags_gen.fetch_add(1, std::memory_order_acq_rel); }
+
 bool fd_prog_nonblock(int fd) {
     static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
+    Fd *e = fd_entry(fd);
+    uint32_t gen = flags_gen.load(std::memory_order_acquire);
+    if (e && e->nb_gen.load(std::memory_order_acquire) == gen) return e->nb;
     int fl = fcntl_real(fd, F_GETFL);
-    return fl >= 0 && (fl & O_NONBLOCK);
+    bool nb = fl >= 0 && (fl & O_NONBLOCK);
+    if (e && fl >= 0) {
+        e->nb = nb;
+        e->nb_gen.store(gen, std::memory_order_release);
+    }
+    return nb;
 }
 
 namespace {

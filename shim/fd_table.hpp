@@ -24,7 +24,13 @@ struct Fd {
     std::atomic<np_fd *> pd{nullptr};   // registration (kBusy while made)
     std::atomic<uint8_t> kind{kUnknown};
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
+    // The program's O_NONBLOCK as last read, valid while nonblock_gen is
+    // the table's (any F_SETFL or FIONBIO in the process moves that on).
+    std::atomic<uint32_t> nb_gen{0};
+    bool nb = false;
 };
+
+void fd_flags_changed();              // after an F_SETFL or FIONBIO
 
 Fd *fd_entry(int fd);                 // null beyond the table
 Kind fd_kind(int fd, Fd *e);          // classifies on first use

@@ -342,6 +342,56 @@ int close(int fd) {
     return real.close(fd);
 }
 
+// The program's O_NONBLOCK is read from the kernel when a call would block
+// and cached: a change of any file's flags here makes every cache stale.
+// (A change made by another process sharing the file is not seen.)
+static int fcntl_common(int fd, int cmd, void *arg, const char *name) {
+    using Fn = int (*)(int, int, ...);
+    static Fn f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl"));
+    static Fn f64 = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl64"));
+    Fn fn = name[5] == '6' && f64 ? f64 : f;
+    int r = fn(fd, cmd, arg);
+    if (r >= 0 && on()) {
+        if (cmd == F_SETFL) fd_flags_changed();
+        else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) fd_reset(r);
+    }
+    return r;
+}
+
+int fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(fd, cmd, arg, "fcntl");
+}
+
+int fcntl64(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(fd, cmd, arg, "fcntl64");
+}
+
+int ioctl(int fd, unsigned long req, ...) {
+    static auto fn = reinterpret_cast<int (*)(int, unsigned long, ...)>(dlsym(RTLD_NEXT, "ioctl"));
+    va_list ap;
+    va_start(ap, req);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int r = fn(fd, req, arg);
+    if (r == 0 && req == FIONBIO && on()) fd_flags_changed();
+    return r;
+}
+
+int dup(int old) {
+    static auto fn = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "dup"));
+    int r = fn(old);
+    if (r >= 0 && on()) fd_reset(r);
+    return r;
+}
+
 // Closing a range: every registration in it is dropped first, and the
 // engine's own descriptors are stepped over.
 int close_range(unsigned first, unsigned last, int flags) {

@@ -272,7 +272,7 @@ ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, 
     t->wait_mode.store(mode, std::memory_order_relaxed);
     t->wait_fd.store(pd, std::memory_order_seq_cst);
     bool early = sig_pending(t) || (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled);
-    ssize_t r = early ? -ETIMEDOUT : npshim_io(pd, mode, deadline, 0, op, ctx);
+    ssize_t r = early ? -ETIMEDOUT : npshim_io(pd, mode, deadline, NPSHIM_WAIT_FIRST, op, ctx);
     *interrupted = early;
     if (t->wait_fd.exchange(nullptr, std::memory_order_seq_cst) != pd) {
         // An interrupter took it and expires the deadline: once it is done,

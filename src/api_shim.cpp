@@ -96,7 +96,11 @@ struct OpLock {
 
 ssize_t io_loop(PollDesc *pd, int mode, unsigned flags, npshim_op op, void *ctx) {
     if (!op) return pd_wait(pd, mode);
-    if (int e = pd_reset(pd, mode)) return e;
+    if (flags & NPSHIM_WAIT_FIRST) {
+        if (int w = pd_wait(pd, mode)) return w;
+    } else if (int e = pd_reset(pd, mode)) {
+        return e;
+    }
     for (;;) {
         ssize_t r = op(pd->fd, ctx);
         if (r == -EINTR) continue;

@@ -1,9 +1,13 @@
 """Concurrent urllib GETs, every body checked against a sha256sum manifest.
 
-    python3 http_client.py BASE_URL MANIFEST REQUESTS CONCURRENCY
+    python3 http_client.py BASE_URL MANIFEST REQUESTS CONCURRENCY [RAMP_MS]
 
 MANIFEST is the output of `sha256sum` run in the served directory
-("HASH  ./path" lines).  Request i fetches file i modulo their number.
+("HASH  ./path" lines).  Request i fetches file i modulo their number.  The
+first CONCURRENCY requests start RAMP_MS (default 1) milliseconds apart: a
+server that listens with a short backlog (http.server's is 5) drops the SYNs
+of a burst, and their retransmissions (1 s, 3 s, 7 s, ...) come back in
+bursts again, which on a loaded machine can take a minute to get through.
 Prints "requests=N failed=F bytes=B seconds=T rps=X"; exit 0 when every
 response was 200 with the right body, 1 otherwise.
 """
@@ -15,7 +19,9 @@ import urllib.parse
 import urllib.request
 
 
-def get(url, want):
+def get(url, want, delay=0.0):
+    if delay:
+        time.sleep(delay)
     with urllib.request.urlopen(url, timeout=60) as r:
         if r.status != 200:
             raise ValueError(f"{url}: status {r.status}")
@@ -27,6 +33,7 @@ def get(url, want):
 
 def main():
     base, manifest, n, c = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    ramp = (float(sys.argv[5]) if len(sys.argv) > 5 else 1.0) / 1000
     files = []
     with open(manifest) as f:
         for line in f:
@@ -39,7 +46,8 @@ def main():
     failed = 0
     total = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=c) as ex:
-        futs = [ex.submit(get, *files[i % len(files)]) for i in range(n)]
+        futs = [ex.submit(get, *files[i % len(files)], i * ramp if i < c else 0.0)
+                for i in range(n)]
         for fu in concurrent.futures.as_completed(futs):
             try:
                 total += fu.result()
