@@ -152,6 +152,7 @@ $(B)/t/ffi/ffi_dlopen: t/ffi/ffi_dlopen.c
 check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh man/check.sh
 	sh t/shim/nprun-check.sh $(B)/bin/nprun
+	sh t/shim/doc-check.sh $(SHIM_SO)
 	sh t/gdb/bt-check.sh $(B)/t/gdb/bt_target
 	sh t/ffi/ffi-check.sh $(B)/t/ffi/ffi_dlopen $(CURDIR)/$(LIB_SO)
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
