@@ -51,6 +51,10 @@ int npshim_thread_join(npshim_thread *t, void **result);
 int npshim_thread_done(const npshim_thread *t);
 /* Released when it finishes (at once if it has). */
 int npshim_thread_detach(npshim_thread *t);
+/* In a forked child: forget the parent's runtime (its workers are not
+ * there); the next call that needs one starts a fresh runtime.  The
+ * calling thread goes on as a plain OS thread. */
+void npshim_after_fork_child(void);
 /* A safe point: give way if sysmon asked the worker to (a thread whose
  * calls never park, an accept loop under load, must not hold it). */
 void npshim_safe_point(void);

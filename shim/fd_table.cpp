@@ -157,6 +157,17 @@ void open_fds(uint64_t *bits, size_t words) {
 
 } // namespace
 
+void fd_after_fork() {
+    for (size_t fd = 0; fd < table_n; fd++) {
+        Fd &e = table[fd];
+        if (e.kind.load(std::memory_order_relaxed) == kInternal) real.close(int(fd));
+        if (e.kind.load(std::memory_order_relaxed) == kUnknown && !e.pd.load(std::memory_order_relaxed)) continue;
+        e.pd.store(nullptr, std::memory_order_relaxed);
+        e.kind.store(kUnknown, std::memory_order_relaxed);
+        e.nb_gen.store(0, std::memory_order_relaxed);
+    }
+}
+
 int fd_start_runtime() {
     fd_entry(0);
     size_t words = (table_n + 63) / 64;

@@ -40,5 +40,8 @@ int fd_forget(int fd);                // unregister (waking waiters) before a cl
 bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
 // Start the runtime, noting the descriptors it opens as internal.
 int fd_start_runtime();
+// A forked child: the registrations were the parent's runtime's, and so
+// are the engine's descriptors it inherited (closed here).
+void fd_after_fork();
 
 } // namespace shim

@@ -92,6 +92,7 @@ void threads_add(Thread *t);
 void threads_remove(Thread *t);
 Thread *threads_pick(int sig);      // one that does not block sig, or null
 void setxid_fix();                  // once glibc installed its SIGSETXID handler
+void signals_after_fork();          // a forked child: no signal pending for threads gone
 
 // ---- results -----------------------------------------------------------
 

@@ -240,6 +240,11 @@ void setxid_fix() {
     real.syscall(SYS_rt_sigaction, kSigSetxid, long(&k), 0, 8, 0, 0); // glibc's sigaction refuses 33
 }
 
+void signals_after_fork() {
+    proc_pending.store(0);
+    prog_lock.clear();
+}
+
 bool sig_pending(Thread *t) {
     uint64_t p = t->sigpending.load(std::memory_order_acquire);
     return p && (p & ~mask_bits(t->sigmask));

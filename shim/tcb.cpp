@@ -245,6 +245,8 @@ void tcb_free(void *tcb) {
     unlock();
 }
 
+void tcb_after_fork() { pool_lock.clear(); }
+
 void tcb_thread_start(void *tcb) {
     ctype_init();
     at<void *>(tp(), resp_off) = static_cast<char *>(tcb) + kRes;

@@ -25,6 +25,7 @@ void tcb_thread_end(void *tcb);
 void tcb_set_unwind_buf(void *tcb, void *buf);
 void *tcb_unwind_buf(void *tcb);
 void tcb_clear_exiting(void *tcb);
+void tcb_after_fork();              // the pool's lock, as a forked child finds it
 extern long tcb_tid_offset;
 extern size_t tcb_sizeof_pthread;
 

@@ -133,18 +133,19 @@ void *main_entry(void *arg) {
     return nullptr;
 }
 
+std::atomic<int> runtime_state{0}; // 0 not yet, 1 starting, 2 up, 3 failed
+
 bool runtime_up() {
-    static std::atomic<int> state{0}; // 0 not yet, 1 starting, 2 up, 3 failed
-    int s = state.load(std::memory_order_acquire);
+    int s = runtime_state.load(std::memory_order_acquire);
     if (s >= 2) return s == 2;
-    if (state.compare_exchange_strong(s, 1)) {
+    if (runtime_state.compare_exchange_strong(s, 1)) {
         bool up = fd_start_runtime() == 0;
         if (up) setxid_fix(); // the workers' pthread_create installed it
-        state.store(up ? 2 : 3, std::memory_order_release);
+        runtime_state.store(up ? 2 : 3, std::memory_order_release);
     } else {
-        while (state.load(std::memory_order_acquire) == 1) sched_yield();
+        while (runtime_state.load(std::memory_order_acquire) == 1) sched_yield();
     }
-    return state.load() == 2;
+    return runtime_state.load() == 2;
 }
 
 size_t main_stack_size() {
@@ -190,8 +191,24 @@ int green_main(int argc, char **argv, char **envp) {
     return m.status;
 }
 
-// Children of fork have one thread and no workers: they run unshimmed.
-void after_fork_child() { active = 0; }
+// A child of fork has one thread, the caller, and none of the workers:
+// it goes on as a plain OS thread, and its first pthread_create starts a
+// fresh runtime (a daemon's threads are green again).
+void after_fork_child() {
+    if (Thread *t = cur) t->magic = 0; // its green thread stayed in the parent
+    cur = nullptr;
+    list_head = nullptr;
+    list_lock.clear();
+    live.store(0);
+    main_waits.store(0);
+    main_rec.g = nullptr;
+    park_tp = nullptr;
+    runtime_state.store(0);
+    npshim_after_fork_child();
+    fd_after_fork();
+    signals_after_fork();
+    tcb_after_fork();
+}
 
 } // namespace
 

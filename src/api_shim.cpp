@@ -172,6 +172,11 @@ int npshim_thread_detach(npshim_thread *t) {
 
 void npshim_safe_point(void) { preempt_point(); }
 
+void npshim_after_fork_child(void) {
+    for (auto &b : buckets) new (&b) Bucket(); // waiters of threads that are gone
+    runtime_after_fork();
+}
+
 npshim_thread *npshim_thread_self(void) { return reinterpret_cast<npshim_thread *>(current_g()); }
 
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {

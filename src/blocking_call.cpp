@@ -53,6 +53,12 @@ void *helper_main(void *) {
 
 } // namespace
 
+void blocking_after_fork() {
+    new (&jobs_lock) SpinLock();
+    jobs_head = jobs_tail = nullptr;
+    helpers = idle_helpers = 0;
+}
+
 long blocking_call(long (*fn)(void *), void *arg) {
     if (!current_g()) return fn(arg);
     Waiter w;

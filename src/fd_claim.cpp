@@ -44,6 +44,10 @@ int fd_claim(int fd) {
     return c[bit >> 6].fetch_or(m, std::memory_order_acq_rel) & m ? -EEXIST : 0;
 }
 
+void fd_claims_forget() {
+    for (auto &slot : chunks) slot.store(nullptr, std::memory_order_relaxed); // the parent's, leaked
+}
+
 void fd_release(int fd) {
     if (fd < 0) return;
     std::atomic<uint64_t> *c = chunk(fd, false);

@@ -128,6 +128,8 @@ int netpoll(Worker *w, int64_t delay_ns) {
 // epoll set over the workers' ports plus a break of its own.
 static Mutex outer_mu;
 
+void outer_after_fork() { new (&outer_mu) Mutex(); }
+
 static int outer_fd() {
     int fd = rt->outer_fd.load(std::memory_order_acquire);
     if (fd >= 0) return fd;

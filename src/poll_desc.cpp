@@ -35,6 +35,8 @@ static bool cache_grow() {
     return true;
 }
 
+void pd_cache_after_fork() { new (&cache_lock) SpinLock(); }
+
 PollDesc *pd_alloc() {
     Guard<SpinLock> g(cache_lock);
     if (!free_head && !cache_grow()) return nullptr;

@@ -61,6 +61,7 @@ int port_create(Port **out, PollerKind k);
 // port's open() claims it first (-EEXIST: registered already, on this port
 // or another) and gives it back when it fails; close() gives it back.
 int fd_claim(int fd);
+void fd_claims_forget();   // a forked child: none of them is its own
 void fd_release(int fd);
 Port *port_epoll_create(int *err);
 Port *port_io_uring_create(int *err);

@@ -179,6 +179,11 @@ int64_t next_timer_delay();
 void sysmon_start();
 // Another worker, for the threads a blocked one cannot run (sysmon only).
 bool add_worker();
+// In a forked child (the shim's): forget the parent's runtime.
+void runtime_after_fork();
+void pd_cache_after_fork();
+void blocking_after_fork();
+void outer_after_fork();
 // Fire w's due timers from another thread (sysmon, for a blocked worker:
 // its threads' sleeps and deadlines still end on time).
 void run_timers_of(Worker *w);

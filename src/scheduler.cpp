@@ -435,8 +435,10 @@ static void thread_main(void *) {
 }
 
 // The pool for one stack size (one per size; a handful of sizes expected).
+static Mutex sized_mu;
+
 static StackPool *sized_pool(size_t size) {
-    static Mutex mu;
+    Mutex &mu = sized_mu;
     for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
         if (rt->sized_size[i].load(std::memory_order_acquire) == size) return rt->sized[i].load();
     }
@@ -793,6 +795,20 @@ bool add_worker() {
         return false;
     }
     return true;
+}
+
+// A forked child has one thread and none of the workers: the runtime it
+// copied is left behind (its memory, its descriptors), and the next use
+// starts a fresh one.  Locks another thread held at the fork are reset.
+void runtime_after_fork() {
+    tls_worker = nullptr;
+    rt = nullptr;
+    new (&start_mu) Mutex();
+    new (&sized_mu) Mutex();
+    pd_cache_after_fork();
+    blocking_after_fork();
+    outer_after_fork();
+    fd_claims_forget();
 }
 
 int runtime_start(const np_config *cfg) {
