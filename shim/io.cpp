@@ -291,7 +291,36 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     Buf a{};
     a.cmsg = msg;
     a.flags = flags;
-    return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT));
+    constexpr size_t kMaxLocalIov = 64;
+    if (k != kStream || (flags & MSG_DONTWAIT) || msg->msg_iovlen > kMaxLocalIov)
+        return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, flags & MSG_DONTWAIT));
+    // A blocking stream send moves everything: what is left after a short
+    // send goes again, without the ancillary data (sent with the first part).
+    struct iovec iov[kMaxLocalIov];
+    struct msghdr m = *msg;
+    size_t n = msg->msg_iovlen, total = 0;
+    for (size_t i = 0; i < n; i++) total += (iov[i] = msg->msg_iov[i]).iov_len;
+    m.msg_iov = iov;
+    a.cmsg = &m;
+    size_t done = 0;
+    for (size_t first = 0;;) {
+        ssize_t r = blocking(fd, e, NP_WRITE, op_sendmsg, &a, false);
+        if (r < 0) return done ? ssize_t(done) : ret(r);
+        done += size_t(r);
+        if (done >= total) return ssize_t(done);
+        for (size_t left = size_t(r); left;) { // step over what went
+            size_t take = left < iov[first].iov_len ? left : iov[first].iov_len;
+            iov[first].iov_base = static_cast<char *>(iov[first].iov_base) + take;
+            iov[first].iov_len -= take;
+            left -= take;
+            if (!iov[first].iov_len) first++;
+        }
+        while (first < n && !iov[first].iov_len) first++;
+        m.msg_iov = iov + first;
+        m.msg_iovlen = n - first;
+        m.msg_control = nullptr;
+        m.msg_controllen = 0;
+    }
 }
 
 int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
