@@ -136,23 +136,12 @@ int open_fd(int fd, unsigned flags, np_fd **out) {
 
 } // namespace
 
-extern "C" {
+namespace np {
 
-int np_open(int fd, np_fd **out) {
-    ErrnoGuard eg;
-    return open_fd(fd, 0, out);
-}
-
-int np_open_flags(int fd, unsigned flags, np_fd **out) {
-    ErrnoGuard eg;
-    return open_fd(fd, flags, out);
-}
-
-int np_close(np_fd *p) {
-    ErrnoGuard eg;
-    if (!p) return -EINVAL;
-    PollDesc *pd = pd_of(p);
-    if (pd->is_free) return -EBADF;
+// Close's first half, shared with the shim's npshim_fd_forget: wake the
+// waiters (-EBADF), let in-flight operations leave, unregister, and free
+// the descriptor; the file itself stays open.
+int pd_retire(PollDesc *pd) {
     if (int e = pd->fdmu.mark_closed()) return e;
     pd_unblock(pd);          // waiters wake with -EBADF
     pd->fdmu.wait_idle();    // in-flight operations leave first
@@ -170,9 +159,32 @@ int np_close(np_fd *p) {
             if (nap < 1'000'000) nap *= 2;
         }
     }
-    int fd = pd->fd;
     pd_free(pd);
     rt->descriptors.fetch_sub(1, std::memory_order_relaxed);
+    return 0;
+}
+
+} // namespace np
+
+extern "C" {
+
+int np_open(int fd, np_fd **out) {
+    ErrnoGuard eg;
+    return open_fd(fd, 0, out);
+}
+
+int np_open_flags(int fd, unsigned flags, np_fd **out) {
+    ErrnoGuard eg;
+    return open_fd(fd, flags, out);
+}
+
+int np_close(np_fd *p) {
+    ErrnoGuard eg;
+    if (!p) return -EINVAL;
+    PollDesc *pd = pd_of(p);
+    if (pd->is_free) return -EBADF;
+    int fd = pd->fd;
+    if (int e = pd_retire(pd)) return e;
     return sys_close(fd) < 0 && errno != EINTR ? -errno : 0;
 }
 

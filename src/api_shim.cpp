@@ -27,22 +27,7 @@ PollDesc *pd_of(np_fd *p) { return reinterpret_cast<PollDesc *>(p); }
 
 struct Bucket {
     SpinLock lk;
-    Waiter *head = nullptr, *tail = nullptr; // Waiter::tag holds the address
-
-    void push(Waiter *w) {
-        w->next = nullptr;
-        w->prev = tail;
-        if (tail) tail->next = w;
-        else head = w;
-        tail = w;
-    }
-    void unlink(Waiter *w) {
-        if (w->prev) w->prev->next = w->next;
-        else head = w->next;
-        if (w->next) w->next->prev = w->prev;
-        else tail = w->prev;
-        w->next = w->prev = nullptr;
-    }
+    WaitList q; // Waiter::tag holds the address
 };
 
 constexpr size_t kBuckets = 1024;
@@ -68,7 +53,7 @@ void futex_timer_fire(void *arg, uintptr_t) {
     b->lk.lock();
     bool fire = w->state.load(std::memory_order_relaxed) == kQueued;
     if (fire) {
-        b->unlink(w);
+        b->q.unlink(w);
         w->state.store(kTimedOut, std::memory_order_relaxed);
     }
     b->lk.unlock();
@@ -194,7 +179,7 @@ int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
         b.lk.unlock();
         return -EAGAIN;
     }
-    b.push(&w);
+    b.q.push(&w);
     b.lk.unlock();
     bool timed = deadline > 0 && deadline != INT64_MAX;
     if (w.g) {
@@ -214,7 +199,7 @@ int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
         b.lk.lock();
         bool still = w.state.load(std::memory_order_relaxed) == kQueued;
         if (still) {
-            b.unlink(&w);
+            b.q.unlink(&w);
             w.state.store(kTimedOut, std::memory_order_relaxed);
         }
         b.lk.unlock();
@@ -229,10 +214,10 @@ int npshim_futex_wake(const uint32_t *addr, int n) {
     Waiter *woken = nullptr;
     int count = 0;
     b.lk.lock();
-    for (Waiter *w = b.head; w && count < n;) {
+    for (Waiter *w = b.q.head; w && count < n;) {
         Waiter *nx = w->next;
         if (w->tag == uintptr_t(addr)) {
-            b.unlink(w);
+            b.q.unlink(w);
             w->state.store(kWoken, std::memory_order_relaxed);
             w->next = woken;
             woken = w;
@@ -278,21 +263,7 @@ int npshim_fd_forget(np_fd *p) {
     if (!p) return -EINVAL;
     PollDesc *pd = pd_of(p);
     if (pd->is_free) return -EBADF;
-    if (int e = pd->fdmu.mark_closed()) return e;
-    pd_unblock(pd);
-    pd->fdmu.wait_idle();
-    Port *port = pd->port.load(std::memory_order_acquire);
-    port->close(pd->fd, pd);
-    // As np_close: return with the port's hold on the file released.
-    for (int64_t nap = 10'000, left = 1'000'000'000; port->closing(pd) && left > 0; left -= nap) {
-        netpoll_port(port);
-        if (!port->closing(pd)) break;
-        np_sleep(nap);
-        if (nap < 1'000'000) nap *= 2;
-    }
-    pd_free(pd);
-    rt->descriptors.fetch_sub(1, std::memory_order_relaxed);
-    return 0;
+    return pd_retire(pd);
 }
 
 ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx) {

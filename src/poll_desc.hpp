@@ -96,6 +96,7 @@ int pd_reset(PollDesc *pd, int mode);            // check errors, drop stale pdR
 int pd_wait(PollDesc *pd, int mode);             // park until ready or error
 void pd_set_deadline(PollDesc *pd, int64_t d, int mode);
 void pd_unblock(PollDesc *pd);                   // close: wake both with -EBADF
+int pd_retire(PollDesc *pd);  // close but for close(2) (api_io.cpp); -EBADF if closing
 // Poller: readiness for mode (NP_READ|NP_WRITE bits); collects the woken.
 // ev: kEvErrOnly when the error bit came alone (Go's eventErr), kEvHangup
 // when a hang-up or error was seen (no more edges will follow for reads).

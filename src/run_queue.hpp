@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "green_thread.hpp"
 #include "spinlock.hpp"
@@ -35,13 +36,13 @@ struct RunQueue {
         if (!g->started) nfresh.store(nfresh.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
         return g;
     }
-    // Unlink up to max never-run threads (scanning at most scan nodes).
-    GThread *take_fresh(size_t max, size_t scan) {
+    // Unlink up to max threads that pass keep (scanning at most scan nodes).
+    template <class Keep> GThread *take_if(size_t max, size_t scan, Keep keep) {
         GThread *out = nullptr, **outp = &out, *prev = nullptr;
-        size_t taken = 0;
-        for (GThread *g = head; g && taken < max && scan--; ) {
+        size_t taken = 0, fresh = 0;
+        for (GThread *g = head; g && taken < max && scan--;) {
             GThread *nx = g->next;
-            if (!g->started) {
+            if (keep(g)) {
                 if (prev) prev->next = nx;
                 else head = nx;
                 if (tail == g) tail = prev;
@@ -49,37 +50,23 @@ struct RunQueue {
                 *outp = g;
                 outp = &g->next;
                 taken++;
+                fresh += !g->started;
             } else {
                 prev = g;
             }
             g = nx;
         }
         len.store(len.load(std::memory_order_relaxed) - taken, std::memory_order_relaxed);
-        nfresh.store(nfresh.load(std::memory_order_relaxed) - taken, std::memory_order_relaxed);
+        nfresh.store(nfresh.load(std::memory_order_relaxed) - fresh, std::memory_order_relaxed);
         return out;
     }
-    // Unlink the started threads that have a TCB of their own (they may
-    // run on any worker), up to max.
+    // Never-run threads: only they may move (stealing).
+    GThread *take_fresh(size_t max, size_t scan) {
+        return take_if(max, scan, [](const GThread *g) { return !g->started; });
+    }
+    // Started threads with a TCB of their own: they may run on any worker.
     GThread *take_movable(size_t max) {
-        GThread *out = nullptr, **outp = &out, *prev = nullptr;
-        size_t taken = 0;
-        for (GThread *g = head; g && taken < max;) {
-            GThread *nx = g->next;
-            if (g->started && g->tls) {
-                if (prev) prev->next = nx;
-                else head = nx;
-                if (tail == g) tail = prev;
-                g->next = nullptr;
-                *outp = g;
-                outp = &g->next;
-                taken++;
-            } else {
-                prev = g;
-            }
-            g = nx;
-        }
-        len.store(len.load(std::memory_order_relaxed) - taken, std::memory_order_relaxed);
-        return out;
+        return take_if(max, SIZE_MAX, [](const GThread *g) { return g->started && g->tls; });
     }
     bool empty() const { return len.load(std::memory_order_relaxed) == 0; }
 };

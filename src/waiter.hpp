@@ -27,4 +27,28 @@ struct Waiter {
     void wake();
 };
 
+// An intrusive FIFO of waiters (through next/prev), under its owner's lock.
+struct WaitList {
+    Waiter *head = nullptr, *tail = nullptr;
+    void push(Waiter *w) {
+        w->next = nullptr;
+        w->prev = tail;
+        if (tail) tail->next = w;
+        else head = w;
+        tail = w;
+    }
+    void unlink(Waiter *w) {
+        if (w->prev) w->prev->next = w->next;
+        else head = w->next;
+        if (w->next) w->next->prev = w->prev;
+        else tail = w->prev;
+        w->next = w->prev = nullptr;
+    }
+    Waiter *pop() {
+        Waiter *w = head;
+        if (w) unlink(w);
+        return w;
+    }
+};
+
 } // namespace np
