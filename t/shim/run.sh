@@ -51,7 +51,8 @@ http_tls:http_tls.c:1000,20
 stdio_sync:stdio_sync.c:
 cxx_threads:cxx_threads.cpp:64,100
 errno_stress:errno_stress.c:500,3
-fork_threads:fork_threads.c:'
+fork_threads:fork_threads.c:
+migrate:migrate.c:'
 
 passed=0
 failed=0
