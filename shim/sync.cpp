@@ -301,8 +301,11 @@ int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abs) {
 
 int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *abs) {
     if (bad_abs(abs)) return EINVAL;
+    if (!on() || glibc_mutex(m)) {
+        static auto fn = reinterpret_cast<decltype(&pthread_mutex_clocklock)>(dlsym(RTLD_NEXT, "pthread_mutex_clocklock"));
+        return fn(m, clock, abs);
+    }
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
-    if (!on() || glibc_mutex(m)) return real.pthread_mutex_timedlock(m, abs);
     return mutex_lock(m, deadline_from_abs(clock, abs), false);
 }
 
@@ -326,8 +329,11 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
 
 int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock, const struct timespec *abs) {
     if (bad_abs(abs)) return EINVAL;
+    if (!on() || glibc_cond(c)) {
+        static auto fn = reinterpret_cast<decltype(&pthread_cond_clockwait)>(dlsym(RTLD_NEXT, "pthread_cond_clockwait"));
+        return fn(c, m, clock, abs);
+    }
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
-    if (!on() || glibc_cond(c)) return real.pthread_cond_timedwait(c, m, abs);
     return cond_wait(c, m, deadline_from_abs(clock, abs));
 }
 
@@ -434,8 +440,11 @@ int sem_timedwait(sem_t *s, const struct timespec *abs) {
 
 int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *abs) {
     if (bad_abs(abs)) return errno_ret(EINVAL);
+    if (!on() || field<int>(s, kSPrivate) != 0) {
+        static auto fn = reinterpret_cast<decltype(&sem_clockwait)>(dlsym(RTLD_NEXT, "sem_clockwait"));
+        return fn(s, clock, abs);
+    }
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return errno_ret(EINVAL);
-    if (!on() || field<int>(s, kSPrivate) != 0) return real.sem_timedwait(s, abs);
     return errno_ret(sem_wait_until(s, deadline_from_abs(clock, abs), false));
 }
 

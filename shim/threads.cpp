@@ -266,12 +266,13 @@ void init_once() {
     }
     int decided = 0;
     const char *off = secure_getenv("NP_SHIM");
-    if (getauxval(AT_SECURE)) {
+    // The real functions first: stepping aside passes every call to them.
+    if (!real_init()) {
+        warn("libc lacks a function the shim needs");
+    } else if (getauxval(AT_SECURE)) {
         decided = 0; // setuid/setgid: glibc ignores LD_PRELOAD's spirit too
     } else if (off && strcmp(off, "0") == 0) {
         decided = 0; // asked to step aside (to compare, or to rule the shim out)
-    } else if (!real_init()) {
-        warn("libc lacks a function the shim needs");
     } else if (!tcb_init()) {
         warn("this glibc's thread layout is not one the shim knows");
     } else {
@@ -488,14 +489,24 @@ int pthread_setcancelstate(int state, int *old) {
 }
 
 int pthread_setcanceltype(int type, int *old) {
-    Thread *t = on() ? cur : nullptr;
+    if (!on()) {
+        static auto fn = reinterpret_cast<int (*)(int, int *)>(dlsym(RTLD_NEXT, "pthread_setcanceltype"));
+        return fn(type, old);
+    }
+    Thread *t = cur;
     if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS) return EINVAL;
     if (old) *old = t && t->cancel_async ? PTHREAD_CANCEL_ASYNCHRONOUS : PTHREAD_CANCEL_DEFERRED;
     if (t) t->cancel_async = type == PTHREAD_CANCEL_ASYNCHRONOUS; // honoured as deferred
     return 0;
 }
 
-void pthread_testcancel(void) { test_cancel(on() ? cur : nullptr); }
+void pthread_testcancel(void) {
+    if (!on()) {
+        static auto fn = reinterpret_cast<void (*)()>(dlsym(RTLD_NEXT, "pthread_testcancel"));
+        return fn();
+    }
+    test_cancel(cur);
+}
 
 int sched_yield(void) {
     if (green()) np_yield();

@@ -80,6 +80,11 @@ run() {
     if [ "$mode" = plain ]; then
         label="$name plain"
         timeout -k 5 120 "$out/$name" "$@" < /dev/null > "$log" 2>&1
+    elif [ "$mode" = off ]; then
+        # Preloaded but stepping aside: every call passes straight to glibc,
+        # as for a setuid program or an unsupported glibc.
+        label="$name nprun -p $procs, NP_SHIM=0"
+        NP_SHIM=0 timeout -k 5 120 "$nprun" -p "$procs" -- "$out/$name" "$@" < /dev/null > "$log" 2>&1
     else
         label="$name nprun -p $procs"
         timeout -k 5 120 "$nprun" -p "$procs" -- "$out/$name" "$@" < /dev/null > "$log" 2>&1
@@ -130,6 +135,8 @@ for entry in $programs; do
         run "$name" nprun 1 $args
         # shellcheck disable=SC2086
         run "$name" nprun 2 $args
+        # shellcheck disable=SC2086
+        run "$name" off 2 $args
     fi
 done
 
