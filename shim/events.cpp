@@ -20,6 +20,7 @@
 namespace shim {
 
 int sleep_until(Thread *t, int64_t deadline) {
+    npshim_safe_point();
     test_cancel(t);
     if (sig_pending(t)) sig_deliver(t);
     int r;
@@ -106,6 +107,7 @@ ssize_t park_on_set(struct pollfd *fds, nfds_t n, int64_t deadline) {
 
 int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {
     Thread *t = self();
+    npshim_safe_point(); // a loop of polls that never wait must still give way
     test_cancel(t);
     int r = real.poll(fds, n, 0);
     if (r != 0 || (!forever && deadline <= np_now())) return r;
@@ -169,6 +171,7 @@ int select_green(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t deadline, bo
 
 int epoll_green(int ep, struct epoll_event *evs, int max, int64_t deadline, bool forever) {
     Thread *t = self();
+    npshim_safe_point();
     test_cancel(t);
     int r = real.epoll_wait(ep, evs, max, 0);
     if (r != 0 || (!forever && deadline <= np_now())) return r;

@@ -40,6 +40,12 @@ void unlock() { prog_lock.clear(std::memory_order_release); }
 
 uint64_t bit(int sig) { return uint64_t(1) << (sig - 1); }
 
+// The process itself, through glibc's kill (ours sends to ourselves first).
+int kill_process(int sig) {
+    static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
+    return fn(getpid(), sig);
+}
+
 bool is_handler(const struct sigaction &a) {
     return (a.sa_flags & SA_SIGINFO) ? a.sa_sigaction != nullptr
                                      : a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
@@ -72,7 +78,7 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
         struct sigaction dfl = {};
         dfl.sa_handler = SIG_DFL;
         real_sigaction()(sig, &dfl, nullptr);
-        kill(getpid(), sig);
+        kill_process(sig);
         return 1;
     }
     sigset_t saved = t->sigmask;
@@ -119,7 +125,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             struct sigaction dfl = {};
             dfl.sa_handler = SIG_DFL;
             real_sigaction()(sig, &dfl, nullptr);
-            kill(getpid(), sig); // the default action, as if we were never here
+            kill_process(sig); // the default action, as if we were never here
         }
     }
     errno = e;
@@ -340,7 +346,7 @@ int pthread_kill(pthread_t th, int sig) {
     bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
     if (!handled) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
-        return kill(getpid(), sig) == 0 ? 0 : errno; // the default action is the process's
+        return kill_process(sig) == 0 ? 0 : errno; // the default action is the process's
     }
     siginfo_t info = {};
     info.si_signo = sig;
@@ -350,6 +356,15 @@ int pthread_kill(pthread_t th, int sig) {
     send_to(t, sig, &info);
     if (t == self()) sig_deliver(t); // raise(): before it returns
     return 0;
+}
+
+// A signal a legacy thread sends its own process goes to that thread when
+// it does not block it (POSIX: delivered before kill returns), as raise.
+int kill(pid_t pid, int sig) {
+    static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
+    Thread *t = on() ? self() : nullptr;
+    if (!t || pid != getpid() || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
+    return raise(sig);
 }
 
 int raise(int sig) {
