@@ -12,6 +12,7 @@
 #   python-http   python3 -m http.server (ThreadingHTTPServer) on a generated
 #                 tree; 300 urllib GETs at once from a plain client, every
 #                 body's sha256 checked
+#   python-mp     multiprocessing Pool, ProcessPoolExecutor, Process + Queue (mp_pool.py)
 #   python-echo   socketserver.ThreadingTCPServer echo (echo_server.py); 1000
 #                 connections held open at once, checksummed echoes; under
 #                 nprun -p P it must have <= P + 8 OS threads while they are
@@ -857,7 +858,24 @@ case_cxx_pool() {
     done
 }
 
-for tc in python-http python-echo curl wrk redis nginx go-static daemon fork cxx-pool; do
+# Python's multiprocessing: forked workers, handler threads that poll in a
+# loop until another thread drains a pipe (they must give way).
+case_python_mp() {
+    have python3 || return
+    for m in $modes; do
+        spent "$m" && continue
+        # shellcheck disable=SC2046 # the runner's words
+        timeout -s KILL 60 $(runner "$m") python3 "$here/mp_pool.py" > "$tmp/mp.out" 2>&1
+        rc=$?
+        if [ "$rc" -eq 0 ] && grep -q 'all answers right' "$tmp/mp.out"; then
+            ok "$m" "Pool.map, ProcessPoolExecutor, Process + Queue"
+        else
+            fail "$m" "exit $rc" "$tmp/mp.out"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
