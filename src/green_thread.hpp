@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sanitizer.hpp"
+
 namespace np {
 
 struct Worker;
@@ -45,6 +47,7 @@ struct GThread {
     // (the shim's pthread_detach: released when it finishes).
     std::atomic<int> join_state{0};
     Waiter *joiner = nullptr;
+    [[no_unique_address]] SanThread san; // sanitizer.hpp (empty without one)
 };
 
 } // namespace np

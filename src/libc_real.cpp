@@ -15,6 +15,7 @@
 #include <gnu/lib-names.h>
 
 #include "config.h"
+#include "sanitizer.hpp"
 #include "sys.hpp"
 
 namespace np {
@@ -36,6 +37,16 @@ template <size_t N> struct Name {
 
 // dlopen allocates: with the program's malloc, as our jemalloc is hidden.
 void *libc_sym(const char *name) {
+#if NP_ASAN || NP_TSAN
+    // The sanitizer's interceptor, which calls libc's: it must see the
+    // workers start (their state: fake stacks, fibers) and, for TSan, the
+    // locks taken.
+    char iname[64] = "__interceptor_";
+    if (strlen(name) < sizeof iname - 15) {
+        strcat(iname, name);
+        if (void *f = dlsym(RTLD_DEFAULT, iname)) return f;
+    }
+#endif
     // No lock: racers all get the same handle.
     static std::atomic<void *> libc;
     void *h = libc.load(std::memory_order_acquire);

@@ -59,6 +59,7 @@ struct Worker {
     // honoured at the next ABI call (there is no asynchronous preemption).
     std::atomic<bool> preempt{false};
     bool embedded = false;
+    [[no_unique_address]] SanWorker san; // sanitizer.hpp (empty without one)
 };
 
 struct Runtime {

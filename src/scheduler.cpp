@@ -227,8 +227,8 @@ void ready(GThread *g) {
 // ---- switching ------------------------------------------------------------
 
 void check_stack_overflow(GThread *g) {
-    char here;
-    bool low = &here < g->stack.lo + 256;
+    NP_STACK_HERE(here);
+    bool low = here < g->stack.lo + 256;
     // An unused neighbour's page was never written: 0 is fine there.
     uint64_t c = g->stack.canary ? *g->stack.canary : kStackCanary;
     bool smashed = c != kStackCanary && c != 0;
@@ -296,10 +296,12 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     }
     if (from && from->tls) w->leaving = from;
     enter_tls(w, from, to);
+    san_switch_begin(w, from, to, from && from == w->dead);
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread: on the same worker, unless it has a TCB of its
     // own and moved (tls_worker is then the new one's).
     w = tls_worker;
+    san_switch_end(w, from);
     after_switch(w);
 }
 
@@ -307,8 +309,10 @@ static inline void switch_to_g0(Worker *w, GThread *from) {
     w->cur = nullptr;
     if (from->tls) w->leaving = from;
     enter_tls(w, from, nullptr);
+    san_switch_begin(w, from, (GThread *)nullptr, from == w->dead);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
     w = tls_worker;
+    san_switch_end(w, from);
     after_switch(w);
 }
 
@@ -387,6 +391,7 @@ void park() {
 static std::atomic<uint64_t> next_id{1};
 
 static void release_thread(GThread *g) {
+    san_thread_release(g);
     if (g->tls && tls_release) tls_release(g->tls);
     Stack s = g->stack;
     g->~GThread();
@@ -419,6 +424,7 @@ void detach(GThread *g) {
 
 static void thread_main(void *) {
     Worker *w = tls_worker;
+    san_switch_end(w, w->cur);
     after_switch(w);
     GThread *g = w->cur;
     if (g->fn) g->fn(g->arg);
@@ -460,10 +466,10 @@ static StackPool *sized_pool(size_t size) {
 void on_os_stack(void (*fn)(void *), void *arg) {
     Worker *w = tls_worker;
     GThread *g = w ? w->cur : nullptr;
-    char here;
+    NP_STACK_HERE(here);
     // Only from the green stack itself: not when already on the OS stack
     // (a nested call), nor from a signal handler on an alternate stack.
-    if (g && w->g0_sp && &here >= g->stack.lo && &here < g->stack.hi) {
+    if (g && w->g0_sp && here >= g->stack.lo && here < g->stack.hi) {
         // Below the scheduler's saved frame, past the red zone: that stack
         // is idle while one of its green threads runs.
         char *top = static_cast<char *>(w->g0_sp) - 256;
@@ -475,7 +481,7 @@ void on_os_stack(void (*fn)(void *), void *arg) {
         // And on the worker's own TCB: the engine's allocator keeps its
         // thread state in TLS, one per OS thread, never one per green thread.
         if (g->tls) tp_set(w->os_tp);
-        np_ctx_call_on(top, fn, arg);
+        san_call_on(w, g, top, fn, arg);
         if (g->tls) tp_set(g->tls);
         return;
     }
@@ -513,6 +519,7 @@ int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable
     if (!ok) return -ENOMEM;
     uintptr_t top = uintptr_t(s.hi) - 128 - sizeof(GThread);
     top &= ~uintptr_t(63);
+    san_stack_fresh(s.lo, size_t(s.hi - s.lo));
     GThread *g = new (reinterpret_cast<void *>(top)) GThread();
     g->stack = s;
     g->fn = fn;

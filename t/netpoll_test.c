@@ -880,7 +880,7 @@ static int trace_small(void *x) {
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         fds[i] = sv[0];
         peers[i] = sv[1];
-        cr_assert_eq(np_go_stack(small_traced_handler, &fds[i], 6 * 1024), 0);
+        cr_assert_eq(np_go_stack(small_traced_handler, &fds[i], 6 * 1024 + NP_ASAN_STACK_EXTRA), 0);
     }
     pthread_t t;
     pthread_create(&t, NULL, poke_later, peers);
@@ -893,7 +893,6 @@ static int trace_small(void *x) {
 }
 
 static void trace_small_on(const char *poller) {
-    SKIP_UNDER_ASAN();
     setenv("NPDEBUG", "netpoll=1", 1);
     np_test_init(poller, 2);
     run_green(trace_small, NULL);

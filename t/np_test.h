@@ -21,10 +21,10 @@
 
 #include "netpoll.h"
 
-/* AddressSanitizer makes frames several times larger (they no longer fit
- * 2-6 KiB stacks) and commits shadow memory beside every page touched:
- * the tests of small stacks and of memory use measure something else
- * under it, so they step aside. */
+/* AddressSanitizer commits shadow memory beside every page touched and
+ * moves address-taken locals to fake stacks of its own (use-after-return):
+ * the tests of memory use (RSS) measure something else under it, so they
+ * step aside.  Small stacks run there like everywhere else. */
 #if defined(__SANITIZE_ADDRESS__)
 #define NP_UNDER_ASAN 1
 #elif defined(__has_feature)
@@ -33,9 +33,20 @@
 #endif
 #endif
 #ifdef NP_UNDER_ASAN
-#define SKIP_UNDER_ASAN() cr_skip_test("stack sizes and RSS differ under AddressSanitizer")
+#define SKIP_UNDER_ASAN() cr_skip_test("RSS differs under AddressSanitizer")
 #else
 #define SKIP_UNDER_ASAN() ((void)0)
+#endif
+/* Its instrumented frames still take their whole size (locals plus
+ * redzones) on the real stack even when use-after-return moves the locals
+ * to a fake stack, and its runtime (fake-stack allocation, interceptors)
+ * runs there too: a small stack sized to its buffer (6 KiB for a 4 KiB one)
+ * gets this much more under ASan, and stays a size that is not a page
+ * multiple (packed slots). */
+#ifdef NP_UNDER_ASAN
+#define NP_ASAN_STACK_EXTRA (16 * 1024)
+#else
+#define NP_ASAN_STACK_EXTRA 0
 #endif
 
 /* Scale tests (a hundred thousand threads, each stack registered with
