@@ -7,19 +7,21 @@
 # (BUILD_DIR/bin/nprun with BUILD_DIR/lib/libnetpoll-preload.so), checks the
 # answers, and prints one line per run with the server's OS threads at load
 # (Threads: of /proc/PID/status, the largest seen; for nginx the master's and
-# its workers' together) and a rough rate:
+# its workers' together; "?" for a client that was done before the first
+# look) and a rough rate:
 #
 #   python-http   python3 -m http.server (ThreadingHTTPServer) on a generated
 #                 tree; 300 urllib GETs at once from a plain client, every
 #                 body's sha256 checked
-#   python-mp     multiprocessing Pool, ProcessPoolExecutor, Process + Queue (mp_pool.py)
 #   python-echo   socketserver.ThreadingTCPServer echo (echo_server.py); 1000
 #                 connections held open at once, checksummed echoes; under
 #                 nprun -p P it must have <= P + 8 OS threads while they are
-#   curl          curl against a plain server: one fetch, keep-alive (several
+#   python-mp     multiprocessing: Pool, ProcessPoolExecutor, Process + Queue
+#                 (mp_pool.py)
+#   curl          curl against a plain nginx: one fetch, keep-alive (several
 #                 URLs, one connection), 100 transfers with --parallel
 #   wrk           wrk -t2 -c100 -d3s as the load generator against a plain
-#                 server (nginx, else python3): requests, few socket errors
+#                 nginx: requests, few socket errors
 #   redis         redis-server, checked with redis-cli, loaded with
 #                 redis-benchmark (plain): its rps beside the plain server's
 #   nginx         nginx, master and 2 workers, fetched by curl, loaded by wrk
@@ -34,7 +36,8 @@
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
 # listens on 127.0.0.1 on free ports; every process runs under timeout -s KILL
-# in a process group that the script kills on its way out.
+# in a process group that the script kills on its way out (the daemon, in a
+# session of its own, through its pid file; it also ends itself after 60 s).
 #
 # Prints "real: N passed, M failed, K skipped" last; exits 1 on a failure.
 # Every command has a time limit, and the script a budget: the runs left
@@ -45,6 +48,8 @@
 # REAL_BUDGET.
 
 build=${1:?usage: sh t/shim/real/run.sh BUILD_DIR}
+PATH=$PATH:/usr/sbin:/sbin   # nginx is there
+export PATH
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$build/t/shim/real" || exit 2
 build=$(cd "$build" && pwd)
@@ -91,14 +96,14 @@ sampler=
 
 cleanup() {
     [ -n "$sampler" ] && : > "$tmp/sampler.stop" && wait "$sampler"
-    for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+    for g in $groups; do kill -s KILL -- "-$g" 2>/dev/null; done
     for f in $pidfiles; do
         [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
+trap 'exit 1' HUP INT PIPE TERM
 
 # spent MODE: true, and a failure, once the script has run for its budget
 # (REAL_BUDGET seconds, 240): the runs left are not run.
@@ -225,7 +230,7 @@ up() {
     upmode=$1
     shift 2
     fail "$upmode" "$upwhy" "$@"
-    kill -KILL -- "-$bgrp" 2>/dev/null
+    kill -s KILL -- "-$bgrp" 2>/dev/null
     return 1
 }
 
@@ -235,7 +240,7 @@ finish() {
     i=0
     while [ -d "/proc/$1" ] && alive "$1"; do
         if [ $i -ge $(($2 * 20)) ]; then
-            kill -KILL -- "-$1" 2>/dev/null
+            kill -s KILL -- "-$1" 2>/dev/null
             wait "$1" 2>/dev/null
             rc=124
             return
@@ -247,15 +252,32 @@ finish() {
     rc=$?
 }
 
+# describe STATUS: "exit status N" or "killed by SIGNAME".
+describe() {
+    if [ "$1" -gt 128 ] 2>/dev/null; then
+        echo "killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"
+    else
+        echo "exit status $1"
+    fi
+}
+
 # stop PID GROUP SIGNAL: sends SIGNAL to the server and waits up to 10 s for
 # it to end; sets rc (its exit status as the shell reports it), or
-# rc=timeout after killing its group.
+# rc=timeout after killing its group. When the server had already ended,
+# server_note says how (for the failure messages), else it is empty.
 stop() {
+    server_note=
+    if ! alive "$1"; then
+        finish "$2" 10
+        server_note="; the server had ended before the SIGTERM, $(describe "$rc")"
+        kill -s KILL -- "-$2" 2>/dev/null
+        return
+    fi
     kill "-$3" "$1" 2>/dev/null
     i=0
     while alive "$1"; do
         if [ $i -ge 200 ]; then
-            kill -KILL -- "-$2" 2>/dev/null
+            kill -s KILL -- "-$2" 2>/dev/null
             wait "$2" 2>/dev/null
             rc=timeout
             return
@@ -264,7 +286,7 @@ stop() {
         i=$((i + 1))
     done
     finish "$2" 10
-    kill -KILL -- "-$2" 2>/dev/null   # anything left in the group
+    kill -s KILL -- "-$2" 2>/dev/null   # anything left in the group
 }
 
 # threads_of PID [tree]: "STARTTIME THREADS": the start time of PID (to
@@ -359,20 +381,14 @@ http {
 EOF
 }
 
-# A plain HTTP/1.1 server of the tree for the clients under test (curl,
-# wrk): nginx when installed, else python3's. Sets hport, hpid, hgrp, hname.
+# A plain nginx serving the tree to the clients under test (curl, wrk);
+# sets hport, hpid, hgrp.
 plain_http() {
     hport=$(free_port)
-    if command -v nginx > /dev/null 2>&1; then
-        hname=nginx
-        mkdir -p "$tmp/nginx-plain"
-        nginx_conf "$tmp/nginx-plain" "$hport" 2
-        start plain-http nginx -p "$tmp/nginx-plain" -e "$tmp/nginx-plain/error.log" \
-            -c "$tmp/nginx-plain/nginx.conf"
-    else
-        hname=python3
-        start plain-http "$py" -m http.server --bind 127.0.0.1 -p HTTP/1.1 -d "$www" "$hport"
-    fi
+    mkdir -p "$tmp/nginx-plain"
+    nginx_conf "$tmp/nginx-plain" "$hport" 2
+    start plain-http nginx -p "$tmp/nginx-plain" -e "$tmp/nginx-plain/error.log" \
+        -c "$tmp/nginx-plain/nginx.conf"
     hpid=$bg
     hgrp=$bgrp
     wait_listen "$hport" "$hpid"
@@ -414,9 +430,9 @@ case_python_http() {
         stop "$bg" "$bgrp" TERM
         rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
         if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)" "$tmp/client.log" "$tmp/http-server.log"
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/http-server.log"
         elif [ "$rc" != 143 ]; then
-            fail "$m" "the server's exit on SIGTERM: $rc, want 143 (killed by it)" \
+            fail "$m" "the server's exit on SIGTERM: $rc, want 143 (killed by it)$server_note" \
                 "$tmp/http-server.log"
         else
             ok "$m" "os_threads=$os_threads, $rps rps, 300 GETs at once"
@@ -440,12 +456,12 @@ case_python_echo() {
         th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
         rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
         if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)" "$tmp/client.log" "$tmp/echo-server.log"
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/echo-server.log"
         elif [ "$m" != plain ] && { [ -z "$th" ] || [ "$th" -gt $((m + 8)) ]; }; then
             fail "$m" "os_threads=${th:-missing} with 1000 connections open, want <= $((m + 8))" \
                 "$tmp/client.log"
         elif [ "$rc" != 0 ]; then
-            fail "$m" "the server's exit on SIGTERM: $rc, want 0" "$tmp/echo-server.log"
+            fail "$m" "the server's exit on SIGTERM: $rc, want 0$server_note" "$tmp/echo-server.log"
         else
             ok "$m" "os_threads=$th with 1000 connections open, $rps echoes/s"
         fi
@@ -454,11 +470,10 @@ case_python_echo() {
 
 # ---- 3. curl against a plain server --------------------------------------------
 case_curl() {
-    have curl || return
-    command -v nginx > /dev/null 2>&1 || have "$py" || return
+    have curl nginx || return
     make_tree || { fail plain "cannot make the file tree"; return; }
     if ! plain_http; then
-        fail plain "the plain $hname server did not listen" "$tmp/plain-http.log"
+        fail plain "the plain nginx did not listen" "$tmp/plain-http.log" "$tmp/nginx-plain/error.log"
         return
     fi
     base=http://127.0.0.1:$hport
@@ -475,7 +490,7 @@ case_curl() {
         timeout -s KILL 30 $(runner "$m") curl -sS -o "$dl/one" "$base/c/with%20space.bin" \
             > "$tmp/curl.log" 2>&1 || why="one fetch: exit $?"
         want=$(grep ' \./c/with space\.bin$' "$tmp/manifest" | cut -d' ' -f1)
-        got=$(sha256sum < "$dl/one" 2>/dev/null | cut -d' ' -f1)
+        got=$([ -f "$dl/one" ] && sha256sum < "$dl/one" | cut -d' ' -f1)
         [ -z "$why" ] && [ "$got" != "$want" ] && why="one fetch: wrong body"
         # Keep-alive: six URLs, one command, one connection.
         if [ -z "$why" ]; then
@@ -534,11 +549,10 @@ case_curl() {
 
 # ---- 4. wrk as the load generator ------------------------------------------------
 case_wrk() {
-    have wrk || return
-    command -v nginx > /dev/null 2>&1 || have "$py" || return
+    have wrk nginx || return
     make_tree || { fail plain "cannot make the file tree"; return; }
     if ! plain_http; then
-        fail plain "the plain $hname server did not listen" "$tmp/plain-http.log"
+        fail plain "the plain nginx did not listen" "$tmp/plain-http.log" "$tmp/nginx-plain/error.log"
         return
     fi
     for m in $modes; do
@@ -559,7 +573,7 @@ case_wrk() {
         elif [ -n "$wrk_why" ]; then
             fail "$m" "wrk: $wrk_why" "$tmp/wrk.log"
         else
-            ok "$m" "os_threads=$os_threads, $wrk_rps rps against plain $hname, $wrk_reqs requests"
+            ok "$m" "os_threads=$os_threads, $wrk_rps rps against plain nginx, $wrk_reqs requests"
         fi
     done
     stop "$hpid" "$hgrp" TERM
@@ -617,9 +631,9 @@ a
         fi
         stop "$bg" "$bgrp" TERM
         if [ -n "$why" ]; then
-            fail "$m" "$why" "$tmp/redis-cli.log" "$tmp/bench.log" "$tmp/redis.log"
+            fail "$m" "$why$server_note" "$tmp/redis-cli.log" "$tmp/bench.log" "$tmp/redis.log"
         elif [ "$rc" != 0 ]; then
-            fail "$m" "redis-server's exit on SIGTERM: $rc, want 0" "$tmp/redis.log"
+            fail "$m" "redis-server's exit on SIGTERM: $rc, want 0$server_note" "$tmp/redis.log"
         elif [ "$m" = plain ]; then
             redis_plain_rps=$nums
             ok "$m" "os_threads=$os_threads, rps $nums"
@@ -678,9 +692,9 @@ case_nginx() {
         left=
         for w in $workers; do alive "$w" && left="$left $w"; done
         if [ -n "$why" ]; then
-            fail "$m" "$why" "$tmp/curl.log" "$tmp/wrk.log" "$tmp/nginx.log" "$ndir/error.log"
+            fail "$m" "$why$server_note" "$tmp/curl.log" "$tmp/wrk.log" "$tmp/nginx.log" "$ndir/error.log"
         elif [ "$rc" != 0 ]; then
-            fail "$m" "nginx's exit on SIGTERM: $rc, want 0" "$tmp/nginx.log" "$ndir/error.log"
+            fail "$m" "nginx's exit on SIGTERM: $rc, want 0$server_note" "$tmp/nginx.log" "$ndir/error.log"
         elif [ -n "$left" ]; then
             fail "$m" "workers left after the master's exit:$left" "$ndir/error.log"
         else
@@ -754,6 +768,8 @@ case_daemon() {
         crc=$?
         th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
         rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
+        server_note=
+        alive "$dpid" || server_note="; the daemon had ended before the SIGTERM"
         kill -TERM "$(cat "$pf")"
         i=0
         while alive "$dpid" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -764,7 +780,7 @@ case_daemon() {
             dead=
         fi
         if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)" "$tmp/client.log"
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log"
         elif [ -n "$dead" ]; then
             fail "$m" "$dead"
         else
@@ -812,11 +828,11 @@ case_fork() {
         done
         stop "$bg" "$bgrp" TERM
         if [ -n "$why" ]; then
-            fail "$m" "$why" "$tmp/client.log" "$tmp/fork.log"
+            fail "$m" "$why$server_note" "$tmp/client.log" "$tmp/fork.log"
         elif [ "$left" -ne 0 ]; then
             fail "$m" "$left children ($zombies zombies) 3 s after the clients closed" "$tmp/fork.log"
         elif [ "$rc" != 0 ]; then
-            fail "$m" "exit on SIGTERM: $rc, want 0 (SIGTERM without SA_RESTART: accept returns EINTR, the loop ends)" \
+            fail "$m" "exit on SIGTERM: $rc, want 0 (SIGTERM without SA_RESTART: accept returns EINTR, the loop ends)$server_note" \
                 "$tmp/fork.log"
         else
             ok "$m" "os_threads=$os_threads, children=$kids with 200 connections open, $rps echoes/s, all reaped"
@@ -847,9 +863,9 @@ case_cxx_pool() {
         stop "$bg" "$bgrp" TERM
         served=$(sed -n 's/^served=\([0-9]*\)$/\1/p' "$tmp/pool.log")
         if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)" "$tmp/client.log" "$tmp/pool.log"
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/pool.log"
         elif [ "$rc" != 0 ]; then
-            fail "$m" "exit on SIGTERM: $rc, want 0" "$tmp/pool.log"
+            fail "$m" "exit on SIGTERM: $rc, want 0$server_note" "$tmp/pool.log"
         elif [ "$served" != 500 ]; then
             fail "$m" "served=${served:-missing}, want 500" "$tmp/pool.log"
         else
@@ -861,11 +877,11 @@ case_cxx_pool() {
 # Python's multiprocessing: forked workers, handler threads that poll in a
 # loop until another thread drains a pipe (they must give way).
 case_python_mp() {
-    have python3 || return
+    have "$py" || return
     for m in $modes; do
         spent "$m" && continue
         # shellcheck disable=SC2046 # the runner's words
-        timeout -s KILL 60 $(runner "$m") python3 "$here/mp_pool.py" > "$tmp/mp.out" 2>&1
+        timeout -s KILL 60 $(runner "$m") "$py" "$here/mp_pool.py" > "$tmp/mp.out" 2>&1
         rc=$?
         if [ "$rc" -eq 0 ] && grep -q 'all answers right' "$tmp/mp.out"; then
             ok "$m" "Pool.map, ProcessPoolExecutor, Process + Queue"
