@@ -230,7 +230,8 @@ Test(placement_poll, opened_by_a_busy_thread, .timeout = 60) { opened_by_busy_th
  * starts matters: spawned by one busy thread (an accept loop), they end up
  * shared evenly between the workers, not all on whichever worker was idle. */
 #define HANDLERS 100
-static atomic_int started_on[2], handlers_up;
+#define ROUNDS 5
+static atomic_int started_on[2], handlers_up, handlers_done;
 static pid_t tid_of[2];
 static np_mutex hmu = NP_MUTEX_INITIALIZER;
 static np_cond hcv = NP_COND_INITIALIZER;
@@ -248,10 +249,17 @@ static void handler(void *a) {
     np_mutex_lock(&hmu);
     while (!handlers_go) np_cond_wait(&hcv, &hmu);
     np_mutex_unlock(&hmu);
+    atomic_fetch_add(&handlers_done, 1);
 }
 
-static int spawn_burst(void *x) {
-    (void)x;
+/* One burst; returns how many handlers started on the less used worker. */
+static int one_burst(void) {
+    atomic_store(&started_on[0], 0);
+    atomic_store(&started_on[1], 0);
+    atomic_store(&handlers_up, 0);
+    atomic_store(&handlers_done, 0);
+    tid_of[0] = tid_of[1] = 0;
+    handlers_go = 0;
     /* Like an accept loop: bursts of connections accepted without parking,
      * then a wait for more. */
     for (int i = 0; i < HANDLERS; i++) {
@@ -266,7 +274,24 @@ static int spawn_burst(void *x) {
     handlers_go = 1;
     np_cond_broadcast(&hcv);
     np_mutex_unlock(&hmu);
-    cr_assert(a >= HANDLERS / 5 && b >= HANDLERS / 5, "handlers started %d and %d on the two workers", a, b);
+    end = np_now() + 10000 * MS;
+    while (atomic_load(&handlers_done) < HANDLERS && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&handlers_done), HANDLERS);
+    return a < b ? a : b;
+}
+
+/* A loaded machine may not run the second worker's OS thread at all during
+ * a burst of a few milliseconds; a placement that never shares fails every
+ * round, one that shares passes the first round the kernel lets it. */
+static int spawn_burst(void *x) {
+    (void)x;
+    int best = 0;
+    for (int r = 0; r < ROUNDS && best < HANDLERS / 5; r++) {
+        int m = one_burst();
+        if (m > best) best = m;
+    }
+    cr_assert(best >= HANDLERS / 5, "at best %d of %d handlers started on the less used worker in %d rounds",
+              best, HANDLERS, ROUNDS);
     return 0;
 }
 
