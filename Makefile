@@ -4,8 +4,10 @@
 #   make            library, preload shim, tests' binaries
 #   make check      the test suite (Criterion), man page lint, ABI checks
 #   make demo       an unmodified server plain and under nprun, then the runtime demo
-#   make bench      benchmarks side by side with their peers
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make bench      benchmarks side by side with their peers, bench/results/RESULTS.md
+#                   and plots (make bench-quick: echo alone, under a minute)
+#   make install    PREFIX=/usr/local DESTDIR=   (make uninstall, the same way)
+#   make abi-check  the library's ABI against t/abi/ (make abi-baseline: record it)
 #   make deps       install missing Debian packages
 #   make clean
 
@@ -16,19 +18,20 @@ LIBDIR  ?= $(PREFIX)/lib
 VERSION := 1.0.0
 SOMAJOR := 1
 
-DEPS_BUILD := g++ make autoconf pkg-config libjemalloc-dev liburing-dev libffi-dev \
+DEPS_BUILD := g++ make autoconf pkg-config dpkg-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
 DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu python3 curl wrk redis-server \
-              redis-tools nginx
-DEPS_BENCH := golang-go libboost-context-dev wrk
+              redis-tools nginx abigail-tools
+DEPS_BENCH := golang-go libboost-context-dev wrk gnuplot-nox
 
 .PHONY: all check check-valgrind check-asan check-tsan demo bench install clean deps deps-bench lib tests
 all: lib tests shim nprun
 
-NOCONF_GOALS := clean deps deps-bench
+NOCONF_GOALS := clean deps deps-bench uninstall
 ifeq ($(filter $(NOCONF_GOALS),$(MAKECMDGOALS)),)
 -include $(B)/config.mk
 endif
+include t/stress/stress.mk # fault injection (FAULTS=1, check-faults), soak
 
 # ---- dependencies ----------------------------------------------------------
 define install_missing
@@ -61,18 +64,21 @@ $(B)/config.mk: configure.ac config.mk.in config.h.in
 
 # ---- the library -----------------------------------------------------------
 CFLAGS_COMMON := -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -Iinclude -Isrc -I$(B) $(SANFLAGS)
-LIB_CXXFLAGS  := -std=c++20 -fvisibility=hidden -fvisibility-inlines-hidden $(CFLAGS_COMMON)
+LIB_CXXFLAGS  := -std=c++20 -fvisibility=hidden -fvisibility-inlines-hidden $(TLS_CFLAGS) $(CFLAGS_COMMON)
 LIB_SRCS := $(wildcard src/*.cpp) ports/epoll.cpp ports/poll.cpp
 ifeq ($(HAVE_IO_URING),1)
 LIB_SRCS += ports/io_uring.cpp
 LIB_LIBS += -luring
 endif
 ifeq ($(HAVE_JEMALLOC),1)
+# Built once from Debian's source package, its TLS one that a dlopen can
+# place (src/jemalloc/build.sh); the sanitizer trees share it.
+JEMALLOC_DIR ?= $(B)/jemalloc
+JEMALLOC_A := $(JEMALLOC_DIR)/libjemalloc_pic.a
 LIB_LIBS += -Wl,--whole-archive $(JEMALLOC_A) -Wl,--no-whole-archive
 # In the library, jemalloc's calls to names a preload shim interposes go to
 # libc's own functions (__wrap_* in src/libc_real.cpp; t/imports-check.sh).
-# Not in internal-tests: there jemalloc is the process's malloc, which the
-# lookup of those functions (dlopen) would call back into.
+# Not in internal-tests, which no shim is preloaded into.
 JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_key_create \
                  pthread_setspecific pthread_mutex_init pthread_mutex_lock pthread_mutex_trylock \
                  pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
@@ -93,6 +99,10 @@ $(B)/obj/%.o: %.cpp $(LIB_HDRS)
 $(B)/obj/switch.o: $(ARCH_SWITCH) $(B)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) -fPIC -g -c $< -o $@
+
+$(JEMALLOC_DIR)/libjemalloc_pic.a: src/jemalloc/build.sh
+	MAKEFLAGS="$${MAKEFLAGS%% -- *}" CC="$(CC)" CXX="$(CXX)" MAKE="$(MAKE)" sh src/jemalloc/build.sh $(JEMALLOC_DIR)
+$(LIB_SO) $(B)/t/internal-tests: $(JEMALLOC_A)
 
 $(LIB_SO): $(LIB_OBJS) src/netpoll.map
 	@mkdir -p $(dir $@)
@@ -128,8 +138,9 @@ $(B)/t/%.o: t/%.c include/netpoll.h t/np_test.h $(B)/config.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(T_CFLAGS) -c $< -o $@
 
+# -rdynamic: np_dump's test finds its own functions in the stacks it walks.
 $(TEST_BIN): $(patsubst t/%.c,$(B)/t/%.o,$(TEST_SRCS)) $(B)/lib/libnetpoll.so
-	$(CC) -o $@ $(filter %.o,$^) $(T_LDFLAGS) -lffi
+	$(CC) -rdynamic -o $@ $(filter %.o,$^) $(T_LDFLAGS) -lffi
 
 # Tests that need the library's insides link its objects directly.
 $(B)/t/internal-tests: t/internal/*.cpp $(LIB_OBJS)
@@ -156,6 +167,10 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh t/gdb/bt-check.sh $(B)/t/gdb/bt_target
 	sh t/ffi/ffi-check.sh $(B)/t/ffi/ffi_dlopen $(CURDIR)/$(LIB_SO)
 	sh t/abi-check.sh $(B)/lib/libnetpoll.so.$(VERSION)
+	sh t/abi/abi-diff.sh check $(LIB_SO) $(B)/abi
+	sh t/header-check.sh include $(B)/lib
+	sh t/bench/render-check.sh
+	sh t/uninstall-check.sh "$(MAKE)" $(B)
 	sh t/imports-check.sh $(B)/lib/libnetpoll.so.$(VERSION) $(LIB_OBJS)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
@@ -163,7 +178,9 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	for s in $(VG_SUITES_QUICK); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 	$(TEST_BIN) --jobs 2
 	sh t/shim/run.sh $(B)
+	sh t/shim/dump-check.sh $(B)
 	sh t/shim/real/run.sh $(B)
+	$(MAKE) --no-print-directory check-faults # t/stress/stress.mk: ~15 s, and its build
 
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
@@ -178,17 +195,22 @@ check-valgrind: all
 # the fd limit leave none.
 ASAN_B ?= build-asan
 check-asan:
-	$(MAKE) B=$(ASAN_B) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" tests
+	$(MAKE) B=$(ASAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" tests
 	ASAN_OPTIONS=detect_stack_use_after_return=1 LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
 	  $(ASAN_B)/t/netpoll-tests --jobs 2
 
 # The suite built with ThreadSanitizer (a TSan fiber per green thread,
-# src/sanitizer.hpp) in a tree of its own.
+# src/sanitizer.hpp) in a tree of its own.  A test that raced still passes
+# by itself (its process exits before TSan's status is seen): any report
+# fails the target.
 TSAN_B ?= build-tsan
 TSAN_OPTIONS ?= halt_on_error=0 second_deadlock_stack=1 history_size=4
 check-tsan:
-	$(MAKE) B=$(TSAN_B) SANFLAGS="-fsanitize=thread" tests
-	TSAN_OPTIONS="$(TSAN_OPTIONS)" $(TSAN_B)/t/netpoll-tests --jobs 2
+	$(MAKE) B=$(TSAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=thread" tests
+	TSAN_OPTIONS="$(TSAN_OPTIONS)" $(TSAN_B)/t/netpoll-tests --jobs 2 2>&1 | tee $(TSAN_B)/check-tsan.log; \
+	  n=$$(grep -c "WARNING: ThreadSanitizer" $(TSAN_B)/check-tsan.log); \
+	  if [ "$$n" != 0 ]; then echo "check-tsan: $$n race reports (see $(TSAN_B)/check-tsan.log)" >&2; exit 1; fi; \
+	  grep -q "Failing: 0 | Crashing: 0" $(TSAN_B)/check-tsan.log
 
 # ---- demo and benchmarks ----------------------------------------------------
 $(B)/bench/%: bench/%.c $(B)/lib/libnetpoll.so
@@ -221,8 +243,15 @@ demo-runtime: $(B)/bench/demo
 	$(B)/bench/demo
 
 NP_BENCH := switch_np yield_np spawn_np park_np echo_np http_np deadline_np wake_np
-bench: deps-bench lib shim nprun $(addprefix $(B)/bench/,$(NP_BENCH) $(PLAIN_BENCH))
-	sh bench/run.sh $(B)
+# make bench: every section, results (TSV, RESULTS.md, PNG plots) in
+# bench/results/; make bench-quick: echo at 10/100/1000 connections, short
+# windows, under a minute, results in $(B)/bench/results/.
+.PHONY: bench-quick
+BENCH_BINS := lib shim nprun $(addprefix $(B)/bench/,$(NP_BENCH) $(PLAIN_BENCH))
+bench: deps-bench $(BENCH_BINS)
+	BENCH_OUT=bench/results sh bench/run.sh $(B)
+bench-quick: deps-bench $(BENCH_BINS)
+	BENCH_QUICK=2 BENCH_OUT=$(B)/bench/results sh bench/run.sh $(B)
 
 # ---- the preload shim ------------------------------------------------------
 # Built against the public header and the shim's private seam only (no
@@ -262,10 +291,35 @@ install: lib shim nprun
 	$(call write_pc,$(DESTDIR)$(LIBDIR)/pkgconfig/netpoll.pc)
 	install -m 644 man/man3/*.3 $(DESTDIR)$(PREFIX)/share/man/man3/
 	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(B)/bin/nprun $(DESTDIR)$(PREFIX)/bin/nprun
 	install -m 755 $(SHIM_SO) $(DESTDIR)$(PREFIX)/lib/libnetpoll-preload.so
 	install -m 644 man/man1/nprun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nprun.1
 
+# Removes what install put there, for the same PREFIX, LIBDIR and DESTDIR
+# (directories stay).
+.PHONY: uninstall
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libnetpoll.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libnetpoll.so.$(SOMAJOR) \
+	  $(DESTDIR)$(LIBDIR)/libnetpoll.so $(DESTDIR)$(LIBDIR)/pkgconfig/netpoll.pc \
+	  $(DESTDIR)$(PREFIX)/include/netpoll.h \
+	  $(addprefix $(DESTDIR)$(PREFIX)/share/man/man3/,$(notdir $(wildcard man/man3/*.3))) \
+	  $(addprefix $(DESTDIR)$(PREFIX)/share/man/man7/,$(notdir $(wildcard man/man7/*.7))) \
+	  $(DESTDIR)$(PREFIX)/bin/nprun $(DESTDIR)$(PREFIX)/lib/libnetpoll-preload.so \
+	  $(DESTDIR)$(PREFIX)/share/man/man1/nprun.1
+
+# ---- ABI baseline ----------------------------------------------------------
+# t/abi/ holds the ABI of libnetpoll.so.1 as abidw reads it (symbols and
+# their version nodes, prototypes, the layout of netpoll.h's types) and
+# netpoll.h's macros.  abi-check (run by check) fails on any difference;
+# a deliberate addition runs abi-baseline and commits t/abi/ with it.
+.PHONY: abi-check abi-baseline
+abi-check: lib
+	sh t/abi/abi-diff.sh check $(LIB_SO) $(B)/abi
+abi-baseline: lib
+	sh t/abi/abi-diff.sh update $(LIB_SO) $(B)/abi
+
 clean:
 	rm -rf $(B) autom4te.cache
+
+include t/fuzz/fuzz.mk

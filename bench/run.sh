@@ -18,12 +18,20 @@
 #
 # Environment:
 #   BENCH_QUICK=1        ~2 minute smoke run (small counts, 1 s windows)
+#   BENCH_QUICK=2        under a minute (make bench-quick): the echo section
+#                        alone, 10/100/1000 connections, 1 s windows
+#   BENCH_SECTIONS="..." the sections to run (default all: switch yield
+#                        spawn park deadline wake echo echo-load ports http
+#                        legacy real)
+#   BENCH_OUT=DIR        machine-readable results and their rendering
+#                        (default BUILD_DIR/bench/results; make bench:
+#                        bench/results)
 #   BENCH_SECONDS=5      measurement window of each echo/HTTP run
-#   BENCH_CONNS="1 100 1000 10000"   echo connection counts
+#   BENCH_CONNS="10 100 1000 10000"  echo connection counts
 #   BENCH_PORT_CONNS="100 1000"      echo counts of the poller port comparison
 #   BENCH_RATE=50000     fixed-load echo: requests/s offered to every server
 #   BENCH_LOAD_CONNS="100 1000"      connection counts of the fixed-load echo
-#   BENCH_HTTP_CONNS="100 1000 10000" wrk connection counts
+#   BENCH_HTTP_CONNS="10 100 1000 10000" wrk connection counts
 #   BENCH_PORT=18000     first TCP port used on 127.0.0.1
 #   BENCH_STACK=16384    NP_STACK_SIZE for park_np
 #   BENCH_WAKE_N="1000 10000 50000"  descriptors parked on one worker (wake_np);
@@ -31,13 +39,20 @@
 #   BENCH_REPEAT=1       echo/HTTP: run every server this many times
 #                        (interleaved), keep each one's best-rps run
 #   BENCH_ONLY=legacy    run only the [legacy] section (plain threads vs nprun vs Go)
-#   BENCH_LEGACY_CONNS="1000 10000"  connection counts of the [legacy] section
+#   BENCH_LEGACY_CONNS="10 100 1000 10000"  connection counts of the [legacy] section
 #   BENCH_LEGACY_PROCS=2 nprun -p of the [legacy] servers
 #   BENCH_TLS_N=1000000  tls_switch round trips per mode
 #   CC, CXX, GO          compilers
 #
 # Output: progress and the table on stdout; the same in
 # BUILD_DIR/bench/results.txt; server logs in BUILD_DIR/bench/logs/.
+# The [real] section is bench/real.sh: python3 http.server and a
+# socketserver echo, redis-server, nginx, plain and under nprun -p 2 (as
+# t/shim/real/run.sh starts them, with its t/shim/real/lib.sh).
+# In BENCH_OUT: a TSV per section (header line, then one line per server
+# and connection count; bench/render.py documents the columns),
+# machine.tsv, and what bench/render.py makes of them: RESULTS.md (ratios
+# first, absolute figures second) and PNG plots (gnuplot, log x axis).
 # Re-run under bash when started as `sh bench/run.sh`.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -u
@@ -52,7 +67,16 @@ LOGS=$B/logs
 : >"$RES"
 
 QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then
+SECTIONS=${BENCH_SECTIONS:-"switch yield spawn park deadline wake echo echo-load ports http legacy real"}
+if [ "$QUICK" = 2 ]; then
+    SECS=${BENCH_SECONDS:-1}
+    CONNS=${BENCH_CONNS:-"10 100 1000"}
+    HTTP_CONNS=${BENCH_HTTP_CONNS:-"100"}
+    SECTIONS=${BENCH_SECTIONS:-echo}
+    N_SWITCH=1000000 N_UCTX=100000 N_YIELD=200000 N_SPAWN=100000 N_PARK=100000
+    N_DEADLINE=50000
+    N_WAKE=1000
+elif [ "$QUICK" = 1 ]; then
     SECS=${BENCH_SECONDS:-1}
     CONNS=${BENCH_CONNS:-"100 1000"}
     HTTP_CONNS=${BENCH_HTTP_CONNS:-"100"}
@@ -61,8 +85,8 @@ if [ "$QUICK" = 1 ]; then
     N_WAKE=1000
 else
     SECS=${BENCH_SECONDS:-5}
-    CONNS=${BENCH_CONNS:-"1 100 1000 10000"}
-    HTTP_CONNS=${BENCH_HTTP_CONNS:-"100 1000 10000"}
+    CONNS=${BENCH_CONNS:-"10 100 1000 10000"}
+    HTTP_CONNS=${BENCH_HTTP_CONNS:-"10 100 1000 10000"}
     N_SWITCH=5000000 N_UCTX=500000 N_YIELD=2000000 N_SPAWN=1000000 N_PARK=1000000
     N_DEADLINE=200000
     N_WAKE=5000
@@ -83,6 +107,29 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null
 export LD_LIBRARY_PATH="$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 log() { printf '%s\n' "$*" | tee -a "$RES"; }
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ---- machine-readable results: BENCH_OUT/SECTION.tsv -------------------
+OUT=${BENCH_OUT:-$B/results}
+mkdir -p "$OUT" || exit 1
+OUT=$(cd "$OUT" && pwd)
+rm -f "$OUT"/*.tsv "$OUT"/*.gnuplot "$OUT"/*.png "$OUT/RESULTS.md" "$OUT/run.txt"
+tsv() { # SECTION FIELD...: one tab-separated line into OUT/SECTION.tsv
+    local f=$OUT/$1.tsv
+    shift
+    (IFS=$'\t'; printf '%s\n' "$*") >>"$f"
+}
+tsv machine key value
+tsv machine date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+tsv machine cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+tsv machine cores "$(nproc)"
+tsv machine kernel "$(uname -sr)"
+tsv machine memory "$(awk '/^MemTotal:/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+tsv machine load_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+tsv machine mode "$(case $QUICK in 2) echo quick ;; 1) echo smoke ;; *) echo full ;; esac)"
+tsv machine window_s "$SECS"
+tsv machine repeat "$REPEAT"
+tsv machine nprun_procs "${BENCH_LEGACY_PROCS:-2}"
 note() { printf '%s\n' "$*" | tee -a "$RES" >&2; }
 
 # ---- servers: started under timeout(1), always killed on exit ----------
@@ -246,19 +293,40 @@ field() { # key line: value of key=value in line
 
 # echo_measure NAME C: run echo_client with C connections against the server
 # just started (SPID, listening on $port), then stop the server.  Sets EOUT
-# to the client's line; 1 when the client failed.
+# to the client's line, plus memory per held connection: rss_kib_conn
+# (the client's idle VmRSS sample with every connection open, less the
+# one before it connected), kstack_kib_conn (KernelStack of /proc/meminfo
+# at the server's peak thread count, less before: an OS thread's kernel
+# stack, not in its RSS; system-wide, so at most 16 KiB per thread the
+# server added, to keep other processes' threads out), their sum
+# kib_conn, and threads (the server's peak OS threads); 1 when the
+# client failed.
 EOUT=
+threads_now() { awk '/^Threads:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 echo_measure() {
-    local name=$1 c=$2 rc
+    local name=$1 c=$2 rc f=$LOGS/echo-sample samp rss0 ks0 rss thr ks thr0
+    read -r rss0 ks0 <<<"$(leg_now "$SPID")"
+    thr0=$(threads_now "$SPID")
+    rm -f "$f" "$f.stop"
+    echo "0 0 0" >"$f"
+    leg_sampler "$SPID" "$f" &
+    samp=$!
     EOUT=$(ECHO_RATE=${ECHO_RATE:-} ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
         "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
     rc=$?
+    touch "$f.stop"
+    wait "$samp" 2>/dev/null
+    read -r rss thr ks <"$f"
     kill -0 "$SPID" 2>/dev/null || note "  $name died during the run (see $LOGS/$name.log)"
     stop_server
     if [ $rc -ne 0 ] || [ -z "$EOUT" ]; then
         note "  $name c=$c: client failed (rc $rc, see $LOGS/echo_client.log)"
         return 1
     fi
+    EOUT="$EOUT $(awk -v c="$c" -v a="$(field srv_rss0_kib "$EOUT")" -v b="$(field srv_rss_idle_kib "$EOUT")" \
+        -v k0="$ks0" -v k="$ks" -v t="$thr" -v t0="${thr0:-0}" 'BEGIN{ if (a == "" || b+0 < 0) exit;
+        r=(b-a)/c; kc=(k-k0)/c; if (kc < 0) kc=0; if (kc*c > 16*(t-t0)) kc=(t > t0 ? 16*(t-t0)/c : 0);
+        printf "rss_kib_conn=%.2f kstack_kib_conn=%.2f kib_conn=%.2f threads=%d", r, kc, r+kc, t }')"
 }
 
 # echo_series ARRAY "CONNS" RATE KEEP KEY...: run every echo server at each
@@ -303,13 +371,14 @@ echo_series() {
 # at the server's peak thread count) - (before)), over conns; KernelStack
 # is system-wide: the kernel stacks of the server's OS threads, plus the
 # client's 2 (<0.05 KiB/conn at 1000) and whatever else starts meanwhile
-# (least of the samples taken, to keep other processes' threads out).  Then bench/tls_switch.c, a
+# (least of the samples taken, and at most 16 KiB per OS thread the server
+# added, to keep other processes' threads out).  Then bench/tls_switch.c, a
 # two-thread ping-pong (condvar, pipe, sched_yield) plain and under
 # `nprun -p 1`, where every hand-off is a green-thread switch that also
 # switches the thread pointer (TCB, wrfsbase); np_yield (yield_np: the
 # same scheduler, no TCB switch) beside it.  BENCH_ONLY=legacy runs this
 # section alone.
-LEG_CONNS=${BENCH_LEGACY_CONNS:-"1000 10000"}
+LEG_CONNS=${BENCH_LEGACY_CONNS:-"10 100 1000 10000"}
 LEG_PROCS=${BENCH_LEGACY_PROCS:-2}
 if [ "$QUICK" = 1 ]; then N_TLS=${BENCH_TLS_N:-200000}; else N_TLS=${BENCH_TLS_N:-1000000}; fi
 NPRUN=$BUILD/bin/nprun
@@ -366,8 +435,9 @@ leg_us() { # wrk latency (1.23ms) -> microseconds
 # failure.
 LOUT=
 leg_run() {
-    local kind=$1 name=$2 c=$3 rc out samp f=$LOGS/leg-sample rss0 ks0 rss thr ks rps p99 errs=
+    local kind=$1 name=$2 c=$3 rc out samp f=$LOGS/leg-sample rss0 ks0 rss thr ks rps p99 errs= thr0
     read -r rss0 ks0 <<<"$(leg_now "$SPID")"
+    thr0=$(threads_now "$SPID")
     rm -f "$f" "$f.stop"
     echo "0 0 0" >"$f"
     leg_sampler "$SPID" "$f" &
@@ -403,9 +473,13 @@ leg_run() {
         return 1
     fi
     LOUT=$(awk -v c="$c" -v rps="$rps" -v p99="$p99" -v r0="$rss0" -v r="$rss" -v k0="$ks0" \
-        -v k="$ks" -v t="$thr" 'BEGIN{
+        -v k="$ks" -v t="$thr" -v a="$(field srv_rss0_kib "$out")" -v b="$(field srv_rss_idle_kib "$out")" \
+        -v t0="${thr0:-0}" 'BEGIN{
         rc=(r-r0)/c; kc=(k-k0)/c;
-        printf "rps=%.0f p99_us=%s kib_conn=%.2f rss_kib_conn=%.2f kstack_kib_conn=%.2f threads=%d", rps, p99, rc+kc, rc, kc, t}')
+        if (kc < 0) kc=0; if (kc*c > 16*(t-t0)) kc=(t > t0 ? 16*(t-t0)/c : 0) # [echo]: at most 16 KiB a thread
+        printf "rps=%.0f p99_us=%s kib_conn=%.2f rss_kib_conn=%.2f kstack_kib_conn=%.2f threads=%d", rps, p99, rc+kc, rc, kc, t
+        # echo: as [echo] figures it (idle RSS, with every connection open)
+        if (a != "" && b+0 >= 0) printf " idle_kib_conn=%.2f", (b-a)/c + (kc > 0 ? kc : 0)}')
     [ -n "$errs" ] && LOUT="$LOUT [${errs% }]"
     return 0
 }
@@ -447,7 +521,7 @@ legacy_section() {
                 leg_run "$kind" "legacy-$kind-$s" "$c" || continue
                 log "  $(printf '%-6s %-4s c=%-6s' "$s" "$kind" "$c") $LOUT"
                 beats "$(field rps "$LOUT")" "${LG[$s,$kind,$c,rps]:-}" || continue
-                for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads; do
+                for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads idle_kib_conn; do
                     LG[$s,$kind,$c,$k]=$(field "$k" "$LOUT")
                 done
             done
@@ -532,18 +606,92 @@ legacy_report() {
     log "(nprun column of the tls_switch rows: nprun -p 1; np_yield: yield_np, NP_PROCS=1, 2 switches)"
 }
 
+# write_results: the kept figures of every section into OUT/*.tsv, the log
+# as OUT/run.txt, then RESULTS.md and the plots (bench/render.py)
+write_results() {
+    local s c kind r name np pn pv better ratio py=python3
+    if declare -p E >/dev/null 2>&1; then
+        tsv echo server conns rps p50_us p99_us cpu_us_req rss_kib_conn kstack_kib_conn kib_conn threads
+        for s in np epoll threads go; do
+            for c in $CONNS; do
+                [ -n "${E[$s,$c,rps]:-}" ] || continue
+                tsv echo "$s" "$c" "${E[$s,$c,rps]}" "${E[$s,$c,p50_us]:-}" "${E[$s,$c,p99_us]:-}" \
+                    "${E[$s,$c,srv_cpu_us_per_req]:-}" "${E[$s,$c,rss_kib_conn]:-}" \
+                    "${E[$s,$c,kstack_kib_conn]:-}" "${E[$s,$c,kib_conn]:-}" "${E[$s,$c,threads]:-}"
+            done
+        done
+        tsv echo_load server conns rate rps p50_us p99_us cpu_us_req
+        for s in np epoll threads go; do
+            for c in $LOAD_CONNS; do
+                [ -n "${L[$s,$c,p99_us]:-}" ] || continue
+                tsv echo_load "$s" "$c" "$RATE" "${L[$s,$c,rps]:-}" "${L[$s,$c,p50_us]:-}" \
+                    "${L[$s,$c,p99_us]}" "${L[$s,$c,srv_cpu_us_per_req]:-}"
+            done
+        done
+        tsv ports poller conns rps p99_us cpu_us_req
+        for s in epoll io_uring poll; do
+            for c in $PORT_CONNS; do
+                [ -n "${P[$s,$c,rps]:-}" ] || continue
+                tsv ports "$s" "$c" "${P[$s,$c,rps]}" "${P[$s,$c,p99_us]:-}" "${P[$s,$c,srv_cpu_us_per_req]:-}"
+            done
+        done
+        tsv http server conns rps p50_us p99_us
+        for s in np go goraw; do
+            for c in $HTTP_CONNS; do
+                [ -n "${H[$s,$c,rps]:-}" ] || continue
+                tsv http "$s" "$c" "${H[$s,$c,rps]}" "${H[$s,$c,p50]:-}" "${H[$s,$c,p99]:-}"
+            done
+        done
+    fi
+    tsv legacy kind server conns rps p99_us kib_conn rss_kib_conn kstack_kib_conn idle_kib_conn threads
+    for kind in echo http; do
+        for s in plain nprun go goraw; do
+            for c in $LEG_CONNS; do
+                [ -n "${LG[$s,$kind,$c,rps]:-}" ] || continue
+                tsv legacy "$kind" "$s" "$c" "${LG[$s,$kind,$c,rps]}" "${LG[$s,$kind,$c,p99_us]:-}" \
+                    "${LG[$s,$kind,$c,kib_conn]:-}" "${LG[$s,$kind,$c,rss_kib_conn]:-}" \
+                    "${LG[$s,$kind,$c,kstack_kib_conn]:-}" "${LG[$s,$kind,$c,idle_kib_conn]:-}" \
+                    "${LG[$s,$kind,$c,threads]:-}"
+            done
+        done
+    done
+    if [ -n "$LEG_TLS$LEG_TLS_NP" ]; then
+        tsv tls mode cond_rt_ns pipe_rt_ns yield_rt_ns
+        [ -n "$LEG_TLS" ] && tsv tls plain "$(field cond_rt_ns "$LEG_TLS")" \
+            "$(field pipe_rt_ns "$LEG_TLS")" "$(field yield_rt_ns "$LEG_TLS")"
+        [ -n "$LEG_TLS_NP" ] && tsv tls nprun "$(field cond_rt_ns "$LEG_TLS_NP")" \
+            "$(field pipe_rt_ns "$LEG_TLS_NP")" "$(field yield_rt_ns "$LEG_TLS_NP")"
+        [ -n "$LEG_YIELD" ] && tsv tls np_yield - - "$(awk -v y="$LEG_YIELD" 'BEGIN{printf "%.1f", 2*y}')"
+    fi
+    tsv ratios benchmark netpoll peer peer_value ratio better
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r name np pn pv better <<<"$r"
+        ratio=$(awk -v a="$np" -v b="$pv" 'BEGIN{ if (b+0 > 0 && a+0 >= 0) printf "%.3g", a/b; else print "-" }')
+        tsv ratios "$name" "$np" "$pn" "$pv" "$ratio" "$better"
+    done
+    tsv machine load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+    cp "$RES" "$OUT/run.txt"
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    if "$py" "$ROOT/bench/render.py" "$OUT"; then
+        log "results: $OUT/RESULTS.md"
+    else
+        note "  bench/render.py failed: no RESULTS.md"
+    fi
+}
+
 if [ "${BENCH_ONLY:-}" = legacy ]; then
     legacy_section
     legacy_report
     log ""
     log "results: $RES"
+    write_results
     exit 0
 fi
 
 # 1. raw switch
 log ""
 log "[switch] raw context switch, ns per switch"
-if have_np switch_np; then
+if want switch && have_np switch_np; then
     np=$(run_fig switch_np "$B/switch_np" "$N_SWITCH")
     if [ -n "$np" ] && have_peer switch_boost; then
         p=$(run_fig switch_boost "$B/switch_boost" "$N_SWITCH") &&
@@ -558,7 +706,7 @@ fi
 # 2. scheduler round trip on one worker
 log ""
 log "[yield] two green threads / goroutines on one OS thread, ns per switch"
-if have_np yield_np && have_peer go_chanpingpong; then
+if want yield && have_np yield_np && have_peer go_chanpingpong; then
     np=$(NP_PROCS=1 run_fig yield_np "$B/yield_np" "$N_YIELD") &&
         p=$(run_fig go_chanpingpong "$B/go_chanpingpong" "$N_YIELD") &&
         row "yield ns (1 worker)" "$np" "Go chan, GOMAXPROCS=1" "$p" lower
@@ -567,7 +715,7 @@ fi
 # 3. spawn + exit
 log ""
 log "[spawn] spawn+exit of $N_SPAWN threads, ns per thread"
-if have_np spawn_np && have_peer go_spawn; then
+if want spawn && have_np spawn_np && have_peer go_spawn; then
     np=$(run_fig spawn_np "$B/spawn_np" "$N_SPAWN") &&
         p=$(run_fig go_spawn "$B/go_spawn" "$N_SPAWN") &&
         row "spawn+exit ns/thread" "$np" "goroutine+WaitGroup" "$p" lower
@@ -576,7 +724,7 @@ fi
 # 4. parked threads
 log ""
 log "[park] $N_PARK parked threads (NP_STACK_SIZE=$STACK), RSS"
-if have_np park_np && have_peer go_park; then
+if want park && have_np park_np && have_peer go_park; then
     out=$(NP_STACK_SIZE=$STACK timeout 300 "$B/park_np" "$N_PARK" 2>>"$LOGS/park_np.log" | tail -n 1)
     [ -n "$out" ] && log "  $out" || note "  park_np failed (see $LOGS/park_np.log)"
     gout=$(timeout 300 "$B/go_park" "$N_PARK" 2>>"$LOGS/go_park.log" | tail -n 1)
@@ -601,7 +749,7 @@ fi
 # 5. deadlines: the same ping-pong with and without a deadline per operation
 log ""
 log "[deadline] 64 B ping-pong over a socketpair, 1 worker, $N_DEADLINE round trips, ns"
-if have_np deadline_np; then
+if want deadline && have_np deadline_np; then
     out=$(NP_PROCS=1 timeout 300 "$B/deadline_np" "$N_DEADLINE" 2>>"$LOGS/deadline_np.log" | tail -n 1)
     if [ -z "$out" ] || [ -z "$(field none_ns "$out")" ]; then
         note "  deadline_np failed (see $LOGS/deadline_np.log)"
@@ -620,7 +768,7 @@ fi
 WAKE_N=${BENCH_WAKE_N:-"1000 10000 50000"}
 log ""
 log "[wake] us per wake-up, N readers parked on one worker (wake_np, $N_WAKE wake-ups, best of 3)"
-if have_np wake_np; then
+if want wake && have_np wake_np; then
     for pk in epoll io_uring poll; do
         small= big= bign=
         for wn in $WAKE_N; do
@@ -646,13 +794,16 @@ MAXC=0
 for c in $CONNS; do [ "$c" -gt "$MAXC" ] && MAXC=$c; done
 log ""
 log "[echo] closed loop, 512 B messages, ${SECS}s per run, 2 client threads"
-if ! have_peer echo_client; then
+if ! want echo; then
+    :
+elif ! have_peer echo_client; then
     note "  no echo client: echo skipped"
 else
     ECHO_OK=
     have_np echo_np && ECHO_OK=1
     [ -n "$ECHO_OK" ] && echo_series E "$CONNS" "" rps \
-        rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib
+        rps p50_us p99_us srv_cpu_us_per_req srv_rss0_kib srv_rss_idle_kib \
+        rss_kib_conn kstack_kib_conn kib_conn threads
 fi
 for c in $CONNS; do
     [ -n "${E[np,$c,rps]:-}" ] || continue
@@ -685,7 +836,7 @@ fi
 declare -A L # L[server,conns,key]
 log ""
 log "[echo-load] fixed load, $RATE requests/s in all, 512 B messages, ${SECS}s per run"
-[ -n "${ECHO_OK:-}" ] && echo_series L "$LOAD_CONNS" "$RATE" p99 \
+[ -n "${ECHO_OK:-}" ] && want echo-load && echo_series L "$LOAD_CONNS" "$RATE" p99 \
     rps p50_us p99_us srv_cpu_us_per_req
 for c in $LOAD_CONNS; do
     [ -n "${L[np,$c,p99_us]:-}" ] || continue
@@ -704,7 +855,7 @@ declare -A P # P[port,conns,key]
 declare -A PSKIP # ports that fell back to epoll
 log ""
 log "[ports] echo_np with NP_POLLER=epoll, io_uring, poll; as [echo], ${SECS}s per run"
-if have_np echo_np && have_peer echo_client; then
+if want ports && have_np echo_np && have_peer echo_client; then
     for pk in $PORTS; do : >"$LOGS/echo_np-$pk.log"; done
     for c in $PORT_CONNS; do
         for _ in $(seq "$REPEAT"); do
@@ -749,7 +900,7 @@ to_us() { # wrk latency (e.g. 1.23ms) -> microseconds
         if(u=="us")n=n; else if(u=="ms")n*=1000; else if(u=="s")n*=1000000; else n=-1;
         printf "%.0f\n", n}'
 }
-if [ -n "$HAVE_WRK" ] && have_np http_np; then
+if want http && [ -n "$HAVE_WRK" ] && have_np http_np; then
     for c in $HTTP_CONNS; do
         for _ in $(seq "$REPEAT"); do
         for sp in np:http_np go:go_http goraw:go_httpraw; do
@@ -784,7 +935,15 @@ if [ -n "$HAVE_WRK" ] && have_np http_np; then
 fi
 
 # 9. legacy servers: plain threads vs nprun vs Go
-legacy_section
+want legacy && legacy_section
+
+# 10. real Debian programs (t/shim/real), plain and under nprun -p 2
+if want real; then
+    log ""
+    log "[real] python3 http.server, redis-server, nginx: plain and nprun -p $LEG_PROCS, ${SECS}s per run"
+    REAL_PROCS=$LEG_PROCS REAL_SECS=$SECS timeout -s KILL 600 sh "$ROOT/bench/real.sh" "$BUILD" "$OUT/real.tsv" 2>&1 |
+        tee -a "$RES" | sed 's/^/  /'
+fi
 
 # ---- report --------------------------------------------------------------
 log ""
@@ -807,4 +966,5 @@ done
 legacy_report
 log ""
 log "results: $RES"
+write_results
 exit 0

@@ -7,14 +7,17 @@
  * CLOCK_MONOTONIC, as returned by np_now().  Each function has a man page
  * of its own (np_open(3), ...); netpoll(7) describes the runtime.
  *
- * ABI promise: symbols are versioned (NETPOLL_1.0); structures passed in
- * carry their size first and only grow at the end; nothing is removed.
+ * ABI promise: symbols are versioned (NETPOLL_1.0; functions added later
+ * in NETPOLL_1.1 and on, each marked with its version below); structures
+ * passed in carry their size first and only grow at the end; nothing is
+ * removed.
  */
 #ifndef NETPOLL_H
 #define NETPOLL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -27,7 +30,7 @@ extern "C" {
 #endif
 
 #define NETPOLL_VERSION_MAJOR 1
-#define NETPOLL_VERSION_MINOR 0
+#define NETPOLL_VERSION_MINOR 1
 
 typedef struct np_fd np_fd;         /* a registered descriptor (Go's pollDesc) */
 typedef struct np_thread np_thread; /* a joinable green thread */
@@ -164,6 +167,15 @@ typedef struct np_stats {
 } np_stats;
 
 int np_stats_get(np_stats *out);
+
+/* ---- the dump (NETPOLL_1.1) --------------------------------------------- */
+
+/* Write every green thread (id, name, state and for how long, stack) and
+ * every worker to out, as Go's SIGQUIT dump does; safe while the program
+ * runs, from a green thread or an OS thread, but not from a signal handler
+ * (NP_DUMP_SIGNAL names a signal that dumps on stderr).  -EIO if writing
+ * failed. */
+int np_dump(FILE *out);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

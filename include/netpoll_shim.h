@@ -58,8 +58,17 @@ void npshim_after_fork_child(void);
 /* A safe point: give way if sysmon asked the worker to (a thread whose
  * calls never park, an accept loop under load, must not hold it). */
 void npshim_safe_point(void);
+/* The caller is about to block its worker in a call the engine cannot park
+ * (waitpid, flock, system): threads runnable behind it move where other
+ * workers run them. */
+void npshim_kernel_wait(void);
 /* The running green thread, or NULL on a plain OS thread. */
 npshim_thread *npshim_thread_self(void);
+/* Its name in np_dump (pthread_setname_np's): up to 15 bytes are kept. */
+void npshim_thread_set_name(npshim_thread *t, const char *name);
+/* The signal np_dump is taken on (NP_DUMP_SIGNAL) while the engine's
+ * handler is still the kernel's for it, else 0. */
+int npshim_dump_signal(void);
 
 /* ---- a futex that parks green threads --------------------------------- */
 

@@ -53,6 +53,7 @@ constexpr unsigned kCancelShift = 8;  // polls cancelled by close, not yet ended
 constexpr unsigned kHandoffCap = 1024; // arms waiting for the owner; beyond: arm here
 constexpr unsigned kRearmCap = 256;    // polls to re-arm held without allocating (grows)
 constexpr int kReapRounds = 64;        // rings emptied per pass while completions overflow
+constexpr int64_t kRetryNs = 1000000;  // a refused submission is tried again this soon
 
 // The completion queue must hold a completion per registered descriptor:
 // a multishot poll completes as soon as it is armed when its file is ready
@@ -227,9 +228,21 @@ public:
         bool blocking = delay != 0;
         if (handoff_n_.load(std::memory_order_acquire) && owned_here()) arm_handed_over();
         if (!break_armed_ && arm_break()) delay = 0; // unbreakable: do not block
+        // Entries the kernel refused (submit()) are in no kernel's hands
+        // -- the break's poll among them, maybe: nothing would end a
+        // blocking wait.  Try them again, and wait no longer than a retry.
+        if (delay != 0) {
+            std::lock_guard<Mutex> sq(sq_mu_);
+            if (unsubmitted_) submit();
+            if (unsubmitted_ && (delay < 0 || delay > kRetryNs)) delay = kRetryNs;
+        }
         for (;;) {
             struct io_uring_cqe *cqe;
             int r = 0;
+#ifdef NP_FAULTS
+            if (delay != 0 && fault_wait()) r = -EINTR; // a signal (src/fault.hpp)
+            else
+#endif
             if (delay < 0) {
                 r = io_uring_wait_cqe(&ring_, &cqe);
             } else if (delay == 0) {
@@ -286,7 +299,12 @@ private:
     // the entries queued in the ring: the reaper submits them once it has
     // made room (reap()), so they count as submitted.
     int submit() {
+#ifdef NP_FAULTS
+        int r = fault_submit(); // the kernel refused: nothing taken (src/fault.hpp)
+        if (!r) r = io_uring_submit(&ring_);
+#else
         int r = io_uring_submit(&ring_);
+#endif
         if (r == -EBUSY || r == -EAGAIN) {
             unsubmitted_ = true;
             wakeup_.wake();
@@ -451,8 +469,12 @@ private:
         if (e & (POLLOUT | POLLHUP | POLLERR)) mode |= NP_WRITE;
         if (!mode) return;
         NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(tag), e);
-        // Only POLLERR alone is an error event (see the epoll port).
-        unsigned ev = (e == POLLERR ? kEvErrOnly : 0) | (e & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0);
+        // Never an error event (the epoll port's EPOLLERR alone): a ring's
+        // poll reports the mask of the wake-up that fired it, and a
+        // socket's error report wakes with POLLERR alone even when data or
+        // a hang-up is there too (epoll polls the file again and sees
+        // them).  The read or write that follows reports the precise error.
+        unsigned ev = e & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0;
         pd_ready_event(tag, mode, ev, woken);
     }
 

@@ -98,6 +98,9 @@ class PollPort final : public Port {
 public:
     int init() {
         if (int e = wakeup_.init()) return e;
+#ifdef NP_FAULTS
+        fault_level_triggered(); // a spurious EAGAIN is seen again (src/fault.hpp)
+#endif
         // The snapshot too, now: a worker's first poll may come late, in
         // the steady state, where nothing may allocate.
         if (!live_.reserve(1, 0) || !snap_.reserve(live_.cap, 0)) return -ENOMEM;

@@ -43,6 +43,16 @@ int64_t timeo(int fd, int opt) {
     return int64_t(tv.tv_sec) * 1000000000 + int64_t(tv.tv_usec) * 1000;
 }
 
+std::atomic<uint32_t> timeouts_gen{1};
+
+// The generation first: a change made while these are read is seen next time.
+void read_timeouts(int fd, Fd *e) {
+    uint32_t gen = timeouts_gen.load(std::memory_order_acquire);
+    e->rcvtimeo = timeo(fd, SO_RCVTIMEO);
+    e->sndtimeo = timeo(fd, SO_SNDTIMEO);
+    e->timeo_gen.store(gen, std::memory_order_release);
+}
+
 } // namespace
 
 Fd *fd_entry(int fd) {
@@ -58,8 +68,13 @@ Fd *fd_entry(int fd) {
     return fd >= 0 && size_t(fd) < table_n ? &table[fd] : nullptr;
 }
 
+void fd_timeouts_changed() { timeouts_gen.fetch_add(1, std::memory_order_acq_rel); }
+
 Kind fd_kind(int fd, Fd *e) {
     auto k = Kind(e->kind.load(std::memory_order_acquire));
+    if ((k == kStream || k == kDgram) &&
+        e->timeo_gen.load(std::memory_order_acquire) != timeouts_gen.load(std::memory_order_acquire))
+        read_timeouts(fd, e);
     if (k != kUnknown) return k;
     struct stat st;
     if (fstat(fd, &st) != 0) return kUnknown; // EBADF: let the call say so
@@ -68,8 +83,7 @@ Kind fd_kind(int fd, Fd *e) {
         socklen_t len = sizeof type;
         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
         k = type == SOCK_STREAM ? kStream : kDgram;
-        e->rcvtimeo = timeo(fd, SO_RCVTIMEO);
-        e->sndtimeo = timeo(fd, SO_SNDTIMEO);
+        read_timeouts(fd, e);
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
     } else {

@@ -24,6 +24,9 @@ struct Fd {
     std::atomic<np_fd *> pd{nullptr};   // registration (kBusy while made)
     std::atomic<uint8_t> kind{kUnknown};
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
+    // The timeouts as read at this timeouts_gen: they are the socket's,
+    // so a setsockopt through any dup of it moves that on.
+    std::atomic<uint32_t> timeo_gen{0};
     // The program's O_NONBLOCK as last read, valid while nonblock_gen is
     // the table's (any F_SETFL or FIONBIO in the process moves that on).
     std::atomic<uint32_t> nb_gen{0};
@@ -31,6 +34,7 @@ struct Fd {
 };
 
 void fd_flags_changed();              // after an F_SETFL or FIONBIO
+void fd_timeouts_changed();           // after a SO_RCVTIMEO or SO_SNDTIMEO
 
 Fd *fd_entry(int fd);                 // null beyond the table
 Kind fd_kind(int fd, Fd *e);          // classifies on first use

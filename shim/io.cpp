@@ -12,6 +12,7 @@
 #include <linux/close_range.h>
 #include <dlfcn.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -33,6 +34,15 @@ bool ready_now(int fd, short ev) {
     return real.poll(&p, 1, 0) > 0;
 }
 
+// Not ready, and open that way: a pipe's write end read (or its read end
+// written) is never ready, and the call itself fails at once (EBADF).
+bool must_wait(int fd, short ev) {
+    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
+    if (ready_now(fd, ev)) return false;
+    int fl = fcntl_real(fd, F_GETFL);
+    return fl >= 0 && (fl & O_ACCMODE) != (ev == POLLIN ? O_WRONLY : O_RDONLY);
+}
+
 inline ssize_t neg(ssize_t r) { return r < 0 ? -errno : r; }
 
 struct Buf {
@@ -52,7 +62,7 @@ struct Buf {
 
 ssize_t op_read(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->pollable && !ready_now(fd, POLLIN)) return -EAGAIN;
+    if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return neg(real.read(fd, a->b, a->n));
 }
 ssize_t op_recv(int fd, void *c) {
@@ -61,7 +71,7 @@ ssize_t op_recv(int fd, void *c) {
 }
 ssize_t op_write(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->pollable && !ready_now(fd, POLLOUT)) return -EAGAIN;
+    if (a->pollable && must_wait(fd, POLLOUT)) return -EAGAIN;
     return neg(real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n));
 }
 ssize_t op_send(int fd, void *c) {
@@ -70,7 +80,7 @@ ssize_t op_send(int fd, void *c) {
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->pollable && !ready_now(fd, POLLIN)) return -EAGAIN;
+    if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return neg(real.readv(fd, a->iov, a->iovcnt));
 }
 ssize_t op_recvmsg(int fd, void *c) {
@@ -379,7 +389,8 @@ static int fcntl_common(int fd, int cmd, void *arg, const char *name) {
     static Fn f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl"));
     static Fn f64 = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl64"));
     Fn fn = name[5] == '6' && f64 ? f64 : f;
-    int r = fn(fd, cmd, arg);
+    int r = cmd == F_SETLKW || cmd == F_OFD_SETLKW ? kernel_call([&] { return fn(fd, cmd, arg); }, -1, false)
+                                                   : fn(fd, cmd, arg);
     if (r >= 0 && on()) {
         if (cmd == F_SETFL) fd_flags_changed();
         else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) fd_reset(r);
@@ -401,6 +412,24 @@ int fcntl64(int fd, int cmd, ...) {
     void *arg = va_arg(ap, void *);
     va_end(ap);
     return fcntl_common(fd, cmd, arg, "fcntl64");
+}
+
+int flock(int fd, int op) {
+    static auto fn = reinterpret_cast<int (*)(int, int)>(dlsym(RTLD_NEXT, "flock"));
+    if (op & LOCK_NB) return fn(fd, op);
+    return kernel_call([&] { return fn(fd, op); }, -1, false);
+}
+
+int lockf(int fd, int cmd, off_t len) {
+    static auto fn = reinterpret_cast<int (*)(int, int, off_t)>(dlsym(RTLD_NEXT, "lockf"));
+    if (cmd != F_LOCK) return fn(fd, cmd, len);
+    return kernel_call([&] { return fn(fd, cmd, len); }, -1, false);
+}
+
+int lockf64(int fd, int cmd, off64_t len) {
+    static auto fn = reinterpret_cast<int (*)(int, int, off64_t)>(dlsym(RTLD_NEXT, "lockf64"));
+    if (cmd != F_LOCK) return fn(fd, cmd, len);
+    return kernel_call([&] { return fn(fd, cmd, len); }, -1, false);
 }
 
 int ioctl(int fd, unsigned long req, ...) {
@@ -494,9 +523,9 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
     static auto real_setsockopt =
         reinterpret_cast<int (*)(int, int, int, const void *, socklen_t)>(dlsym(RTLD_NEXT, "setsockopt"));
     int r = real_setsockopt(fd, level, opt, val, len);
-    if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on()) {
-        if (Fd *e = fd_entry(fd)) e->kind.store(kUnknown); // read again, timeouts included
-    }
+    // The socket's timeouts, for every descriptor of it: each reads them again.
+    if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on())
+        fd_timeouts_changed();
     return r;
 }
 

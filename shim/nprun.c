@@ -103,7 +103,9 @@ static const struct { const char *name; int num; } signals[] = {
 #endif
 };
 
-/* QUIT, SIGQUIT, quit or 3; a signal a handler can catch.  0 if not. */
+/* QUIT, SIGQUIT, quit or 3; a signal the dump can be taken on: not one
+ * that cannot be caught, not a fault (its handler returns to the faulting
+ * instruction), not glibc's own 32 and 33.  0 if not. */
 static int parse_signal(const char *s) {
     unsigned long long v;
     if (parse_number(s, false, &v)) {
@@ -115,7 +117,9 @@ static int parse_signal(const char *s) {
             if (strcasecmp(name, signals[i].name) == 0) v = (unsigned long long)signals[i].num;
         if (!v) return 0;
     }
-    if (v == SIGKILL || v == SIGSTOP) return 0;
+    if (v == SIGKILL || v == SIGSTOP || v == SIGSEGV || v == SIGBUS || v == SIGFPE || v == SIGILL ||
+        v == SIGTRAP || v == SIGSYS || (v > 31 && v < (unsigned long long)SIGRTMIN))
+        return 0;
     return (int)v;
 }
 
@@ -307,7 +311,8 @@ static void set_value(struct opts *o, char which, const char *opt, const char *v
     case 'd': {
         int sig = parse_signal(val);
         if (!sig)
-            die(2, "bad value for %s: '%s' (expected a catchable signal, e.g. QUIT, SIGUSR1, 10)",
+            die(2, "bad value for %s: '%s' (expected a catchable signal that is not a fault, "
+                   "e.g. QUIT, SIGUSR1, 10)",
                 opt, val);
         snprintf(dump, sizeof dump, "%d", sig);
         o->dump = dump;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <dlfcn.h>
 #include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shim.hpp"
@@ -38,6 +39,7 @@ template <class F> auto with_own_mask(F f) {
 
 template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
 
+
 } // namespace
 
 } // namespace shim
@@ -63,7 +65,34 @@ pid_t vfork(void) { return fork(); } // the child would run on a green stack it 
 
 int system(const char *cmd) {
     static auto fn = next_fn<int (*)(const char *)>("system");
-    return with_own_mask([&] { return fn(cmd); });
+    return kernel_call([&] { return fn(cmd); }, -1, true);
+}
+
+int pclose(FILE *f) {
+    static auto fn = next_fn<int (*)(FILE *)>("pclose");
+    return kernel_call([&] { return fn(f); }, -1, true);
+}
+
+pid_t wait(int *status) { return waitpid(-1, status, 0); }
+
+pid_t waitpid(pid_t pid, int *status, int options) {
+    static auto fn = next_fn<decltype(&waitpid)>("waitpid");
+    if (options & WNOHANG) return fn(pid, status, options);
+    return kernel_call([&] { return fn(pid, status, options); }, pid_t(-1), false);
+}
+
+int waitid(idtype_t type, id_t id, siginfo_t *info, int options) {
+    static auto fn = next_fn<decltype(&waitid)>("waitid");
+    if (options & WNOHANG) return fn(type, id, info, options);
+    return kernel_call([&] { return fn(type, id, info, options); }, -1, false);
+}
+
+pid_t wait3(int *status, int options, struct rusage *ru) { return wait4(-1, status, options, ru); }
+
+pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru) {
+    static auto fn = next_fn<decltype(&wait4)>("wait4");
+    if (options & WNOHANG) return fn(pid, status, options, ru);
+    return kernel_call([&] { return fn(pid, status, options, ru); }, pid_t(-1), false);
 }
 
 FILE *popen(const char *cmd, const char *mode) {

@@ -51,6 +51,11 @@ struct Thread {
     std::atomic<np_fd *> wait_fd{nullptr};
     std::atomic<int> wait_mode{0};
     std::atomic<int> poking{0};        // interrupters at work on wait_fd
+    // In a call that waits in the kernel (kernel_call): its worker's tid,
+    // which signals for it are forwarded to, and forwarders at work.
+    std::atomic<pid_t> kwait_tid{0};
+    std::atomic<int> forwarding{0};
+    std::atomic<uint64_t> forwarded{0};    // sent on with tgkill: siginfo has the sender
     // Signals sent to it (pthread_kill, or routed to it), run by the thread
     // itself at its next interposed call or wake-up (signals.cpp).
     std::atomic<uint64_t> sigpending{0};
@@ -69,6 +74,9 @@ struct Thread {
 Thread *self();
 inline bool green() { return on() && self() != nullptr; }
 Thread *thread_of(pthread_t t);      // null if not one of ours
+// Signals a signalfd reads: the thread that takes the process's signals
+// leaves them pending in the kernel (threads.cpp).
+void catcher_block(const sigset_t *set);
 // The program's main TCB, when tp is the one its OS thread waits on.
 void *park_tcb_main(void *tp);
 
@@ -87,6 +95,37 @@ ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, 
 bool sig_pending(Thread *t);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
+// A call that waits in the kernel with no readiness to park on (waitpid,
+// flock, system) runs on its worker with the thread's own mask, and the
+// signals sent to the thread meanwhile are forwarded to that worker, so a
+// handler interrupts it as it would a plain thread.  begin() is false when
+// a signal came first (the call is not made: run sig_deliver).
+struct KernelWait {
+    Thread *t;
+    sigset_t worker;
+};
+bool kernel_wait_begin(Thread *t, KernelWait *k);
+void kernel_wait_end(KernelWait *k);   // handlers of late signals run here
+// f() as such a call; fail is its result for EINTR (restart: never EINTR,
+// as system() and pclose(), which wait again by themselves).
+template <class F, class R> R kernel_call(F f, R fail, bool restart) {
+    Thread *t = green() ? self() : nullptr;
+    if (!t) return f();
+    for (;;) {
+        KernelWait k;
+        if (kernel_wait_begin(t, &k)) {
+            R r = f();
+            int e = errno;
+            kernel_wait_end(&k);
+            errno = e;
+            return r;
+        }
+        if (sig_deliver(t) < 0 && !restart) {
+            errno = EINTR;
+            return fail;
+        }
+    }
+}
 // The live legacy threads, for signals sent to the process.
 void threads_add(Thread *t);
 void threads_remove(Thread *t);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
 #include <sys/syscall.h>
@@ -93,6 +94,22 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
 }
 
 void send_to(Thread *t, int sig, const siginfo_t *info) {
+    // In a kernel wait with sig unblocked: its worker takes it, now.
+    t->forwarding.fetch_add(1, std::memory_order_seq_cst);
+    pid_t tid = t->kwait_tid.load(std::memory_order_seq_cst);
+    if (tid && !sigismember(&t->sigmask, sig)) {
+        // tgkill, not rt_tgsigqueueinfo: the kernel lets a thread queue a
+        // kernel's si_code only to itself.  The sender's info rides along.
+        t->siginfo = *info;
+        t->siginfo.si_signo = sig;
+        t->forwarded.fetch_or(bit(sig), std::memory_order_seq_cst);
+        long r = real.syscall(SYS_tgkill, getpid(), tid, sig, 0, 0, 0);
+        t->forwarding.fetch_sub(1, std::memory_order_seq_cst);
+        if (r == 0) return;
+        t->forwarded.fetch_and(~bit(sig), std::memory_order_seq_cst);
+    } else {
+        t->forwarding.fetch_sub(1, std::memory_order_seq_cst);
+    }
     t->siginfo = *info;
     t->siginfo.si_signo = sig;
     t->sigpending.fetch_or(bit(sig), std::memory_order_seq_cst);
@@ -116,6 +133,12 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         proc_info[sig] = *info; // every thread blocks it
         proc_pending.fetch_or(bit(sig), std::memory_order_seq_cst);
     } else {
+        Thread *me = on() ? self() : nullptr;
+        siginfo_t fwd;
+        if (me && (me->forwarded.fetch_and(~bit(sig), std::memory_order_seq_cst) & bit(sig))) {
+            fwd = me->siginfo; // sent on to this worker from a kernel wait
+            info = &fwd;
+        }
         lock();
         struct sigaction a = prog[sig];
         unlock();
@@ -129,6 +152,19 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         }
     }
     errno = e;
+}
+
+// NP_DUMP_SIGNAL's handler is the engine's, installed with libc's own
+// sigaction; the program's action for that signal replaces it, as it would
+// without the shim.  Said once, so a dump that no longer comes is no mystery.
+void dump_replaced(int sig) {
+    char msg[160];
+    const char *name = sigabbrev_np(sig);
+    int n = snprintf(msg, sizeof msg,
+                     "netpoll-preload: the program sets its own action for SIG%s: no dump on it "
+                     "(NP_DUMP_SIGNAL)\n",
+                     name ? name : "?");
+    if (n > 0 && real.write) (void)real.write(2, msg, size_t(n));
 }
 
 // Make the kernel hand sig to on_signal even while the program leaves it
@@ -271,6 +307,40 @@ int sig_deliver(Thread *t) {
     }
 }
 
+bool kernel_wait_begin(Thread *t, KernelWait *k) {
+    k->t = t;
+    npshim_kernel_wait();
+    real.pthread_sigmask(SIG_SETMASK, &t->sigmask, &k->worker);
+    t->kwait_tid.store(pid_t(gettid()), std::memory_order_seq_cst);
+    if (!sig_pending(t)) return true;
+    kernel_wait_end(k); // one came before: no call, its handler runs first
+    return false;
+}
+
+// Signals forwarded to this worker that came after the call returned are
+// pending on it, blocked: they go back to the thread, whose handlers run
+// now (the call's result stands, as for a signal just after it).
+void kernel_wait_end(KernelWait *k) {
+    Thread *t = k->t;
+    t->kwait_tid.store(0, std::memory_order_seq_cst);
+    while (t->forwarding.load(std::memory_order_seq_cst)) __builtin_ia32_pause();
+    real.pthread_sigmask(SIG_SETMASK, &k->worker, nullptr);
+    // Only what was forwarded: a signal pending for the whole process
+    // stays there (a signalfd may be waiting for it).  The kernel dequeues
+    // the thread's own instance first.
+    for (uint64_t late = t->forwarded.load(std::memory_order_seq_cst); late; late &= late - 1) {
+        int sig = __builtin_ctzll(late) + 1;
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        siginfo_t info;
+        struct timespec zero = {0, 0};
+        if (real.syscall(SYS_rt_sigtimedwait, long(&one), long(&info), long(&zero), 8, 0, 0) != sig) continue;
+        if (t->forwarded.fetch_and(~bit(sig), std::memory_order_seq_cst) & bit(sig)) info = t->siginfo;
+        send_to(t, sig, &info);
+    }
+}
+
 void interrupt(Thread *t) {
     if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) futex_wake(w, INT_MAX);
     t->poking.fetch_add(1, std::memory_order_seq_cst);
@@ -310,6 +380,7 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     bool known = prev.sa_handler || (prev.sa_flags & SA_SIGINFO);
     unlock();
     if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
+    if (act && sig == npshim_dump_signal()) dump_replaced(sig);
     if (act) {
         struct sigaction k = *act;
         if (is_handler(*act)) {
@@ -360,6 +431,13 @@ int pthread_kill(pthread_t th, int sig) {
 
 // A signal a legacy thread sends its own process goes to that thread when
 // it does not block it (POSIX: delivered before kill returns), as raise.
+int signalfd(int fd, const sigset_t *mask, int flags) {
+    static auto fn = reinterpret_cast<int (*)(int, const sigset_t *, int)>(dlsym(RTLD_NEXT, "signalfd"));
+    int r = fn(fd, mask, flags);
+    if (r >= 0 && on() && mask) catcher_block(mask);
+    return r;
+}
+
 int kill(pid_t pid, int sig) {
     static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
     Thread *t = on() ? self() : nullptr;

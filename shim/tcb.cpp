@@ -83,6 +83,30 @@ int find_libc_tls(struct dl_phdr_info *info, size_t, void *) {
     return 0;
 }
 
+// The engine's TLS block (libnetpoll.so.1, the module holding
+// npshim_os_tp): this thread's instance, if it is in static TLS.
+struct EngineTls {
+    uintptr_t code;
+    bool found, in_static;
+};
+int find_engine_tls(struct dl_phdr_info *info, size_t, void *arg) {
+    auto *e = static_cast<EngineTls *>(arg);
+    bool here = false, tls = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+        if (ph.p_type == PT_LOAD && e->code >= lo && e->code < lo + ph.p_memsz) here = true;
+        if (ph.p_type == PT_TLS) tls = true;
+    }
+    if (!here) return 0;
+    e->found = true;
+    // Static TLS lies within static_size of the thread pointer (below it
+    // on x86-64, above on aarch64); dynamic TLS is allocated apart.
+    auto d = reinterpret_cast<intptr_t>(info->dlpi_tls_data) - reinterpret_cast<intptr_t>(tp());
+    e->in_static = !tls || (info->dlpi_tls_data && d > -intptr_t(static_size) && d < intptr_t(static_size));
+    return 1;
+}
+
 void lock() {
     while (pool_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
 }
@@ -103,11 +127,15 @@ bool in_slabs(const void *p) {
 
 // A block, and whether it held a TCB before (its libc TLS is then kept:
 // glibc's malloc cache lives there and has no other way to be released).
+// The free list's link, in the block's last bytes: the touched end.
+constexpr size_t kLinkRoom = 64;
+char *&link_of(char *block) { return *reinterpret_cast<char **>(block + block_size - sizeof(char *)); }
+
 char *block_get(bool *reused) {
     lock();
     char *b = free_blocks;
     if (b) {
-        free_blocks = *reinterpret_cast<char **>(b);
+        free_blocks = link_of(b);
         unlock();
         *reused = true;
         return b;
@@ -137,9 +165,14 @@ char *block_get(bool *reused) {
     return b;
 }
 
+// A block is whole pages, laid out as glibc lays a thread's: static TLS
+// below the thread pointer, struct pthread above, then our record.  All of
+// it sits at the block's end, so the part written (the modules' TLS, the
+// descriptor, the record) takes the fewest pages, and the surplus glibc
+// keeps for dlopen'ed modules, below them, whole pages never touched.
 char *tcb_in(char *block) {
-    uintptr_t t = uintptr_t(block) + static_size - kSizeofPthread;
-    return reinterpret_cast<char *>((t + static_align - 1) & ~(static_align - 1));
+    uintptr_t t = uintptr_t(block) + block_size - kLinkRoom - sizeof(Thread) - rec_off;
+    return reinterpret_cast<char *>(t & ~(static_align - 1));
 }
 
 } // namespace
@@ -175,9 +208,15 @@ bool tcb_init() {
     errno_off = reinterpret_cast<char *>(&errno) - static_cast<char *>(tp());
     if (!dl_iterate_phdr(find_libc_tls, nullptr)) return false;
     dl_get_tls_static_info(&static_size, &static_align);
+    // The scheduler writes its worker into every TCB at one offset from the
+    // thread pointer, which only static TLS has: the engine loaded at
+    // start-up (LD_PRELOAD), not dlopen'ed (dynamic TLS).
+    EngineTls et{reinterpret_cast<uintptr_t>(&npshim_os_tp), false, false};
+    dl_iterate_phdr(find_engine_tls, &et);
+    if (!et.found || !et.in_static) return false;
     if (static_align < 64) static_align = 64;
     rec_off = (kSizeofPthread + 63) & ~size_t(63);
-    block_size = (static_size + static_align + rec_off + sizeof(Thread) + 63) & ~size_t(63);
+    block_size = (static_size + static_align + rec_off + sizeof(Thread) + kLinkRoom + 4095) & ~size_t(4095);
     memcpy(tcb_template, tp(), kSizeofPthread);
     return true;
 #endif
@@ -195,7 +234,7 @@ Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard) {
     // The dtv, and every module's TLS image copied into place.
     if (!dl_allocate_tls(tcb)) {
         lock();
-        *reinterpret_cast<char **>(block) = free_blocks;
+        link_of(block) = free_blocks;
         free_blocks = block;
         unlock();
         return nullptr;
@@ -240,7 +279,7 @@ void tcb_free(void *tcb) {
     char *block = static_cast<char *>(t->block);
     t->magic = 0;
     lock();
-    *reinterpret_cast<char **>(block) = free_blocks;
+    link_of(block) = free_blocks;
     free_blocks = block;
     unlock();
 }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <sched.h>
+#include <linux/futex.h>
 #include <sys/auxv.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -35,6 +36,42 @@ void *park_tp;          // the OS main thread's TCB while main is green
 int (*program_main)(int, char **, char **);
 std::atomic<uint32_t> live{0};         // legacy threads other than main
 std::atomic<uint32_t> main_waits{0};   // main called pthread_exit: wait for the rest
+// While main is green, the OS main thread takes the process's signals for
+// on_signal to route.  The ones a signalfd reads must stay pending in the
+// kernel instead, as they do when every thread blocks them: it blocks
+// them too, told through catcher_word (bumped also when main ends).
+std::atomic<uint32_t> catcher_word{0};
+std::atomic<uint64_t> catcher_blocked{0};
+std::atomic<uint64_t> catcher_applied{0};
+std::atomic<bool> catcher_on{false}, main_ended{false};
+
+void catcher_wake() {
+    catcher_word.fetch_add(1, std::memory_order_release);
+    real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+}
+
+// The OS main thread's wait for the green main.
+void catcher_loop() {
+    uint64_t applied = 0;
+    for (;;) {
+        uint32_t w = catcher_word.load(std::memory_order_acquire);
+        uint64_t want = catcher_blocked.load(std::memory_order_acquire);
+        if (want != applied) {
+            sigset_t s;
+            sigemptyset(&s);
+            for (int sig = 1; sig < 65; sig++)
+                if (want & (uint64_t(1) << (sig - 1))) sigaddset(&s, sig);
+            real.pthread_sigmask(SIG_BLOCK, &s, nullptr);
+            applied = want;
+            catcher_applied.store(applied, std::memory_order_release);
+        }
+        if (main_ended.load(std::memory_order_acquire)) {
+            catcher_on.store(false, std::memory_order_release);
+            return;
+        }
+        real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAIT_PRIVATE, long(w), 0, 0, 0);
+    }
+}
 
 void warn(const char *why) {
     char msg[256];
@@ -130,6 +167,8 @@ void *main_entry(void *arg) {
     tcb_set_unwind_buf(main_tcb, saved);
     threads_remove(&main_rec);
     cur = nullptr;
+    main_ended.store(true, std::memory_order_release);
+    catcher_wake();
     return nullptr;
 }
 
@@ -180,7 +219,9 @@ int green_main(int argc, char **argv, char **envp) {
         park_tp = park->tcb;
         npshim_tp_set(park->tcb);
     }
+    catcher_on.store(true, std::memory_order_release);
     npshim_thread_start(g);
+    catcher_loop();
     npshim_thread_join(g, nullptr);
     if (park) {
         npshim_tp_set(main_tcb);
@@ -213,6 +254,22 @@ void after_fork_child() {
 } // namespace
 
 Thread *self() { return cur; }
+
+void catcher_block(const sigset_t *set) {
+    uint64_t b = 0;
+    for (int sig = 1; sig < 65; sig++)
+        if (sigismember(set, sig) == 1) b |= uint64_t(1) << (sig - 1);
+    if ((catcher_blocked.fetch_or(b, std::memory_order_acq_rel) & b) == b) return;
+    catcher_wake();
+    // Not before the catcher blocks them: a signal sent right after
+    // signalfd() returns must not reach it.
+    for (int i = 0; i < 10000 && catcher_on.load(std::memory_order_acquire) &&
+                    (catcher_applied.load(std::memory_order_acquire) & b) != b;
+         i++) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, nullptr); // parks a green caller
+    }
+}
 
 void *park_tcb_main(void *tp) { return park_tp && tp == park_tp ? main_tcb : nullptr; }
 
@@ -450,6 +507,7 @@ int pthread_setname_np(pthread_t th, const char *name) {
     if (!t) return real.pthread_setname_np(th, name);
     if (strlen(name) >= sizeof t->name) return ERANGE;
     strcpy(t->name, name); // the worker's own name stays
+    if (t->g) npshim_thread_set_name(t->g, name); // for np_dump
     return 0;
 }
 

@@ -9,12 +9,16 @@
 #include <mutex>
 
 #if HAVE_JEMALLOC
-// jemalloc is linked statically and hidden, so these are our private copy.
+// jemalloc is linked statically and hidden, so these are our private copy,
+// built with the npje_ prefix (src/jemalloc/build.sh).
 extern "C" {
-void *mallocx(size_t size, int flags);
-void dallocx(void *ptr, int flags);
-int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+void *npje_mallocx(size_t size, int flags);
+void npje_dallocx(void *ptr, int flags);
+int npje_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 }
+#define mallocx npje_mallocx
+#define dallocx npje_dallocx
+#define mallctl npje_mallctl
 #define NP_MALLOCX_ARENA(a) ((int)(((unsigned)(a) + 1) << 20))
 #define NP_MALLOCX_ZERO 0x40
 #else

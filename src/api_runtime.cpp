@@ -106,6 +106,7 @@ int np_sleep(int64_t ns) {
         }
         return 0;
     }
+    note_wait(WaitKind::sleep, nullptr, 0, deadline);
     SleepCtx ctx{g};
     Timer t;
     t.fn = sleep_fire;
@@ -130,9 +131,11 @@ int np_stats_get(np_stats *out) {
     uint64_t runnable = rt->global.len.load(std::memory_order_relaxed), running = 0;
     auto count = [&](Worker *w) {
         runnable += w->q.len.load(std::memory_order_relaxed) + w->local_n.load(std::memory_order_relaxed);
-        if (w->cur) running++;
+        if (w->running()) running++;
         s.switches += w->switches.load(std::memory_order_relaxed);
+        w->timers.lock.lock();
         s.timers += w->timers.h.size();
+        w->timers.lock.unlock();
     };
     for (int i = 0; i < rt->nworkers; i++) count(rt->workers[i]);
     if (rt->host) count(rt->host);

@@ -5,6 +5,7 @@
 // non-blocking system call.
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 
 #include "clock.hpp"
 #include "errno_guard.hpp"
@@ -157,12 +158,25 @@ int npshim_thread_detach(npshim_thread *t) {
 
 void npshim_safe_point(void) { preempt_point(); }
 
+void npshim_kernel_wait(void) { local_handoff(); }
+
 void npshim_after_fork_child(void) {
     for (auto &b : buckets) new (&b) Bucket(); // waiters of threads that are gone
     runtime_after_fork();
 }
 
 npshim_thread *npshim_thread_self(void) { return reinterpret_cast<npshim_thread *>(current_g()); }
+
+void npshim_thread_set_name(npshim_thread *t, const char *name) {
+    if (!t || !name) return;
+    char *to = g_of(t)->name;
+    size_t n = strnlen(name, sizeof g_of(t)->name - 1);
+    // Read racily by np_dump: it may see half a rename, never an overrun.
+    memcpy(to, name, n);
+    to[n] = 0;
+}
+
+int npshim_dump_signal(void) { return dump_signal_current(); }
 
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
     ErrnoGuard eg;
@@ -179,6 +193,7 @@ int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
         b.lk.unlock();
         return -EAGAIN;
     }
+    note_wait(WaitKind::futex, addr, 0, deadline > 0 && deadline != INT64_MAX ? deadline : 0);
     b.q.push(&w);
     b.lk.unlock();
     bool timed = deadline > 0 && deadline != INT64_MAX;

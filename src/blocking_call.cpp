@@ -61,6 +61,7 @@ void blocking_after_fork() {
 
 long blocking_call(long (*fn)(void *), void *arg) {
     if (!current_g()) return fn(arg);
+    note_wait(WaitKind::syscall);
     Waiter w;
     Job j{fn, arg, 0, &w, nullptr};
     jobs_lock.lock();

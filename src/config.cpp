@@ -1,10 +1,12 @@
 #include "config.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <strings.h>
 #include <unistd.h>
 
 #include "sys.hpp"
@@ -32,7 +34,9 @@ const char *poller_name(PollerKind k) {
 
 // Whole-string unsigned number with an optional k/m/g suffix.
 static bool parse_size(const char *s, unsigned long long *out) {
-    if (!*s || *s == '-' || *s == '+') return false;
+    // A digit first: strtoull also takes leading blanks and a sign, and
+    // negates (" 2" was 2 workers, " -18446744073709486080" a 64k stack).
+    if (*s < '0' || *s > '9') return false;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
@@ -96,6 +100,45 @@ static void env_poller(Config *c) {
     fprintf(stderr, "netpoll: NP_POLLER=\"%s\" is not epoll, io_uring or poll; using epoll\n", s);
 }
 
+// Signals the dump cannot be taken on: those that cannot be caught, the
+// faults (the handler returns to the faulting instruction) and glibc's
+// own (32 and 33, below SIGRTMIN).
+static bool dump_signal_ok(unsigned long long v) {
+    if (v < 1 || v > (unsigned long long)SIGRTMAX) return false;
+    if (v > 31 && v < (unsigned long long)SIGRTMIN) return false;
+    switch (v) {
+    case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL:
+    case SIGTRAP: case SIGSYS:
+        return false;
+    }
+    return true;
+}
+
+int parse_dump_signal(const char *s) {
+    unsigned long long v = 0;
+    if (*s >= '0' && *s <= '9') {
+        if (!parse_size(s, &v) || v > 64 || s[strlen(s) - 1] > '9') return 0;
+    } else {
+        const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
+        for (int i = 1; i < 32 && !v; i++) {
+            const char *abbrev = sigabbrev_np(i);
+            if (abbrev && strcasecmp(name, abbrev) == 0) v = (unsigned long long)i;
+        }
+    }
+    return dump_signal_ok(v) ? int(v) : 0;
+}
+
+static void env_dump_signal(Config *c) {
+    const char *s = secure_getenv("NP_DUMP_SIGNAL");
+    if (!s || !*s) return;
+    if ((c->dump_signal = parse_dump_signal(s))) return;
+    fprintf(stderr,
+            "netpoll: NP_DUMP_SIGNAL=\"%s\" is not a signal a dump can be taken on "
+            "(a name such as QUIT or SIGUSR1, or a number; not KILL, STOP or a fault); "
+            "no dump on a signal\n",
+            s);
+}
+
 int config_resolve(const np_config *cfg, Config *out) {
     Config c;
     size_t have = 0;
@@ -117,6 +160,7 @@ int config_resolve(const np_config *cfg, Config *out) {
     env_procs(&c);
     env_stack(&c);
     if (!(HAS(poller) && cfg->poller)) env_poller(&c);
+    env_dump_signal(&c);
     if (HAS(procs) && cfg->procs) c.procs = cfg->procs;
     if (HAS(stack_size) && cfg->stack_size) c.stack_size = page_round(cfg->stack_size);
     if (HAS(flags)) c.embedded = cfg->flags & NP_CONFIG_EMBEDDED;

@@ -14,6 +14,7 @@ struct Config {
     PollerKind poller = PollerKind::epoll;
     bool poller_from_env = false; // env choice falls back to epoll, saying so
     bool embedded = false;
+    int dump_signal = 0;          // NP_DUMP_SIGNAL: np_dump on this signal (0 none)
 };
 
 constexpr size_t kDefaultStackSize = 64 * 1024;
@@ -25,6 +26,8 @@ constexpr int kMaxProcs = 256;
 // Fills out from cfg (may be null) and the environment; -EINVAL on bad cfg.
 int config_resolve(const np_config *cfg, Config *out);
 bool parse_poller(const char *s, PollerKind *out);
+// QUIT, SIGQUIT, quit or 3: a signal a dump can be taken on, else 0.
+int parse_dump_signal(const char *s);
 const char *poller_name(PollerKind k);
 
 // NPDEBUG=netpoll=1: trace the poller to stderr.

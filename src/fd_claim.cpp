@@ -48,6 +48,14 @@ void fd_claims_forget() {
     for (auto &slot : chunks) slot.store(nullptr, std::memory_order_relaxed); // the parent's, leaked
 }
 
+#ifdef NP_FAULTS
+bool fd_claimed(int fd) { // src/fault.cpp: faults for registered descriptors only
+    std::atomic<uint64_t> *c = fd < 0 ? nullptr : chunk(fd, false);
+    size_t bit = size_t(fd) & (kChunkFds - 1);
+    return c && (c[bit >> 6].load(std::memory_order_relaxed) >> (bit & 63) & 1);
+}
+#endif
+
 void fd_release(int fd) {
     if (fd < 0) return;
     std::atomic<uint64_t> *c = chunk(fd, false);

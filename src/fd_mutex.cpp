@@ -2,6 +2,9 @@
 
 #include <cerrno>
 
+#include "netpoll.h"
+#include "runtime.hpp"
+
 namespace np {
 
 static void enqueue(Waiter **head, Waiter *w) {
@@ -22,6 +25,7 @@ int FdMutex::rwlock(int dir) {
         lk.unlock();
         return 0;
     }
+    note_wait(WaitKind::fd_lock, this, dir ? NP_WRITE : NP_READ);
     Waiter w;
     w.result = 0;
     enqueue(&q[dir], &w);
@@ -87,6 +91,7 @@ void FdMutex::wait_idle() {
         lk.unlock();
         return;
     }
+    note_wait(WaitKind::close, this);
     Waiter me;
     closer = &me;
     lk.unlock();

@@ -24,6 +24,22 @@ struct Stack {
     unsigned vg_id = 0;          // valgrind's id while in use (see stack_pool.cpp)
 };
 
+// What a parked thread waits for, for np_dump (dump.cpp).  Written by the
+// thread itself just before it publishes its Waiter (so a waker's ready(),
+// which sets runnable again, always comes after), read by the dump without a
+// lock: a dump is a snapshot of racing threads, never a synchronisation.
+enum class WaitKind : uint8_t { runnable, io, sleep, mutex, cond, join, futex, fd_lock, syscall, close, park };
+
+// The registry of started threads (scheduler.cpp), a circular list per
+// home worker: a first run and an exit take that worker's lock, seldom
+// contended, and np_dump walks it.  A dump's cursor is a link with no
+// thread around it.  Threads not started yet are in the run queues.
+struct GThread;
+struct ThreadLink {
+    ThreadLink *prev = nullptr, *next = nullptr;
+    GThread *g = nullptr;            // null: a list's head, or a cursor
+};
+
 struct GThread {
     void *sp = nullptr;              // saved by np_ctx_switch while not running
     GThread *next = nullptr;         // run queue link
@@ -47,6 +63,18 @@ struct GThread {
     // (the shim's pthread_detach: released when it finishes).
     std::atomic<int> join_state{0};
     Waiter *joiner = nullptr;
+    // For np_dump: what it waits for and since when (coarse clock), on
+    // what (a PollDesc, a lock, a futex word; a join: the joined thread's
+    // id, not a pointer to it), the direction of an I/O wait; its registry
+    // link and list; a name (the shim's pthread_setname_np).
+    std::atomic<WaitKind> why{WaitKind::runnable};
+    uint8_t wait_mode = 0;
+    const void *wait_obj = nullptr;
+    int64_t wait_since = 0;
+    int64_t wait_deadline = 0;       // sleeps, timed cond and futex waits (0 none)
+    ThreadLink all;
+    struct ThreadList *all_list = nullptr;
+    char name[16] = {};
     [[no_unique_address]] SanThread san; // sanitizer.hpp (empty without one)
 };
 

@@ -88,6 +88,10 @@ int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out) {
     return e;
 }
 
+int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    return REAL(sigaction)(sig, act, old);
+}
+
 } // namespace np
 
 #if HAVE_JEMALLOC

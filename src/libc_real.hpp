@@ -2,6 +2,7 @@
 // itself: a preload shim interposes pthread_create, pthread_mutex_* and the
 // like, and must not see the engine's own threads or locks.
 #pragma once
+#include <csignal>
 #include <pthread.h>
 
 namespace np {
@@ -10,5 +11,9 @@ namespace np {
 // with every signal blocked: signals are for the program's threads, and the
 // thread keeps that mask.  0 or an error number, as pthread_create.
 int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out = nullptr);
+
+// libc's sigaction: a preload shim's would keep the handler for itself and
+// run it on a program thread.
+int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
 } // namespace np

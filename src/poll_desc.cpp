@@ -44,7 +44,7 @@ PollDesc *pd_alloc() {
     free_head = pd->link;
     if (!free_head) free_tail = nullptr;
     pd->link = nullptr;
-    pd->is_free = false;
+    pd->is_free.store(false, std::memory_order_relaxed);
     return pd;
 }
 
@@ -54,7 +54,7 @@ void pd_free(PollDesc *pd) {
     if ((s & kTagMask) == 0) s++;
     pd->fdseq.store(s, std::memory_order_release);
     Guard<SpinLock> g(cache_lock);
-    pd->is_free = true;
+    pd->is_free.store(true, std::memory_order_relaxed);
     pd->link = nullptr;
     if (free_tail) free_tail->link = pd;
     else free_head = pd;
@@ -115,7 +115,7 @@ static Waiter *unblock(PollDesc *pd, int mode, bool ioready) {
 int pd_open(PollDesc *pd) {
     Guard<SpinLock> g(pd->lock);
     pd->closing = false;
-    pd->event_err = false;
+    __atomic_store_n(&pd->event_err, false, __ATOMIC_RELAXED);
     pd->rseq++;
     pd->wseq++;
     pd->rd = pd->wd = 0;
@@ -126,6 +126,10 @@ int pd_open(PollDesc *pd) {
     pd->fdmu.reset();
     pd->moves = 0;
     pd->publish();
+    // The port's registration (a system call) orders all of this before the
+    // poller's reads of an event's descriptor; this release, acquired in
+    // pd_from_tag, says so to the race detector as well.
+    pd->fdseq.store(pd->fdseq.load(std::memory_order_relaxed), std::memory_order_release);
     return 0;
 }
 
@@ -186,6 +190,7 @@ static int block(PollDesc *pd, int mode) {
     // Re-check after announcing pdWait: pairs with closers and timers that
     // set state, publish, then load rg/wg.
     if (pd_check_err(pd, mode) == 0) {
+        note_wait(WaitKind::io, pd, mode);
         Waiter w;
         uintptr_t v = kPdWait;
         // Commit: only now does the waiter count, and only if nothing moved
@@ -335,10 +340,11 @@ int pd_ready_event(uintptr_t tag, int mode, unsigned ev, Waiter **woken) {
     // Before the readiness is published: whoever consumes it sees this.
     if ((ev & kEvHangup) && !pd->hangup.load(std::memory_order_relaxed))
         pd->hangup.store(true, std::memory_order_release);
-    if (err != pd->event_err) {
+    // Read without the lock (it rarely changes), written under it.
+    if (err != __atomic_load_n(&pd->event_err, __ATOMIC_RELAXED)) {
         pd->lock.lock();
         if (!stale) {
-            pd->event_err = err;
+            __atomic_store_n(&pd->event_err, err, __ATOMIC_RELAXED);
             pd->publish();
         }
         pd->lock.unlock();

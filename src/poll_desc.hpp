@@ -50,7 +50,7 @@ struct PollDesc {
     bool stream = false;
     bool read_drained = false;
     std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
-    bool is_free = true;                    // on the free list (double-close check)
+    std::atomic<bool> is_free{true};        // on the free list (double-close check)
     uint8_t moves = 0;                      // registrations moved (poll_desc.cpp)
     SpinLock move_mu;                       // one move at a time
     std::atomic<uintptr_t> fdseq{0};        // bumped at free; 0 unused

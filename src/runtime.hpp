@@ -4,8 +4,10 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <pthread.h>
 
+#include "clock.hpp"
 #include "config.hpp"
 #include "green_thread.hpp"
 #include "run_queue.hpp"
@@ -21,6 +23,13 @@ enum : int { kRunning = 0, kPolling = 1 }; // kPolling: asleep in its poller
 
 struct Wakeup;
 
+// Live threads that started on one worker: see ThreadLink.
+struct ThreadList {
+    SpinLock lock;
+    ThreadLink head;                  // circular; empty when head.next == &head
+    ThreadList() { head.prev = head.next = &head; }
+};
+
 struct Worker {
     int id = 0;
     pthread_t thread{};
@@ -28,6 +37,10 @@ struct Worker {
     void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     GThread *cur = nullptr;           // running green thread, null in g0
+    // cur is written only by the worker itself; other threads (sysmon,
+    // stats) read it through running().
+    GThread *running() const { return __atomic_load_n(&cur, __ATOMIC_RELAXED); }
+    void set_cur(GThread *g) { __atomic_store_n(&cur, g, __ATOMIC_RELAXED); }
     GThread *dead = nullptr;          // exited; finished after the switch away
     GThread *leaving = nullptr;       // a movable thread switched away from (oncpu)
     RunQueue q;                       // inbox: remote wake-ups, new threads (stealable)
@@ -59,6 +72,7 @@ struct Worker {
     // honoured at the next ABI call (there is no asynchronous preemption).
     std::atomic<bool> preempt{false};
     bool embedded = false;
+    ThreadList threads;               // started here (np_dump's registry)
     [[no_unique_address]] SanWorker san; // sanitizer.hpp (empty without one)
 };
 
@@ -90,10 +104,13 @@ struct Runtime {
 };
 
 extern Runtime *rt;
-// initial-exec: a direct %fs-relative load instead of a __tls_get_addr
-// call on every scheduler operation (8 bytes of static TLS, which glibc
-// reserves room for even when the library is dlopen'ed).
-extern thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
+// Not initial-exec: that would oblige glibc to find static TLS for the
+// library's whole TLS block (the private jemalloc's 2.6 KiB with it) when
+// it is dlopen'ed, which fails.  Built with TLS descriptors (configure's
+// TLS_CFLAGS), an access costs a call returning a constant offset when
+// the block is in static TLS (a program linked with the library, or the
+// preload shim's), and glibc's dynamic TLS after a dlopen.
+extern thread_local Worker *tls_worker;
 
 // Green threads with a TCB of their own (the shim): where tls_worker sits
 // relative to any thread pointer (static TLS has one layout in every TCB),
@@ -104,7 +121,8 @@ extern uint64_t worker_sync_signals;   // a kernel sigset: unblocked on workers
 extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
 
 int runtime_start(const np_config *cfg);  // idempotent; -EBUSY on a conflicting cfg
-inline int runtime_ensure() { return rt ? 0 : runtime_start(nullptr); }
+// rt is published with release once the runtime is built (runtime_start).
+inline int runtime_ensure() { return __atomic_load_n(&rt, __ATOMIC_ACQUIRE) ? 0 : runtime_start(nullptr); }
 
 // Names the OS thread running the caller: its own thread pointer, whatever
 // TCB a shim green thread has entered.
@@ -125,6 +143,26 @@ inline GThread *current_g() {
     return w ? w->cur : nullptr;
 }
 
+// The calling green thread is about to wait for why (on obj, in direction
+// mode, until deadline): for np_dump.  Called before the Waiter is
+// published, so the waker's ready() (kRunnable) always lands after it.
+inline void note_wait(WaitKind why, const void *obj = nullptr, int mode = 0, int64_t deadline = 0) {
+    GThread *g = current_g();
+    if (!g) return;
+    g->wait_obj = obj;
+    g->wait_mode = uint8_t(mode);
+    g->wait_deadline = deadline;
+    g->wait_since = coarse_now_ns();
+    g->why.store(why, std::memory_order_relaxed);
+}
+
+// np_dump (dump.cpp): every thread's state and stack, and each worker's.
+int dump_to(int fd, FILE *out);
+// NP_DUMP_SIGNAL: catch that signal and dump on standard error.
+void dump_signal_install(int sig);
+int dump_signal_current();        // the signal, while the handler is still ours
+void dump_after_fork();
+
 // stack_size 0: the runtime's default stack.
 int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
           size_t stack_size = 0);
@@ -139,6 +177,7 @@ void detach(GThread *g);          // release it when it finishes
 void park();
 void ready(GThread *g);
 void push_global(GThread *g);  // runnable on any worker
+void local_handoff();          // before a call that blocks the worker unseen
 void wake_worker(Worker *w);   // it has new work: wake it however it waits
 // How many of victim's never-run threads thief may take (scheduler.cpp).
 size_t stealable(const Worker *thief, const Worker *victim);

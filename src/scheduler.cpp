@@ -38,7 +38,7 @@
 namespace np {
 
 Runtime *rt;
-thread_local Worker *tls_worker __attribute__((tls_model("initial-exec")));
+thread_local Worker *tls_worker;
 long tls_worker_off;
 long tcb_tid_off = -1;
 uint64_t worker_sync_signals;
@@ -112,6 +112,25 @@ static void push_inbox(Worker *w, GThread *g) {
     w->q.lock.lock();
     w->q.push(g);
     w->q.lock.unlock();
+}
+
+// A call is about to block this worker in the kernel where the engine
+// cannot see (waitpid, flock, system): the threads it readied for itself
+// sit in a queue only it touches, so they are handed where others reach
+// them first.  A thread with a TCB of its own goes to any worker; the rest
+// to the inbox, where sysmon finds them.
+void local_handoff() {
+    Worker *w = tls_worker;
+    if (!w || !w->local_head) return;
+    GThread *g = w->local_head;
+    w->local_head = w->local_tail = nullptr;
+    w->local_n.store(0, std::memory_order_relaxed);
+    while (g) {
+        GThread *nx = g->next;
+        if (g->tls) push_global(g);
+        else push_inbox(w, g);
+        g = nx;
+    }
 }
 
 // The owner-only queue (see Worker::local_head).
@@ -197,6 +216,7 @@ static GThread *pop_placed(Worker *w) {
 
 void ready(GThread *g) {
     Worker *self = tls_worker;
+    g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if (g->started) {
         Worker *home = g->home;
         if (home == self) {
@@ -243,6 +263,7 @@ void check_stack_overflow(GThread *g) {
 }
 
 static void finish_dead(Worker *w);
+static void register_thread(GThread *g, Worker *w);
 
 // First thing on the new stack: the thread switched away from is off this
 // CPU now (its sp is saved), and a thread that ended can be released.
@@ -264,10 +285,11 @@ static inline void enter_tls(Worker *w, GThread *from, GThread *to) {
     if (cur == next) return;
     // A TCB may be shared with a parked OS thread (the program's main
     // thread): it must not see this worker there once the thread left.
-    if (from && from->tls) *reinterpret_cast<Worker **>(static_cast<char *>(from->tls) + tls_worker_off) = nullptr;
+    long off = __atomic_load_n(&tls_worker_off, __ATOMIC_RELAXED);
+    if (from && from->tls) *reinterpret_cast<Worker **>(static_cast<char *>(from->tls) + off) = nullptr;
     if (to && to->tls) {
         char *tcb = static_cast<char *>(to->tls);
-        *reinterpret_cast<Worker **>(tcb + tls_worker_off) = w;
+        *reinterpret_cast<Worker **>(tcb + off) = w;
         if (tcb_tid_off >= 0 && !to->keep_tid) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
     }
     tp_set(next);
@@ -279,6 +301,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
         to->started = true;
         to->home = w;
         w->homed.fetch_add(1, std::memory_order_relaxed);
+        register_thread(to, w);
     } else if (to->home != w) { // a thread with its own TCB, moved here
         to->home->homed.fetch_sub(1, std::memory_order_relaxed);
         to->home = w;
@@ -286,7 +309,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     }
     if (w->blocked.load(std::memory_order_relaxed)) w->blocked.store(false, std::memory_order_relaxed);
     if (w->stuck.load(std::memory_order_relaxed)) w->stuck.store(false, std::memory_order_relaxed);
-    w->cur = to;
+    w->set_cur(to);
     w->preempt.store(false, std::memory_order_relaxed);
     w->switches.store(w->switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     void **save = from ? &from->sp : &w->g0_sp;
@@ -306,7 +329,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
 }
 
 static inline void switch_to_g0(Worker *w, GThread *from) {
-    w->cur = nullptr;
+    w->set_cur(nullptr);
     if (from->tls) w->leaving = from;
     enter_tls(w, from, nullptr);
     san_switch_begin(w, from, (GThread *)nullptr, from == w->dead);
@@ -348,6 +371,7 @@ void yield() {
         return;
     }
     check_stack_overflow(g); // even when nothing else runs and we stay
+    g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if ((++w->tick % 61) != 0 && w->local_head && w->q.empty()) {
         // The fast path: only local threads, no lock.
         local_push(w, g);
@@ -373,6 +397,21 @@ void yield_preempted() {
     Worker *w = tls_worker;
     w->preempt.store(false, std::memory_order_relaxed);
     maybe_timers(w);
+    // A time slice ended: the global queue goes first (Go puts the
+    // preempted thread at its tail), or threads busy on this worker would
+    // let it in only every 61st switch, and slices are 10 ms long.
+    if (!rt->global.empty()) {
+        rt->global.lock.lock();
+        GThread *next = rt->global.pop();
+        rt->global.lock.unlock();
+        if (next) {
+            GThread *g = w->cur;
+            g->why.store(WaitKind::runnable, std::memory_order_relaxed);
+            local_push(w, g);
+            switch_to(w, g, next);
+            return;
+        }
+    }
     yield();
 }
 
@@ -390,7 +429,34 @@ void park() {
 
 static std::atomic<uint64_t> next_id{1};
 
+// The registry (np_dump's): into its home worker's list when it first runs
+// there, out of it at release.  Both happen on that worker (but for a join
+// from elsewhere, or a thread with a TCB of its own that moved), so the
+// lock is the worker's own and seldom contended; a list per creator would
+// have the creator and the thief of every stolen thread share it.
+static void register_thread(GThread *g, Worker *w) {
+    ThreadList *l = &w->threads;
+    g->all.g = g;
+    g->all_list = l;
+    l->lock.lock();
+    g->all.prev = &l->head;
+    g->all.next = l->head.next;
+    l->head.next->prev = &g->all;
+    l->head.next = &g->all;
+    l->lock.unlock();
+}
+
+static void unregister_thread(GThread *g) {
+    ThreadList *l = g->all_list;
+    l->lock.lock();
+    g->all.prev->next = g->all.next;
+    g->all.next->prev = g->all.prev;
+    l->lock.unlock();
+}
+
 static void release_thread(GThread *g) {
+    // First: while a dump holds the list's lock, the stack stays this one's.
+    if (g->all_list) unregister_thread(g);
     san_thread_release(g);
     if (g->tls && tls_release) tls_release(g->tls);
     Stack s = g->stack;
@@ -537,6 +603,7 @@ int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable
 int join(GThread *g, void **result) {
     if (g == current_g()) return -EDEADLK;
     if (g->join_state.load(std::memory_order_acquire) != 2) {
+        note_wait(WaitKind::join, reinterpret_cast<const void *>(uintptr_t(g->id)));
         Waiter wt;
         g->joiner = &wt;
         int expect = 0;
@@ -731,7 +798,10 @@ static void *worker_main(void *arg) {
     Worker *w = static_cast<Worker *>(arg);
     tls_worker = w;
     w->os_tp = tp_get();
-    tls_worker_off = reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(w->os_tp);
+    // The same in every thread (static TLS); stored by each worker before
+    // its first switch, so relaxed atomics are enough.
+    __atomic_store_n(&tls_worker_off, reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(w->os_tp),
+                     __ATOMIC_RELAXED);
     w->tid = sys_gettid();
     w->port->bind_owner();
     stack_guard_thread_init();
@@ -808,6 +878,7 @@ bool add_worker() {
 // copied is left behind (its memory, its descriptors), and the next use
 // starts a fresh one.  Locks another thread held at the fork are reset.
 void runtime_after_fork() {
+    dump_after_fork();
     tls_worker = nullptr;
     rt = nullptr;
     new (&start_mu) Mutex();
@@ -856,11 +927,12 @@ int runtime_start(const np_config *cfg) {
     c.poller = r->cfg.poller; // as it fell back
     started_cfg = c;
     if (c.embedded) {
-        rt = r;
+        __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
+        if (c.dump_signal) dump_signal_install(c.dump_signal);
         return 0;
     }
     stack_guard_install();
-    rt = r;
+    __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
     for (int i = 0; i < c.procs; i++) {
         if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {
             fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
@@ -870,6 +942,7 @@ int runtime_start(const np_config *cfg) {
         }
     }
     sysmon_start();
+    if (c.dump_signal) dump_signal_install(c.dump_signal);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "libc_real.hpp"
 #include "runtime.hpp"
 #include "sys.hpp"
 
@@ -27,7 +28,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
         (void)r;
     }
     // Fall through to what was there before (by default: die with SIGSEGV).
-    sigaction(SIGSEGV, &previous, nullptr);
+    real_sigaction(SIGSEGV, &previous, nullptr);
     if (previous.sa_flags & SA_SIGINFO) {
         if (previous.sa_sigaction) previous.sa_sigaction(sig, si, ctx);
     }
@@ -35,7 +36,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
 
 void stack_guard_install() {
     struct sigaction cur;
-    if (sigaction(SIGSEGV, nullptr, &cur) != 0) return;
+    if (real_sigaction(SIGSEGV, nullptr, &cur) != 0) return;
     if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler != SIG_DFL) return;
     if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction) return;
     previous = cur;
@@ -43,7 +44,7 @@ void stack_guard_install() {
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, nullptr);
+    real_sigaction(SIGSEGV, &sa, nullptr);
 }
 
 void stack_guard_thread_init() {

@@ -93,6 +93,7 @@ int np_mutex_lock(np_mutex *m) {
         x->lk.unlock();
         return -EDEADLK;
     }
+    note_wait(WaitKind::mutex, m);
     Waiter w;
     w.tag = me;
     x->q.push(&w);
@@ -151,6 +152,7 @@ int np_cond_timedwait(np_cond *c, np_mutex *m, int64_t deadline) {
         Guard<SpinLock> g(mx->lk);
         if (!mx->locked || mx->owner != me) return -EPERM;
     }
+    note_wait(WaitKind::cond, c, 0, deadline > 0 && deadline != INT64_MAX ? deadline : 0);
     Waiter w;
     x->lk.lock();
     x->q.push(&w);

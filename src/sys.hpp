@@ -16,6 +16,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fault.hpp" // test builds only (-DNP_FAULTS); empty otherwise
+
 #if !defined(__x86_64__) && !defined(__aarch64__)
 #error "netpoll: no raw system calls for this architecture"
 #endif
@@ -74,23 +76,60 @@ inline ssize_t sys_result(long r) {
     return r;
 }
 
+// NP_FAULTS (src/fault.hpp): the call fails with errno e without being made.
+#ifdef NP_FAULTS
+inline ssize_t fault_fail(int e) {
+    errno = e;
+    return -1;
+}
+// An I/O wrapper's fault: fail it, or shorten it (a copy of its iovec).
+#define NP_FAULT_IO(op, fd, n)                                                  \
+    do {                                                                       \
+        if (int fault_e_ = fault_io(op, fd, &(n))) return fault_fail(fault_e_); \
+    } while (0)
+#define NP_FAULT_IOV(op, fd, iov, cnt)                                         \
+    struct iovec fault_tmp_[kFaultIov];                                        \
+    do {                                                                       \
+        size_t fault_all_ = fault_iov_len(iov, cnt), fault_n_ = fault_all_;    \
+        NP_FAULT_IO(op, fd, fault_n_);                                         \
+        if (fault_n_ < fault_all_) {                                           \
+            cnt = fault_clip_iov(iov, cnt, fault_n_, fault_tmp_);              \
+            iov = fault_tmp_;                                                  \
+        }                                                                      \
+    } while (0)
+#else
+#define NP_FAULT_IO(op, fd, n) ((void)0)
+#define NP_FAULT_IOV(op, fd, iov, cnt) ((void)0)
+#endif
+
 inline ssize_t sys_read(int fd, void *buf, size_t n) {
+    NP_FAULT_IO(kFaultRead, fd, n);
     return sys_result(raw_syscall3(SYS_read, fd, long(buf), long(n)));
 }
 
 inline ssize_t sys_write(int fd, const void *buf, size_t n) {
+    NP_FAULT_IO(kFaultWrite, fd, n);
     return sys_result(raw_syscall3(SYS_write, fd, long(buf), long(n)));
 }
 
 inline ssize_t sys_readv(int fd, const struct iovec *iov, int cnt) {
+    NP_FAULT_IOV(kFaultRead, fd, iov, cnt);
     return sys_result(raw_syscall3(SYS_readv, fd, long(iov), cnt));
 }
 
 inline ssize_t sys_writev(int fd, const struct iovec *iov, int cnt) {
+    NP_FAULT_IOV(kFaultWrite, fd, iov, cnt);
     return sys_result(raw_syscall3(SYS_writev, fd, long(iov), cnt));
 }
 
-inline int sys_close(int fd) { return int(sys_result(raw_syscall3(SYS_close, fd, 0, 0))); }
+inline int sys_close(int fd) {
+#ifdef NP_FAULTS
+    int r = int(sys_result(raw_syscall3(SYS_close, fd, 0, 0)));
+    return r == 0 && fault_close() ? int(fault_fail(EINTR)) : r; // closed all the same
+#else
+    return int(sys_result(raw_syscall3(SYS_close, fd, 0, 0)));
+#endif
+}
 
 inline int sys_fcntl(int fd, int cmd, long arg = 0) {
     return int(sys_result(raw_syscall3(SYS_fcntl, fd, cmd, arg)));
@@ -101,29 +140,67 @@ inline int sys_ioctl(int fd, unsigned long req, void *arg) {
 }
 
 inline int sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+#ifdef NP_FAULTS
+    size_t fault_n = 0;
+    NP_FAULT_IO(kFaultAccept, fd, fault_n);
+#endif
     return int(sys_result(raw_syscall6(SYS_accept4, fd, long(addr), long(len), flags, 0, 0)));
 }
 
 inline int sys_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+#ifdef NP_FAULTS
+    int r = int(sys_result(raw_syscall3(SYS_connect, fd, long(addr), long(len))));
+    // Started: as a signal's EINTR, the connection goes on (and its end
+    // makes the socket writable).
+    if (r < 0 && errno == EINPROGRESS && fault_connect(fd)) return int(fault_fail(EINTR));
+    return r;
+#else
     return int(sys_result(raw_syscall3(SYS_connect, fd, long(addr), long(len))));
+#endif
 }
 
 inline ssize_t sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
                             socklen_t *len) {
+    NP_FAULT_IO(kFaultRecv, fd, n);
     return sys_result(raw_syscall6(SYS_recvfrom, fd, long(buf), long(n), flags, long(addr), long(len)));
 }
 
 inline ssize_t sys_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
                           socklen_t len) {
+    NP_FAULT_IO(kFaultSend, fd, n);
     return sys_result(raw_syscall6(SYS_sendto, fd, long(buf), long(n), flags, long(addr), long(len)));
 }
 
 inline ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags) {
+#ifdef NP_FAULTS
+    struct msghdr m = *msg;
+    const struct iovec *iov = m.msg_iov;
+    int cnt = int(m.msg_iovlen);
+    NP_FAULT_IOV(kFaultRecv, fd, iov, cnt);
+    m.msg_iov = const_cast<struct iovec *>(iov);
+    m.msg_iovlen = size_t(cnt);
+    ssize_t r = sys_result(raw_syscall3(SYS_recvmsg, fd, long(&m), flags));
+    msg->msg_namelen = m.msg_namelen;
+    msg->msg_controllen = m.msg_controllen;
+    msg->msg_flags = m.msg_flags;
+    return r;
+#else
     return sys_result(raw_syscall3(SYS_recvmsg, fd, long(msg), flags));
+#endif
 }
 
 inline ssize_t sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
+#ifdef NP_FAULTS
+    struct msghdr m = *msg;
+    const struct iovec *iov = m.msg_iov;
+    int cnt = int(m.msg_iovlen);
+    NP_FAULT_IOV(kFaultSend, fd, iov, cnt);
+    m.msg_iov = const_cast<struct iovec *>(iov);
+    m.msg_iovlen = size_t(cnt);
+    return sys_result(raw_syscall3(SYS_sendmsg, fd, long(&m), flags));
+#else
     return sys_result(raw_syscall3(SYS_sendmsg, fd, long(msg), flags));
+#endif
 }
 
 // The kernel's signal set is 8 bytes (_NSIG / 8), not glibc's sigset_t.
@@ -131,6 +208,9 @@ constexpr long kKernelSigsetSize = 8;
 
 // epoll_pwait with no mask: aarch64 has no epoll_wait.
 inline int sys_epoll_wait(int epfd, struct epoll_event *evs, int cap, int timeout_ms) {
+#ifdef NP_FAULTS
+    if (timeout_ms != 0 && fault_wait()) return int(fault_fail(EINTR));
+#endif
     return int(sys_result(
         raw_syscall6(SYS_epoll_pwait, epfd, long(evs), cap, timeout_ms, 0, kKernelSigsetSize)));
 }
@@ -139,17 +219,30 @@ inline int sys_epoll_wait(int epfd, struct epoll_event *evs, int cap, int timeou
 inline int sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms) {
     struct timespec ts = {timeout_ms / 1000, long(timeout_ms % 1000) * 1000000};
     struct timespec *tp = timeout_ms < 0 ? nullptr : &ts;
+#ifdef NP_FAULTS
+    if (timeout_ms != 0 && fault_wait()) return int(fault_fail(EINTR));
+#endif
     return int(sys_result(raw_syscall6(SYS_ppoll, long(fds), long(n), long(tp), 0, kKernelSigsetSize, 0)));
 }
 
 // As clock_nanosleep: 0 or the error number, errno untouched.
 inline int sys_clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
                                struct timespec *rem) {
+#ifdef NP_FAULTS
+    if (fault_wait()) { // interrupted at once: nothing of it slept
+        if (rem && !(flags & TIMER_ABSTIME)) *rem = *req;
+        return EINTR;
+    }
+#endif
     return int(-raw_syscall6(SYS_clock_nanosleep, clk, flags, long(req), long(rem), 0, 0));
 }
 
 inline long sys_futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts,
                       uint32_t *word2, uint32_t val3) {
+#ifdef NP_FAULTS
+    int cmd = op & FUTEX_CMD_MASK;
+    if ((cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET) && fault_wait()) return fault_fail(EINTR);
+#endif
     return sys_result(raw_syscall6(SYS_futex, long(word), op, val, long(ts), long(word2), val3));
 }
 

@@ -110,7 +110,7 @@ void *sysmon_main(void *arg) {
                 acted = true;
             uint64_t sw = w->switches.load(std::memory_order_relaxed);
             if (w->state.load(std::memory_order_relaxed) != kRunning || sw != seen[i].switches ||
-                !w->cur) {
+                !w->running()) {
                 seen[i].switches = sw;
                 seen[i].since = now;
                 continue;
@@ -124,7 +124,11 @@ void *sysmon_main(void *arg) {
                     acted = true;
                 }
             }
-            bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) || w->timers.next_when.load(std::memory_order_relaxed) <= now;
+            // Threads wait for this worker in its queues, in its timers, or
+            // in the global queue (where a blocked worker's threads go,
+            // and no other worker may be free to take them).
+            bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) ||
+                           w->timers.next_when.load(std::memory_order_relaxed) <= now || !rt->global.empty();
             if (now - seen[i].since > kTimeSlice && waiting &&
                 !w->preempt.exchange(true, std::memory_order_relaxed))
                 acted = true;

@@ -16,7 +16,7 @@ accept accept4 connect close poll ppoll select pselect epoll_wait epoll_pwait ep
 fcntl ioctl dup dup2 dup3 socket socketpair pipe pipe2 nanosleep clock_nanosleep sleep usleep
 syscall pthread_create pthread_join pthread_detach pthread_exit pthread_mutex_* pthread_cond_*
 pthread_rwlock_* pthread_barrier_* sem_wait sem_timedwait sem_clockwait sem_trywait sem_post
-pthread_key_* pthread_getspecific pthread_setspecific pthread_once sched_yield fork'
+pthread_key_* pthread_getspecific pthread_setspecific pthread_once sched_yield fork sigaction signal'
 
 # Prints the interposed names among the symbols on stdin (one a line).
 pick() {

@@ -893,6 +893,7 @@ static int trace_small(void *x) {
 }
 
 static void trace_small_on(const char *poller) {
+    SKIP_UNDER_TSAN("small stacks");
     setenv("NPDEBUG", "netpoll=1", 1);
     np_test_init(poller, 2);
     run_green(trace_small, NULL);

@@ -37,6 +37,22 @@
 #else
 #define SKIP_UNDER_ASAN() ((void)0)
 #endif
+/* ThreadSanitizer keeps a shadow of every thread (a few thousand at most),
+ * slows code tenfold, needs deep stacks for its own runtime and does not
+ * follow a threaded process into fork: scale, timing, small-stack and fork
+ * tests step aside under it (check-tsan is for races). */
+#if defined(__SANITIZE_THREAD__)
+#define NP_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NP_UNDER_TSAN 1
+#endif
+#endif
+#ifdef NP_UNDER_TSAN
+#define SKIP_UNDER_TSAN(why) cr_skip_test("not under ThreadSanitizer: " why)
+#else
+#define SKIP_UNDER_TSAN(why) ((void)0)
+#endif
 /* Its instrumented frames still take their whole size (locals plus
  * redzones) on the real stack even when use-after-return moves the locals
  * to a fake stack, and its runtime (fake-stack allocation, interceptors)

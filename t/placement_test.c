@@ -39,9 +39,15 @@ static uint64_t moves_now(void) {
     return s.moves;
 }
 
+static atomic_int writers_done, reading;
 static void late_writer(void *a) {
-    np_sleep(2 * MS); /* after the reader parked */
+    /* After the reader parked: only a reader that waits moves a
+     * registration, one that finds data does not. */
+    int64_t end = np_now() + 5000 * MS;
+    while (!atomic_load(&reading) && np_now() < end) np_sleep(MS);
+    np_sleep(20 * MS);
     cr_assert_eq(write(*(int *)a, "m", 1), 1);
+    atomic_fetch_add(&writers_done, 1);
 }
 
 static int wait_each(void *x) {
@@ -50,9 +56,15 @@ static int wait_each(void *x) {
         cr_assert_eq(np_go(late_writer, &p->b[i]), 0);
         np_set_deadline(p->pa[i], np_now() + 5000 * MS, NP_READ);
         char c;
+        atomic_store(&reading, 1);
         cr_assert_eq(np_read(p->pa[i], &c, 1), 1, "descriptor %d: no data", i);
+        atomic_store(&reading, 0);
         cr_assert_eq(c, 'm');
     }
+    /* The writers are done with the descriptors before they are closed. */
+    int64_t end = np_now() + 10000 * MS;
+    while (atomic_load(&writers_done) < p->n && np_now() < end) np_sleep(MS);
+    cr_assert_eq(atomic_load(&writers_done), p->n);
     return 0;
 }
 

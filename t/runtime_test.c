@@ -22,6 +22,7 @@ static int spawn_join_many(void *arg) {
 
 Test(runtime, spawn_join_100k, .timeout = 60) {
     SKIP_UNDER_VALGRIND();
+    SKIP_UNDER_TSAN("a scale test");
     int n = 100000;
     run_green(spawn_join_many, &n);
     np_stats s = {.size = sizeof s};
@@ -45,7 +46,10 @@ static int run_detached(void *arg) {
     return 0;
 }
 
-Test(runtime, detached_threads) { run_green(run_detached, NULL); }
+Test(runtime, detached_threads) {
+    SKIP_UNDER_TSAN("a scale test");
+    run_green(run_detached, NULL);
+}
 
 static int returns_42(void *a) {
     (void)a;
@@ -99,7 +103,10 @@ static int concurrent_sleepers(void *a) {
     return 0;
 }
 
-Test(runtime, sleepers_do_not_serialize) { run_green(concurrent_sleepers, NULL); }
+Test(runtime, sleepers_do_not_serialize) {
+    SKIP_UNDER_TSAN("a timing test");
+    run_green(concurrent_sleepers, NULL);
+}
 
 static atomic_long counts[4];
 static atomic_int yield_stop;

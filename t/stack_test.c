@@ -74,6 +74,7 @@ static int many_parked(void *x) {
 
 Test(stack, hundred_thousand_parked_small_and_few_vmas, .timeout = 120) {
     SKIP_UNDER_ASAN();
+    SKIP_UNDER_TSAN("a scale test");
     np_config c = {.size = sizeof c, .stack_size = 16384};
     cr_assert_eq(np_init(&c), 0);
     run_green(many_parked, NULL);
@@ -111,14 +112,17 @@ static int unguarded_overflow(void *x) {
     return 0;
 }
 
+#ifndef NP_UNDER_TSAN /* a scale test */
 Test(stack, overflow_on_canary_stack_reported, .signal = SIGABRT, .init = cr_redirect_stderr,
      .timeout = 60) {
     np_config c = {.size = sizeof c, .stack_size = 16384, .procs = 1};
     cr_assert_eq(np_init(&c), 0);
     np_main(unguarded_overflow, NULL);
 }
+#endif
 
 Test(stack, overflow_message_names_thread) {
+    SKIP_UNDER_TSAN("fork of a threaded process");
     /* The report itself, checked from a child's stderr. */
     int pfd[2];
     cr_assert_eq(pipe(pfd), 0);
@@ -193,6 +197,7 @@ static int small_stacks(void *x) {
 }
 
 Test(stack, small_packed_stacks, .timeout = 60) {
+    SKIP_UNDER_TSAN("small stacks");
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;

@@ -99,6 +99,8 @@ usage_error "--poller kqueue"      --poller kqueue true
 usage_error "--dump-on FOO"        --dump-on FOO true
 usage_error "--dump-on 0"          --dump-on 0 true
 usage_error "--dump-on KILL"       --dump-on KILL true
+usage_error "--dump-on SEGV"       --dump-on SEGV true
+usage_error "--dump-on 32"         --dump-on 32 true
 usage_error "--trace=1"            --trace=1 true
 usage_error "unknown long option"  --bogus true
 usage_error "unknown short option" -x true

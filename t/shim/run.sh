@@ -52,7 +52,11 @@ stdio_sync:stdio_sync.c:
 cxx_threads:cxx_threads.cpp:64,100
 errno_stress:errno_stress.c:500,3
 fork_threads:fork_threads.c:
-migrate:migrate.c:'
+migrate:migrate.c:
+dup_timeout:dup_timeout.c:
+pipe_wrong_end:pipe_wrong_end.c:
+kernel_wait:kernel_wait.c:
+signal_fd:signal_fd.c:'
 
 passed=0
 failed=0

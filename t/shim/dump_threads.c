@@ -1,0 +1,59 @@
+/* Legacy threads blocked in the calls a dump must name, for
+ * t/shim/dump-check.sh: it runs this under `nprun --dump-on QUIT`, sends
+ * SIGQUIT once "ready" is printed, and reads the dump on stderr.  A thread
+ * reads stdin, one waits for a mutex, one for a condition variable, one
+ * sleeps, and main joins the reader; each names itself.  Exits 0 once a
+ * byte arrives on stdin.  Plain C and pthreads; built with -rdynamic so
+ * the dump can name the functions below. */
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER, held = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static volatile int done;
+
+__attribute__((noinline)) void *legacy_reader(void *arg) {
+    char c;
+    ssize_t n = read(0, &c, 1);
+    done = 1;
+    return n == 1 ? arg : NULL;
+}
+
+__attribute__((noinline)) void *legacy_locker(void *arg) {
+    pthread_mutex_lock(&held);
+    pthread_mutex_unlock(&held);
+    return arg;
+}
+
+__attribute__((noinline)) void *legacy_waiter(void *arg) {
+    pthread_mutex_lock(&mu);
+    while (!done) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    return arg;
+}
+
+__attribute__((noinline)) void *legacy_sleeper(void *arg) {
+    while (!done) sleep(100);
+    return arg;
+}
+
+int main(void) {
+    static const struct { const char *name; void *(*fn)(void *); } kinds[] = {
+        {"reader", legacy_reader}, {"locker", legacy_locker},
+        {"waiter", legacy_waiter}, {"sleeper", legacy_sleeper},
+    };
+    pthread_t th[4];
+    pthread_mutex_lock(&held);
+    for (int i = 0; i < 4; i++) {
+        if (pthread_create(&th[i], NULL, kinds[i].fn, &th[i]) != 0) return 1;
+        pthread_setname_np(th[i], kinds[i].name);
+    }
+    usleep(200000); /* they block */
+    printf("ready pid=%d\n", (int)getpid());
+    fflush(stdout);
+    void *r;
+    pthread_join(th[0], &r);
+    printf("done\n");
+    return r == &th[0] ? 0 : 1;
+}
