@@ -251,11 +251,14 @@ static void read_deadline(void *a, uintptr_t seq) { deadline_impl(static_cast<Po
 static void write_deadline(void *a, uintptr_t seq) { deadline_impl(static_cast<PollDesc *>(a), seq, false, true); }
 static void both_deadline(void *a, uintptr_t seq) { deadline_impl(static_cast<PollDesc *>(a), seq, true, true); }
 
+// Out of its heap first: a worker's run_timers reads fn, arg and seq under
+// the heap's lock, which timer_del takes (even for a timer it took out).
 static void arm(Timer *t, void (*fn)(void *, uintptr_t), PollDesc *pd, uintptr_t seq, int64_t when) {
+    timer_del(t);
     t->fn = fn;
     t->arg = pd;
     t->seq = seq;
-    timer_modify(t, when);
+    timer_add(t, when);
 }
 
 void pd_set_deadline(PollDesc *pd, int64_t d, int mode) {
