@@ -90,7 +90,7 @@ void Port::bind_owner() { owner_.store(os_thread_self(), std::memory_order_relax
 bool Port::owned_here() const { return owner_.load(std::memory_order_relaxed) == os_thread_self(); }
 
 Port *open_port() {
-    if (Worker *w = tls_worker) return w->port;
+    if (Worker *w = cur_worker()) return w->port;
     if (rt->host) return rt->host->port;
     uint32_t i = rt->open_rr.fetch_add(1, std::memory_order_relaxed);
     return rt->workers[i % uint32_t(rt->nworkers)]->port;
@@ -162,7 +162,7 @@ static int outer_fd() {
 // over every worker's port (they poll their own ports too: whoever gets an
 // event first readies its thread).
 static int poll_outside(int64_t delay_ns) {
-    if (Worker *self = tls_worker) return self->cur ? netpoll(self, 0) : 0;
+    if (Worker *self = cur_worker()) return self->cur ? netpoll(self, 0) : 0;
     if (delay_ns != 0) {
         int fd = outer_fd();
         if (fd < 0) return fd;

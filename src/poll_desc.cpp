@@ -152,7 +152,7 @@ constexpr uint8_t kMaxMoves = 8;
 
 static void settle(PollDesc *pd, int mode) {
     Port *cur = pd->port.load(std::memory_order_acquire);
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     Port *mine = w && w->cur ? w->port : nullptr;
     if (!mine || mine == cur || !cur->movable() || pd->moves >= kMaxMoves) {
         cur->arm(pd, mode);

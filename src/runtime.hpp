@@ -12,6 +12,7 @@
 #include "green_thread.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
+#include "thread_pointer.hpp"
 #include "timer_heap.hpp"
 #include "waiter.hpp"
 
@@ -116,6 +117,16 @@ extern thread_local Worker *tls_worker;
 // relative to any thread pointer (static TLS has one layout in every TCB),
 // and where the TCB keeps the kernel tid (-1: not written).
 extern long tls_worker_off;
+// That offset once the workers found it the same as the thread that
+// started them (the block is in static TLS), else 0: the scheduler's reads
+// then take one load from the thread pointer instead of the descriptor's
+// call.  Writes keep using tls_worker: the same slot.
+extern long tls_worker_static;
+inline Worker *cur_worker() {
+    long off = __atomic_load_n(&tls_worker_static, __ATOMIC_RELAXED);
+    if (__builtin_expect(off != 0, 1)) return *reinterpret_cast<Worker **>(static_cast<char *>(tp_get()) + off);
+    return tls_worker;
+}
 extern long tcb_tid_off;
 extern uint64_t worker_sync_signals;   // a kernel sigset: unblocked on workers
 extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
@@ -127,7 +138,7 @@ inline int runtime_ensure() { return __atomic_load_n(&rt, __ATOMIC_ACQUIRE) ? 0 
 // Names the OS thread running the caller: its own thread pointer, whatever
 // TCB a shim green thread has entered.
 inline const void *os_thread_self() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     if (w && w->cur && w->cur->tls) return w->os_tp;
     void *tp;
 #if defined(__x86_64__)
@@ -139,7 +150,7 @@ inline const void *os_thread_self() {
 }
 
 inline GThread *current_g() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     return w ? w->cur : nullptr;
 }
 
@@ -186,7 +197,7 @@ void yield();
 // A safe point: give way if sysmon asked this worker to.
 void yield_preempted();
 inline void preempt_point() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     if (w && w->cur && __builtin_expect(w->preempt.load(std::memory_order_relaxed), 0)) yield_preempted();
 }
 

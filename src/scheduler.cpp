@@ -40,6 +40,8 @@ namespace np {
 Runtime *rt;
 thread_local Worker *tls_worker;
 long tls_worker_off;
+long tls_worker_static;
+static long starter_off; // the thread that started the workers: its tls_worker's offset
 long tcb_tid_off = -1;
 uint64_t worker_sync_signals;
 void (*tls_release)(void *tp);
@@ -55,7 +57,7 @@ void wake_worker(Worker *w) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (w->embedded) {
         // The host may be anywhere in its own loop: make np_poll_fd readable.
-        if (tls_worker != w) w->port->wake();
+        if (cur_worker() != w) w->port->wake();
         return;
     }
     // Claim the wake-up: of many wakers only one pays for the syscall.
@@ -81,16 +83,16 @@ size_t stealable(const Worker *thief, const Worker *victim) {
 
 // Some idle worker should look for work (stealable or global).
 static void wake_idle() {
-    Worker *self = tls_worker;
+    Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
         if (self && !self->embedded && !stealable(w, self)) continue; // it would take none
-        if (w != tls_worker && w->state.load(std::memory_order_relaxed) != kRunning) {
+        if (w != cur_worker() && w->state.load(std::memory_order_relaxed) != kRunning) {
             wake_worker(w);
             return;
         }
     }
-    if (rt->host && rt->host != tls_worker) wake_worker(rt->host);
+    if (rt->host && rt->host != cur_worker()) wake_worker(rt->host);
 }
 
 // Any worker takes it; one that idles is woken for it.
@@ -98,7 +100,7 @@ void push_global(GThread *g) {
     rt->global.lock.lock();
     rt->global.push(g);
     rt->global.lock.unlock();
-    Worker *self = tls_worker;
+    Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
         if (w != self && w->state.load(std::memory_order_relaxed) != kRunning) {
@@ -120,7 +122,7 @@ static void push_inbox(Worker *w, GThread *g) {
 // them first.  A thread with a TCB of its own goes to any worker; the rest
 // to the inbox, where sysmon finds them.
 void local_handoff() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     if (!w || !w->local_head) return;
     GThread *g = w->local_head;
     w->local_head = w->local_tail = nullptr;
@@ -215,7 +217,7 @@ static GThread *pop_placed(Worker *w) {
 }
 
 void ready(GThread *g) {
-    Worker *self = tls_worker;
+    Worker *self = cur_worker();
     g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if (g->started) {
         Worker *home = g->home;
@@ -323,7 +325,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread: on the same worker, unless it has a TCB of its
     // own and moved (tls_worker is then the new one's).
-    w = tls_worker;
+    w = cur_worker();
     san_switch_end(w, from);
     after_switch(w);
 }
@@ -334,7 +336,7 @@ static inline void switch_to_g0(Worker *w, GThread *from) {
     enter_tls(w, from, nullptr);
     san_switch_begin(w, from, (GThread *)nullptr, from == w->dead);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
-    w = tls_worker;
+    w = cur_worker();
     san_switch_end(w, from);
     after_switch(w);
 }
@@ -364,7 +366,7 @@ static GThread *next_local(Worker *w) {
 }
 
 void yield() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     GThread *g = w ? w->cur : nullptr;
     if (!g) {
         sys_sched_yield();
@@ -394,7 +396,7 @@ void yield() {
 // Asked by sysmon: the timers that fell due while this thread ran go first
 // (a sleeper waiting on them is often why), then the others get a turn.
 void yield_preempted() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     w->preempt.store(false, std::memory_order_relaxed);
     maybe_timers(w);
     // A time slice ended: the global queue goes first (Go puts the
@@ -416,7 +418,7 @@ void yield_preempted() {
 }
 
 void park() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     GThread *g = w->cur;
     check_stack_overflow(g);
     GThread *next = next_local(w);
@@ -461,7 +463,7 @@ static void release_thread(GThread *g) {
     if (g->tls && tls_release) tls_release(g->tls);
     Stack s = g->stack;
     g->~GThread();
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     if (s.pool != &rt->stacks) s.pool->release(s);
     else if (w) w->stacks.release(rt->stacks, s);
     else rt->stacks.release(s);
@@ -489,14 +491,14 @@ void detach(GThread *g) {
 }
 
 static void thread_main(void *) {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     san_switch_end(w, w->cur);
     after_switch(w);
     GThread *g = w->cur;
     if (g->fn) g->fn(g->arg);
     else g->result = g->fn_ret(g->arg);
     // Exit: pick the next thread; this stack is finished after the switch.
-    w = tls_worker;
+    w = cur_worker();
     check_stack_overflow(g);
     w->homed.fetch_sub(1, std::memory_order_relaxed);
     w->dead = g;
@@ -530,7 +532,7 @@ static StackPool *sized_pool(size_t size) {
 }
 
 void on_os_stack(void (*fn)(void *), void *arg) {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     GThread *g = w ? w->cur : nullptr;
     NP_STACK_HERE(here);
     // Only from the green stack itself: not when already on the OS stack
@@ -572,7 +574,7 @@ int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable,
 int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
            size_t stack_size) {
     if (int e = runtime_ensure()) return e;
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     Stack s;
     bool ok;
     if (stack_size && stack_size != rt->stacks.stack_size()) {
@@ -662,7 +664,7 @@ static void run_timers(Worker *w, int64_t now) {
 }
 
 static Worker *timer_owner() {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     if (w) return w;
     return rt->nworkers ? rt->workers[0] : rt->host;
 }
@@ -674,7 +676,7 @@ void timer_add(Timer *t, int64_t when) {
     w->timers.push(t);
     bool first = w->timers.top() == t;
     w->timers.lock.unlock();
-    if (first && w != tls_worker && when < w->sleep_until.load(std::memory_order_acquire))
+    if (first && w != cur_worker() && when < w->sleep_until.load(std::memory_order_acquire))
         wake_worker(w);
 }
 
@@ -800,8 +802,11 @@ static void *worker_main(void *arg) {
     w->os_tp = tp_get();
     // The same in every thread (static TLS); stored by each worker before
     // its first switch, so relaxed atomics are enough.
-    __atomic_store_n(&tls_worker_off, reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(w->os_tp),
-                     __ATOMIC_RELAXED);
+    long off = reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(w->os_tp);
+    __atomic_store_n(&tls_worker_off, off, __ATOMIC_RELAXED);
+    // Dynamic TLS (after a dlopen) puts each thread's block apart: the
+    // same offset in two threads means static TLS, the same in all.
+    if (off == __atomic_load_n(&starter_off, __ATOMIC_RELAXED)) __atomic_store_n(&tls_worker_static, off, __ATOMIC_RELAXED);
     w->tid = sys_gettid();
     w->port->bind_owner();
     stack_guard_thread_init();
@@ -818,7 +823,7 @@ static void *worker_main(void *arg) {
 // Embedded mode: run what is runnable on the host thread, then return.
 int run_embedded() {
     Worker *w = rt->host;
-    Worker *saved = tls_worker;
+    Worker *saved = cur_worker();
     if (saved && saved->cur) return -EDEADLK; // not from a green thread
     tls_worker = w;
     int ran = 0;
@@ -932,6 +937,8 @@ int runtime_start(const np_config *cfg) {
         return 0;
     }
     stack_guard_install();
+    __atomic_store_n(&starter_off, long(reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(tp_get())),
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
     for (int i = 0; i < c.procs; i++) {
         if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {

@@ -17,7 +17,7 @@ namespace np {
 static struct sigaction previous;
 
 static void on_segv(int sig, siginfo_t *si, void *ctx) {
-    Worker *w = tls_worker;
+    Worker *w = cur_worker();
     StackPool *pool = rt && w && w->cur ? w->cur->stack.pool : nullptr;
     if (pool && pool->in_guard(si->si_addr)) {
         char msg[160];
