@@ -110,6 +110,15 @@ void push_global(GThread *g) {
     }
 }
 
+// The global queue's head, or null (an unlocked look first: it is mostly empty).
+static GThread *pop_global() {
+    if (rt->global.empty()) return nullptr;
+    rt->global.lock.lock();
+    GThread *g = rt->global.pop();
+    rt->global.lock.unlock();
+    return g;
+}
+
 static void push_inbox(Worker *w, GThread *g) {
     w->q.lock.lock();
     w->q.push(g);
@@ -355,12 +364,7 @@ static GThread *next_local(Worker *w) {
         // A busy worker never reaches its idle path: let readiness in too.
         if (netpoll_has_waiters()) netpoll(w, 0);
         // Fairness: let the global queue in now and then.
-        if (!rt->global.empty()) {
-            rt->global.lock.lock();
-            GThread *g = rt->global.pop();
-            rt->global.lock.unlock();
-            if (g) return g;
-        }
+        if (GThread *g = pop_global()) return g;
     }
     return pop_placed(w);
 }
@@ -383,11 +387,7 @@ void yield() {
     // Timers, the inbox, the global queue, or nothing to yield to.
     w->tick--;
     GThread *next = next_local(w);
-    if (!next && !rt->global.empty()) {
-        rt->global.lock.lock();
-        next = rt->global.pop();
-        rt->global.lock.unlock();
-    }
+    if (!next) next = pop_global();
     if (!next || next == g) return;
     local_push(w, g);
     switch_to(w, g, next);
@@ -402,17 +402,12 @@ void yield_preempted() {
     // A time slice ended: the global queue goes first (Go puts the
     // preempted thread at its tail), or threads busy on this worker would
     // let it in only every 61st switch, and slices are 10 ms long.
-    if (!rt->global.empty()) {
-        rt->global.lock.lock();
-        GThread *next = rt->global.pop();
-        rt->global.lock.unlock();
-        if (next) {
-            GThread *g = w->cur;
-            g->why.store(WaitKind::runnable, std::memory_order_relaxed);
-            local_push(w, g);
-            switch_to(w, g, next);
-            return;
-        }
+    if (GThread *next = pop_global()) {
+        GThread *g = w->cur;
+        g->why.store(WaitKind::runnable, std::memory_order_relaxed);
+        local_push(w, g);
+        switch_to(w, g, next);
+        return;
     }
     yield();
 }
@@ -748,13 +743,7 @@ static bool fresh_elsewhere(Worker *self) {
 
 static GThread *pop_queues(Worker *w) {
     if (GThread *g = pop_placed(w)) return g;
-    if (!rt->global.empty()) {
-        rt->global.lock.lock();
-        GThread *g = rt->global.pop();
-        rt->global.lock.unlock();
-        if (g) return g;
-    }
-    return nullptr;
+    return pop_global();
 }
 
 static int64_t poll_delay(Worker *w, int64_t now) {
