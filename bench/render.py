@@ -172,6 +172,10 @@ def headline(d, procs):
     for kind in ["echo", "http"]:
         lines.append(("unmodified %s server, requests/s, nprun -p %s / plain" % (kind, procs), "higher",
                       r(lg, (kind, "nprun"), (kind, "plain"), "rps")))
+    for kind in ["echo", "http"]:
+        if any(row["server"] == "nprun-split" and row["kind"] == kind for row in legacy):
+            lines.append(("unmodified %s server, requests/s, nprun / plain, split cores" % kind, "higher",
+                          r(lg, (kind, "nprun-split"), (kind, "plain-split"), "rps")))
     lines.append(("unmodified echo server, memory per connection, nprun / plain", "lower",
                   r(lg, ("echo", "nprun"), ("echo", "plain"), "kib_conn")))
     return matrix("Headline", cs, lines)
@@ -211,17 +215,23 @@ def legacy_ratios(legacy, procs):
         return []
     ix, cs = index(legacy, "kind", "server"), conns_of(legacy)
     lines = []
-    for kind in ["echo", "http"]:
-        for key, lab, better in [("rps", "requests/s", "higher"), ("p99_us", "p99 latency", "lower"),
-                                 ("kib_conn", "memory per connection", "lower")]:
-            for peer, pl in [("plain", "plain"), ("go", "Go")]:
-                lines.append(("%s %s, nprun / %s" % (kind, lab, pl), better,
-                              {c: ratio(ix.get((kind, "nprun", c), {}).get(key),
-                                        ix.get((kind, peer, c), {}).get(key)) for c in cs}))
+    split = any(r["server"].endswith("-split") for r in legacy)
+    for x, lx in [("", "")] + ([("-split", ", split cores")] if split else []):
+        for kind in ["echo", "http"]:
+            for key, lab, better in [("rps", "requests/s", "higher"), ("p99_us", "p99 latency", "lower"),
+                                     ("kib_conn", "memory per connection", "lower")]:
+                for peer, pl in [("plain", "plain"), ("go", "Go")]:
+                    lines.append(("%s %s, nprun / %s%s" % (kind, lab, pl, lx), better,
+                                  {c: ratio(ix.get((kind, "nprun" + x, c), {}).get(key),
+                                            ix.get((kind, peer + x, c), {}).get(key)) for c in cs}))
     return matrix("Unmodified thread-per-connection servers: nprun -p %s against plain" % procs,
                   cs, lines,
                   "bench/legacy_echo.c and bench/legacy_http.c (pthreads, blocking calls, no "
-                  "netpoll in them), the same binary plain and under nprun; Go beside them.")
+                  "netpoll in them), the same binary plain and under nprun; Go beside them. "
+                  "The client shares the cores with the server, where CFS gives a server of "
+                  "thousands of OS threads most of them. \"Split cores\": each server on the "
+                  "first half of the cores (nprun -p that many), its client on the other half, "
+                  "as a server and its clients on separate machines.")
 
 
 def real_rows(real):
@@ -273,7 +283,7 @@ def echo_abs(echo, legacy, procs):
                      fmt_f(r["rss_kib_conn"]), fmt_f(r["kstack_kib_conn"]), fmt_f(r["kib_conn"]),
                      r.get("threads") or "-"])
     for r in legacy:
-        if r["kind"] != "echo" or r["server"] not in ("plain", "nprun"):
+        if r["kind"] != "echo" or r["server"] not in ("plain", "nprun", "plain-split", "nprun-split"):
             continue
         idle, ks = num(r.get("idle_kib_conn")), num(r.get("kstack_kib_conn"))
         rss = idle - max(ks, 0) if idle is not None and ks is not None else None
@@ -292,9 +302,15 @@ def echo_abs(echo, legacy, procs):
                "kernel stack KiB/conn", "KiB/conn", "OS threads"], rows)
 
 
+SPLIT_PROCS = "1"  # nprun -p of the split-core runs (machine.tsv split_procs)
+
+
 def legacy_name(s, kind, procs):
-    return {"plain": "legacy_%s, plain" % kind, "nprun": "legacy_%s, nprun -p %s" % (kind, procs),
-            "go": "Go net/http" if kind == "http" else "Go", "goraw": "Go raw net"}[s]
+    base, split = (s[:-6], True) if s.endswith("-split") else (s, False)
+    name = {"plain": "legacy_%s, plain" % kind,
+            "nprun": "legacy_%s, nprun -p %s" % (kind, SPLIT_PROCS if split else procs),
+            "go": "Go net/http" if kind == "http" else "Go", "goraw": "Go raw net"}[base]
+    return name + (", split cores" if split else "")
 
 
 def simple_abs(title, rows, cols):
@@ -455,6 +471,8 @@ def main(argv):
     m = {r["key"]: r["value"] for r in read(d, "machine")}
     legacy = read(d, "legacy")
     procs = m.get("nprun_procs", "2")
+    global SPLIT_PROCS
+    SPLIT_PROCS = m.get("split_procs", SPLIT_PROCS)
     if "--headline" in argv[2:]:
         print("\n".join(headline(d, procs)[3:]))
         return 0

@@ -380,6 +380,20 @@ echo_series() {
 # section alone.
 LEG_CONNS=${BENCH_LEGACY_CONNS:-"10 100 1000 10000"}
 LEG_PROCS=${BENCH_LEGACY_PROCS:-2}
+# Split cores: the client shares the machine's cores with the server in the
+# runs above, where CFS gives a server of 10,000 OS threads most of them and
+# the client (and a server of 2 workers) the rest.  So each server also runs
+# on the first half of the cores with the client on the other half, as a
+# server and its clients run on separate machines: nprun -p the server's
+# cores, Go's GOMAXPROCS from its affinity.  BENCH_LEGACY_SPLIT=0: not run.
+NCPU=$(nproc)
+LEG_SPLIT=${BENCH_LEGACY_SPLIT:-1}
+[ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1 || LEG_SPLIT=0
+SRV_CPUS="0-$((NCPU / 2 - 1))" CLI_CPUS="$((NCPU / 2))-$((NCPU - 1))"
+SPLIT_PROCS=$((NCPU / 2)) CLI_THREADS=$((NCPU - NCPU / 2))
+LEG_SERVERS="plain nprun go goraw"
+[ "$LEG_SPLIT" = 1 ] && LEG_SERVERS="$LEG_SERVERS plain-split nprun-split go-split goraw-split"
+LEG_CLIENT=() LEG_CLIENT_T=2
 if [ "$QUICK" = 1 ]; then N_TLS=${BENCH_TLS_N:-200000}; else N_TLS=${BENCH_TLS_N:-1000000}; fi
 NPRUN=$BUILD/bin/nprun
 declare -A LG # LG[server,kind,conns,key]
@@ -443,12 +457,12 @@ leg_run() {
     leg_sampler "$SPID" "$f" &
     samp=$!
     if [ "$kind" = echo ]; then
-        out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 timeout $((SECS + 150)) \
-            "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
+        out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 ECHO_THREADS=$LEG_CLIENT_T timeout $((SECS + 150)) \
+            "${LEG_CLIENT[@]}" "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
         rc=$?
         rps=$(field rps "$out") p99=$(field p99_us "$out")
     else
-        out=$(timeout $((SECS + 90)) wrk -t2 -c"$c" -d"${SECS}s" --timeout 10s --latency \
+        out=$(timeout $((SECS + 90)) "${LEG_CLIENT[@]}" wrk -t"$LEG_CLIENT_T" -c"$c" -d"${SECS}s" --timeout 10s --latency \
             "http://127.0.0.1:$port/" 2>>"$LOGS/wrk.log")
         rc=$?
         rps=$(printf '%s\n' "$out" | awk '/^Requests\/sec:/{print $2}')
@@ -488,6 +502,12 @@ legacy_section() {
     local kind c s cmd prog k out
     log ""
     log "[legacy] thread-per-connection servers, unmodified: plain, nprun -p $LEG_PROCS, Go; ${SECS}s per run"
+    if [ "$LEG_SPLIT" = 1 ]; then
+        log "  and split: each server on CPUs $SRV_CPUS (nprun -p $SPLIT_PROCS), its client on CPUs $CLI_CPUS"
+        tsv machine split_server_cpus "$SRV_CPUS"
+        tsv machine split_client_cpus "$CLI_CPUS"
+        tsv machine split_procs "$SPLIT_PROCS"
+    fi
     build_c legacy_echo
     build_c legacy_http
     build_c tls_switch
@@ -499,8 +519,8 @@ legacy_section() {
         if [ "$kind" = echo ] && ! have_peer echo_client; then continue; fi
         for c in $LEG_CONNS; do
             for _ in $(seq "$REPEAT"); do
-            for s in plain nprun go goraw; do
-                case $kind/$s in
+            for s in $LEG_SERVERS; do
+                case $kind/${s%-split} in
                 echo/goraw) continue ;;
                 */plain) cmd=("$B/legacy_$kind") ;;
                 */nprun) cmd=("$NPRUN" -p "$LEG_PROCS" -- "$B/legacy_$kind") ;;
@@ -509,8 +529,14 @@ legacy_section() {
                 http/goraw) cmd=("$B/go_httpraw") ;;
                 esac
                 prog=${cmd[${#cmd[@]}-1]}
-                if [ ! -x "${cmd[0]}" ] || [ ! -x "$prog" ]; then
-                    note "  ${cmd[0]##*/} ${prog##*/} missing: $s $kind skipped"
+                LEG_CLIENT=() LEG_CLIENT_T=2
+                if [ "$s" != "${s%-split}" ]; then
+                    [ "${s%-split}" = nprun ] && cmd=("$NPRUN" -p "$SPLIT_PROCS" -- "$B/legacy_$kind")
+                    cmd=(taskset -c "$SRV_CPUS" "${cmd[@]}")
+                    LEG_CLIENT=(taskset -c "$CLI_CPUS") LEG_CLIENT_T=$CLI_THREADS
+                fi
+                if [ ! -x "$prog" ] || { [ "${s%-split}" = nprun ] && [ ! -x "$NPRUN" ]; }; then
+                    note "  ${prog##*/} or nprun missing: $s $kind skipped"
                     continue
                 fi
                 take_port
@@ -557,18 +583,21 @@ legacy_report() {
     log "KiB/conn = ((RSS at load - RSS idle) + (KernelStack at load - before)) / conns"
     log "$(printf "%-${W}s %12s %12s %12s  %s" figure nprun/plain nprun/Go nprun/Go-raw better)"
     log "$(printf '%.0s-' $(seq $((W + 48))))"
+    local x
+    for x in "" -split; do
     for kind in echo http; do
         for c in $LEG_CONNS; do
-            [ -n "${LG[nprun,$kind,$c,rps]:-}" ] || continue
+            [ -n "${LG[nprun$x,$kind,$c,rps]:-}" ] || continue
             for m in rps:higher p99_us:lower kib_conn:lower; do
                 better=${m#*:} m=${m%%:*}
                 case $m in rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;; esac
-                nv=${LG[nprun,$kind,$c,$m]:-}
-                log "$(printf "%-${W}s %12s %12s %12s  %s" "$kind c=$c $lab" \
-                    "$(lr "$nv" "${LG[plain,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[go,$kind,$c,$m]:-}")" \
-                    "$(lr "$nv" "${LG[goraw,$kind,$c,$m]:-}")" "$better")"
+                nv=${LG[nprun$x,$kind,$c,$m]:-}
+                log "$(printf "%-${W}s %12s %12s %12s  %s" "$kind c=$c $lab${x:+ (split)}" \
+                    "$(lr "$nv" "${LG[plain$x,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[go$x,$kind,$c,$m]:-}")" \
+                    "$(lr "$nv" "${LG[goraw$x,$kind,$c,$m]:-}")" "$better")"
             done
         done
+    done
     done
     if [ -n "$LEG_TLS" ] && [ -n "$LEG_TLS_NP" ]; then
         for m in cond pipe yield; do
@@ -579,21 +608,26 @@ legacy_report() {
             "$(lr "$(field yield_rt_ns "$LEG_TLS_NP")" "$(awk -v y="$LEG_YIELD" 'BEGIN{print 2*y}')")" - - "lower (ratio: vs np_yield rt)")"
     fi
     log ""
-    log "$(printf "%-${W}s %12s %12s %12s %12s" "figure (absolute)" plain "nprun -p $LEG_PROCS" Go Go-raw)"
+    for x in "" -split; do
+    [ -z "$x" ] || [ "$LEG_SPLIT" = 1 ] || continue
+    log "$(printf "%-${W}s %12s %12s %12s %12s" "figure (absolute)${x:+, split}" plain \
+        "nprun -p $([ -n "$x" ] && echo "$SPLIT_PROCS" || echo "$LEG_PROCS")" Go Go-raw)"
     log "$(printf '%.0s-' $(seq $((W + 52))))"
     for kind in echo http; do
         for c in $LEG_CONNS; do
-            [ -n "${LG[plain,$kind,$c,rps]:-}${LG[nprun,$kind,$c,rps]:-}${LG[go,$kind,$c,rps]:-}" ] || continue
+            [ -n "${LG[plain$x,$kind,$c,rps]:-}${LG[nprun$x,$kind,$c,rps]:-}${LG[go$x,$kind,$c,rps]:-}" ] || continue
             for m in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads; do
                 case $m in
                 rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;;
                 rss_kib_conn) lab="  RSS KiB/conn" ;; kstack_kib_conn) lab="  kernel stack KiB/conn" ;;
                 threads) lab="OS threads (peak)" ;;
                 esac
-                log "$(printf "%-${W}s %12s %12s %12s %12s" "$kind c=$c $lab" "${LG[plain,$kind,$c,$m]:--}" \
-                    "${LG[nprun,$kind,$c,$m]:--}" "${LG[go,$kind,$c,$m]:--}" "${LG[goraw,$kind,$c,$m]:--}")"
+                log "$(printf "%-${W}s %12s %12s %12s %12s" "$kind c=$c $lab" "${LG[plain$x,$kind,$c,$m]:--}" \
+                    "${LG[nprun$x,$kind,$c,$m]:--}" "${LG[go$x,$kind,$c,$m]:--}" "${LG[goraw$x,$kind,$c,$m]:--}")"
             done
         done
+    done
+    log ""
     done
     for m in cond pipe yield; do
         [ -n "$LEG_TLS$LEG_TLS_NP" ] || break
@@ -645,7 +679,7 @@ write_results() {
     fi
     tsv legacy kind server conns rps p99_us kib_conn rss_kib_conn kstack_kib_conn idle_kib_conn threads
     for kind in echo http; do
-        for s in plain nprun go goraw; do
+        for s in $LEG_SERVERS; do
             for c in $LEG_CONNS; do
                 [ -n "${LG[$s,$kind,$c,rps]:-}" ] || continue
                 tsv legacy "$kind" "$s" "$c" "${LG[$s,$kind,$c,rps]}" "${LG[$s,$kind,$c,p99_us]:-}" \

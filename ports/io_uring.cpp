@@ -140,6 +140,7 @@ public:
         if (ring_ok_) io_uring_queue_exit(&ring_);
         mem_free(handoff_);
         mem_free(rearm_);
+        mem_free(pending_);
         wakeup_.close_fd();
         if (probe_fd_ >= 0) sys_close(probe_fd_);
     }
@@ -180,13 +181,13 @@ public:
         if (multishot_) {
             if (pd->poll_events & kMultiArmed) {
                 cancelled = kMultiArmed;
-                e = prep_cancel(tag);
+                e = cancel(tag);
             }
         } else {
             for (int d : {NP_READ, NP_WRITE})
                 if ((pd->poll_events & d) && !e) {
                     cancelled |= uint32_t(d);
-                    e = prep_cancel(tag | d);
+                    e = cancel(tag | d);
                 }
         }
         bool here = multishot_ && !(pd->poll_events & kArmedForeign) && owned_here();
@@ -233,8 +234,9 @@ public:
         // blocking wait.  Try them again, and wait no longer than a retry.
         if (delay != 0) {
             std::lock_guard<Mutex> sq(sq_mu_);
+            if (pending_n_) flush_cancels();
             if (unsubmitted_) submit();
-            if (unsubmitted_ && (delay < 0 || delay > kRetryNs)) delay = kRetryNs;
+            if ((unsubmitted_ || pending_n_) && (delay < 0 || delay > kRetryNs)) delay = kRetryNs;
         }
         for (;;) {
             struct io_uring_cqe *cqe;
@@ -369,6 +371,24 @@ private:
         io_uring_sqe_set_data64(sqe, kIgnoreData);
         return 0;
     }
+    // close()'s cancel.  With the ring full of entries the kernel refuses
+    // (-EBUSY, -EAGAIN) there is no room for it, and a poll left in flight
+    // keeps its file open (the peer never sees the close): it waits here
+    // until a pass finds room (flush_cancels()).  Under sq_mu_.
+    int cancel(uint64_t data) {
+        int e = pending_n_ ? -EAGAIN : prep_cancel(data);
+        if (e != -EAGAIN || !push_tag(pending_, pending_n_, pending_cap_, data)) return e;
+        unsubmitted_ = true; // the reaper retries soon (poll())
+        return 0;
+    }
+    void flush_cancels() {
+        unsigned done = 0;
+        while (done < pending_n_ && prep_cancel(pending_[done]) == 0) done++;
+        if (!done) return;
+        pending_n_ -= done;
+        memmove(pending_, pending_ + done, pending_n_ * sizeof *pending_);
+        unsubmitted_ = true;
+    }
 
     // The break is a one-shot poll re-armed after each completion, so it
     // is level triggered like epoll's: until a blocking poll drains the
@@ -419,6 +439,7 @@ private:
                 if (overflow) io_uring_get_events(&ring_);
             }
             if (!overflow && rearm_n_) rearm_deferred();
+            if (pending_n_) flush_cancels();
             if (unsubmitted_) submit();
         }
         // After the loop: an undrained eventfd completes the new poll at
@@ -428,17 +449,19 @@ private:
     }
 
     // Under sq_mu_: keep a multishot poll that ended for rearm_deferred().
-    bool defer_rearm(uint64_t tag) {
-        if (rearm_n_ == rearm_cap_) {
-            unsigned cap = rearm_cap_ * 2;
-            auto *a = static_cast<uint64_t *>(mem_alloc(cap * sizeof(uint64_t)));
+    bool defer_rearm(uint64_t tag) { return push_tag(rearm_, rearm_n_, rearm_cap_, tag); }
+    // Appends to a list of tags that doubles when full (false: no memory).
+    static bool push_tag(uint64_t *&list, unsigned &n, unsigned &cap, uint64_t tag) {
+        if (n == cap) {
+            unsigned c = cap ? cap * 2 : kRearmCap;
+            auto *a = static_cast<uint64_t *>(mem_alloc(c * sizeof(uint64_t)));
             if (!a) return false;
-            memcpy(a, rearm_, rearm_n_ * sizeof *a);
-            mem_free(rearm_);
-            rearm_ = a;
-            rearm_cap_ = cap;
+            if (n) memcpy(a, list, n * sizeof *a);
+            mem_free(list);
+            list = a;
+            cap = c;
         }
-        rearm_[rearm_n_++] = tag;
+        list[n++] = tag;
         return true;
     }
     // Under sq_mu_, the overflow list empty: arm them again, in one batch
@@ -521,6 +544,8 @@ private:
     bool unsubmitted_ = false; // entries queued in the ring, not submitted yet (under sq_mu_)
     uint64_t *rearm_ = nullptr; // tags of multishot polls to arm again (under sq_mu_)
     unsigned rearm_n_ = 0, rearm_cap_ = 0;
+    uint64_t *pending_ = nullptr;   // close()'s cancels waiting for room (under sq_mu_)
+    unsigned pending_n_ = 0, pending_cap_ = 0;
 };
 
 } // namespace

@@ -10,7 +10,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "real.hpp"
 #include "shim.hpp"
@@ -70,6 +72,32 @@ Fd *fd_entry(int fd) {
 
 void fd_timeouts_changed() { timeouts_gen.fetch_add(1, std::memory_order_acq_rel); }
 
+// Files without an inode of their own share one anonymous inode: only
+// their /proc link tells them apart.  The event files among them poll
+// readable when a read would not block; the rest (an epoll set, a pidfd)
+// fail a read at once, so they are called as they are.
+static Kind anon_kind(int fd, Fd *e) {
+    static const struct {
+        const char *name;
+        uint8_t min_read;
+    } pollable[] = {{"anon_inode:[eventfd]", 8},
+                    {"anon_inode:[timerfd]", 8},
+                    {"anon_inode:[signalfd]", 128},
+                    {"anon_inode:inotify", 0},
+                    {"anon_inode:[fanotify]", 0}};
+    char path[40], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n <= 0) return kDirect; // no procfs: the call as it is
+    link[n] = 0;
+    for (const auto &p : pollable)
+        if (strcmp(link, p.name) == 0) {
+            e->min_read = p.min_read;
+            return kPollable;
+        }
+    return kDirect;
+}
+
 Kind fd_kind(int fd, Fd *e) {
     auto k = Kind(e->kind.load(std::memory_order_acquire));
     if ((k == kStream || k == kDgram) &&
@@ -86,6 +114,8 @@ Kind fd_kind(int fd, Fd *e) {
         read_timeouts(fd, e);
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
+    } else if ((st.st_mode & S_IFMT) == 0) {
+        k = anon_kind(fd, e);
     } else {
         k = kDirect;
     }
@@ -114,12 +144,14 @@ void fd_reset(int fd) {
         e->nb_gen.store(0, std::memory_order_release);
         e->kind.store(kUnknown, std::memory_order_release);
         e->rcvtimeo = e->sndtimeo = 0;
+        e->min_read = 0;
     }
 }
 
 int fd_forget(int fd) {
     Fd *e = fd_entry(fd);
     if (!e) return 0;
+    e->closes.fetch_add(1, std::memory_order_seq_cst);
     np_fd *pd;
     for (;;) {
         pd = e->pd.load(std::memory_order_acquire);
@@ -132,20 +164,37 @@ int fd_forget(int fd) {
     e->kind.store(kUnknown, std::memory_order_release);
     e->nb_gen.store(0, std::memory_order_release);
     e->rcvtimeo = e->sndtimeo = 0;
+    e->min_read = 0;
     return pd ? npshim_fd_forget(pd) : 0;
 }
 
 namespace {
 std::atomic<uint32_t> flags_gen{1};
+// O_NONBLOCK and the timeouts belong to the open file, which a child (or
+// a parent) shares: once one may exist, a change made there is not seen
+// here, so the caches below are not trusted (one F_GETFL per call that
+// would block, one getsockopt per park with a timeout to know).
+std::atomic<bool> shared{false};
 } // namespace
 
 void fd_flags_changed() { flags_gen.fetch_add(1, std::memory_order_acq_rel); }
+
+void fd_files_shared() { shared.store(true, std::memory_order_relaxed); }
+
+int64_t fd_timeout(int fd, Fd *e, int mode) {
+    if (shared.load(std::memory_order_relaxed)) {
+        auto k = Kind(e->kind.load(std::memory_order_acquire));
+        if (k == kStream || k == kDgram) return timeo(fd, mode == NP_READ ? SO_RCVTIMEO : SO_SNDTIMEO);
+    }
+    return mode == NP_READ ? e->rcvtimeo : e->sndtimeo;
+}
 
 bool fd_prog_nonblock(int fd) {
     static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
     Fd *e = fd_entry(fd);
     uint32_t gen = flags_gen.load(std::memory_order_acquire);
-    if (e && e->nb_gen.load(std::memory_order_acquire) == gen) return e->nb;
+    if (e && e->nb_gen.load(std::memory_order_acquire) == gen && !shared.load(std::memory_order_relaxed))
+        return e->nb;
     int fl = fcntl_real(fd, F_GETFL);
     bool nb = fl >= 0 && (fl & O_NONBLOCK);
     if (e && fl >= 0) {
@@ -172,6 +221,7 @@ void open_fds(uint64_t *bits, size_t words) {
 } // namespace
 
 void fd_after_fork() {
+    fd_files_shared(); // with the parent
     for (size_t fd = 0; fd < table_n; fd++) {
         Fd &e = table[fd];
         if (e.kind.load(std::memory_order_relaxed) == kInternal) real.close(int(fd));

@@ -15,14 +15,22 @@ enum Kind : uint8_t {
     kUnknown = 0,
     kStream,   // a stream socket: MSG_DONTWAIT per call, full writes looped
     kDgram,    // another socket: MSG_DONTWAIT per call
-    kPollable, // pipe, FIFO, tty, character device: readiness, then the call
+    kPollable, // pipe, FIFO, tty, character device, eventfd, timerfd,
+               // signalfd, inotify: readiness, then the call
     kDirect,   // regular file, directory, ...: the call as it is
     kInternal, // the engine's own (poller, wake-up): never the program's
 };
 
 struct Fd {
     std::atomic<np_fd *> pd{nullptr};   // registration (kBusy while made)
+    // Moved on by every close of the number (fd_forget): a call that saw it
+    // move between its attempt and its park was in the call when the file
+    // was closed, and must not park on the file the number names now.
+    std::atomic<uint32_t> closes{0};
     std::atomic<uint8_t> kind{kUnknown};
+    // Reads shorter than this fail at once (EINVAL) on the event files of
+    // kPollable (eventfd, timerfd: 8; signalfd: 128): no readiness first.
+    uint8_t min_read = 0;
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
     // The timeouts as read at this timeouts_gen: they are the socket's,
     // so a setsockopt through any dup of it moves that on.
@@ -35,6 +43,13 @@ struct Fd {
 
 void fd_flags_changed();              // after an F_SETFL or FIONBIO
 void fd_timeouts_changed();           // after a SO_RCVTIMEO or SO_SNDTIMEO
+// Another process may now share our open files (we forked or spawned, or
+// are a forked child): their O_NONBLOCK and timeouts can change without a
+// call here, so from now on they are read from the kernel when they count.
+void fd_files_shared();
+// SO_RCVTIMEO (NP_READ) or SO_SNDTIMEO (NP_WRITE) of a socket, in ns (0
+// none), as it is now: read again if another process may have set it.
+int64_t fd_timeout(int fd, Fd *e, int mode);
 
 Fd *fd_entry(int fd);                 // null beyond the table
 Kind fd_kind(int fd, Fd *e);          // classifies on first use

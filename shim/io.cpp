@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdarg>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -114,15 +115,20 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     npshim_safe_point();
     test_cancel(t);
     if (sig_pending(t)) sig_deliver(t); // before the call: nothing to interrupt yet
+    uint32_t closes = e ? e->closes.load(std::memory_order_seq_cst) : 0;
     ssize_t r = op(fd, ctx);
     if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
+    // Closed since the attempt (and the number maybe reused): the call was
+    // on the file that is gone, as a close during a parked call (Go's
+    // ErrNetClosing, EBADF).
+    if (e->closes.load(std::memory_order_seq_cst) != closes) return -EBADF;
     if (!pd) { // cannot be registered: wait the old way (this worker stalls)
         struct pollfd p = {fd, short(mode == NP_READ ? POLLIN : POLLOUT), 0};
         while (r == -EAGAIN && real.poll(&p, 1, -1) >= 0) r = op(fd, ctx);
         return keep.pass(r);
     }
-    int64_t timeout = mode == NP_READ ? e->rcvtimeo : e->sndtimeo;
+    int64_t timeout = fd_timeout(fd, e, mode);
     int64_t deadline = timeout ? np_now() + timeout : 0;
     for (;;) {
         bool interrupted;
@@ -135,6 +141,18 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
     return keep.pass(r);
+}
+
+// A socket's number that read(2) or write(2) found a file of another kind:
+// the socket was closed where the library could not see (libc's own
+// close, a raw system call) and the number reused.  Its entry goes, and
+// the call is made again once.
+bool stale(int fd) {
+    Fd *e = fd_entry(fd);
+    Kind k = e ? Kind(e->kind.load(std::memory_order_acquire)) : kUnknown;
+    if (k != kStream && k != kDgram) return false;
+    fd_forget(fd);
+    return true;
 }
 
 // The shared front: not ours to park (plain OS thread, regular file, the
@@ -208,12 +226,14 @@ extern "C" {
 ssize_t read(int fd, void *buf, size_t n) {
     Kind k;
     Fd *e = parkable(fd, &k);
-    if (!e) return real.read(fd, buf, n);
+    if (!e || n < e->min_read) return real.read(fd, buf, n);
     Buf a{};
     a.b = buf;
     a.n = n;
     a.pollable = k == kPollable;
-    return ret(blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false));
+    ssize_t r = blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false);
+    if (r == -ENOTSOCK && stale(fd)) return read(fd, buf, n);
+    return ret(r);
 }
 
 ssize_t write(int fd, const void *buf, size_t n) {
@@ -225,7 +245,9 @@ ssize_t write(int fd, const void *buf, size_t n) {
     a.n = n;
     a.pollable = k == kPollable;
     // write(2) on a socket is send(2) with no flags.
-    return ret(write_all(fd, e, a.pollable ? op_write : op_send, &a, k != kDgram));
+    ssize_t r = write_all(fd, e, a.pollable ? op_write : op_send, &a, k != kDgram);
+    if (r == -ENOTSOCK && stale(fd)) return write(fd, buf, n);
+    return ret(r);
 }
 
 ssize_t readv(int fd, const struct iovec *iov, int cnt) {
@@ -383,7 +405,8 @@ int close(int fd) {
 
 // The program's O_NONBLOCK is read from the kernel when a call would block
 // and cached: a change of any file's flags here makes every cache stale.
-// (A change made by another process sharing the file is not seen.)
+// Once another process may share the file (a fork or spawn, either side)
+// the cache is not used (fd_files_shared).
 static int fcntl_common(int fd, int cmd, void *arg, const char *name) {
     using Fn = int (*)(int, int, ...);
     static Fn f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl"));

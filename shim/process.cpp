@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fd_table.hpp"
 #include "shim.hpp"
 
 namespace shim {
@@ -50,6 +51,7 @@ extern "C" {
 
 pid_t fork(void) {
     static auto fn = next_fn<pid_t (*)()>("fork");
+    if (on()) fd_files_shared(); // the child shares our open files and their flags
     Thread *t = on() ? self() : nullptr;
     if (!t) return fn();
     sigset_t worker;
@@ -65,6 +67,7 @@ pid_t vfork(void) { return fork(); } // the child would run on a green stack it 
 
 int system(const char *cmd) {
     static auto fn = next_fn<int (*)(const char *)>("system");
+    if (on()) fd_files_shared();
     return kernel_call([&] { return fn(cmd); }, -1, true);
 }
 
@@ -97,18 +100,21 @@ pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru) {
 
 FILE *popen(const char *cmd, const char *mode) {
     static auto fn = next_fn<FILE *(*)(const char *, const char *)>("popen");
+    if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(cmd, mode); });
 }
 
 int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                 const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
     static auto fn = next_fn<decltype(&posix_spawn)>("posix_spawn");
+    if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(pid, path, fa, attr, argv, envp); });
 }
 
 int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
                  const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
     static auto fn = next_fn<decltype(&posix_spawnp)>("posix_spawnp");
+    if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(pid, file, fa, attr, argv, envp); });
 }
 

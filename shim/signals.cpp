@@ -93,6 +93,80 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
     return (a.sa_flags & SA_RESTART) ? 1 : -EINTR;
 }
 
+// Real-time signals queue (POSIX): one sent while another of its number is
+// pending for the same thread (or the process) waits here, with its
+// siginfo, until that one is taken.  Standard signals merge, as they do.
+struct Queued {
+    Thread *t; // null: the process's
+    int sig;
+    siginfo_t info;
+};
+constexpr int kQueued = 256;
+Queued rt_queue[kQueued];
+int rt_queued;
+std::atomic_flag rt_lock = ATOMIC_FLAG_INIT;
+
+// The queue's lock, taken on the OS thread that takes the process's
+// signals too: no signal may interrupt its holder.
+struct RtGuard {
+    sigset_t old;
+    RtGuard() {
+        sigset_t all;
+        sigfillset(&all);
+        real.pthread_sigmask(SIG_BLOCK, &all, &old);
+        while (rt_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+    }
+    ~RtGuard() {
+        rt_lock.clear(std::memory_order_release);
+        real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+};
+
+bool realtime(int sig) { return sig >= 32; }
+
+// Make sig pending in *bits, its siginfo in *slot.  False: a real-time
+// signal queued behind one pending already (nobody to wake).
+bool post(Thread *t, std::atomic<uint64_t> *bits, siginfo_t *slot, int sig, const siginfo_t &info) {
+    if (realtime(sig)) {
+        RtGuard g;
+        if (bits->load(std::memory_order_seq_cst) & bit(sig)) {
+            if (rt_queued < kQueued) rt_queue[rt_queued++] = Queued{t, sig, info};
+            return false;
+        }
+        *slot = info;
+        slot->si_signo = sig;
+        bits->fetch_or(bit(sig), std::memory_order_seq_cst);
+        return true;
+    }
+    *slot = info;
+    slot->si_signo = sig;
+    bits->fetch_or(bit(sig), std::memory_order_seq_cst);
+    return true;
+}
+
+// Take sig from *bits (false: not pending), its siginfo into *out; the
+// next one queued of a real-time signal becomes the pending one.
+bool unpost(Thread *t, std::atomic<uint64_t> *bits, siginfo_t *slot, int sig, siginfo_t *out) {
+    if (!realtime(sig)) {
+        if (!(bits->fetch_and(~bit(sig), std::memory_order_seq_cst) & bit(sig))) return false;
+        if (out) *out = *slot;
+        return true;
+    }
+    RtGuard g;
+    if (!(bits->load(std::memory_order_seq_cst) & bit(sig))) return false;
+    if (out) *out = *slot;
+    for (int i = 0; i < rt_queued; i++)
+        if (rt_queue[i].t == t && rt_queue[i].sig == sig) {
+            *slot = rt_queue[i].info; // the bit stays: the next one is pending
+            slot->si_signo = sig;
+            memmove(&rt_queue[i], &rt_queue[i + 1], size_t(rt_queued - i - 1) * sizeof(Queued));
+            rt_queued--;
+            return true;
+        }
+    bits->fetch_and(~bit(sig), std::memory_order_seq_cst);
+    return true;
+}
+
 void send_to(Thread *t, int sig, const siginfo_t *info) {
     // In a kernel wait with sig unblocked: its worker takes it, now.
     t->forwarding.fetch_add(1, std::memory_order_seq_cst);
@@ -110,9 +184,7 @@ void send_to(Thread *t, int sig, const siginfo_t *info) {
     } else {
         t->forwarding.fetch_sub(1, std::memory_order_seq_cst);
     }
-    t->siginfo = *info;
-    t->siginfo.si_signo = sig;
-    t->sigpending.fetch_or(bit(sig), std::memory_order_seq_cst);
+    if (!post(t, &t->sigpending, &t->siginfo, sig, *info)) return; // queued: it is awake for the first
     if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) interrupt(t);
 }
 
@@ -130,8 +202,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     if (t) {
         send_to(t, sig, info);
     } else if (on() && !green() && threads_pick(0)) {
-        proc_info[sig] = *info; // every thread blocks it
-        proc_pending.fetch_or(bit(sig), std::memory_order_seq_cst);
+        post(nullptr, &proc_pending, &proc_info[sig], sig, *info); // every thread blocks it
     } else {
         Thread *me = on() ? self() : nullptr;
         siginfo_t fwd;
@@ -192,11 +263,8 @@ int take(Thread *t, uint64_t want, siginfo_t *info) {
         uint64_t p = t->sigpending.load() & want;
         if (p) {
             int sig = __builtin_ctzll(p) + 1;
-            if (t->sigpending.fetch_and(~bit(sig)) & bit(sig)) {
-                if (info) {
-                    *info = t->siginfo;
-                    info->si_signo = sig;
-                }
+            if (unpost(t, &t->sigpending, &t->siginfo, sig, info)) {
+                if (info) info->si_signo = sig;
                 return sig;
             }
             continue;
@@ -204,10 +272,7 @@ int take(Thread *t, uint64_t want, siginfo_t *info) {
         p = proc_pending.load() & want;
         if (!p) return 0;
         int sig = __builtin_ctzll(p) + 1;
-        if (proc_pending.fetch_and(~bit(sig)) & bit(sig)) {
-            if (info) *info = proc_info[sig];
-            return sig;
-        }
+        if (unpost(nullptr, &proc_pending, &proc_info[sig], sig, info)) return sig;
     }
 }
 
@@ -285,6 +350,8 @@ void setxid_fix() {
 void signals_after_fork() {
     proc_pending.store(0);
     prog_lock.clear();
+    rt_queued = 0; // the threads they were for are gone
+    rt_lock.clear();
 }
 
 bool sig_pending(Thread *t) {
@@ -298,8 +365,8 @@ int sig_deliver(Thread *t) {
         uint64_t ready = t->sigpending.load(std::memory_order_acquire) & ~mask_bits(t->sigmask);
         if (!ready) return r;
         int sig = __builtin_ctzll(ready) + 1;
-        t->sigpending.fetch_and(~bit(sig), std::memory_order_acq_rel);
-        siginfo_t info = t->siginfo;
+        siginfo_t info;
+        if (!unpost(t, &t->sigpending, &t->siginfo, sig, &info)) continue;
         info.si_signo = sig;
         int h = run_handler(t, sig, &info);
         if (h < 0 || r == 0) r = h;
@@ -476,6 +543,19 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     if (old) *old = prev;
     claim_process_pending(t);
     if (sig_pending(t)) sig_deliver(t); // unblocked: delivered before it returns
+    return 0;
+}
+
+// The thread's own pending signals (sent to it, or to the process while
+// every thread blocks them), with what the kernel holds for the process.
+int sigpending(sigset_t *set) {
+    static auto fn = reinterpret_cast<int (*)(sigset_t *)>(dlsym(RTLD_NEXT, "sigpending"));
+    Thread *t = on() ? self() : nullptr;
+    if (!t) return fn(set);
+    if (fn(set) != 0) return -1;
+    uint64_t mine = t->sigpending.load(std::memory_order_acquire) | proc_pending.load(std::memory_order_acquire);
+    for (int s = 1; s < 65; s++)
+        if (mine & bit(s)) sigaddset(set, s);
     return 0;
 }
 

@@ -220,10 +220,9 @@ int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
         d.fetch_sub(uint64_t(1) << 32, std::memory_order_relaxed);
         test_cancel(t);
         if (r == -ETIMEDOUT) return ETIMEDOUT;
-        if (t && sig_pending(t)) { // sem_wait is never restarted
-            sig_deliver(t);
-            return EINTR;
-        }
+        // Linux restarts sem_wait after SA_RESTART handlers (a futex wait
+        // without a timeout); a timed wait ends with EINTR all the same.
+        if (t && sig_pending(t) && (sig_deliver(t) < 0 || deadline)) return EINTR;
     }
 }
 
@@ -492,6 +491,8 @@ long syscall(long nr, ...) {
     long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
     long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
     va_end(ap);
+    // libuv closes its descriptors this way: the number must be forgotten.
+    if (nr == SYS_close && on()) return close(int(a1));
     if (nr == SYS_futex && on()) {
         bool priv = a2 & FUTEX_PRIVATE_FLAG;
         int cmd = int(a2) & FUTEX_CMD_MASK;

@@ -6,6 +6,7 @@
 // descriptors are read from them, the rest are checked against that version.
 #include "tcb.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -15,7 +16,9 @@
 #include <gnu/libc-version.h>
 #include <link.h>
 #include <locale.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <utility>
 
 #include "shim.hpp"
 
@@ -41,6 +44,13 @@ struct KeyData {
     uintptr_t seq;
     void *data;
 };
+struct DtvEntry { // dtv_t: dtv[-1].counter its length, dtv[modid].val a block
+    union {
+        size_t counter;
+        char *val;
+    };
+    void *to_free;
+};
 
 void *(*dl_allocate_tls)(void *);
 void (*dl_deallocate_tls)(void *, bool);
@@ -55,7 +65,20 @@ size_t libc_tls_size;
 long errno_off;
 
 size_t static_size, static_align, block_size, rec_off;
+size_t tls_area;        // static TLS below the thread pointer (surplus included)
+// The engine's TLS block relative to the thread pointer (whole words).
+// Its allocator's state (jemalloc's tsd, most of the block) is used only
+// on the workers' own TCBs (on_os_stack), and tls_worker is written at
+// every switch: a green TCB leaves the block unwritten, zero but for that
+// word, so the page it fills is never touched.
+long engine_lo, engine_hi;
 alignas(64) char tcb_template[kSizeofPthread];
+// ld.so builds each new TCB's dtv and TLS images here, one at a time;
+// only the words that differ are copied into place, so pages that would
+// get nothing but zeros stay untouched (and the engine's block is left
+// out).  Its engine block keeps the pristine image for fork (below).
+std::atomic_flag scratch_lock = ATOMIC_FLAG_INIT;
+char *scratch;
 
 // Blocks are never unmapped: a pool, as glibc's stack cache.
 std::atomic_flag pool_lock = ATOMIC_FLAG_INIT;
@@ -104,13 +127,51 @@ int find_engine_tls(struct dl_phdr_info *info, size_t, void *arg) {
     // on x86-64, above on aarch64); dynamic TLS is allocated apart.
     auto d = reinterpret_cast<intptr_t>(info->dlpi_tls_data) - reinterpret_cast<intptr_t>(tp());
     e->in_static = !tls || (info->dlpi_tls_data && d > -intptr_t(static_size) && d < intptr_t(static_size));
+    for (int i = 0; tls && e->in_static && i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            engine_lo = (d + 7) & ~7l; // inward: a neighbour's bytes are copied
+            engine_hi = (d + long(info->dlpi_phdr[i].p_memsz)) & ~7l;
+        }
     return 1;
 }
 
-void lock() {
-    while (pool_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+void spin(std::atomic_flag &f) {
+    while (f.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
 }
+void lock() { spin(pool_lock); }
 void unlock() { pool_lock.clear(std::memory_order_release); }
+
+// dst = src over [lo, hi) (offsets from the two thread pointers, whole
+// words), storing only the words that differ: reading an untouched page
+// maps the shared zero page, writing it would commit one.  Mostly equal:
+// compared a line at a time first.
+void copy_changed(char *dst, const char *src, long lo, long hi) {
+    for (long at = lo; at < hi;) {
+        long n = std::min(hi - at, 64 - (at & 63)); // to the next line
+        if (memcmp(dst + at, src + at, size_t(n)) != 0) {
+            auto *d = reinterpret_cast<uint64_t *>(dst + at);
+            auto *w = reinterpret_cast<const uint64_t *>(src + at);
+            for (long i = 0; i < n / 8; i++)
+                if (d[i] != w[i]) d[i] = w[i];
+        }
+        at += n;
+    }
+}
+
+// A new TCB's TLS, [lo, 0) from the thread pointer, from scratch's, but
+// for up to two ranges it keeps (empty ones: lo == hi).
+void copy_tls(char *tcb, long lo, long a_lo, long a_hi, long b_lo, long b_hi) {
+    if (a_lo > b_lo) {
+        std::swap(a_lo, b_lo);
+        std::swap(a_hi, b_hi);
+    }
+    for (auto [keep_lo, keep_hi] : {std::pair{a_lo, a_hi}, std::pair{b_lo, b_hi}}) {
+        if (keep_lo >= keep_hi) continue;
+        copy_changed(tcb, scratch, lo, keep_lo);
+        lo = std::max(lo, keep_hi);
+    }
+    copy_changed(tcb, scratch, lo, 0);
+}
 
 // The slabs' address ranges, for tcb_record (appended under the pool lock,
 // read without it: a range once published never changes).
@@ -130,6 +191,9 @@ bool in_slabs(const void *p) {
 // The free list's link, in the block's last bytes: the touched end.
 constexpr size_t kLinkRoom = 64;
 char *&link_of(char *block) { return *reinterpret_cast<char **>(block + block_size - sizeof(char *)); }
+// Whether the TCB in it has its engine block written (the image, and then
+// the allocator's state): an OS thread's TCB, or a green one that forked.
+bool &engine_full(char *block) { return *reinterpret_cast<bool *>(block + block_size - 2 * sizeof(char *)); }
 
 char *block_get(bool *reused) {
     lock();
@@ -168,11 +232,43 @@ char *block_get(bool *reused) {
 // A block is whole pages, laid out as glibc lays a thread's: static TLS
 // below the thread pointer, struct pthread above, then our record.  All of
 // it sits at the block's end, so the part written (the modules' TLS, the
-// descriptor, the record) takes the fewest pages, and the surplus glibc
-// keeps for dlopen'ed modules, below them, whole pages never touched.
+// descriptor, the record) takes the fewest pages: with the engine's block
+// left unwritten, one page for the program's legacy thread; what lies
+// below (the engine's block, modules whose TLS starts zeroed, the surplus
+// glibc keeps for dlopen'ed modules) stays untouched.
 char *tcb_in(char *block) {
     uintptr_t t = uintptr_t(block) + block_size - kLinkRoom - sizeof(Thread) - rec_off;
     return reinterpret_cast<char *>(t & ~(static_align - 1));
+}
+
+// The dtv ld.so made for scratch, its static TLS entries moved to tcb;
+// *lo: the lowest module block's offset (below it, the unused surplus).
+DtvEntry *dtv_move(char *tcb, long *lo) {
+    auto *dtv = at<DtvEntry *>(scratch, kDtv);
+    *lo = 0;
+    for (size_t i = 1, n = dtv[-1].counter; i <= n; i++)
+        if (dtv[i].val >= scratch - tls_area && dtv[i].val < scratch) {
+            *lo = std::min(*lo, long(dtv[i].val - scratch) & ~7l);
+            dtv[i].val = tcb + (dtv[i].val - scratch);
+        }
+    return dtv;
+}
+
+// fork's prepare handler, on the forking thread: the engine allocator's
+// own handlers (registered before this one, so run after it) use that
+// thread's TLS.  A green TCB gets the block's image now, keeping
+// tls_worker (the one word the block holds).
+void before_fork() {
+    char *tcb = static_cast<char *>(tp());
+    Thread *t = tcb_record(tcb);
+    if (!t || engine_full(static_cast<char *>(t->block))) return;
+    spin(scratch_lock);
+    auto *d = reinterpret_cast<uint64_t *>(tcb + engine_lo);
+    auto *s = reinterpret_cast<const uint64_t *>(scratch + engine_lo);
+    for (long i = 0, n = (engine_hi - engine_lo) / 8; i < n; i++)
+        if (!d[i]) d[i] = s[i];
+    scratch_lock.clear(std::memory_order_release);
+    engine_full(static_cast<char *>(t->block)) = true;
 }
 
 } // namespace
@@ -217,32 +313,51 @@ bool tcb_init() {
     if (static_align < 64) static_align = 64;
     rec_off = (kSizeofPthread + 63) & ~size_t(63);
     block_size = (static_size + static_align + rec_off + sizeof(Thread) + kLinkRoom + 4095) & ~size_t(4095);
+    tls_area = static_size - kSizeofPthread;
+    void *m = mmap(nullptr, block_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    scratch = tcb_in(static_cast<char *>(m));
     memcpy(tcb_template, tp(), kSizeofPthread);
     return true;
 #endif
 }
 
-Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard) {
+Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard, bool os_thread) {
+    // The runtime is up, so the engine's allocator registered its fork
+    // handlers: this one runs before them.
+    static std::atomic<bool> hooked{false};
+    if (!os_thread && !hooked.exchange(true)) pthread_atfork(before_fork, nullptr, nullptr);
     bool reused;
     char *block = block_get(&reused);
     if (!block) return nullptr;
     char *tcb = tcb_in(block);
-    alignas(16) char libc_tls[1024];
-    bool keep = reused && libc_tls_size <= sizeof libc_tls;
-    if (keep) memcpy(libc_tls, tcb + libc_tls_off, libc_tls_size);
     memcpy(tcb, tcb_template, kSizeofPthread);
-    // The dtv, and every module's TLS image copied into place.
-    if (!dl_allocate_tls(tcb)) {
+    spin(scratch_lock);
+    // The dtv, and every module's TLS image, made at scratch: then moved.
+    if (!dl_allocate_tls(scratch)) {
+        scratch_lock.clear(std::memory_order_release);
         lock();
         link_of(block) = free_blocks;
         free_blocks = block;
         unlock();
         return nullptr;
     }
-    if (keep) {
-        memcpy(tcb + libc_tls_off, libc_tls, libc_tls_size);
-        at<int>(tcb, errno_off) = 0;
+    long lo;
+    at<void *>(tcb, kDtv) = dtv_move(tcb, &lo);
+    // A reused block keeps its libc TLS: glibc's malloc cache lives there
+    // and has no other way to be released.
+    long libc_lo = reused ? (libc_tls_off + 7) & ~7l : 0;
+    long libc_hi = reused ? (libc_tls_off + long(libc_tls_size)) & ~7l : 0;
+    bool was_full = reused && engine_full(block);
+    if (os_thread) {
+        copy_tls(tcb, lo, libc_lo, libc_hi, 0, 0);
+    } else {
+        copy_tls(tcb, lo, libc_lo, libc_hi, engine_lo, engine_hi);
+        if (was_full) memset(tcb + engine_lo, 0, size_t(engine_hi - engine_lo));
     }
+    scratch_lock.clear(std::memory_order_release);
+    engine_full(block) = os_thread;
+    if (reused) at<int>(tcb, errno_off) = 0;
     at<void *>(tcb, kTcbSelf) = tcb;
     at<void *>(tcb, kSelf) = tcb;
     at<int>(tcb, kMultipleThreads) = 1; // catomic_* must lock
@@ -284,7 +399,10 @@ void tcb_free(void *tcb) {
     unlock();
 }
 
-void tcb_after_fork() { pool_lock.clear(); }
+void tcb_after_fork() {
+    pool_lock.clear();
+    scratch_lock.clear();
+}
 
 void tcb_thread_start(void *tcb) {
     ctype_init();

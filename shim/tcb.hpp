@@ -11,8 +11,10 @@ struct Thread;
 
 bool tcb_init();                    // false: this glibc is not one we know
 // A new TCB for a thread running on [stack_lo, +stack_size), with its
-// Thread record right above it.  Null on exhaustion.
-Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard);
+// Thread record right above it.  Null on exhaustion.  os_thread: an OS
+// thread enters it (not a green thread on a worker), so the engine's own
+// TLS in it is set up too.
+Thread *tcb_new(void *stack_lo, size_t stack_size, size_t guard, bool os_thread = false);
 void tcb_set_stack(void *tcb, void *lo, size_t size, size_t guard);
 void tcb_free(void *tcb);           // after the thread has stopped for good
 Thread *tcb_record(void *tcb);      // the record of a TCB made here, or null

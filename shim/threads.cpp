@@ -205,7 +205,7 @@ int green_main(int argc, char **argv, char **envp) {
         active = 0;
         return program_main(argc, argv, envp);
     }
-    Thread *park = tcb_new(nullptr, 0, 0);
+    Thread *park = tcb_new(nullptr, 0, 0, true); // the OS main thread's
     main_tcb = npshim_os_tp();
     main_rec.magic = Thread::kMagic;
     main_rec.tcb = main_tcb;

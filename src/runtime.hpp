@@ -49,6 +49,9 @@ struct Worker {
     // queue, so a yield or a local wake-up takes no lock.
     GThread *local_head = nullptr, *local_tail = nullptr;
     std::atomic<size_t> local_n{0};   // read by sysmon and stats
+    // ...except sysmon, from a worker blocked in a call the engine cannot
+    // see (take_local): the owner marks each use, sysmon claims the queue.
+    int local_busy = 0, local_claim = 0;
     TimerHeap timers;
     StackCache stacks;                // worker-private stack cache
     // This worker's poller: it sleeps in it when idle, and the descriptors
@@ -189,6 +192,9 @@ void park();
 void ready(GThread *g);
 void push_global(GThread *g);  // runnable on any worker
 void local_handoff();          // before a call that blocks the worker unseen
+// sysmon: hand on the threads w readied for itself while w sleeps in the
+// kernel (asleep says so); false if it could not.
+bool take_local(Worker *w, bool (*asleep)(const Worker *));
 void wake_worker(Worker *w);   // it has new work: wake it however it waits
 // How many of victim's never-run threads thief may take (scheduler.cpp).
 size_t stealable(const Worker *thief, const Worker *victim);

@@ -125,17 +125,27 @@ static void push_inbox(Worker *w, GThread *g) {
     w->q.lock.unlock();
 }
 
-// A call is about to block this worker in the kernel where the engine
-// cannot see (waitpid, flock, system): the threads it readied for itself
-// sit in a queue only it touches, so they are handed where others reach
-// them first.  A thread with a TCB of its own goes to any worker; the rest
-// to the inbox, where sysmon finds them.
-void local_handoff() {
-    Worker *w = cur_worker();
-    if (!w || !w->local_head) return;
-    GThread *g = w->local_head;
-    w->local_head = w->local_tail = nullptr;
-    w->local_n.store(0, std::memory_order_relaxed);
+// Each use of the owner's queue (Worker::local_head) is marked, and waits
+// while sysmon holds it (take_local).  Plain stores and a load, no fence:
+// sysmon takes the queue only from a thread the kernel shows asleep, and
+// a thread goes to sleep through the kernel's barriers, so its marks are
+// seen; the uses make no system call, so one asleep is between uses (or
+// in a page fault, with its mark up).
+struct LocalUse {
+    Worker *w;
+    explicit LocalUse(Worker *w_) : w(w_) {
+        __atomic_store_n(&w->local_busy, 1, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); // the mark before the uses
+        for (int spins = 0; __atomic_load_n(&w->local_claim, __ATOMIC_ACQUIRE); spins++)
+            if (spins < 100) cpu_relax();
+            else sys_sched_yield();
+    }
+    ~LocalUse() { __atomic_store_n(&w->local_busy, 0, __ATOMIC_RELEASE); }
+};
+
+// The threads of a detached local queue: one with a TCB of its own goes to
+// any worker; the rest to the inbox, where sysmon finds them.
+static void hand_on(Worker *w, GThread *g) {
     while (g) {
         GThread *nx = g->next;
         if (g->tls) push_global(g);
@@ -144,8 +154,48 @@ void local_handoff() {
     }
 }
 
-// The owner-only queue (see Worker::local_head).
+static GThread *local_detach(Worker *w) {
+    GThread *g = w->local_head;
+    w->local_head = w->local_tail = nullptr;
+    w->local_n.store(0, std::memory_order_relaxed);
+    return g;
+}
+
+// A call is about to block this worker in the kernel where the engine
+// cannot see (waitpid, flock, system): the threads it readied for itself
+// sit in a queue only it touches, so they are handed where others reach
+// them first.
+void local_handoff() {
+    Worker *w = cur_worker();
+    if (!w) return;
+    GThread *g;
+    {
+        LocalUse use(w);
+        g = local_detach(w);
+    }
+    hand_on(w, g);
+}
+
+// Any other call that blocks unseen (stdio's read, a read the shim does not
+// park) would strand those threads until it returns, and the call may wait
+// for one of them: sysmon takes them (Go's handoff of a P in a system call).
+bool take_local(Worker *w, bool (*asleep)(const Worker *)) {
+    if (!w->local_n.load(std::memory_order_relaxed)) return false;
+    __atomic_store_n(&w->local_claim, 1, __ATOMIC_SEQ_CST); // seen before the look below
+    GThread *g = nullptr;
+    bool ok = asleep(w) && !__atomic_load_n(&w->local_busy, __ATOMIC_SEQ_CST);
+    if (ok) g = local_detach(w);
+    __atomic_store_n(&w->local_claim, 0, __ATOMIC_RELEASE);
+    hand_on(w, g);
+    return g != nullptr;
+}
+
+// The owner-only queue (see Worker::local_head).  A look without a mark:
+// the count, which sysmon may zero meanwhile (the pop then finds none).
+static inline bool local_any(Worker *w) { return w->local_n.load(std::memory_order_relaxed) != 0; }
+
 static inline void local_push(Worker *w, GThread *g) {
+    LocalUse use(w);
     g->next = nullptr;
     if (w->local_tail) w->local_tail->next = g;
     else w->local_head = g;
@@ -154,6 +204,7 @@ static inline void local_push(Worker *w, GThread *g) {
 }
 
 static inline GThread *local_pop(Worker *w) {
+    LocalUse use(w);
     GThread *g = w->local_head;
     if (!g) return nullptr;
     w->local_head = g->next;
@@ -174,13 +225,13 @@ static inline GThread *inbox_pop(Worker *w) {
 // neither local yielders nor remote wake-ups can starve the other.
 static inline GThread *pop_own(Worker *w) {
     bool inbox = !w->q.empty();
-    if (w->local_head && (!inbox || (w->tick & 1))) return local_pop(w);
+    if (local_any(w) && (!inbox || (w->tick & 1))) return local_pop(w);
     if (inbox)
         if (GThread *g = inbox_pop(w)) return g;
     return local_pop(w);
 }
 
-static inline bool has_own_work(Worker *w) { return w->local_head || !w->q.empty(); }
+static inline bool has_own_work(Worker *w) { return local_any(w) || !w->q.empty(); }
 
 // A thread about to run for the first time settles on this worker for good.
 // If an idle worker has clearly fewer threads (two fewer: the one about to
@@ -378,7 +429,7 @@ void yield() {
     }
     check_stack_overflow(g); // even when nothing else runs and we stay
     g->why.store(WaitKind::runnable, std::memory_order_relaxed);
-    if ((++w->tick % 61) != 0 && w->local_head && w->q.empty()) {
+    if ((++w->tick % 61) != 0 && local_any(w) && w->q.empty()) {
         // The fast path: only local threads, no lock.
         local_push(w, g);
         switch_to(w, g, local_pop(w));

@@ -70,6 +70,7 @@ bool in_kernel_wait(const Worker *w) {
 // to the global queue; if no worker is free to take them, one more starts
 // (Go hands its P to a new M the same way).
 bool rescue(Worker *w, bool long_stall) {
+    take_local(w, in_kernel_wait); // its own queue first: into the inbox or global
     w->q.lock.lock();
     GThread *g = w->q.take_movable(SIZE_MAX);
     w->q.lock.unlock();

@@ -16,7 +16,9 @@ accept accept4 connect close poll ppoll select pselect epoll_wait epoll_pwait ep
 fcntl ioctl dup dup2 dup3 socket socketpair pipe pipe2 nanosleep clock_nanosleep sleep usleep
 syscall pthread_create pthread_join pthread_detach pthread_exit pthread_mutex_* pthread_cond_*
 pthread_rwlock_* pthread_barrier_* sem_wait sem_timedwait sem_clockwait sem_trywait sem_post
-pthread_key_* pthread_getspecific pthread_setspecific pthread_once sched_yield fork sigaction signal'
+pthread_key_* pthread_getspecific pthread_setspecific pthread_once sched_yield fork sigaction signal
+getaddrinfo getnameinfo gethostbyname* gethostbyaddr* res_query res_search res_querydomain res_send
+res_nquery res_nsearch res_nquerydomain res_nsend'
 
 # Prints the interposed names among the symbols on stdin (one a line).
 pick() {

@@ -30,6 +30,9 @@ has "$md" '| python3 socketserver echo | 1001 | 4 | 2.40K | 3.60K | 1.50 | 1000 
 has "$md" '| switch ns (raw) | 5.2 | boost fcontext | 5.6 | 0.929 | lower |'
 has "$md" '| netpoll | 100 | 100.0K | 400 us | 1.50 ms | 4.0 us | 6.0 | 0.0 | 6.0 | 4 |'
 has "$md" '| legacy_http, nprun -p 2 | 1000 | 50.0K | 20.00 ms | 19.0 | 19.0 | 0.0 | 4 |'
+has "$md" '| echo requests/s, nprun / plain, split cores | 20.00 | higher |'
+has "$md" 'unmodified echo server, requests/s, nprun / plain, split cores | - | - | 20.00 | higher |'
+has "$md" '| legacy_echo, nprun -p 1, split cores | 1000 | 60.0K |'
 # ratios before absolute figures
 r=$(grep -n '^## Ratios' "$md" | cut -d: -f1)
 a=$(grep -n '^## Absolute figures' "$md" | cut -d: -f1)

@@ -1,9 +1,11 @@
 /* kernel_wait: a thread wakes another, then at once waits in the kernel for
  * something only the woken thread can bring about: a child that needs the
  * woken thread's byte before it exits (waitpid, wait4, waitid, system,
- * pclose), and a file lock the woken thread holds (flock, fcntl F_SETLKW,
- * lockf).  With OS threads the woken thread simply runs; with green threads
- * it must not stay queued behind the worker that blocked.
+ * pclose), a file lock the woken thread holds (flock, fcntl F_SETLKW,
+ * lockf), and a line on a pipe read by stdio (libc's own read, which the
+ * engine cannot see: the woken thread is taken from behind it).  With OS
+ * threads the woken thread simply runs; with green threads it must not
+ * stay queued behind the worker that blocked.
  *
  *   kernel_wait */
 #include <fcntl.h>
@@ -172,6 +174,38 @@ static void lock_case(int kind) {
     close(out_fd);
 }
 
+/* stdio reads through libc's own read(), which no preload reaches: the
+ * worker blocks unseen, with the woken writer queued behind it.  The line
+ * comes from that writer: it must run elsewhere meanwhile.  Ten rounds,
+ * each on a fresh pipe. */
+static const char *line_out = "a line\n";
+static void *line_writer(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (!go) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    FILE *f = fdopen(out_fd, "w");
+    CHECK(f && fputs(line_out, f) >= 0 && fclose(f) == 0, "line writer: %s", strerror(errno));
+    return NULL;
+}
+
+static void stdio_case(void) {
+    for (int round = 0; round < 10; round++) {
+        int p[2];
+        CHECK(pipe(p) == 0, "pipe");
+        out_fd = p[1];
+        FILE *in = fdopen(p[0], "r");
+        CHECK(in != NULL, "fdopen");
+        pthread_t t = start_parked(line_writer);
+        wake();
+        char buf[64] = "";
+        CHECK(in && fgets(buf, sizeof buf, in) && strcmp(buf, line_out) == 0, "round %d: fgets gave \"%s\" (%s)",
+              round, buf, strerror(errno));
+        if (in) fclose(in);
+        pthread_join(t, NULL);
+    }
+}
+
 /* A timer's signal (SIGUSR1: the watchdog has SIGALRM) while the thread
  * waits for a child: without SA_RESTART the wait ends with EINTR, with it
  * the wait goes on; either way the handler runs, with the kernel's
@@ -225,6 +259,10 @@ static void signal_case(int restart) {
 int main(void) {
     st_watchdog(60);
     snprintf(lock_path, sizeof lock_path, "/tmp/kernel_wait.%d", (int)getpid());
+    /* First: the cases below may leave extra workers behind, which would
+     * take the stranded writer without help. */
+    st_phase = "fgets";
+    stdio_case();
     const char *names[] = {"waitpid", "wait4", "waitid"};
     for (int i = 0; i < 3; i++) {
         st_phase = names[i];

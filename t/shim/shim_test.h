@@ -9,6 +9,7 @@
 #define SHIM_TEST_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -209,6 +210,33 @@ static inline ssize_t st_read_full(int fd, void *p, size_t n)
         got += (size_t)r;
     }
     return (ssize_t)got;
+}
+
+/* A thread, or the program ends (exit 2): the tests have no use for fewer. */
+static inline pthread_t st_spawn(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    int e = pthread_create(&t, NULL, fn, arg);
+    if (e) {
+        fprintf(stderr, "pthread_create: %s\n", strerror(e));
+        exit(2);
+    }
+    return t;
+}
+
+/* nanosleep for ms milliseconds, all of them even across signals. */
+static inline void st_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* Poll (1 ms naps) until *v >= want or ms milliseconds pass; whether it got there. */
+static inline int st_wait_for(atomic_int *v, int want, int ms)
+{
+    int64_t end = st_mono_ns() + (int64_t)ms * 1000000;
+    while (atomic_load(v) < want && st_mono_ns() < end) st_sleep_ms(1);
+    return atomic_load(v) >= want;
 }
 
 #endif

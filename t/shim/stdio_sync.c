@@ -53,25 +53,6 @@ static void check_elapsed(const char *what, int64_t elapsed_ns, long want_ms, lo
           "%s took %.1f ms, want %ld ms", what, ms, want_ms);
 }
 
-/* Spin (politely) until *v >= want or `ms` milliseconds pass; the result. */
-static int wait_for(atomic_int *v, int want, int ms)
-{
-    int64_t end = st_mono_ns() + (int64_t)ms * 1000000;
-    while (atomic_load(v) < want && st_mono_ns() < end) usleep(1000);
-    return atomic_load(v) >= want;
-}
-
-static pthread_t spawn(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    int e = pthread_create(&t, NULL, fn, arg);
-    if (e) {
-        fprintf(stderr, "pthread_create: %s\n", strerror(e));
-        exit(2);
-    }
-    return t;
-}
-
 static void pair(int sv[2])
 {
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) {
@@ -226,7 +207,7 @@ static void *stdio_reader(void *arg)
 static void stdio_over(int rfd, int wfd, int pingpong, const char *what)
 {
     struct stdio_end w = {wfd, pingpong, 0}, r = {rfd, pingpong, 0};
-    pthread_t tr = spawn(stdio_reader, &r), tw = spawn(stdio_writer, &w);
+    pthread_t tr = st_spawn(stdio_reader, &r), tw = st_spawn(stdio_writer, &w);
     pthread_join(tw, NULL);
     pthread_join(tr, NULL);
     CHECK(w.lines == STDIO_LINES && r.lines == STDIO_LINES, "%s: %ld lines written, %ld read",
@@ -274,7 +255,7 @@ static void test_poll(void)
     CHECK(n == 0, "poll of four idle fds returned %d", n);
 
     struct late_write lw = {sv[2][1], 100};
-    pthread_t w = spawn(late_writer, &lw);
+    pthread_t w = st_spawn(late_writer, &lw);
     t = st_mono_ns();
     n = poll(fds, 4, 5000);
     check_elapsed("poll woken by a write after 100 ms", st_mono_ns() - t, 100, 5);
@@ -307,7 +288,7 @@ static void test_poll(void)
     CHECK(n == 0 && !FD_ISSET(sv[0][0], &rs), "select on an idle fd returned %d", n);
 
     lw = (struct late_write){sv[0][1], 100};
-    w = spawn(late_writer, &lw);
+    w = st_spawn(late_writer, &lw);
     FD_ZERO(&rs);
     FD_SET(sv[0][0], &rs);
     FD_SET(sv[1][0], &rs);
@@ -337,7 +318,7 @@ static void test_poll(void)
     check_elapsed("ppoll of one idle fd, 150 ms", st_mono_ns() - t, 150, 1);
     CHECK(n == 0, "ppoll of an idle fd returned %d", n);
     lw = (struct late_write){sv[1][1], 100};
-    w = spawn(late_writer, &lw);
+    w = st_spawn(late_writer, &lw);
     sigset_t mask;
     sigemptyset(&mask);
     ts = (struct timespec){5, 0};
@@ -431,7 +412,7 @@ static void test_sleep(void)
     /* 20 threads sleep 300 ms at once: together, not one after another */
     pthread_t t[20];
     int64_t t0 = st_mono_ns();
-    for (int i = 0; i < 20; i++) t[i] = spawn(sleeper, NULL);
+    for (int i = 0; i < 20; i++) t[i] = st_spawn(sleeper, NULL);
     for (int i = 0; i < 20; i++) pthread_join(t[i], NULL);
     int64_t all = st_mono_ns() - t0;
     CHECK(atomic_load(&sleepers_done) == 20 && all < 2000000000LL,
@@ -477,7 +458,7 @@ static void *gen_waiter(void *arg)
  * threads are inside pthread_cond_wait */
 static int all_waiting(int n)
 {
-    if (!wait_for(&cv_waiting, n, 5000)) return 0;
+    if (!st_wait_for(&cv_waiting, n, 5000)) return 0;
     pthread_mutex_lock(&cv_m);
     pthread_mutex_unlock(&cv_m);
     return 1;
@@ -519,8 +500,8 @@ static void test_condvar(void)
 {
     /* a bounded queue: 4 producers, 4 consumers, 2000 items */
     pthread_t pc[8];
-    for (int i = 0; i < 4; i++) pc[i] = spawn(producer, (void *)(intptr_t)(i * 100000));
-    for (int i = 4; i < 8; i++) pc[i] = spawn(consumer, NULL);
+    for (int i = 0; i < 4; i++) pc[i] = st_spawn(producer, (void *)(intptr_t)(i * 100000));
+    for (int i = 4; i < 8; i++) pc[i] = st_spawn(consumer, NULL);
     for (int i = 0; i < 8; i++) pthread_join(pc[i], NULL);
     long want = 0;
     for (int p = 0; p < 4; p++)
@@ -563,7 +544,7 @@ static void test_condvar(void)
     pthread_t w[50];
     atomic_store(&cv_waiting, 0);
     atomic_store(&cv_woke, 0);
-    for (int i = 0; i < 50; i++) w[i] = spawn(token_waiter, NULL);
+    for (int i = 0; i < 50; i++) w[i] = st_spawn(token_waiter, NULL);
     CHECK(all_waiting(50), "only %d of 50 waiters waiting", atomic_load(&cv_waiting));
     for (int i = 0; i < 50; i++) {
         pthread_mutex_lock(&cv_m);
@@ -571,20 +552,20 @@ static void test_condvar(void)
         pthread_cond_signal(&cv_c);
         pthread_mutex_unlock(&cv_m);
     }
-    CHECK(wait_for(&cv_woke, 50, 5000), "pthread_cond_signal x50: %d of 50 waiters woke",
+    CHECK(st_wait_for(&cv_woke, 50, 5000), "pthread_cond_signal x50: %d of 50 waiters woke",
           atomic_load(&cv_woke));
     for (int i = 0; i < 50; i++) pthread_join(w[i], NULL);
 
     /* broadcast: 50 waiters, one broadcast */
     atomic_store(&cv_waiting, 0);
     atomic_store(&cv_woke, 0);
-    for (int i = 0; i < 50; i++) w[i] = spawn(gen_waiter, NULL);
+    for (int i = 0; i < 50; i++) w[i] = st_spawn(gen_waiter, NULL);
     CHECK(all_waiting(50), "only %d of 50 waiters waiting", atomic_load(&cv_waiting));
     pthread_mutex_lock(&cv_m);
     cv_gen++;
     pthread_cond_broadcast(&cv_c);
     pthread_mutex_unlock(&cv_m);
-    CHECK(wait_for(&cv_woke, 50, 5000), "pthread_cond_broadcast: %d of 50 waiters woke",
+    CHECK(st_wait_for(&cv_woke, 50, 5000), "pthread_cond_broadcast: %d of 50 waiters woke",
           atomic_load(&cv_woke));
     for (int i = 0; i < 50; i++) pthread_join(w[i], NULL);
     note("bounded queue (4+4 threads, %d items), timedwait ETIMEDOUT on CLOCK_REALTIME and on a "
@@ -615,7 +596,7 @@ static void test_semaphore(void)
 {
     sem_init(&sem_a, 0, 0);
     sem_init(&sem_b, 0, 0);
-    pthread_t t = spawn(sem_poster, (void *)(intptr_t)100);
+    pthread_t t = st_spawn(sem_poster, (void *)(intptr_t)100);
     int64_t t0 = st_mono_ns();
     CHECK(sem_wait(&sem_a) == 0, "sem_wait: %s", strerror(errno));
     check_elapsed("sem_wait posted after 100 ms", st_mono_ns() - t0, 100, 5);
@@ -638,7 +619,7 @@ static void test_semaphore(void)
     sem_getvalue(&sem_a, &v);
     CHECK(v == 1 && sem_trywait(&sem_a) == 0, "sem_trywait on 1 (value %d)", v);
 
-    t = spawn(sem_ponger, NULL);
+    t = st_spawn(sem_ponger, NULL);
     int ok = 1;
     for (int i = 0; i < 1000; i++) {
         sem_post(&sem_a);
@@ -663,7 +644,7 @@ static void *rw_holder(void *arg)
     (void)arg;
     pthread_rwlock_rdlock(&rw);
     atomic_store(&rw_held, 1);
-    wait_for(&rw_release, 1, 5000);
+    st_wait_for(&rw_release, 1, 5000);
     pthread_rwlock_unlock(&rw);
     return NULL;
 }
@@ -687,8 +668,8 @@ static void *rw_worker(void *arg)
 
 static void test_rwlock(void)
 {
-    pthread_t h = spawn(rw_holder, NULL);
-    wait_for(&rw_held, 1, 5000);
+    pthread_t h = st_spawn(rw_holder, NULL);
+    st_wait_for(&rw_held, 1, 5000);
     CHECK(pthread_rwlock_tryrdlock(&rw) == 0, "a second reader could not share the lock");
     pthread_rwlock_unlock(&rw);
     CHECK(pthread_rwlock_trywrlock(&rw) == EBUSY, "trywrlock while read-held is not EBUSY");
@@ -700,7 +681,7 @@ static void test_rwlock(void)
     pthread_join(h, NULL);
 
     pthread_t t8[8];
-    for (int i = 0; i < 8; i++) t8[i] = spawn(rw_worker, (void *)(intptr_t)(i % 2));
+    for (int i = 0; i < 8; i++) t8[i] = st_spawn(rw_worker, (void *)(intptr_t)(i % 2));
     for (int i = 0; i < 8; i++) pthread_join(t8[i], NULL);
     CHECK(rw_a == 4 * 3000 && rw_b == rw_a && atomic_load(&rw_bad) == 0,
           "rwlock: a=%ld b=%ld, %d torn reads", rw_a, rw_b, atomic_load(&rw_bad));
@@ -734,7 +715,7 @@ static void test_barrier(void)
 {
     pthread_barrier_init(&bar, NULL, BAR_THREADS);
     pthread_t t[BAR_THREADS];
-    for (int i = 0; i < BAR_THREADS; i++) t[i] = spawn(bar_worker, (void *)(intptr_t)i);
+    for (int i = 0; i < BAR_THREADS; i++) t[i] = st_spawn(bar_worker, (void *)(intptr_t)i);
     for (int i = 0; i < BAR_THREADS; i++) pthread_join(t[i], NULL);
     int serial_ok = 1;
     for (int r = 0; r < BAR_ROUNDS; r++) serial_ok &= atomic_load(&bar_serial[r]) == 1;
@@ -771,7 +752,7 @@ static void test_once(void)
 {
     pthread_barrier_init(&once_start, NULL, 20);
     pthread_t t[20];
-    for (int i = 0; i < 20; i++) t[i] = spawn(once_caller, NULL);
+    for (int i = 0; i < 20; i++) t[i] = st_spawn(once_caller, NULL);
     for (int i = 0; i < 20; i++) pthread_join(t[i], NULL);
     CHECK(atomic_load(&once_runs) == 1 && atomic_load(&once_bad) == 0,
           "pthread_once: init ran %d times, %d callers returned before it finished",
@@ -810,7 +791,7 @@ static void test_keys(void)
 {
     CHECK(pthread_key_create(&key, key_dtor) == 0, "pthread_key_create");
     pthread_t t[KEY_THREADS];
-    for (int i = 0; i < KEY_THREADS; i++) t[i] = spawn(key_user, (void *)(intptr_t)i);
+    for (int i = 0; i < KEY_THREADS; i++) t[i] = st_spawn(key_user, (void *)(intptr_t)i);
     for (int i = 0; i < KEY_THREADS; i++) pthread_join(t[i], NULL);
     int ok = 1;
     for (int i = 0; i < KEY_THREADS; i++) ok &= atomic_load(&key_destroyed[i]) == 1;
@@ -847,14 +828,14 @@ static void *holder(void *arg)
     (void)arg;
     pthread_mutex_lock(&held_m);
     atomic_store(&held_flag, 1);
-    wait_for(&held_release, 1, 5000);
+    st_wait_for(&held_release, 1, 5000);
     pthread_mutex_unlock(&held_m);
     return NULL;
 }
 static intptr_t run_join(void *(*fn)(void *))
 {
     void *r;
-    pthread_join(spawn(fn, NULL), &r);
+    pthread_join(st_spawn(fn, NULL), &r);
     return (intptr_t)r;
 }
 
@@ -879,8 +860,8 @@ static void test_mutex(void)
     CHECK(pthread_mutex_unlock(&err_m) == 0, "errorcheck unlock by the owner");
     CHECK(pthread_mutex_unlock(&err_m) == EPERM, "errorcheck unlock when unlocked is not EPERM");
 
-    pthread_t h = spawn(holder, NULL);
-    wait_for(&held_flag, 1, 5000);
+    pthread_t h = st_spawn(holder, NULL);
+    st_wait_for(&held_flag, 1, 5000);
     CHECK(pthread_mutex_trylock(&held_m) == EBUSY, "trylock of a held mutex");
     int64_t t = st_mono_ns();
     struct timespec dl = st_deadline(CLOCK_REALTIME, 150);
@@ -930,7 +911,7 @@ static void test_nonblock(void)
     CHECK(fl >= 0 && !(fl & O_NONBLOCK), "O_NONBLOCK cleared on the dup still shows (%x)", fl);
     /* blocking again: the read waits for a write 100 ms later */
     struct late_write lw = {sv[1], 100};
-    pthread_t w = spawn(late_writer, &lw);
+    pthread_t w = st_spawn(late_writer, &lw);
     t = st_mono_ns();
     n = read(sv[0], &c, 1);
     check_elapsed("blocking read after O_NONBLOCK was cleared", st_mono_ns() - t, 100, 5);
@@ -1025,16 +1006,16 @@ static void test_close_wakes(void)
 {
     int sv[2];
     pair(sv);
-    pthread_t r = spawn(blocked_reader, (void *)(intptr_t)sv[0]);
-    wait_for(&cl_entered, 1, 5000);
+    pthread_t r = st_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
+    st_wait_for(&cl_entered, 1, 5000);
     usleep(200000);   /* let it block in read */
     int64_t t = st_mono_ns();
     CHECK(close(sv[0]) == 0, "close: %s", strerror(errno));
     /* Linux itself does not wake a reader when another thread closes its fd;
      * after 1 s the peer's close ends the read (0) so a plain run finishes. */
-    int by_close = wait_for(&cl_done, 1, 1000);
+    int by_close = st_wait_for(&cl_done, 1, 1000);
     if (!by_close) close(sv[1]);
-    int done = wait_for(&cl_done, 1, 4000);
+    int done = st_wait_for(&cl_done, 1, 4000);
     double ms = st_ms(st_mono_ns() - t);
     CHECK(done, "a reader blocked on a closed fd did not return within 5 s");
     if (!done) {
@@ -1097,12 +1078,12 @@ static void cancel_one(void *(*fn)(void *), void *arg, const char *where)
 {
     atomic_store(&cancel_cleaned, 0);
     atomic_store(&cancel_entered, 0);
-    pthread_t t = spawn(fn, arg);
-    wait_for(&cancel_entered, 1, 5000);
+    pthread_t t = st_spawn(fn, arg);
+    st_wait_for(&cancel_entered, 1, 5000);
     usleep(100000);
     int64_t t0 = st_mono_ns();
     CHECK(pthread_cancel(t) == 0, "pthread_cancel");
-    int ok = wait_for(&cancel_cleaned, 1, 5000);
+    int ok = st_wait_for(&cancel_cleaned, 1, 5000);
     CHECK(ok, "a thread blocked in %s was not cancelled within 5 s", where);
     if (!ok) {
         pthread_detach(t);
@@ -1152,7 +1133,7 @@ static void test_detach(void)
               "create");
     }
     pthread_attr_destroy(&a);
-    CHECK(wait_for(&detached_done, 100, 5000), "%d of 100 detached threads finished",
+    CHECK(st_wait_for(&detached_done, 100, 5000), "%d of 100 detached threads finished",
           atomic_load(&detached_done));
     usleep(50000);
     note("100 detached threads (attr and pthread_detach(self); return and pthread_exit) ran "
@@ -1172,15 +1153,15 @@ static void *named(void *arg)
               strcmp(got, "np-self-7") == 0,
           "own name reads back as '%s'", got);
     atomic_store(&name_go, 1);
-    wait_for(&name_go, 2, 5000);   /* main renames this thread meanwhile */
+    st_wait_for(&name_go, 2, 5000);   /* main renames this thread meanwhile */
     pthread_getname_np(pthread_self(), name_seen, sizeof name_seen);
     return NULL;
 }
 
 static void test_names(void)
 {
-    pthread_t t = spawn(named, NULL);
-    wait_for(&name_go, 1, 5000);
+    pthread_t t = st_spawn(named, NULL);
+    st_wait_for(&name_go, 1, 5000);
     char got[16] = "";
     CHECK(pthread_getname_np(t, got, sizeof got) == 0 && strcmp(got, "np-self-7") == 0,
           "another thread's name reads as '%s'", got);
@@ -1232,12 +1213,12 @@ static void *pops_run(void *arg)
 static void test_exit_cleanup(void)
 {
     void *ret = NULL;
-    pthread_join(spawn(exits_nested, NULL), &ret);
+    pthread_join(st_spawn(exits_nested, NULL), &ret);
     CHECK(ret == (void *)(intptr_t)0x1234, "pthread_exit value %p", ret);
     CHECK(atomic_load(&cu_count) == 2 && cu_order[0] == 2 && cu_order[1] == 1,
           "cleanup handlers on pthread_exit: %d ran, order %d %d", atomic_load(&cu_count),
           cu_order[0], cu_order[1]);
-    pthread_join(spawn(pops_run, NULL), &ret);
+    pthread_join(st_spawn(pops_run, NULL), &ret);
     CHECK(ret == (void *)(intptr_t)7 && atomic_load(&cu_count) == 3 && cu_order[2] == 3,
           "pthread_cleanup_pop(1)");
     note("pthread_exit 6 calls deep: 2 cleanup handlers ran once each in LIFO order, join got "
@@ -1280,7 +1261,7 @@ static void test_deep_stacks(void)
     size_t limit = default_stack_size();
     struct deep big = {4 << 20, 0};
     if (limit && limit < (6u << 20)) big.target = limit / 2;
-    pthread_join(spawn(go_deep, &big), NULL);
+    pthread_join(st_spawn(go_deep, &big), NULL);
     CHECK(big.reached >= big.target, "default stack: reached %zu", big.reached);
     note("256 KiB-stack thread recursed %zu KiB deep; default-stack thread recursed %zu KiB deep",
          small.reached >> 10, big.reached >> 10);

@@ -40,6 +40,10 @@ for p in $pollers; do
         timeout -s KILL 90 "$prog" -n "$conns" -s "$seed" -t 60 || {
         echo "faults: FAILED ($p, NP_PROCS=$procs, NP_FAULT_KINDS=uring NP_FAULT_SEED=$seed NP_FAULT_RATE=0.9)"; fail=1; }
     done
+    # Closes while the ring is full of refused entries: every file let go.
+    NP_POLLER=$p NP_FAULT_SEED=$seed NP_FAULT_RATE=0.995 NP_FAULT_KINDS=uring NP_FAULT_QUIET=1 \
+      timeout -s KILL 120 "$b/t/stress/uring_close" -n 2000 -t 20 || {
+      echo "faults: FAILED (uring_close, NP_FAULT_SEED=$seed NP_FAULT_RATE=0.995)"; fail=1; }
   fi
   # A real EMFILE, no injected faults.
   NP_POLLER=$p NP_FAULT_RATE=0 timeout -s KILL 60 "$prog" -E -t 30 || {

@@ -16,7 +16,7 @@ FAULTS_B     ?= $(B)/faults
 SOAK_SECONDS ?= 120
 .PHONY: check-faults soak stress-progs
 
-STRESS_PROGS := echo_stress soak
+STRESS_PROGS := echo_stress soak uring_close
 stress-progs: $(addprefix $(B)/t/stress/,$(STRESS_PROGS))
 
 $(B)/t/stress/%: t/stress/%.c include/netpoll.h $(B)/lib/libnetpoll.so
@@ -26,7 +26,7 @@ $(B)/t/stress/%: t/stress/%.c include/netpoll.h $(B)/lib/libnetpoll.so
 
 check-faults:
 	$(MAKE) --no-print-directory B=$(FAULTS_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) FAULTS=1 lib \
-	  $(FAULTS_B)/t/stress/echo_stress
+	  $(FAULTS_B)/t/stress/echo_stress $(FAULTS_B)/t/stress/uring_close
 	sh t/stress/faults.sh $(FAULTS_B)
 
 soak: lib $(B)/t/stress/soak

@@ -32,6 +32,9 @@
 #   fork          fork_echo.c: a child per connection, reaped on SIGCHLD
 #   cxx-pool      pool_echo.cpp: std::thread pool, std::mutex and
 #                 std::condition_variable work queue of connections
+#   node          node_server.js (libuv: an epoll loop, fs and pbkdf2 in its
+#                 thread pool, woken through an eventfd); 40 clients, every
+#                 file's sha256 and every key checked (node_client.py)
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -621,6 +624,33 @@ case_cxx_pool() {
     done
 }
 
+# node (libuv): one epoll event loop, fs and crypto in its pool of threads,
+# which hand results back through an eventfd.
+case_node() {
+    have node "$py" || return
+    make_tree || { fail plain "cannot make the file tree"; return; }
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        # shellcheck disable=SC2046
+        start node $(runner "$m") node "$here/node_server.js" "$port" "$www"
+        up "$m" "$port" "$tmp/node.log" || continue
+        sample_start "$bg"
+        timeout -s KILL 60 "$py" "$here/node_client.py" "$port" "$www" 25 > "$tmp/client.log" 2>&1
+        crc=$?
+        sample_stop
+        stop "$bg" "$bgrp" TERM
+        rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
+        if [ "$crc" -ne 0 ]; then
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/node.log"
+        elif [ "$rc" != 0 ]; then
+            fail "$m" "exit on SIGTERM: $rc, want 0$server_note" "$tmp/node.log"
+        else
+            ok "$m" "os_threads=$os_threads, $rps rps, files and pbkdf2 keys from 40 clients, all right"
+        fi
+    done
+}
+
 # Python's multiprocessing: forked workers, handler threads that poll in a
 # loop until another thread drains a pipe (they must give way).
 case_python_mp() {
@@ -638,7 +668,7 @@ case_python_mp() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool; do
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done

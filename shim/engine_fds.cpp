@@ -1,0 +1,69 @@
+// The engine opens descriptors after start-up too (a worker added while
+// others are stuck in the kernel: its epoll set or io_uring ring, and its
+// wake-up eventfd).  They are noted as they are made, by who called: the
+// engine's code.  (Not in fd_table.cpp, which
+// t/fuzz links alone.)
+#include <cerrno>
+#include <dlfcn.h>
+
+#include "fd_table.hpp"
+#include "shim.hpp"
+
+#if __has_include(<liburing.h>)
+#include <liburing.h>
+#define SHIM_LIBURING 1
+#endif
+
+namespace shim {
+namespace {
+
+bool from_engine(const void *caller) {
+    static void *engine = [] {
+        Dl_info i;
+        return dladdr(reinterpret_cast<void *>(&np_init), &i) ? i.dli_fbase : nullptr;
+    }();
+    Dl_info i;
+    return engine && caller && dladdr(caller, &i) && i.dli_fbase == engine;
+}
+
+int opened(int fd, const void *caller) {
+    if (fd >= 0 && active > 0 && from_engine(caller))
+        if (Fd *e = fd_entry(fd)) e->kind.store(kInternal, std::memory_order_release);
+    return fd;
+}
+
+template <class T> T next(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
+
+} // namespace
+} // namespace shim
+
+extern "C" {
+
+int epoll_create(int size) {
+    static auto fn = shim::next<int (*)(int)>("epoll_create");
+    return shim::opened(fn(size), __builtin_return_address(0));
+}
+
+int epoll_create1(int flags) {
+    static auto fn = shim::next<int (*)(int)>("epoll_create1");
+    return shim::opened(fn(flags), __builtin_return_address(0));
+}
+
+int eventfd(unsigned int count, int flags) {
+    static auto fn = shim::next<int (*)(unsigned int, int)>("eventfd");
+    return shim::opened(fn(count, flags), __builtin_return_address(0));
+}
+
+#ifdef SHIM_LIBURING
+// liburing makes the ring with a system call of its own: its ring_fd.
+int io_uring_queue_init_params(unsigned entries, struct io_uring *ring, struct io_uring_params *p) {
+    static auto fn = shim::next<int (*)(unsigned, struct io_uring *, struct io_uring_params *)>(
+        "io_uring_queue_init_params");
+    if (!fn) return -ENOSYS;
+    int r = fn(entries, ring, p);
+    if (r == 0) shim::opened(ring->ring_fd, __builtin_return_address(0));
+    return r;
+}
+#endif
+
+} // extern "C"

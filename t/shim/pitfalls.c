@@ -1,0 +1,519 @@
+/* pitfalls: the known ways a green-thread shim goes wrong, one check each
+ * (errno across a move between OS threads is migrate.c's; descriptors from
+ * before start-up and O_NONBLOCK shared with a child are process_life.c's;
+ * handlers on small stacks are signals.c's).
+ *
+ *   held-lock   a thread parks (read, sleep, condition wait) holding a
+ *               mutex, a read-write lock or a semaphore the others need,
+ *               and only a third thread can let it go on: with one worker,
+ *               the threads waiting for the lock must not hold that worker
+ *   fd-reuse    a descriptor closed while a thread waits on it is reused at
+ *               once by a new socket: a read of the new one parks and
+ *               wakes, the first reader returns (EBADF or 0), nobody is
+ *               left waiting, over and over
+ *   rcvtimeo    defaults: a fresh socket has no timeouts and its read waits
+ *               as long as it takes; an accepted socket has its listener's;
+ *               a timeout set to 0 again is none
+ *   epoll       a program's own epoll: a regular file is refused (EPERM),
+ *               a socket the shim already waits on is accepted, epoll_wait
+ *               waits and sees it
+ *   overflow    a thread that recurses without end (default stack, a small
+ *               one, main) dies of SIGSEGV, not of silent corruption
+ *   link        threads created in a constructor of a library the program
+ *               links with (pitfalls_lib.c, initialised before the preload
+ *               shim) and of the program, before main; a thread
+ *               created by libc's own pthread_create (looked up in libc's
+ *               handle, as a library that binds late may), sharing a mutex
+ *               and a condition variable with the others
+ *
+ * The processes that must die are this program again (/proc/self/exe)
+ * with a mode argument. */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "shim_test.h"
+
+extern char **environ;
+
+static int wait_status(pid_t pid)
+{
+    int st = -1;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+    return r == pid ? st : -1;
+}
+
+static const char *status_str(int st)
+{
+    static __thread char b[64];
+    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
+    else snprintf(b, sizeof b, "status %#x", st);
+    return b;
+}
+
+/* ------------------------------------------------------- held-lock -- */
+
+enum { L_MUTEX, L_RWLOCK, L_SEM, L_N };
+static const char *lock_name[] = {"mutex", "rwlock", "semaphore"};
+static pthread_mutex_t hl_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t hl_rw = PTHREAD_RWLOCK_INITIALIZER;
+static sem_t hl_sem;
+static pthread_mutex_t hl_cm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hl_cv = PTHREAD_COND_INITIALIZER;
+static int hl_go;
+static atomic_int hl_held, hl_contenders_in, hl_got;
+
+static void take(int kind)
+{
+    if (kind == L_MUTEX) pthread_mutex_lock(&hl_m);
+    else if (kind == L_RWLOCK) pthread_rwlock_wrlock(&hl_rw);
+    else while (sem_wait(&hl_sem) != 0 && errno == EINTR) {}
+}
+static void give(int kind)
+{
+    if (kind == L_MUTEX) pthread_mutex_unlock(&hl_m);
+    else if (kind == L_RWLOCK) pthread_rwlock_unlock(&hl_rw);
+    else sem_post(&hl_sem);
+}
+
+struct holder {
+    int kind, how, fd; /* how: 0 read, 1 sleep, 2 condition wait */
+};
+/* Takes the lock, then parks until the releaser lets it go on. */
+static void *holder_body(void *arg)
+{
+    struct holder *h = arg;
+    take(h->kind);
+    atomic_store(&hl_held, 1);
+    if (h->how == 0) {
+        char c;
+        (void)!read(h->fd, &c, 1);
+    } else if (h->how == 1) {
+        st_sleep_ms(150);
+    } else {
+        pthread_mutex_lock(&hl_cm);
+        while (!hl_go) pthread_cond_wait(&hl_cv, &hl_cm);
+        pthread_mutex_unlock(&hl_cm);
+    }
+    give(h->kind);
+    return NULL;
+}
+static void *contender(void *arg)
+{
+    int kind = (int)(intptr_t)arg;
+    atomic_fetch_add(&hl_contenders_in, 1);
+    take(kind);
+    atomic_fetch_add(&hl_got, 1);
+    give(kind);
+    return NULL;
+}
+struct releaser {
+    int how, fd;
+};
+/* Waits until the contenders wait for the lock, then lets the holder go. */
+static void *releaser_body(void *arg)
+{
+    struct releaser *r = arg;
+    st_wait_for(&hl_contenders_in, 4, 5000);
+    st_sleep_ms(30); /* they are in the lock now */
+    if (r->how == 0) (void)!write(r->fd, "g", 1);
+    else if (r->how == 2) {
+        pthread_mutex_lock(&hl_cm);
+        hl_go = 1;
+        pthread_cond_broadcast(&hl_cv);
+        pthread_mutex_unlock(&hl_cm);
+    }
+    return NULL;
+}
+
+static void test_held_lock(void)
+{
+    st_phase = "held lock";
+    sem_init(&hl_sem, 0, 1);
+    for (int kind = 0; kind < L_N; kind++)
+        for (int how = 0; how < 3; how++) {
+            atomic_store(&hl_held, 0);
+            atomic_store(&hl_contenders_in, 0);
+            atomic_store(&hl_got, 0);
+            hl_go = 0;
+            int p[2];
+            CHECK(pipe(p) == 0, "pipe");
+            struct holder h = {kind, how, p[0]};
+            struct releaser r = {how, p[1]};
+            int64_t t0 = st_mono_ns();
+            pthread_t th = st_spawn(holder_body, &h);
+            st_wait_for(&hl_held, 1, 5000);
+            pthread_t c[4];
+            for (int i = 0; i < 4; i++) c[i] = st_spawn(contender, (void *)(intptr_t)kind);
+            pthread_t rl = st_spawn(releaser_body, &r);
+            CHECK(st_wait_for(&hl_got, 4, 5000), "%s held across a park (%s): %d of 4 waiting threads got it in 5 s",
+                  lock_name[kind], how == 0 ? "read" : how == 1 ? "sleep" : "condition wait", atomic_load(&hl_got));
+            if (atomic_load(&hl_got) < 4) { /* stuck: do not wait for them */
+                fprintf(stderr, "held-lock: giving up\n");
+                exit(1);
+            }
+            pthread_join(th, NULL);
+            for (int i = 0; i < 4; i++) pthread_join(c[i], NULL);
+            pthread_join(rl, NULL);
+            CHECK(st_mono_ns() - t0 < 5000000000LL, "held lock: took %.0f ms", st_ms(st_mono_ns() - t0));
+            close(p[0]);
+            close(p[1]);
+        }
+    sem_destroy(&hl_sem);
+}
+
+/* -------------------------------------------------------- fd-reuse -- */
+
+struct waiter {
+    int fd;
+    atomic_int in, done;
+    ssize_t n;
+    int err;
+    char got;
+};
+static void *fd_waiter(void *arg)
+{
+    struct waiter *w = arg;
+    atomic_store(&w->in, 1);
+    errno = 0;
+    w->n = read(w->fd, &w->got, 1);
+    w->err = errno;
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+/* Wait for a waiter to be done; if it is not in ms, unstick it (close the
+ * descriptor, and give up on the process if even that fails). */
+static int finish_waiter(struct waiter *w, pthread_t t, int unstick_fd, int ms)
+{
+    int ok = st_wait_for(&w->done, 1, ms);
+    if (!ok) {
+        close(unstick_fd);
+        if (!st_wait_for(&w->done, 1, 2000)) {
+            fprintf(stderr, "FAILED fd-reuse: a reader is stuck for good\n");
+            exit(1);
+        }
+    }
+    pthread_join(t, NULL);
+    return ok;
+}
+
+static void test_fd_reuse(void)
+{
+    st_phase = "fd reuse";
+    for (int round = 0; round < 40; round++) {
+        int a[2], b[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0, "socketpair");
+        struct waiter w;
+        memset(&w, 0, sizeof w);
+        w.fd = a[0];
+        pthread_t t = st_spawn(fd_waiter, &w);
+        st_wait_for(&w.in, 1, 5000);
+        if (round % 2) st_sleep_ms(20); /* in its read by now, most likely */
+        int old = a[0];
+        close(a[0]);
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0, "socketpair");
+        int fresh = b[1] == old ? b[1] : b[0];
+        int peer = fresh == b[0] ? b[1] : b[0];
+        /* a reader of the new socket under the old number */
+        struct waiter w2;
+        memset(&w2, 0, sizeof w2);
+        w2.fd = fresh;
+        pthread_t t2 = st_spawn(fd_waiter, &w2);
+        st_wait_for(&w2.in, 1, 5000);
+        st_sleep_ms(2);
+        /* one byte each, should the first reader not have been in its read
+         * yet when the number changed hands (then it reads the new file,
+         * with or without the shim) */
+        (void)!write(peer, "NM", 2);
+        int ok2 = finish_waiter(&w2, t2, peer, 3000);
+        CHECK(ok2, "round %d: a read on the reused descriptor %d did not wake", round, fresh);
+        CHECK(w2.n == 1 && (w2.got == 'N' || w2.got == 'M'), "round %d: the reused descriptor read %zd (errno %d)",
+              round, w2.n, w2.err);
+        /* the first reader: woken by the close (EBADF, the shim), or on the
+         * old file until its peer closes (0, Linux) */
+        close(a[1]);
+        close(peer);
+        int ok = finish_waiter(&w, t, fresh, 3000);
+        CHECK(ok, "round %d: the reader of the closed descriptor did not return", round);
+        CHECK(w.n == 0 || w.n == 1 || (w.n == -1 && w.err == EBADF),
+              "round %d: the reader of the closed descriptor got %zd errno %d, want 0, EBADF (or a byte of the "
+              "new file)",
+              round, w.n, w.err);
+        close(fresh);
+    }
+}
+
+/* -------------------------------------------------------- rcvtimeo -- */
+
+struct timed {
+    int fd;
+    ssize_t n;
+    int err;
+    int64_t ns;
+};
+static void *timed_read(void *arg)
+{
+    struct timed *t = arg;
+    char c;
+    int64_t s = st_mono_ns();
+    errno = 0;
+    t->n = read(t->fd, &c, 1);
+    t->err = errno;
+    t->ns = st_mono_ns() - s;
+    return NULL;
+}
+static void *late_write(void *arg)
+{
+    st_sleep_ms(300);
+    (void)!write((int)(intptr_t)arg, "x", 1);
+    return NULL;
+}
+static int64_t timeo_ms(int fd, int opt)
+{
+    struct timeval tv = {-1, -1};
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) != 0) return -1;
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void test_rcvtimeo(void)
+{
+    st_phase = "rcvtimeo";
+    uint16_t port;
+    int ls = st_listen(8, &port);
+    int c = st_connect(port);
+    int s = accept(ls, NULL, NULL);
+    CHECK(c >= 0 && s >= 0, "connect/accept");
+    CHECK(timeo_ms(s, SO_RCVTIMEO) == 0 && timeo_ms(s, SO_SNDTIMEO) == 0, "a fresh socket's timeouts: %lld %lld ms",
+          (long long)timeo_ms(s, SO_RCVTIMEO), (long long)timeo_ms(s, SO_SNDTIMEO));
+    struct timed t = {.fd = s};
+    pthread_t w = st_spawn(late_write, (void *)(intptr_t)c);
+    timed_read(&t);
+    pthread_join(w, NULL);
+    CHECK(t.n == 1 && t.ns >= 280 * 1000000LL, "no timeout: read gave %zd (errno %d) after %.0f ms, want 1 after 300",
+          t.n, t.err, st_ms(t.ns));
+    close(s);
+    close(c);
+    /* the listener's timeout passes to the sockets it accepts */
+    struct timeval tv = {0, 100000};
+    CHECK(setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "setsockopt");
+    c = st_connect(port);
+    s = accept(ls, NULL, NULL);
+    int64_t got = timeo_ms(s, SO_RCVTIMEO);
+    CHECK(got == 100, "the accepted socket's SO_RCVTIMEO: %lld ms, want the listener's 100", (long long)got);
+    memset(&t, 0, sizeof t);
+    t.fd = s;
+    w = st_spawn(timed_read, &t);
+    pthread_join(w, NULL);
+    CHECK(t.n == -1 && t.err == EAGAIN && t.ns >= 95 * 1000000LL && t.ns < 3000 * 1000000LL,
+          "an accepted socket with its listener's 100 ms: read gave %zd errno %d after %.0f ms", t.n, t.err,
+          st_ms(t.ns));
+    /* set to 0 again: no timeout */
+    struct timeval zero = {0, 0};
+    CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &zero, sizeof zero) == 0, "setsockopt 0");
+    memset(&t, 0, sizeof t);
+    t.fd = s;
+    w = st_spawn(late_write, (void *)(intptr_t)c);
+    timed_read(&t);
+    pthread_join(w, NULL);
+    CHECK(t.n == 1 && t.ns >= 280 * 1000000LL, "timeout cleared: read gave %zd (errno %d) after %.0f ms", t.n, t.err,
+          st_ms(t.ns));
+    close(s);
+    close(c);
+    close(ls);
+}
+
+/* ----------------------------------------------------------- epoll -- */
+
+static void test_epoll(void)
+{
+    st_phase = "epoll";
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK(ep >= 0, "epoll_create1: %s", strerror(errno));
+    char path[] = "/tmp/np-pitfalls-XXXXXX";
+    int f = mkstemp(path);
+    CHECK(f >= 0, "mkstemp");
+    unlink(path);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = f};
+    errno = 0;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, f, &ev) == -1 && errno == EPERM,
+          "epoll_ctl ADD of a regular file: want -1 EPERM, got errno %d", errno);
+    /* a socket a thread has already waited on (the shim registered it) */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    struct timed t = {.fd = sv[0]};
+    pthread_t w = st_spawn(late_write, (void *)(intptr_t)sv[1]);
+    timed_read(&t);
+    pthread_join(w, NULL);
+    CHECK(t.n == 1, "read: %zd", t.n);
+    ev.data.fd = sv[0];
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) == 0, "epoll_ctl ADD of a socket already waited on: %s",
+          strerror(errno));
+    struct epoll_event out[4];
+    int64_t s = st_mono_ns();
+    int n = epoll_wait(ep, out, 4, 100);
+    CHECK(n == 0 && st_mono_ns() - s >= 95 * 1000000LL, "epoll_wait on nothing ready: %d after %.0f ms", n,
+          st_ms(st_mono_ns() - s));
+    w = st_spawn(late_write, (void *)(intptr_t)sv[1]);
+    n = epoll_wait(ep, out, 4, 5000);
+    CHECK(n == 1 && out[0].data.fd == sv[0] && (out[0].events & EPOLLIN), "epoll_wait: %d", n);
+    pthread_join(w, NULL);
+    char c;
+    CHECK(read(sv[0], &c, 1) == 1, "read after epoll_wait");
+    CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], NULL) == 0, "EPOLL_CTL_DEL");
+    close(sv[0]);
+    close(sv[1]);
+    close(f);
+    close(ep);
+}
+
+/* -------------------------------------------------------- overflow -- */
+
+static volatile long overflow_depth = -1; /* never reached: -1 is no limit */
+__attribute__((noinline)) static int recurse_forever(volatile char *prev, long depth)
+{
+    volatile char frame[512];
+    frame[0] = prev ? prev[0] + 1 : 0;
+    frame[511] = frame[0];
+    if (depth == overflow_depth) return 0;
+    return recurse_forever(frame, depth + 1) + frame[511]; /* not a tail call */
+}
+static void *overflow_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)recurse_forever(NULL, 0);
+}
+
+/* "overflow default|small|main": recurse without end. */
+static int mode_overflow(const char *how)
+{
+    alarm(20);
+    struct rlimit core = {0, 0};
+    setrlimit(RLIMIT_CORE, &core);
+    if (strcmp(how, "main") == 0) return recurse_forever(NULL, 0);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    if (strcmp(how, "small") == 0) pthread_attr_setstacksize(&a, 64 * 1024);
+    pthread_t t;
+    if (pthread_create(&t, &a, overflow_thread, NULL) != 0) return 70;
+    pthread_join(t, NULL);
+    return 71;
+}
+
+static void test_overflow(void)
+{
+    st_phase = "overflow";
+    const char *hows[] = {"default", "small", "main"};
+    for (int i = 0; i < 3; i++) {
+        char *argv[] = {"pitfalls", "overflow", (char *)hows[i], NULL};
+        pid_t pid;
+        CHECK(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) == 0, "posix_spawn");
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "a thread (%s stack) recursing without end: %s, want signal %d",
+              hows[i], status_str(st), SIGSEGV);
+    }
+}
+
+/* ------------------------------------------------------------ link -- */
+
+static pthread_t ctor_thread;
+static atomic_int ctor_ran, ctor_created;
+static __thread int ctor_tls = 7;
+static void *ctor_body(void *arg)
+{
+    (void)arg;
+    ctor_tls = 42;
+    st_sleep_ms(20); /* park before main joins */
+    atomic_store(&ctor_ran, ctor_tls == 42 ? 1 : 2);
+    return (void *)(intptr_t)0x5a;
+}
+__attribute__((constructor)) static void start_early(void)
+{
+    if (pthread_create(&ctor_thread, NULL, ctor_body, NULL) == 0) atomic_store(&ctor_created, 1);
+}
+
+static pthread_mutex_t lk_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t lk_c = PTHREAD_COND_INITIALIZER;
+static int lk_turn, lk_rounds_done;
+/* Two threads take turns through a mutex and a condition variable. */
+static void *turns(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    for (int i = 0; i < 50; i++) {
+        pthread_mutex_lock(&lk_m);
+        while (lk_turn != me) pthread_cond_wait(&lk_c, &lk_m);
+        lk_turn = !me;
+        lk_rounds_done++;
+        pthread_cond_broadcast(&lk_c);
+        pthread_mutex_unlock(&lk_m);
+    }
+    return (void *)(intptr_t)(me + 100);
+}
+
+int pitfalls_lib_result(void); /* pitfalls_lib.c */
+
+static void test_link(void)
+{
+    st_phase = "link";
+    int lib = pitfalls_lib_result();
+    CHECK(lib == 0, "the thread a library's constructor started: %d (pitfalls_lib.c)", lib);
+    CHECK(atomic_load(&ctor_created), "pthread_create in a constructor failed");
+    if (atomic_load(&ctor_created)) {
+        void *r = NULL;
+        CHECK(pthread_join(ctor_thread, &r) == 0 && r == (void *)(intptr_t)0x5a, "joining the constructor's thread");
+        CHECK(atomic_load(&ctor_ran) == 1, "the constructor's thread: ran %d", atomic_load(&ctor_ran));
+        CHECK(ctor_tls == 7, "main's __thread value changed by another thread: %d", ctor_tls);
+    }
+    /* libc's own pthread_create, past any interposer */
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    CHECK(libc != NULL, "dlopen libc.so.6: %s", dlerror());
+    if (!libc) return;
+    typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    create_fn libc_create = (create_fn)dlsym(libc, "pthread_create");
+    CHECK(libc_create != NULL, "dlsym pthread_create in libc");
+    if (libc_create) {
+        lk_turn = 0;
+        lk_rounds_done = 0;
+        pthread_t a, b;
+        CHECK(libc_create(&a, NULL, turns, (void *)0) == 0, "libc's pthread_create");
+        b = st_spawn(turns, (void *)1);
+        void *ra = NULL, *rb = NULL;
+        CHECK(pthread_join(a, &ra) == 0 && ra == (void *)100, "join of libc's thread: %p", ra);
+        pthread_join(b, &rb);
+        CHECK(rb == (void *)101 && lk_rounds_done == 100, "turns: %d of 100", lk_rounds_done);
+    }
+    dlclose(libc);
+}
+
+/* ------------------------------------------------------------- main -- */
+
+int main(int argc, char **argv)
+{
+    if (argc > 2 && strcmp(argv[1], "overflow") == 0) return mode_overflow(argv[2]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    st_watchdog(60);
+    signal(SIGPIPE, SIG_IGN);
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        {"link", test_link},         {"held-lock", test_held_lock}, {"fd-reuse", test_fd_reuse},
+        {"rcvtimeo", test_rcvtimeo}, {"epoll", test_epoll},         {"overflow", test_overflow},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        long before = atomic_load(&st_failures);
+        int64_t t = st_mono_ns();
+        tests[i].fn();
+        printf("%s %s (%.0f ms)\n", atomic_load(&st_failures) == before ? "ok" : "FAIL", tests[i].name,
+               st_ms(st_mono_ns() - t));
+    }
+    return st_finish("pitfalls");
+}

@@ -1,0 +1,1009 @@
+/* signals: a threaded program's signals, thread by thread.
+ *
+ *   eintr       a handler without SA_RESTART ends a blocked read (pipe and
+ *               socket), accept, poll, nanosleep and sem_wait with EINTR;
+ *               with SA_RESTART the read, accept and sem_wait go on (poll
+ *               and nanosleep end with EINTR all the same, as on Linux).
+ *               Every handler runs on the thread it interrupts, on that
+ *               thread's stack (or its sigaltstack)
+ *   condwait    a signal to a thread in pthread_cond_wait runs its handler
+ *               there; the wait never fails
+ *   small-stack a handler using 2 KiB of stack on a thread with a 16 KiB
+ *               stack, interrupting a blocked read
+ *   altstack    with SA_ONSTACK and a sigaltstack of the thread's, the
+ *               handler runs on the thread's stack or on that one
+ *   masks       pthread_sigmask is per thread: a process signal goes to the
+ *               thread that does not block it; one sent to a thread that
+ *               blocks it is pending there (sigpending) and its handler runs
+ *               when the thread unblocks it, before pthread_sigmask returns
+ *   raise       raise and pthread_kill(pthread_self()) run the handler on the
+ *               caller before they return; pthread_kill reaches its thread
+ *   sigwait     every thread blocks the signals, one waits for them
+ *               (sigwaitinfo, sigwait, sigtimedwait) while others work:
+ *               kill from the process and from a child, sigqueue with its
+ *               value, queued real-time signals counted; sigtimedwait's
+ *               timeout (other threads run meanwhile)
+ *   timers      alarm() and setitimer(ITIMER_REAL) interrupt the thread that
+ *               takes SIGALRM; ITIMER_PROF ticks while a thread computes
+ *               (and now and then sleeps: a running green thread takes
+ *               its handlers at its next call, netpoll-preload(7))
+ *   sigpipe     writing to a closed socket: EPIPE with SIG_IGN, the handler
+ *               on the writer with one; by default the process dies of it
+ *   defaults    SIGTERM, SIGINT and SIGQUIT, sent from outside or raised by
+ *               a thread, kill the process with that signal
+ *
+ * The processes that must die are this program again (/proc/self/exe)
+ * with a mode argument. */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <spawn.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "shim_test.h"
+
+extern char **environ;
+
+/* ------------------------------------------------------------ helpers -- */
+
+static void set_handler(int sig, void (*fn)(int), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) != 0) {
+        perror("sigaction");
+        exit(2);
+    }
+}
+
+static int wait_status(pid_t pid)
+{
+    int st = -1;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+    return r == pid ? st : -1;
+}
+
+static const char *status_str(int st)
+{
+    static __thread char b[64];
+    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
+    else snprintf(b, sizeof b, "status %#x", st);
+    return b;
+}
+
+/* The calling thread's stack, [lo, hi). */
+static void my_stack(uintptr_t *lo, uintptr_t *hi)
+{
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &addr, &size);
+        pthread_attr_destroy(&a);
+    }
+    *lo = (uintptr_t)addr;
+    *hi = (uintptr_t)addr + size;
+}
+
+/* ----------------------------------------------------- the handler -- */
+
+static atomic_int h_count;
+static __thread volatile int h_mine; /* handlers run on this thread */
+static _Atomic uintptr_t h_self, h_sp;
+static int h_stack_use; /* bytes of stack the handler touches */
+
+static void on_sig(int sig)
+{
+    (void)sig;
+    volatile char probe[4096];
+    int use = h_stack_use > (int)sizeof probe ? (int)sizeof probe : h_stack_use;
+    for (int i = 0; i < use; i += 64) probe[i] = (char)i;
+    probe[0] = 1;
+    int e = errno;
+    close(-1); /* a handler that changes errno (and puts it back) */
+    errno = e;
+    atomic_store(&h_self, (uintptr_t)pthread_self());
+    atomic_store(&h_sp, (uintptr_t)&probe[0]);
+    h_mine++;
+    atomic_fetch_add(&h_count, 1);
+}
+
+/* --------------------------------------------------------- eintr -- */
+
+enum kind { K_PIPE, K_SOCK, K_ACCEPT, K_POLL, K_NANOSLEEP, K_SEM, K_N };
+static const char *kind_name[] = {"read (pipe)", "read (socket)", "accept", "poll", "nanosleep", "sem_wait"};
+
+struct target {
+    enum kind kind;
+    int fd;        /* what it waits on */
+    sem_t sem;
+    size_t stack;  /* 0: default */
+    void *alt;     /* a sigaltstack of this size (64 KiB), or null */
+    pthread_t self;
+    uintptr_t lo, hi;
+    atomic_int entered, done;
+    long r;
+    int err;
+    int64_t ns;
+};
+
+static void *target_body(void *arg)
+{
+    struct target *t = arg;
+    t->self = pthread_self();
+    my_stack(&t->lo, &t->hi);
+    stack_t alt_before;
+    if (t->alt) {
+        stack_t ss = {.ss_sp = t->alt, .ss_size = 65536, .ss_flags = 0};
+        CHECK(sigaltstack(&ss, &alt_before) == 0, "sigaltstack: %s", strerror(errno));
+        stack_t back;
+        CHECK(sigaltstack(NULL, &back) == 0 && back.ss_sp == t->alt && !(back.ss_flags & SS_DISABLE),
+              "sigaltstack reads back %p flags %d, want %p", back.ss_sp, back.ss_flags, t->alt);
+    }
+    atomic_store(&t->entered, 1);
+    int64_t start = st_mono_ns();
+    errno = 0;
+    char c;
+    switch (t->kind) {
+    case K_PIPE:
+    case K_SOCK: t->r = read(t->fd, &c, 1); break;
+    case K_ACCEPT: t->r = accept(t->fd, NULL, NULL); break;
+    case K_POLL: {
+        struct pollfd p = {.fd = t->fd, .events = POLLIN};
+        t->r = poll(&p, 1, -1);
+        break;
+    }
+    case K_NANOSLEEP: {
+        struct timespec ts = {3, 0};
+        t->r = nanosleep(&ts, NULL);
+        break;
+    }
+    case K_SEM: t->r = sem_wait(&t->sem); break;
+    default: break;
+    }
+    t->err = errno;
+    t->ns = st_mono_ns() - start;
+    if (t->kind == K_ACCEPT && t->r >= 0) close((int)t->r);
+    if (t->alt) sigaltstack(&alt_before, NULL); /* as it was */
+    atomic_store(&t->done, 1);
+    return NULL;
+}
+
+static void check_handler_place(struct target *t, const char *what)
+{
+    uintptr_t sp = atomic_load(&h_sp);
+    int on_thread = sp >= t->lo && sp < t->hi;
+    int on_alt = t->alt && sp >= (uintptr_t)t->alt && sp < (uintptr_t)t->alt + 65536;
+    CHECK(atomic_load(&h_self) == (uintptr_t)t->self, "%s: the handler ran on another thread", what);
+    CHECK(on_thread || on_alt, "%s: the handler's stack %#lx is neither the thread's [%#lx, %#lx) nor its sigaltstack",
+          what, (unsigned long)sp, (unsigned long)t->lo, (unsigned long)t->hi);
+}
+
+/* One blocked call, one signal (more if one came before the call). */
+static void one_case(enum kind k, int restart, size_t stack, void *alt, int stack_use, const char *label)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s%s%s", kind_name[k], restart ? ", SA_RESTART" : "", label);
+    st_phase = what;
+    set_handler(SIGUSR1, on_sig, (restart ? SA_RESTART : 0) | (alt ? SA_ONSTACK : 0));
+    h_stack_use = stack_use;
+    struct target t;
+    memset(&t, 0, sizeof t);
+    t.kind = k;
+    t.stack = stack;
+    t.alt = alt;
+    int p[2] = {-1, -1}, ls = -1;
+    uint16_t port = 0;
+    if (k == K_PIPE || k == K_POLL) {
+        CHECK(pipe(p) == 0, "pipe");
+        t.fd = p[0];
+    } else if (k == K_SOCK) {
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, p) == 0, "socketpair");
+        t.fd = p[0];
+    } else if (k == K_ACCEPT) {
+        ls = st_listen(16, &port);
+        t.fd = ls;
+    } else if (k == K_SEM) {
+        sem_init(&t.sem, 0, 0);
+    }
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    if (stack) pthread_attr_setstacksize(&a, stack);
+    pthread_t th;
+    CHECK(pthread_create(&th, &a, target_body, &t) == 0, "%s: pthread_create", what);
+    pthread_attr_destroy(&a);
+    st_wait_for(&t.entered, 1, 5000);
+    st_sleep_ms(20);
+    int expect_eintr = !restart || k == K_POLL || k == K_NANOSLEEP;
+    int client = -1;
+    if (expect_eintr) {
+        for (int tries = 0; tries < 20 && !atomic_load(&t.done); tries++) {
+            int before = atomic_load(&h_count);
+            pthread_kill(th, SIGUSR1);
+            CHECK(st_wait_for(&h_count, before + 1, 3000) || tries, "%s: the handler did not run", what);
+            st_wait_for(&t.done, 1, 300);
+        }
+    } else {
+        int before = atomic_load(&h_count);
+        pthread_kill(th, SIGUSR1);
+        CHECK(st_wait_for(&h_count, before + 1, 3000), "%s: the handler did not run", what);
+        st_sleep_ms(200);
+        CHECK(!atomic_load(&t.done), "%s: the call returned %ld (%s) on the signal, want it restarted", what, t.r,
+              strerror(t.err));
+    }
+    /* what the call waits for, if it still waits */
+    if (!atomic_load(&t.done)) {
+        if (p[1] >= 0) (void)!write(p[1], "x", 1);
+        if (k == K_ACCEPT) client = st_connect(port);
+        if (k == K_SEM) sem_post(&t.sem);
+    }
+    pthread_join(th, NULL);
+    if (expect_eintr)
+        CHECK(t.r == -1 && t.err == EINTR, "%s: returned %ld errno %d (%s), want -1 EINTR", what, t.r, t.err,
+              strerror(t.err));
+    else
+        CHECK(t.r >= 0, "%s: returned %ld errno %d (%s) after the restart", what, t.r, t.err, strerror(t.err));
+    check_handler_place(&t, what);
+    if (client >= 0) close(client);
+    if (p[0] >= 0) close(p[0]);
+    if (p[1] >= 0) close(p[1]);
+    if (ls >= 0) close(ls);
+    if (k == K_SEM) sem_destroy(&t.sem);
+}
+
+static void test_eintr(void)
+{
+    for (int restart = 0; restart < 2; restart++)
+        for (int k = 0; k < K_N; k++) one_case((enum kind)k, restart, 0, NULL, 256, "");
+}
+
+static void test_small_stack(void)
+{
+    one_case(K_PIPE, 0, 16384, NULL, 2048, ", 16 KiB stack");
+    one_case(K_SOCK, 1, 16384, NULL, 2048, ", 16 KiB stack");
+}
+
+/* ------------------------------------------------------- altstack -- */
+
+static void test_altstack(void)
+{
+    static char alt[65536] __attribute__((aligned(64)));
+    one_case(K_PIPE, 0, 0, alt, 256, ", on a sigaltstack");
+    one_case(K_SOCK, 1, 0, alt, 256, ", on a sigaltstack");
+}
+
+/* ------------------------------------------------------- condwait -- */
+
+static pthread_mutex_t cw_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cw_c = PTHREAD_COND_INITIALIZER;
+static int cw_flag, cw_bad, cw_returns;
+static atomic_int cw_waiting;
+
+static void *cond_waiter(void *arg)
+{
+    struct target *t = arg;
+    t->self = pthread_self();
+    my_stack(&t->lo, &t->hi);
+    pthread_mutex_lock(&cw_m);
+    atomic_store(&cw_waiting, 1);
+    while (!cw_flag) {
+        int r = pthread_cond_wait(&cw_c, &cw_m);
+        if (r != 0) cw_bad = r;
+        cw_returns++;
+    }
+    pthread_mutex_unlock(&cw_m);
+    return NULL;
+}
+
+static void test_condwait(void)
+{
+    st_phase = "condwait";
+    set_handler(SIGUSR1, on_sig, 0);
+    h_stack_use = 256;
+    struct target t;
+    memset(&t, 0, sizeof t);
+    pthread_t th = st_spawn(cond_waiter, &t);
+    st_wait_for(&cw_waiting, 1, 5000);
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_lock(&cw_m); /* it is in the wait: the mutex is free */
+        pthread_mutex_unlock(&cw_m);
+        int before = atomic_load(&h_count);
+        pthread_kill(th, SIGUSR1);
+        CHECK(st_wait_for(&h_count, before + 1, 3000), "cond_wait: the handler did not run");
+        check_handler_place(&t, "pthread_cond_wait");
+    }
+    pthread_mutex_lock(&cw_m);
+    cw_flag = 1;
+    pthread_cond_signal(&cw_c);
+    pthread_mutex_unlock(&cw_m);
+    pthread_join(th, NULL);
+    CHECK(cw_bad == 0, "pthread_cond_wait returned %d on a signal", cw_bad);
+}
+
+/* ---------------------------------------------------------- masks -- */
+
+static atomic_int m2_count;
+static _Atomic uintptr_t m2_self;
+static void on_usr2(int sig)
+{
+    (void)sig;
+    atomic_store(&m2_self, (uintptr_t)pthread_self());
+    atomic_fetch_add(&m2_count, 1);
+}
+
+struct masked {
+    int unblock;       /* unblocks SIGUSR2 itself */
+    int cmd[2];        /* main writes commands here */
+    pthread_t self;
+    int mask_ok, pending_seen, ran_before_return, ran_on_self;
+    atomic_int ready;
+};
+
+static int blocks(int sig)
+{
+    sigset_t m;
+    pthread_sigmask(SIG_BLOCK, NULL, &m);
+    return sigismember(&m, sig);
+}
+
+static void *masked_body(void *arg)
+{
+    struct masked *m = arg;
+    m->self = pthread_self();
+    if (m->unblock) {
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGUSR2);
+        pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    }
+    m->mask_ok = blocks(SIGUSR2) == !m->unblock;
+    atomic_store(&m->ready, 1);
+    char c;
+    while (read(m->cmd[0], &c, 1) == 1 || errno == EINTR) {
+        if (c == 'q') break;
+        if (c == 'c') m->mask_ok &= blocks(SIGUSR2) == !m->unblock; /* after a park, maybe elsewhere */
+        if (c == 'u') {
+            sigset_t p;
+            sigemptyset(&p);
+            sigpending(&p);
+            m->pending_seen = sigismember(&p, SIGUSR2);
+            int before = atomic_load(&m2_count);
+            sigset_t s;
+            sigemptyset(&s);
+            sigaddset(&s, SIGUSR2);
+            pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+            m->ran_before_return = atomic_load(&m2_count) == before + 1;
+            m->ran_on_self = atomic_load(&m2_self) == (uintptr_t)pthread_self();
+            pthread_sigmask(SIG_BLOCK, &s, NULL);
+        }
+    }
+    return NULL;
+}
+
+static void test_masks(void)
+{
+    st_phase = "masks";
+    set_handler(SIGUSR2, on_usr2, SA_RESTART);
+    sigset_t s, old;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &s, &old);
+    struct masked a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    b.unblock = 1;
+    CHECK(pipe(a.cmd) == 0 && pipe(b.cmd) == 0, "pipe");
+    pthread_t ta = st_spawn(masked_body, &a), tb = st_spawn(masked_body, &b);
+    st_wait_for(&a.ready, 1, 5000);
+    st_wait_for(&b.ready, 1, 5000);
+    for (int i = 0; i < 5; i++) {
+        int before = atomic_load(&m2_count);
+        kill(getpid(), SIGUSR2);
+        CHECK(st_wait_for(&m2_count, before + 1, 3000), "SIGUSR2 to the process: no handler ran");
+        CHECK(atomic_load(&m2_self) == (uintptr_t)b.self,
+              "SIGUSR2 to the process ran on a thread that blocks it, not the one that does not");
+        (void)!write(a.cmd[1], "c", 1);
+        (void)!write(b.cmd[1], "c", 1);
+    }
+    /* to the thread that blocks it: pending there until it unblocks */
+    int before = atomic_load(&m2_count);
+    pthread_kill(ta, SIGUSR2);
+    st_sleep_ms(100);
+    CHECK(atomic_load(&m2_count) == before, "a handler ran for a signal its thread blocks");
+    (void)!write(a.cmd[1], "u", 1);
+    (void)!write(a.cmd[1], "q", 1);
+    (void)!write(b.cmd[1], "q", 1);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.mask_ok && b.mask_ok, "a thread's mask is not its own (blocking: %d, unblocked: %d)", a.mask_ok,
+          b.mask_ok);
+    CHECK(a.pending_seen, "sigpending in the thread does not show the SIGUSR2 sent to it");
+    CHECK(a.ran_before_return, "unblocking a pending signal: its handler did not run before pthread_sigmask returned");
+    CHECK(a.ran_on_self, "unblocking a pending signal: its handler ran on another thread");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(a.cmd[i]);
+        close(b.cmd[i]);
+    }
+}
+
+/* ---------------------------------------------------------- raise -- */
+
+static void *raiser(void *arg)
+{
+    (void)arg;
+    int ok = 1;
+    for (int i = 0; i < 5; i++) {
+        int before = h_mine;
+        raise(SIGUSR1);
+        ok &= h_mine == before + 1;
+        before = h_mine;
+        pthread_kill(pthread_self(), SIGUSR1);
+        ok &= h_mine == before + 1;
+        st_sleep_ms(1);
+    }
+    return (void *)(intptr_t)ok;
+}
+
+struct parked {
+    int fd;
+    pthread_t self;
+    atomic_int ready;
+};
+static void *parked_body(void *arg)
+{
+    struct parked *p = arg;
+    p->self = pthread_self();
+    atomic_store(&p->ready, 1);
+    char c;
+    while (read(p->fd, &c, 1) < 0 && errno == EINTR) {}
+    return NULL;
+}
+
+static void test_raise(void)
+{
+    st_phase = "raise";
+    set_handler(SIGUSR1, on_sig, SA_RESTART);
+    h_stack_use = 256;
+    pthread_t r[3];
+    for (int i = 0; i < 3; i++) r[i] = st_spawn(raiser, NULL);
+    for (int i = 0; i < 3; i++) {
+        void *ok;
+        pthread_join(r[i], &ok);
+        CHECK(ok, "raise/pthread_kill(self): the handler did not run on the caller before it returned");
+    }
+    /* pthread_kill reaches the thread named, among several parked */
+    enum { N = 6 };
+    struct parked p[N];
+    int fds[N][2];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        CHECK(pipe(fds[i]) == 0, "pipe");
+        p[i].fd = fds[i][0];
+        t[i] = st_spawn(parked_body, &p[i]);
+    }
+    for (int i = 0; i < N; i++) st_wait_for(&p[i].ready, 1, 5000);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++) {
+            int before = atomic_load(&h_count);
+            pthread_kill(t[i], SIGUSR1);
+            CHECK(st_wait_for(&h_count, before + 1, 3000), "pthread_kill of thread %d: no handler ran", i);
+            CHECK(atomic_load(&h_self) == (uintptr_t)p[i].self, "pthread_kill of thread %d ran on another", i);
+        }
+    for (int i = 0; i < N; i++) (void)!write(fds[i][1], "q", 1);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+}
+
+/* -------------------------------------------------------- sigwait -- */
+
+#define SIG_RT (SIGRTMIN + 3)
+static atomic_int sw_hup, sw_rt, sw_from_child, sw_stop, sw_rt_value_bad, sw_other;
+static atomic_int sw_waiting;
+
+static void *sig_waiter(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        siginfo_t si;
+        atomic_store(&sw_waiting, 1);
+        int sig = sigwaitinfo(set, &si);
+        if (sig < 0) {
+            CHECK(errno == EINTR, "sigwaitinfo: %s", strerror(errno));
+            continue;
+        }
+        CHECK(si.si_signo == sig, "sigwaitinfo: si_signo %d for %d", si.si_signo, sig);
+        if (sig == SIGHUP) {
+            atomic_fetch_add(&sw_hup, 1);
+            if (si.si_pid != getpid()) atomic_fetch_add(&sw_from_child, 1);
+        } else if (sig == SIG_RT) {
+            if (si.si_code != SI_QUEUE || si.si_value.sival_int != 1000 + atomic_load(&sw_rt))
+                atomic_fetch_add(&sw_rt_value_bad, 1);
+            atomic_fetch_add(&sw_rt, 1);
+        } else if (sig == SIGTERM) {
+            break;
+        } else {
+            atomic_fetch_add(&sw_other, 1);
+        }
+    }
+    /* sigwait, then sigtimedwait */
+    int sig = 0;
+    CHECK(sigwait(set, &sig) == 0 && sig == SIGHUP, "sigwait: %d", sig);
+    atomic_store(&sw_stop, 1);
+    return NULL;
+}
+
+static atomic_int ticks;
+static void *ticker(void *arg)
+{
+    (void)arg;
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    char c = 0;
+    while (!atomic_load(&sw_stop)) {
+        if (write(p[1], &c, 1) != 1 || read(p[0], &c, 1) != 1) break;
+        atomic_fetch_add(&ticks, 1);
+        if ((atomic_load(&ticks) & 255) == 0) st_sleep_ms(1);
+    }
+    close(p[0]);
+    close(p[1]);
+    return NULL;
+}
+
+static atomic_int tw_in, tw_helper_done;
+static void *timed_waiter(void *arg)
+{
+    sigset_t *set = arg;
+    struct timespec ts = {0, 150 * 1000000};
+    int64_t start = st_mono_ns();
+    errno = 0;
+    int r = sigtimedwait(set, NULL, &ts);
+    int e = errno;
+    int64_t ns = st_mono_ns() - start;
+    CHECK(r == -1 && e == EAGAIN, "sigtimedwait with nothing sent: %d (%s), want -1 EAGAIN", r, strerror(e));
+    CHECK(ns >= 140 * 1000000LL && ns < 10000 * 1000000LL, "sigtimedwait 150 ms took %.0f ms", st_ms(ns));
+    /* while it waits, another thread works, then ends the wait */
+    ts.tv_sec = 10;
+    ts.tv_nsec = 0;
+    atomic_store(&tw_in, 1);
+    siginfo_t si;
+    r = sigtimedwait(set, &si, &ts);
+    CHECK(r == SIGHUP, "sigtimedwait: %d (%s), want SIGHUP", r, r < 0 ? strerror(errno) : "-");
+    CHECK(atomic_load(&tw_helper_done), "sigtimedwait returned before the thread that sent the signal had worked");
+    return NULL;
+}
+/* Pipe round trips while the waiter is in sigtimedwait, then the signal. */
+static void *timed_helper(void *arg)
+{
+    (void)arg;
+    st_wait_for(&tw_in, 1, 10000);
+    st_sleep_ms(20);
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    char c = 0;
+    for (int i = 0; i < 100; i++)
+        if (write(p[1], &c, 1) != 1 || read(p[0], &c, 1) != 1) break;
+    close(p[0]);
+    close(p[1]);
+    atomic_store(&tw_helper_done, 1);
+    kill(getpid(), SIGHUP);
+    return NULL;
+}
+
+static void test_sigwait(void)
+{
+    st_phase = "sigwait";
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIG_RT);
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, &set, &old); /* every thread from here on blocks them */
+    atomic_store(&sw_stop, 0);
+    pthread_t tk[2];
+    for (int i = 0; i < 2; i++) tk[i] = st_spawn(ticker, NULL);
+    pthread_t tw = st_spawn(timed_waiter, &set), th = st_spawn(timed_helper, NULL);
+    pthread_join(tw, NULL);
+    pthread_join(th, NULL);
+    pthread_t w = st_spawn(sig_waiter, &set);
+    st_wait_for(&sw_waiting, 1, 5000);
+    for (int i = 0; i < 10; i++) {
+        kill(getpid(), SIGHUP);
+        CHECK(st_wait_for(&sw_hup, i + 1, 3000), "SIGHUP %d from the process not taken by sigwaitinfo", i);
+    }
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = fork();
+        if (pid == 0) _exit(kill(getppid(), SIGHUP) == 0 ? 0 : 1);
+        CHECK(wait_status(pid) == 0, "the child's kill");
+        CHECK(st_wait_for(&sw_hup, 11 + i, 3000), "SIGHUP %d from a child not taken by sigwaitinfo", i);
+    }
+    CHECK(atomic_load(&sw_from_child) == 3, "si_pid named the child %d times of 3", atomic_load(&sw_from_child));
+    /* real-time signals queue: five sent at once, five taken, in order */
+    for (int i = 0; i < 5; i++) {
+        union sigval v = {.sival_int = 1000 + i};
+        CHECK(sigqueue(getpid(), SIG_RT, v) == 0, "sigqueue: %s", strerror(errno));
+    }
+    CHECK(st_wait_for(&sw_rt, 5, 3000), "real-time signals: %d of 5 queued taken", atomic_load(&sw_rt));
+    CHECK(atomic_load(&sw_rt_value_bad) == 0, "real-time signals: %d with a wrong si_code or value",
+          atomic_load(&sw_rt_value_bad));
+    kill(getpid(), SIGTERM); /* ends the sigwaitinfo loop; then sigwait */
+    st_sleep_ms(50);
+    kill(getpid(), SIGHUP);
+    pthread_join(w, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(tk[i], NULL);
+    CHECK(atomic_load(&sw_other) == 0, "sigwaitinfo returned a signal not in its set");
+    /* nothing left pending, then the mask as it was */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIG_RT, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIG_RT, SIG_DFL);
+}
+
+/* --------------------------------------------------------- timers -- */
+
+static atomic_int alrm_count, prof_count;
+static _Atomic uintptr_t alrm_self;
+static void on_alrm(int sig)
+{
+    (void)sig;
+    atomic_store(&alrm_self, (uintptr_t)pthread_self());
+    atomic_fetch_add(&alrm_count, 1);
+}
+static void on_prof(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&prof_count, 1);
+}
+
+struct alarm_reader {
+    int fd;
+    pthread_t self;
+    atomic_int eintr, ready, quit;
+    int other;
+};
+static void *alarm_body(void *arg)
+{
+    struct alarm_reader *a = arg;
+    a->self = pthread_self();
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    atomic_store(&a->ready, 1);
+    char c;
+    for (;;) {
+        ssize_t n = read(a->fd, &c, 1);
+        if (n < 0 && errno == EINTR) atomic_fetch_add(&a->eintr, 1);
+        else if (n == 1 && c == 'q') break;
+        else a->other++;
+    }
+    return NULL;
+}
+
+static void *spin_cpu(void *arg)
+{
+    (void)arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPROF);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    int64_t end = st_mono_ns() + 10000 * 1000000LL;
+    volatile unsigned long x = 0;
+    /* a green thread runs its pending handlers at its next call: a short
+     * sleep now and then (netpoll-preload(7), SIGNALS) */
+    while (atomic_load(&prof_count) < 3 && st_mono_ns() < end) {
+        int64_t slice = st_mono_ns() + 2000000;
+        while (st_mono_ns() < slice)
+            for (int i = 0; i < 1000; i++) x += (unsigned long)i;
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void test_timers(void)
+{
+    st_phase = "timers";
+    alarm(0);
+    set_handler(SIGALRM, on_alrm, 0);
+    sigset_t s, old;
+    sigemptyset(&s);
+    sigaddset(&s, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &s, &old); /* main and the others block it; the reader does not */
+    struct alarm_reader a;
+    memset(&a, 0, sizeof a);
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    a.fd = p[0];
+    pthread_t t = st_spawn(alarm_body, &a);
+    st_wait_for(&a.ready, 1, 5000);
+    /* (again if it came before the reader was in its read) */
+    for (int tries = 0; tries < 3 && !atomic_load(&a.eintr); tries++) {
+        int before = atomic_load(&alrm_count);
+        int64_t start = st_mono_ns();
+        alarm(1);
+        CHECK(st_wait_for(&alrm_count, before + 1, 10000), "alarm(1): no SIGALRM");
+        int64_t ns = st_mono_ns() - start;
+        CHECK(ns >= 900 * 1000000LL, "alarm(1) fired after %.0f ms", st_ms(ns));
+        CHECK(atomic_load(&alrm_self) == (uintptr_t)a.self, "SIGALRM ran on a thread that blocks it");
+        st_wait_for(&a.eintr, 1, 1000);
+    }
+    CHECK(atomic_load(&a.eintr) >= 1, "alarm(1): the reader's read did not end with EINTR");
+    struct itimerval it = {{0, 20000}, {0, 20000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0, "setitimer");
+    int base = atomic_load(&a.eintr);
+    CHECK(st_wait_for(&a.eintr, base + 5, 10000), "setitimer 20 ms: %d interruptions", atomic_load(&a.eintr) - base);
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    CHECK(atomic_load(&alrm_self) == (uintptr_t)a.self, "SIGALRM ran on a thread that blocks it");
+    (void)!write(p[1], "q", 1);
+    pthread_join(t, NULL);
+    CHECK(a.other == 0, "the reader's read returned something else %d times", a.other);
+    close(p[0]);
+    close(p[1]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    st_watchdog(60);
+
+    /* main blocks SIGPROF: it goes to the thread that computes */
+    set_handler(SIGPROF, on_prof, SA_RESTART);
+    sigemptyset(&s);
+    sigaddset(&s, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &s, &old);
+    struct itimerval prof = {{0, 10000}, {0, 10000}};
+    CHECK(setitimer(ITIMER_PROF, &prof, NULL) == 0, "setitimer ITIMER_PROF");
+    pthread_t c = st_spawn(spin_cpu, NULL);
+    pthread_join(c, NULL);
+    setitimer(ITIMER_PROF, &off, NULL);
+    CHECK(atomic_load(&prof_count) >= 3, "ITIMER_PROF: %d ticks while a thread computed", atomic_load(&prof_count));
+    signal(SIGPROF, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* -------------------------------------------------------- sigpipe -- */
+
+static atomic_int pipe_count;
+static _Atomic uintptr_t pipe_self;
+static void on_pipe(int sig)
+{
+    (void)sig;
+    atomic_store(&pipe_self, (uintptr_t)pthread_self());
+    atomic_fetch_add(&pipe_count, 1);
+}
+
+/* Write to a socket whose peer closed: the first result that is not a
+ * success (unix: at once; TCP: after the peer's reset). */
+static long write_closed(int tcp, int *err)
+{
+    int sv[2] = {-1, -1};
+    if (tcp) {
+        uint16_t port;
+        int ls = st_listen(4, &port);
+        sv[0] = st_connect(port);
+        sv[1] = accept(ls, NULL, NULL);
+        close(ls);
+    } else if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+        return -2;
+    }
+    close(sv[1]);
+    long r = 0;
+    for (int i = 0; i < 100; i++) {
+        errno = 0;
+        r = write(sv[0], "data", 4);
+        if (r < 0) break;
+        st_sleep_ms(5);
+    }
+    *err = errno;
+    close(sv[0]);
+    return r;
+}
+
+static void *pipe_writer(void *arg)
+{
+    (void)arg;
+    int ok = 1;
+    for (int tcp = 0; tcp < 2; tcp++) {
+        int before = atomic_load(&pipe_count), err;
+        long r = write_closed(tcp, &err);
+        ok &= r == -1 && err == EPIPE;
+        ok &= atomic_load(&pipe_count) == before + 1 && atomic_load(&pipe_self) == (uintptr_t)pthread_self();
+    }
+    return (void *)(intptr_t)ok;
+}
+
+static void *pipe_writer_dies(void *arg)
+{
+    int err;
+    write_closed((int)(intptr_t)arg, &err);
+    return NULL;
+}
+
+static int mode_sigpipe(const char *how)
+{
+    alarm(20);
+    signal(SIGPIPE, SIG_DFL);
+    pthread_t t = st_spawn(pipe_writer_dies, (void *)(intptr_t)(how && strcmp(how, "tcp") == 0));
+    pthread_join(t, NULL);
+    return 0; /* wrong: SIGPIPE should have killed the process */
+}
+
+/* The environment without the variables that would make a signal dump
+ * the threads rather than act. */
+static char **env_no_dump(void)
+{
+    static char *env[512];
+    int n = 0;
+    for (char **e = environ; *e && n < 510; e++)
+        if (strncmp(*e, "NP_DUMP_SIGNAL=", 15) != 0 && strncmp(*e, "NPDEBUG=", 8) != 0) env[n++] = *e;
+    env[n] = NULL;
+    return env;
+}
+
+static pid_t self_spawn(char *const argv[])
+{
+    pid_t pid;
+    return posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, env_no_dump()) == 0 ? pid : -1;
+}
+
+static void test_sigpipe(void)
+{
+    st_phase = "sigpipe";
+    signal(SIGPIPE, SIG_IGN);
+    int err;
+    for (int tcp = 0; tcp < 2; tcp++) {
+        long r = write_closed(tcp, &err);
+        CHECK(r == -1 && err == EPIPE, "write to a closed %s socket with SIGPIPE ignored: %ld (%s), want EPIPE",
+              tcp ? "TCP" : "unix", r, strerror(err));
+    }
+    set_handler(SIGPIPE, on_pipe, SA_RESTART);
+    for (int i = 0; i < 2; i++) {
+        pthread_t t = st_spawn(pipe_writer, NULL);
+        void *ok;
+        pthread_join(t, &ok);
+        CHECK(ok, "SIGPIPE with a handler: not EPIPE, or the handler did not run once on the writer");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    for (int tcp = 0; tcp < 2; tcp++) {
+        char *argv[] = {"signals", "sigpipe", tcp ? "tcp" : "unix", NULL};
+        pid_t pid = self_spawn(argv);
+        CHECK(pid > 0, "posix_spawn");
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
+              "a thread writing to a closed %s socket, SIGPIPE default: the process ended with %s, want signal %d",
+              tcp ? "TCP" : "unix", status_str(st), SIGPIPE);
+    }
+}
+
+/* ------------------------------------------------------- defaults -- */
+
+static int die_ready_fd = -1;
+static void *die_parked(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    while (read(fd, &c, 1) < 0 && errno == EINTR) {}
+    return NULL;
+}
+static void *die_raiser(void *arg)
+{
+    int sig = (int)(intptr_t)arg;
+    st_sleep_ms(20);
+    raise(sig);
+    st_sleep_ms(3000);
+    return NULL;
+}
+struct die_kill {
+    pthread_t target;
+    int sig;
+};
+static void *die_killer(void *arg)
+{
+    struct die_kill *k = arg;
+    st_sleep_ms(20);
+    pthread_kill(k->target, k->sig);
+    st_sleep_ms(3000);
+    return NULL;
+}
+
+/* "die SIG HOW": threads parked in reads; HOW: "wait,FD" (writes 'r' to
+ * FD, then waits for SIG from outside), "raise" (a thread raises it),
+ * "pthread_kill" (a thread sends it to another). */
+static int mode_die(const char *sigs, const char *how)
+{
+    alarm(20);
+    struct rlimit core = {0, 0};
+    setrlimit(RLIMIT_CORE, &core);
+    int sig = atoi(sigs);
+    int p[2];
+    if (pipe(p)) return 60;
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) t[i] = st_spawn(die_parked, (void *)(intptr_t)p[0]);
+    if (strncmp(how, "wait,", 5) == 0) {
+        die_ready_fd = atoi(how + 5);
+        st_sleep_ms(20);
+        (void)!write(die_ready_fd, "r", 1);
+        pthread_join(t[0], NULL); /* main parks until the signal ends it all */
+    } else if (strcmp(how, "raise") == 0) {
+        pthread_t r = st_spawn(die_raiser, (void *)(intptr_t)sig);
+        pthread_join(r, NULL);
+    } else {
+        struct die_kill k = {t[1], sig};
+        pthread_t r = st_spawn(die_killer, &k);
+        pthread_join(r, NULL);
+    }
+    return 61; /* the signal should have ended the process */
+}
+
+static void test_defaults(void)
+{
+    st_phase = "defaults";
+    int sigs[] = {SIGTERM, SIGINT, SIGQUIT};
+    for (int i = 0; i < 3; i++) {
+        char sig[8], how[32];
+        snprintf(sig, sizeof sig, "%d", sigs[i]);
+        int p[2];
+        CHECK(pipe(p) == 0, "pipe");
+        snprintf(how, sizeof how, "wait,%d", p[1]);
+        char *argv[] = {"signals", "die", sig, how, NULL};
+        pid_t pid = self_spawn(argv);
+        CHECK(pid > 0, "posix_spawn");
+        close(p[1]);
+        char c = 0;
+        CHECK(st_read_full(p[0], &c, 1) == 1 && c == 'r', "the child did not get ready");
+        close(p[0]);
+        kill(pid, sigs[i]);
+        int st = wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d sent to a process of parked threads: %s",
+              sigs[i], status_str(st));
+        const char *hows[] = {"raise", "pthread_kill"};
+        for (int h = 0; h < 2; h++) {
+            char *argv2[] = {"signals", "die", sig, (char *)hows[h], NULL};
+            pid = self_spawn(argv2);
+            CHECK(pid > 0, "posix_spawn");
+            st = wait_status(pid);
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d by %s from a thread: %s", sigs[i], hows[h],
+                  status_str(st));
+        }
+    }
+}
+
+/* ------------------------------------------------------------- main -- */
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
+    if (argc > 3 && strcmp(argv[1], "die") == 0) return mode_die(argv[2], argv[3]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    st_watchdog(60);
+    signal(SIGPIPE, SIG_IGN);
+    struct {
+        const char *name;
+        void (*fn)(void);
+    } tests[] = {
+        {"eintr", test_eintr},     {"condwait", test_condwait}, {"small-stack", test_small_stack},
+        {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
+        {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
+        {"defaults", test_defaults},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        long before = atomic_load(&st_failures);
+        int64_t t = st_mono_ns();
+        tests[i].fn();
+        printf("%s %s (%.0f ms)\n", atomic_load(&st_failures) == before ? "ok" : "FAIL", tests[i].name,
+               st_ms(st_mono_ns() - t));
+    }
+    return st_finish("signals");
+}
