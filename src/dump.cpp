@@ -499,7 +499,7 @@ void dump_fresh(Ctx &c, RunQueue &q) {
 void put_worker(Out &o, Worker *w, int64_t now) {
     o.put("worker %d", w->id);
     if (w->embedded) o.put(" (the host thread, embedded)");
-    else o.put(" (tid %d)", int(w->tid));
+    else o.put(" (tid %d)", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
     GThread *cur = w->running();
     if (cur) o.put(": running thread %llu", (unsigned long long)racy_id(cur));
     else if (w->state.load(std::memory_order_relaxed) == kPolling) {

@@ -847,7 +847,7 @@ static void *worker_main(void *arg) {
     // Dynamic TLS (after a dlopen) puts each thread's block apart: the
     // same offset in two threads means static TLS, the same in all.
     if (off == __atomic_load_n(&starter_off, __ATOMIC_RELAXED)) __atomic_store_n(&tls_worker_static, off, __ATOMIC_RELAXED);
-    w->tid = sys_gettid();
+    __atomic_store_n(&w->tid, sys_gettid(), __ATOMIC_RELAXED); // sysmon and np_dump read it
     w->port->bind_owner();
     stack_guard_thread_init();
     // Under the shim: the signals a legacy thread's own call raises

@@ -55,7 +55,7 @@ bool handoff(Worker *w, bool long_stall) {
 // computing: Go tells the two apart at each system call; here procfs says.
 bool in_kernel_wait(const Worker *w) {
     char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(w->tid));
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
     int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     ssize_t n = sys_read(fd, buf, sizeof buf - 1);
