@@ -228,8 +228,10 @@ def legacy_ratios(legacy, procs):
                   cs, lines,
                   "bench/legacy_echo.c and bench/legacy_http.c (pthreads, blocking calls, no "
                   "netpoll in them), the same binary plain and under nprun; Go beside them. "
-                  "The client shares the cores with the server, where CFS gives a server of "
-                  "thousands of OS threads most of them. \"Split cores\": each server on the "
+                  "The client shares the cores with the server: a thread per connection "
+                  "answers a request as soon as the kernel wakes its thread, its data still in "
+                  "the cache, where green threads take requests in arrival order, on cold "
+                  "caches at 10,000 connections. \"Split cores\": each server on the "
                   "first half of the cores (nprun -p that many), its client on the other half, "
                   "as a server and its clients on separate machines.")
 

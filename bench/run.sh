@@ -380,12 +380,12 @@ echo_series() {
 # section alone.
 LEG_CONNS=${BENCH_LEGACY_CONNS:-"10 100 1000 10000"}
 LEG_PROCS=${BENCH_LEGACY_PROCS:-2}
-# Split cores: the client shares the machine's cores with the server in the
-# runs above, where CFS gives a server of 10,000 OS threads most of them and
-# the client (and a server of 2 workers) the rest.  So each server also runs
-# on the first half of the cores with the client on the other half, as a
-# server and its clients run on separate machines: nprun -p the server's
-# cores, Go's GOMAXPROCS from its affinity.  BENCH_LEGACY_SPLIT=0: not run.
+# Split cores: in the runs above the client shares the machine's cores with
+# the server (and with a server of 10,000 OS threads, whose every wake-up
+# may preempt it).  So each server also runs on the first half of the cores
+# with the client on the other half, as a server and its clients run on
+# separate machines: nprun -p the server's cores, Go's GOMAXPROCS from its
+# affinity.  BENCH_LEGACY_SPLIT=0: not run.
 NCPU=$(nproc)
 LEG_SPLIT=${BENCH_LEGACY_SPLIT:-1}
 [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1 || LEG_SPLIT=0
