@@ -13,6 +13,10 @@
 #                            GET, a row each
 #   nginx                    master and 2 worker processes (threads of all
 #                            three), wrk -t2 -c100 on a 4 KiB file
+#   wrk, curl                the clients under nprun, against a plain nginx:
+#                            wrk -t2 -c100; curl --parallel, 100 transfers
+#   C++ pool, fork, daemon   t/shim/real's pool_echo.cpp, fork_echo.c and
+#                            daemon_echo.c, loaded by echo_client.py
 #
 # Each runs plain, then under `nprun -p REAL_PROCS`; the load generators
 # always run plain.  Started, sampled (largest Threads: seen) and stopped
@@ -161,6 +165,94 @@ if have nginx wrk && make_tree; then
         up "$m" "$port" "$tmp/nginx.log" "$ndir/error.log" || continue
         tc="nginx (master + 2 workers)" wrk_load "$m" "$port" tree
         stop "$bg" "$bgrp" TERM
+    done
+fi
+
+# Clients under nprun: wrk and curl against a plain nginx.
+if have nginx && make_tree && plain_http; then
+    tc=wrk
+    if have wrk; then
+        for m in $modes; do
+            # shellcheck disable=SC2046
+            timeout -s KILL $((secs + 30)) $(runner "$m") wrk -t2 -c100 -d"${secs}s" \
+                "http://127.0.0.1:$hport/4k.bin" >"$tmp/wrk.log" 2>&1
+            wrk_check "$tmp/wrk.log"
+            [ -z "$wrk_why" ] || fail "$m" "wrk: $wrk_why" "$tmp/wrk.log"
+            row "wrk (the load generator)" "$m" - "${wrk_rps:-}" "wrk -t2 -c100 against a plain nginx"
+        done
+    fi
+    tc=curl
+    if have curl; then
+        : >"$tmp/par.cfg"
+        for i in $(seq 100); do printf 'url = "http://127.0.0.1:%s/4k.bin"\noutput = "/dev/null"\n' "$hport" >>"$tmp/par.cfg"; done
+        for m in $modes; do
+            t0=$(now_ms)
+            # shellcheck disable=SC2046
+            timeout -s KILL 60 $(runner "$m") curl -sS --parallel --parallel-max 100 -K "$tmp/par.cfg" \
+                >"$tmp/curl.log" 2>&1 || { fail "$m" "curl --parallel failed" "$tmp/curl.log"; continue; }
+            row "curl --parallel" "$m" - "$(rate 100 $(($(now_ms) - t0)))" "100 transfers of a 4 KiB file, 100 at once"
+        done
+    fi
+    kill -s KILL -- "-$hgrp" 2>/dev/null
+fi
+
+# The thread-per-connection servers of t/shim/real: a std::thread pool, a
+# child per connection, a daemon; loaded by echo_client.py.
+tc=cxx-pool
+if have "${CXX:-c++}" "$py" && "${CXX:-c++}" -std=c++20 -O2 -pthread -o "$tmp/pool_echo" \
+    "$root/t/shim/real/pool_echo.cpp" >"$tmp/cc.log" 2>&1; then
+    for m in $modes; do
+        port=$(free_port)
+        # shellcheck disable=SC2046
+        start pool $(runner "$m") "$tmp/pool_echo" "$port" 8 60
+        up "$m" "$port" "$tmp/pool.log" || continue
+        sample_start "$bg"
+        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" 500 --concurrency 32 \
+            --rounds 5 >"$tmp/client.log" 2>&1 || fail "$m" "echo_client.py failed" "$tmp/client.log"
+        sample_stop
+        stop "$bg" "$bgrp" TERM
+        row "C++ std::thread pool (8 threads)" "$m" "$os_threads" \
+            "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "500 connections, 32 at once, 5 rounds"
+    done
+fi
+
+tc=fork
+if have "${CC:-cc}" "$py" && "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -o "$tmp/fork_echo" \
+    "$root/t/shim/real/fork_echo.c" >"$tmp/cc.log" 2>&1; then
+    for m in $modes; do
+        port=$(free_port)
+        # shellcheck disable=SC2046
+        start fork $(runner "$m") "$tmp/fork_echo" "$port" 60
+        up "$m" "$port" "$tmp/fork.log" || continue
+        sample_start "$bg"
+        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" 400 --concurrency 20 \
+            --rounds 3 >"$tmp/client.log" 2>&1 || fail "$m" "echo_client.py failed" "$tmp/client.log"
+        sample_stop
+        stop "$bg" "$bgrp" TERM
+        row "fork per connection" "$m" "$os_threads" \
+            "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "400 connections, 20 at once, 3 rounds"
+    done
+fi
+
+tc=daemon
+if have "${CC:-cc}" "$py" && "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -pthread -o "$tmp/daemon_echo" \
+    "$root/t/shim/real/daemon_echo.c" >"$tmp/cc.log" 2>&1; then
+    for m in $modes; do
+        port=$(free_port)
+        pf=$tmp/daemon-$m.pid
+        # shellcheck disable=SC2046
+        timeout -s KILL 20 $(runner "$m") "$tmp/daemon_echo" "$port" "$pf" 60 >"$tmp/daemon.log" 2>&1 </dev/null
+        dpid=$(cat "$pf" 2>/dev/null)
+        if [ -z "$dpid" ] || ! wait_listen "$port" "$dpid"; then
+            fail "$m" "the daemon did not start" "$tmp/daemon.log"
+            continue
+        fi
+        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" 300 --hold --rounds 3 \
+            --pid "$dpid" >"$tmp/client.log" 2>&1 || fail "$m" "echo_client.py failed" "$tmp/client.log"
+        kill -TERM "$dpid" 2>/dev/null
+        row "daemon (double fork, closes all fds)" "$m" \
+            "$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")" \
+            "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "300 connections held, 3 rounds"
     done
 fi
 exit 0
