@@ -198,40 +198,38 @@ fi
 
 # The thread-per-connection servers of t/shim/real: a std::thread pool, a
 # child per connection, a daemon; loaded by echo_client.py.
-tc=cxx-pool
-if have "${CXX:-c++}" "$py" && "${CXX:-c++}" -std=c++20 -O2 -pthread -o "$tmp/pool_echo" \
-    "$root/t/shim/real/pool_echo.cpp" >"$tmp/cc.log" 2>&1; then
+# echo_rows PROGRAM NOTE "CLIENT ARGS" SERVER ARGS...: the server started
+# plain and under nprun, loaded by echo_client.py with CLIENT ARGS, a row each
+echo_rows() {
+    prog=$1 note=$2 cargs=$3 srv=$4
+    shift 4
     for m in $modes; do
         port=$(free_port)
         # shellcheck disable=SC2046
-        start pool $(runner "$m") "$tmp/pool_echo" "$port" 8 60
-        up "$m" "$port" "$tmp/pool.log" || continue
+        start "$tc" $(runner "$m") "$srv" "$port" "$@"
+        up "$m" "$port" "$tmp/$tc.log" || continue
         sample_start "$bg"
-        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" 500 --concurrency 32 \
-            --rounds 5 >"$tmp/client.log" 2>&1 || fail "$m" "echo_client.py failed" "$tmp/client.log"
+        # shellcheck disable=SC2086 # the client's words
+        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" $cargs >"$tmp/client.log" 2>&1 ||
+            fail "$m" "echo_client.py failed" "$tmp/client.log"
         sample_stop
         stop "$bg" "$bgrp" TERM
-        row "C++ std::thread pool (8 threads)" "$m" "$os_threads" \
-            "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "500 connections, 32 at once, 5 rounds"
+        row "$prog" "$m" "$os_threads" "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "$note"
     done
+}
+
+tc=cxx-pool
+if have "${CXX:-c++}" "$py" && "${CXX:-c++}" -std=c++20 -O2 -pthread -o "$tmp/pool_echo" \
+    "$root/t/shim/real/pool_echo.cpp" >"$tmp/cc.log" 2>&1; then
+    echo_rows "C++ std::thread pool (8 threads)" "500 connections, 32 at once, 5 rounds" \
+        "500 --concurrency 32 --rounds 5" "$tmp/pool_echo" 8 60
 fi
 
 tc=fork
 if have "${CC:-cc}" "$py" && "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -o "$tmp/fork_echo" \
     "$root/t/shim/real/fork_echo.c" >"$tmp/cc.log" 2>&1; then
-    for m in $modes; do
-        port=$(free_port)
-        # shellcheck disable=SC2046
-        start fork $(runner "$m") "$tmp/fork_echo" "$port" 60
-        up "$m" "$port" "$tmp/fork.log" || continue
-        sample_start "$bg"
-        timeout -s KILL 60 "$py" "$root/t/shim/real/echo_client.py" "$port" 400 --concurrency 20 \
-            --rounds 3 >"$tmp/client.log" 2>&1 || fail "$m" "echo_client.py failed" "$tmp/client.log"
-        sample_stop
-        stop "$bg" "$bgrp" TERM
-        row "fork per connection" "$m" "$os_threads" \
-            "$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")" "400 connections, 20 at once, 3 rounds"
-    done
+    echo_rows "fork per connection" "400 connections, 20 at once, 3 rounds" \
+        "400 --concurrency 20 --rounds 3" "$tmp/fork_echo" 60
 fi
 
 tc=daemon

@@ -194,8 +194,7 @@ bool take_local(Worker *w, bool (*asleep)(const Worker *)) {
 // the count, which sysmon may zero meanwhile (the pop then finds none).
 static inline bool local_any(Worker *w) { return w->local_n.load(std::memory_order_relaxed) != 0; }
 
-static inline void local_push(Worker *w, GThread *g) {
-    LocalUse use(w);
+static inline void local_push_unmarked(Worker *w, GThread *g) {
     g->next = nullptr;
     if (w->local_tail) w->local_tail->next = g;
     else w->local_head = g;
@@ -203,14 +202,30 @@ static inline void local_push(Worker *w, GThread *g) {
     w->local_n.store(w->local_n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
-static inline GThread *local_pop(Worker *w) {
-    LocalUse use(w);
+static inline GThread *local_pop_unmarked(Worker *w) {
     GThread *g = w->local_head;
     if (!g) return nullptr;
     w->local_head = g->next;
     if (!w->local_head) w->local_tail = nullptr;
     w->local_n.store(w->local_n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     return g;
+}
+
+static inline void local_push(Worker *w, GThread *g) {
+    LocalUse use(w);
+    local_push_unmarked(w, g);
+}
+
+static inline GThread *local_pop(Worker *w) {
+    LocalUse use(w);
+    return local_pop_unmarked(w);
+}
+
+// A yield's pair, under one mark.
+static inline GThread *local_rotate(Worker *w, GThread *g) {
+    LocalUse use(w);
+    local_push_unmarked(w, g);
+    return local_pop_unmarked(w);
 }
 
 static inline GThread *inbox_pop(Worker *w) {
@@ -431,8 +446,7 @@ void yield() {
     g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if ((++w->tick % 61) != 0 && local_any(w) && w->q.empty()) {
         // The fast path: only local threads, no lock.
-        local_push(w, g);
-        switch_to(w, g, local_pop(w));
+        switch_to(w, g, local_rotate(w, g));
         return;
     }
     // Timers, the inbox, the global queue, or nothing to yield to.

@@ -41,23 +41,6 @@
 
 extern char **environ;
 
-static int wait_status(pid_t pid)
-{
-    int st = -1;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
-    return r == pid ? st : -1;
-}
-
-static const char *status_str(int st)
-{
-    static __thread char b[64];
-    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
-    else snprintf(b, sizeof b, "status %#x", st);
-    return b;
-}
-
 /* ------------------------------------------------------- held-lock -- */
 
 enum { L_MUTEX, L_RWLOCK, L_SEM, L_N };
@@ -253,23 +236,6 @@ static void test_fd_reuse(void)
 
 /* -------------------------------------------------------- rcvtimeo -- */
 
-struct timed {
-    int fd;
-    ssize_t n;
-    int err;
-    int64_t ns;
-};
-static void *timed_read(void *arg)
-{
-    struct timed *t = arg;
-    char c;
-    int64_t s = st_mono_ns();
-    errno = 0;
-    t->n = read(t->fd, &c, 1);
-    t->err = errno;
-    t->ns = st_mono_ns() - s;
-    return NULL;
-}
 static void *late_write(void *arg)
 {
     st_sleep_ms(300);
@@ -294,9 +260,9 @@ static void test_rcvtimeo(void)
     CHECK(c >= 0 && s >= 0, "connect/accept");
     CHECK(timeo_ms(s, SO_RCVTIMEO) == 0 && timeo_ms(s, SO_SNDTIMEO) == 0, "a fresh socket's timeouts: %lld %lld ms",
           (long long)timeo_ms(s, SO_RCVTIMEO), (long long)timeo_ms(s, SO_SNDTIMEO));
-    struct timed t = {.fd = s};
+    struct st_timed t = {.fd = s};
     pthread_t w = st_spawn(late_write, (void *)(intptr_t)c);
-    timed_read(&t);
+    st_timed_read(&t);
     pthread_join(w, NULL);
     CHECK(t.n == 1 && t.ns >= 280 * 1000000LL, "no timeout: read gave %zd (errno %d) after %.0f ms, want 1 after 300",
           t.n, t.err, st_ms(t.ns));
@@ -311,7 +277,7 @@ static void test_rcvtimeo(void)
     CHECK(got == 100, "the accepted socket's SO_RCVTIMEO: %lld ms, want the listener's 100", (long long)got);
     memset(&t, 0, sizeof t);
     t.fd = s;
-    w = st_spawn(timed_read, &t);
+    w = st_spawn(st_timed_read, &t);
     pthread_join(w, NULL);
     CHECK(t.n == -1 && t.err == EAGAIN && t.ns >= 95 * 1000000LL && t.ns < 3000 * 1000000LL,
           "an accepted socket with its listener's 100 ms: read gave %zd errno %d after %.0f ms", t.n, t.err,
@@ -322,7 +288,7 @@ static void test_rcvtimeo(void)
     memset(&t, 0, sizeof t);
     t.fd = s;
     w = st_spawn(late_write, (void *)(intptr_t)c);
-    timed_read(&t);
+    st_timed_read(&t);
     pthread_join(w, NULL);
     CHECK(t.n == 1 && t.ns >= 280 * 1000000LL, "timeout cleared: read gave %zd (errno %d) after %.0f ms", t.n, t.err,
           st_ms(t.ns));
@@ -349,9 +315,9 @@ static void test_epoll(void)
     /* a socket a thread has already waited on (the shim registered it) */
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-    struct timed t = {.fd = sv[0]};
+    struct st_timed t = {.fd = sv[0]};
     pthread_t w = st_spawn(late_write, (void *)(intptr_t)sv[1]);
-    timed_read(&t);
+    st_timed_read(&t);
     pthread_join(w, NULL);
     CHECK(t.n == 1, "read: %zd", t.n);
     ev.data.fd = sv[0];
@@ -416,9 +382,9 @@ static void test_overflow(void)
         char *argv[] = {"pitfalls", "overflow", (char *)hows[i], NULL};
         pid_t pid;
         CHECK(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) == 0, "posix_spawn");
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "a thread (%s stack) recursing without end: %s, want signal %d",
-              hows[i], status_str(st), SIGSEGV);
+              hows[i], st_status_str(st), SIGSEGV);
     }
 }
 

@@ -77,16 +77,6 @@ static char **env_without_preload(void)
     return env;
 }
 
-/* A status as text, for messages. */
-static const char *status_str(int st)
-{
-    static __thread char b[64];
-    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
-    else snprintf(b, sizeof b, "status %#x", st);
-    return b;
-}
-
 /* Is fd an anonymous-inode file (epoll, eventfd, io_uring, timerfd...)? */
 static int is_anon(int fd, char *what, size_t cap)
 {
@@ -157,14 +147,6 @@ static pid_t self_spawn(const char *mode, const char *arg, int clean)
     pid_t pid;
     int e = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, clean ? env_without_preload() : environ);
     return e ? -1 : pid;
-}
-
-static int wait_status(pid_t pid)
-{
-    int st = -1;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
-    return r == pid ? st : -1;
 }
 
 /* ---------------------------------------------------------- the modes -- */
@@ -268,7 +250,7 @@ static void *forker(void *arg)
     /* the child's socket, registered in the child: in no epoll of ours */
     if (a->got && a->r.ino) a->parent_watching = (unsigned long)epolls_watching(a->r.ino, NULL);
     (void)!write(rp[0], "k", 1);
-    a->status = wait_status(pid);
+    a->status = st_wait_status(pid);
     close(rp[0]);
     return NULL;
 }
@@ -290,7 +272,7 @@ static void test_fork(void)
         for (int i = 0; i < M; i++) CHECK(round_trip(sv[i][1]), "parent echo %d while a thread forks", i);
         pthread_join(f, NULL);
         CHECK(a.got, "fork: no report from the child");
-        CHECK(a.status == 0, "fork: child %s", status_str(a.status));
+        CHECK(a.status == 0, "fork: child %s", st_status_str(a.status));
         CHECK(a.r.pid_ok, "fork: the child's pid or parent pid is wrong");
         CHECK(a.r.threads_at_start == 1, "fork: the child has %d OS threads, want 1 (the caller)",
               a.r.threads_at_start);
@@ -390,8 +372,8 @@ static void test_fork_load(void)
     for (int i = 0; i < FORKS; i++) {
         pid_t pid = fork();
         if (pid == 0) _exit(load_child());
-        int st = wait_status(pid);
-        if (st != 0 && bad++ < 3) CHECK(0, "fork under load: child %d %s", i, status_str(st));
+        int st = st_wait_status(pid);
+        if (st != 0 && bad++ < 3) CHECK(0, "fork under load: child %d %s", i, st_status_str(st));
         struct timespec ts = {0, (long)(i % 5) * 1000000};
         nanosleep(&ts, NULL);
     }
@@ -410,7 +392,7 @@ static void *do_system(void *arg)
 {
     (void)arg;
     int st = system("exit 3");
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3, "system(\"exit 3\"): %s", status_str(st));
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3, "system(\"exit 3\"): %s", st_status_str(st));
     return NULL;
 }
 
@@ -424,13 +406,13 @@ static void *do_popen(void *arg)
     CHECK(fgets(a, sizeof a, f) && fgets(b, sizeof b, f), "popen: short output");
     CHECK(strcmp(a, "hello\n") == 0 && strcmp(b, "world\n") == 0, "popen: read '%s' '%s'", a, b);
     int st = pclose(f);
-    CHECK(st == 0, "pclose: %s", status_str(st));
+    CHECK(st == 0, "pclose: %s", st_status_str(st));
     f = popen("cat > /dev/null; exit 5", "w");
     CHECK(f != NULL, "popen w: %s", strerror(errno));
     if (!f) return NULL;
     fputs("some input\n", f);
     st = pclose(f);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5, "pclose (w): %s", status_str(st));
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5, "pclose (w): %s", st_status_str(st));
     return NULL;
 }
 
@@ -442,8 +424,8 @@ static void *do_posix_spawn(void *arg)
     int e = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
     CHECK(e == 0, "posix_spawn: %s", strerror(e));
     if (e) return NULL;
-    int st = wait_status(pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 4, "posix_spawn'd sh: %s", status_str(st));
+    int st = st_wait_status(pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 4, "posix_spawn'd sh: %s", st_status_str(st));
     /* posix_spawnp with file actions: stdout to a pipe */
     int p[2];
     CHECK(pipe(p) == 0, "pipe");
@@ -461,8 +443,8 @@ static void *do_posix_spawn(void *arg)
     close(p[0]);
     CHECK(n == 8 && memcmp(b, "spawned\n", 8) == 0, "posix_spawnp output: %zd '%s'", n, b);
     if (!e) {
-        st = wait_status(pid);
-        CHECK(st == 0, "posix_spawnp'd echo: %s", status_str(st));
+        st = st_wait_status(pid);
+        CHECK(st == 0, "posix_spawnp'd echo: %s", st_status_str(st));
     }
     return NULL;
 }
@@ -475,8 +457,8 @@ static void *do_fork_exec(void *arg)
         execl("/bin/sh", "sh", "-c", "exit 6", (char *)NULL);
         _exit(127);
     }
-    int st = wait_status(pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 6, "fork+exec sh: %s", status_str(st));
+    int st = st_wait_status(pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 6, "fork+exec sh: %s", st_status_str(st));
     return NULL;
 }
 
@@ -489,12 +471,12 @@ static void *do_vfork(void *arg)
         _exit(127);
     }
     CHECK(pid > 0, "vfork: %s", strerror(errno));
-    int st = wait_status(pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7, "vfork+exec sh: %s", status_str(st));
+    int st = st_wait_status(pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7, "vfork+exec sh: %s", st_status_str(st));
     pid = vfork();
     if (pid == 0) _exit(8);
-    st = wait_status(pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 8, "vfork+_exit: %s", status_str(st));
+    st = st_wait_status(pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 8, "vfork+_exit: %s", st_status_str(st));
     return NULL;
 }
 
@@ -606,8 +588,8 @@ static void *daemon_starter(void *arg)
         daemon_work(p[1]);
     }
     close(p[1]);
-    int st = wait_status(pid);
-    CHECK(st == 0, "%s: the first process %s", how ? "double fork" : "daemon(3)", status_str(st));
+    int st = st_wait_status(pid);
+    CHECK(st == 0, "%s: the first process %s", how ? "double fork" : "daemon(3)", st_status_str(st));
     char v = 0;
     ssize_t n = st_read_full(p[0], &v, 1);   /* EOF when the daemon is gone */
     close(p[0]);
@@ -649,7 +631,7 @@ static void grow_runtime(void)
         nanosleep(&ts, NULL);
         _exit(0);
     }
-    wait_status(pid);
+    st_wait_status(pid);
     atomic_store(&grow_stop, 1);
     for (int i = 0; i < 4; i++) pthread_join(s[i], NULL);
 }
@@ -699,10 +681,10 @@ static void test_exec(void)
     pid_t pid = self_spawn("exec-thread", NULL, 0);
     CHECK(pid > 0, "posix_spawn of this program");
     if (pid > 0) {
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(st == 0, "exec from a thread: %s (1-99: runtime descriptors leaked into the new image; 100: "
                        "the program's own was lost; 30-31: the exec failed)",
-              status_str(st));
+              st_status_str(st));
     }
     /* fork, then exec from the child, of a process whose runtime grew */
     grow_runtime();
@@ -716,8 +698,8 @@ static void test_exec(void)
     }
     close(p[1]);
     close(p[0]);
-    int st = wait_status(pid);
-    CHECK(st == 0, "fork+exec from a thread: %s (see above)", status_str(st));
+    int st = st_wait_status(pid);
+    CHECK(st == 0, "fork+exec from a thread: %s (see above)", st_status_str(st));
 }
 
 /* --------------------------------------------------------- close-all -- */
@@ -765,40 +747,21 @@ static void test_close_all(void)
     pid_t pid = self_spawn("close-all", NULL, 0);
     CHECK(pid > 0, "posix_spawn of this program");
     if (pid > 0) {
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(st == 0, "close every descriptor, then serve: %s (42: a runtime descriptor was closed)",
-              status_str(st));
+              st_status_str(st));
     }
 }
 
 /* ------------------------------------------------------------ shared -- */
 
-struct timed_read {
-    int fd;
-    ssize_t n;
-    int err;
-    int64_t ns;
-    atomic_int done;
-};
-static void *timed_reader(void *arg)
-{
-    struct timed_read *r = arg;
-    char c;
-    int64_t t = st_mono_ns();
-    errno = 0;
-    r->n = read(r->fd, &c, 1);
-    r->err = errno;
-    r->ns = st_mono_ns() - t;
-    atomic_store(&r->done, 1);
-    return NULL;
-}
 /* A read on fd in a thread; if it has not returned after limit_ms, a byte
  * written to wfd ends it. */
-static void read_bounded(struct timed_read *r, int fd, int wfd, int limit_ms)
+static void read_bounded(struct st_timed *r, int fd, int wfd, int limit_ms)
 {
     memset(r, 0, sizeof *r);
     r->fd = fd;
-    pthread_t t = st_spawn(timed_reader, r);
+    pthread_t t = st_spawn(st_timed_read, r);
     int64_t end = st_mono_ns() + (int64_t)limit_ms * 1000000;
     while (!atomic_load(&r->done) && st_mono_ns() < end) {
         struct timespec ts = {0, 2000000};
@@ -813,13 +776,13 @@ static void test_shared(void)
     st_phase = "shared flags";
     int sv[2];
     pair(sv);
-    struct timed_read r;
+    struct st_timed r;
     /* a blocking read that waits: the program's flags as they are now */
     pthread_t w;
     {
         memset(&r, 0, sizeof r);
         r.fd = sv[0];
-        w = st_spawn(timed_reader, &r);
+        w = st_spawn(st_timed_read, &r);
         struct timespec ts = {0, 50 * 1000000};
         nanosleep(&ts, NULL);
         (void)!write(sv[1], "a", 1);
@@ -829,7 +792,7 @@ static void test_shared(void)
     /* a child sets O_NONBLOCK on the socket it shares */
     pid_t pid = fork();
     if (pid == 0) _exit(fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1);
-    CHECK(wait_status(pid) == 0, "the child's F_SETFL");
+    CHECK(st_wait_status(pid) == 0, "the child's F_SETFL");
     int fl = fcntl(sv[0], F_GETFL);
     CHECK(fl >= 0 && (fl & O_NONBLOCK), "O_NONBLOCK set by a child is not seen by F_GETFL in the parent");
     read_bounded(&r, sv[0], sv[1], 2000);
@@ -839,11 +802,11 @@ static void test_shared(void)
     /* and cleared by another child: blocking again */
     pid = fork();
     if (pid == 0) _exit(fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) & ~O_NONBLOCK) == 0 ? 0 : 1);
-    CHECK(wait_status(pid) == 0, "the child's F_SETFL");
+    CHECK(st_wait_status(pid) == 0, "the child's F_SETFL");
     {
         memset(&r, 0, sizeof r);
         r.fd = sv[0];
-        w = st_spawn(timed_reader, &r);
+        w = st_spawn(st_timed_read, &r);
         struct timespec ts = {0, 100 * 1000000};
         nanosleep(&ts, NULL);
         (void)!write(sv[1], "b", 1);
@@ -858,7 +821,7 @@ static void test_shared(void)
         struct timeval tv = {0, 100000};
         _exit(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 ? 0 : 1);
     }
-    CHECK(wait_status(pid) == 0, "the child's setsockopt");
+    CHECK(st_wait_status(pid) == 0, "the child's setsockopt");
     read_bounded(&r, sv[0], sv[1], 8000);
     CHECK(r.n == -1 && r.err == EAGAIN && r.ns >= 95 * 1000000LL,
           "SO_RCVTIMEO 100 ms set by a child: the parent's read gave %zd errno %d after %.0f ms, "
@@ -897,10 +860,10 @@ static int use_foreign(int rfd, int wfd, const char *what)
         bad++;
     }
     for (int i = 0; i < 3; i++) {
-        struct timed_read r;
+        struct st_timed r;
         memset(&r, 0, sizeof r);
         r.fd = rfd;
-        pthread_t rd = st_spawn(timed_reader, &r);
+        pthread_t rd = st_spawn(st_timed_read, &r);
         pthread_t wr = st_spawn(late_byte, (void *)(intptr_t)wfd);
         pthread_join(rd, NULL);
         pthread_join(wr, NULL);
@@ -935,9 +898,9 @@ static void test_inherited(void)
     pid_t pid = self_spawn("inherited", arg, 0);
     CHECK(pid > 0, "posix_spawn of this program");
     if (pid > 0) {
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(st == 0, "descriptors from before start-up: %s (51: inherited; 52-53: opened in a constructor)",
-              status_str(st));
+              st_status_str(st));
     }
     close(sv[0]);
     close(sv[1]);

@@ -24,6 +24,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 static atomic_long st_checks, st_failures;
 static const char *volatile st_phase = "start";   /* what the watchdog names if it fires */
@@ -237,6 +238,47 @@ static inline int st_wait_for(atomic_int *v, int want, int ms)
     int64_t end = st_mono_ns() + (int64_t)ms * 1000000;
     while (atomic_load(v) < want && st_mono_ns() < end) st_sleep_ms(1);
     return atomic_load(v) >= want;
+}
+
+/* waitpid for pid across EINTR: its status, or -1. */
+static inline int st_wait_status(pid_t pid)
+{
+    int st = -1;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+    return r == pid ? st : -1;
+}
+
+/* A wait status as text, for messages. */
+static inline const char *st_status_str(int st)
+{
+    static __thread char b[64];
+    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
+    else snprintf(b, sizeof b, "status %#x", st);
+    return b;
+}
+
+/* One read(2) of a byte, timed: st_timed_read(&r) in a thread of its own
+ * or inline; n, errno and the time it took land in r, then done. */
+struct st_timed {
+    int fd;
+    ssize_t n;
+    int err;
+    int64_t ns;
+    atomic_int done;
+};
+static inline void *st_timed_read(void *arg)
+{
+    struct st_timed *r = arg;
+    char c;
+    int64_t t = st_mono_ns();
+    errno = 0;
+    r->n = read(r->fd, &c, 1);
+    r->err = errno;
+    r->ns = st_mono_ns() - t;
+    atomic_store(&r->done, 1);
+    return NULL;
 }
 
 #endif

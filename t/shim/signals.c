@@ -61,23 +61,6 @@ static void set_handler(int sig, void (*fn)(int), int flags)
     }
 }
 
-static int wait_status(pid_t pid)
-{
-    int st = -1;
-    pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
-    return r == pid ? st : -1;
-}
-
-static const char *status_str(int st)
-{
-    static __thread char b[64];
-    if (WIFEXITED(st)) snprintf(b, sizeof b, "exit %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) snprintf(b, sizeof b, "signal %d", WTERMSIG(st));
-    else snprintf(b, sizeof b, "status %#x", st);
-    return b;
-}
-
 /* The calling thread's stack, [lo, hi). */
 static void my_stack(uintptr_t *lo, uintptr_t *hi)
 {
@@ -626,7 +609,7 @@ static void test_sigwait(void)
     for (int i = 0; i < 3; i++) {
         pid_t pid = fork();
         if (pid == 0) _exit(kill(getppid(), SIGHUP) == 0 ? 0 : 1);
-        CHECK(wait_status(pid) == 0, "the child's kill");
+        CHECK(st_wait_status(pid) == 0, "the child's kill");
         CHECK(st_wait_for(&sw_hup, 11 + i, 3000), "SIGHUP %d from a child not taken by sigwaitinfo", i);
     }
     CHECK(atomic_load(&sw_from_child) == 3, "si_pid named the child %d times of 3", atomic_load(&sw_from_child));
@@ -880,10 +863,10 @@ static void test_sigpipe(void)
         char *argv[] = {"signals", "sigpipe", tcp ? "tcp" : "unix", NULL};
         pid_t pid = self_spawn(argv);
         CHECK(pid > 0, "posix_spawn");
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGPIPE,
               "a thread writing to a closed %s socket, SIGPIPE default: the process ended with %s, want signal %d",
-              tcp ? "TCP" : "unix", status_str(st), SIGPIPE);
+              tcp ? "TCP" : "unix", st_status_str(st), SIGPIPE);
     }
 }
 
@@ -965,17 +948,17 @@ static void test_defaults(void)
         CHECK(st_read_full(p[0], &c, 1) == 1 && c == 'r', "the child did not get ready");
         close(p[0]);
         kill(pid, sigs[i]);
-        int st = wait_status(pid);
+        int st = st_wait_status(pid);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d sent to a process of parked threads: %s",
-              sigs[i], status_str(st));
+              sigs[i], st_status_str(st));
         const char *hows[] = {"raise", "pthread_kill"};
         for (int h = 0; h < 2; h++) {
             char *argv2[] = {"signals", "die", sig, (char *)hows[h], NULL};
             pid = self_spawn(argv2);
             CHECK(pid > 0, "posix_spawn");
-            st = wait_status(pid);
+            st = st_wait_status(pid);
             CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d by %s from a thread: %s", sigs[i], hows[h],
-                  status_str(st));
+                  st_status_str(st));
         }
     }
 }
