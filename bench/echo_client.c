@@ -25,8 +25,11 @@
  *                         latency (no coordinated omission)
  * Output: one line
  *   conns=N rps=X p50_us=Y p99_us=Z p90_us=P p999_us=Q
- * followed, with ECHO_SERVER_PID, by
+ * then, with ECHO_SERVER_PID,
  *   srv_cpu_us_per_req=C srv_rss0_kib=A srv_rss_idle_kib=B
+ * then the round trips per connection in the window (least, 1st
+ * percentile, median, most; connections with none; Jain's fairness index)
+ *   conn_min=A conn_p1=B conn_p50=C conn_max=D conn_zero=E fairness=F
  * Exit status 2 when not every connection could be set up.
  */
 #ifndef _GNU_SOURCE
@@ -62,6 +65,7 @@ struct conn {
     size_t off; /* bytes sent (sending) or received (receiving) */
     int64_t t_sent; /* closed loop: sent; fixed load: due */
     int retries;
+    uint32_t done; /* its round trips in the timed window */
 };
 
 struct worker {
@@ -117,6 +121,11 @@ static struct conn *heap_pop(struct worker *w) {
     }
     if (n > 0) w->heap[i] = last;
     return top;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 static unsigned bucket_of(uint64_t v) {
@@ -210,6 +219,7 @@ static void drive(struct worker *w, struct conn *c, int timed, uint64_t *pending
             /* every request due inside the window counts, however late */
             w->hist[bucket_of((uint64_t)(t - c->t_sent))]++;
             w->done++;
+            c->done++;
             c->t_sent += period_ns;
             if (c->t_sent >= window_end) {
                 c->state = ST_IDLE;
@@ -226,6 +236,7 @@ static void drive(struct worker *w, struct conn *c, int timed, uint64_t *pending
             if (t >= window_start && t < window_end) {
                 w->hist[bucket_of((uint64_t)(t - c->t_sent))]++;
                 w->done++;
+                c->done++;
             }
             if (t >= window_end) {
                 c->state = ST_IDLE;
@@ -513,6 +524,27 @@ int main(int argc, char **argv) {
         printf(" srv_cpu_us_per_req=%.2f srv_rss0_kib=%ld srv_rss_idle_kib=%ld",
                cpu_us, rss0, rss_idle);
     }
+    /* How evenly the round trips were spread over the connections: a server
+     * that serves some connections over and over while others wait gets a
+     * high rate on warm caches, and its starved connections show here
+     * (conn_zero: none in the window; fairness: Jain's index, 1 = even). */
+    uint32_t *per = malloc((size_t)conns * sizeof *per);
+    int np = 0, zero = 0;
+    double sum = 0, sq = 0;
+    for (int t = 0; per && t < nthreads; t++)
+        for (int i = 0; i < ws[t].nconns; i++) {
+            uint32_t d = ws[t].conns[i].done;
+            per[np++] = d;
+            zero += d == 0;
+            sum += d;
+            sq += (double)d * d;
+        }
+    if (np) {
+        qsort(per, (size_t)np, sizeof *per, cmp_u32);
+        printf(" conn_min=%u conn_p1=%u conn_p50=%u conn_max=%u conn_zero=%d fairness=%.3f", per[0],
+               per[np / 100], per[np / 2], per[np - 1], zero, sq > 0 ? sum * sum / (np * sq) : 1.0);
+    }
+    free(per);
     printf("\n");
     if (died) fprintf(stderr, "echo_client: %llu connections died during the run\n",
                       (unsigned long long)died);

@@ -41,6 +41,8 @@
 #   BENCH_ONLY=legacy    run only the [legacy] section (plain threads vs nprun vs Go)
 #   BENCH_LEGACY_CONNS="10 100 1000 10000"  connection counts of the [legacy] section
 #   BENCH_LEGACY_PROCS=2 nprun -p of the [legacy] servers
+#   BENCH_LEGACY_RATE=50000  [legacy] fixed-load echo at the largest count:
+#                        requests/s offered to each server
 #   BENCH_TLS_N=1000000  tls_switch round trips per mode
 #   CC, CXX, GO          compilers
 #
@@ -391,6 +393,10 @@ LEG_SPLIT=${BENCH_LEGACY_SPLIT:-1}
 [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null 2>&1 || LEG_SPLIT=0
 SRV_CPUS="0-$((NCPU / 2 - 1))" CLI_CPUS="$((NCPU / 2))-$((NCPU - 1))"
 SPLIT_PROCS=$((NCPU / 2)) CLI_THREADS=$((NCPU - NCPU / 2))
+# Fixed load as well (echo_client's ECHO_RATE): at the largest count, the
+# same rate for each server, one all of them carry, so the latency is
+# compared at equal work (a closed loop rewards serving a warm few).
+LEG_RATE=${BENCH_LEGACY_RATE:-50000}
 LEG_SERVERS="plain nprun go goraw"
 [ "$LEG_SPLIT" = 1 ] && LEG_SERVERS="$LEG_SERVERS plain-split nprun-split go-split goraw-split"
 LEG_CLIENT=() LEG_CLIENT_T=2
@@ -456,8 +462,10 @@ leg_run() {
     echo "0 0 0" >"$f"
     leg_sampler "$SPID" "$f" &
     samp=$!
-    if [ "$kind" = echo ]; then
-        out=$(ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 ECHO_THREADS=$LEG_CLIENT_T timeout $((SECS + 150)) \
+    if [ "${kind%-rate}" = echo ]; then
+        local rate=
+        [ "$kind" = echo-rate ] && rate=$LEG_RATE
+        out=$(ECHO_RATE=$rate ECHO_SERVER_PID=$SPID ECHO_IDLE_MS=500 ECHO_THREADS=$LEG_CLIENT_T timeout $((SECS + 150)) \
             "${LEG_CLIENT[@]}" "$B/echo_client" 127.0.0.1 "$port" "$c" "$SECS" 512 2>>"$LOGS/echo_client.log")
         rc=$?
         rps=$(field rps "$out") p99=$(field p99_us "$out")
@@ -483,7 +491,7 @@ leg_run() {
     stop_server
     [ -z "$died" ] || return 1
     if [ $rc -ne 0 ] || [ -z "$rps" ]; then
-        note "  $name c=$c: $([ "$kind" = echo ] && echo echo_client || echo wrk) failed (rc $rc, see $LOGS/$([ "$kind" = echo ] && echo echo_client || echo wrk).log)"
+        note "  $name c=$c: $([ "${kind%-rate}" = echo ] && echo echo_client || echo wrk) failed (rc $rc, see $LOGS/$([ "${kind%-rate}" = echo ] && echo echo_client || echo wrk).log)"
         return 1
     fi
     LOUT=$(awk -v c="$c" -v rps="$rps" -v p99="$p99" -v r0="$rss0" -v r="$rss" -v k0="$ks0" \
@@ -494,6 +502,10 @@ leg_run() {
         printf "rps=%.0f p99_us=%s kib_conn=%.2f rss_kib_conn=%.2f kstack_kib_conn=%.2f threads=%d", rps, p99, rc+kc, rc, kc, t
         # echo: as [echo] figures it (idle RSS, with every connection open)
         if (a != "" && b+0 >= 0) printf " idle_kib_conn=%.2f", (b-a)/c + (kc > 0 ? kc : 0)}')
+    # echo: how evenly the round trips were spread over the connections
+    # (echo_client's Jain index, and those with none): a closed loop
+    # rewards a server that serves a warm few over and over
+    [ "${kind%-rate}" = echo ] && LOUT="$LOUT p50_us=$(field p50_us "$out") fairness=$(field fairness "$out") conn_zero=$(field conn_zero "$out")"
     [ -n "$errs" ] && LOUT="$LOUT [${errs% }]"
     return 0
 }
@@ -514,16 +526,22 @@ legacy_section() {
     if [ ! -x "$NPRUN" ] || [ ! -f "$BUILD/lib/libnetpoll-preload.so" ]; then
         note "  $NPRUN or $BUILD/lib/libnetpoll-preload.so missing (make shim nprun): nprun rows skipped"
     fi
-    for kind in echo http; do
+    local conns
+    for kind in echo http echo-rate; do
         if [ "$kind" = http ] && [ -z "$HAVE_WRK" ]; then continue; fi
-        if [ "$kind" = echo ] && ! have_peer echo_client; then continue; fi
-        for c in $LEG_CONNS; do
+        if [ "${kind%-rate}" = echo ] && ! have_peer echo_client; then continue; fi
+        conns=$LEG_CONNS
+        [ "$kind" = echo-rate ] && conns=$(printf '%s\n' $LEG_CONNS | sort -n | tail -n 1)
+        for c in $conns; do
             for _ in $(seq "$REPEAT"); do
             for s in $LEG_SERVERS; do
                 case $kind/${s%-split} in
-                echo/goraw) continue ;;
-                */plain) cmd=("$B/legacy_$kind") ;;
-                */nprun) cmd=("$NPRUN" -p "$LEG_PROCS" -- "$B/legacy_$kind") ;;
+                echo*/goraw) continue ;;
+                echo-rate/*) [ "$s" = "${s%-split}" ] || continue ;;
+                esac
+                case ${kind%-rate}/${s%-split} in
+                */plain) cmd=("$B/legacy_${kind%-rate}") ;;
+                */nprun) cmd=("$NPRUN" -p "$LEG_PROCS" -- "$B/legacy_${kind%-rate}") ;;
                 echo/go) cmd=("$B/go_echo") ;;
                 http/go) cmd=("$B/go_http") ;;
                 http/goraw) cmd=("$B/go_httpraw") ;;
@@ -531,7 +549,7 @@ legacy_section() {
                 prog=${cmd[${#cmd[@]}-1]}
                 LEG_CLIENT=() LEG_CLIENT_T=2
                 if [ "$s" != "${s%-split}" ]; then
-                    [ "${s%-split}" = nprun ] && cmd=("$NPRUN" -p "$SPLIT_PROCS" -- "$B/legacy_$kind")
+                    [ "${s%-split}" = nprun ] && cmd=("$NPRUN" -p "$SPLIT_PROCS" -- "$B/legacy_${kind%-rate}")
                     cmd=(taskset -c "$SRV_CPUS" "${cmd[@]}")
                     LEG_CLIENT=(taskset -c "$CLI_CPUS") LEG_CLIENT_T=$CLI_THREADS
                 fi
@@ -547,7 +565,7 @@ legacy_section() {
                 leg_run "$kind" "legacy-$kind-$s" "$c" || continue
                 log "  $(printf '%-6s %-4s c=%-6s' "$s" "$kind" "$c") $LOUT"
                 beats "$(field rps "$LOUT")" "${LG[$s,$kind,$c,rps]:-}" || continue
-                for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads idle_kib_conn; do
+                for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads idle_kib_conn p50_us fairness conn_zero; do
                     LG[$s,$kind,$c,$k]=$(field "$k" "$LOUT")
                 done
             done
@@ -573,6 +591,8 @@ legacy_section() {
     fi
 }
 
+klab() { if [ "$1" = echo-rate ]; then echo "echo $LEG_RATE/s"; else echo "$1"; fi; }
+
 legacy_report() {
     local kind c m lab better s W=36 nv
     [ ${#LG[@]} -gt 0 ] || [ -n "$LEG_TLS$LEG_TLS_NP" ] || return 0
@@ -585,14 +605,15 @@ legacy_report() {
     log "$(printf '%.0s-' $(seq $((W + 48))))"
     local x
     for x in "" -split; do
-    for kind in echo http; do
+    for kind in echo http echo-rate; do
         for c in $LEG_CONNS; do
             [ -n "${LG[nprun$x,$kind,$c,rps]:-}" ] || continue
             for m in rps:higher p99_us:lower kib_conn:lower; do
                 better=${m#*:} m=${m%%:*}
+                [ "$kind" != echo-rate ] || [ "$m" = p99_us ] || continue # the same rate for all
                 case $m in rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;; esac
                 nv=${LG[nprun$x,$kind,$c,$m]:-}
-                log "$(printf "%-${W}s %12s %12s %12s  %s" "$kind c=$c $lab${x:+ (split)}" \
+                log "$(printf "%-${W}s %12s %12s %12s  %s" "$(klab "$kind") c=$c $lab${x:+ (split)}" \
                     "$(lr "$nv" "${LG[plain$x,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[go$x,$kind,$c,$m]:-}")" \
                     "$(lr "$nv" "${LG[goraw$x,$kind,$c,$m]:-}")" "$better")"
             done
@@ -613,16 +634,20 @@ legacy_report() {
     log "$(printf "%-${W}s %12s %12s %12s %12s" "figure (absolute)${x:+, split}" plain \
         "nprun -p $([ -n "$x" ] && echo "$SPLIT_PROCS" || echo "$LEG_PROCS")" Go Go-raw)"
     log "$(printf '%.0s-' $(seq $((W + 52))))"
-    for kind in echo http; do
+    for kind in echo http echo-rate; do
         for c in $LEG_CONNS; do
             [ -n "${LG[plain$x,$kind,$c,rps]:-}${LG[nprun$x,$kind,$c,rps]:-}${LG[go$x,$kind,$c,rps]:-}" ] || continue
-            for m in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads; do
+            for m in rps p50_us p99_us fairness conn_zero kib_conn rss_kib_conn kstack_kib_conn threads; do
+                [ "${kind%-rate}" = echo ] || case $m in p50_us | fairness | conn_zero) continue ;; esac
+                [ "$kind" != echo-rate ] || case $m in *kib_conn | threads) continue ;; esac
                 case $m in
                 rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;;
+                p50_us) lab="p50 us" ;; fairness) lab="  fairness (Jain, 1 = even)" ;;
+                conn_zero) lab="  connections never answered" ;;
                 rss_kib_conn) lab="  RSS KiB/conn" ;; kstack_kib_conn) lab="  kernel stack KiB/conn" ;;
                 threads) lab="OS threads (peak)" ;;
                 esac
-                log "$(printf "%-${W}s %12s %12s %12s %12s" "$kind c=$c $lab" "${LG[plain$x,$kind,$c,$m]:--}" \
+                log "$(printf "%-${W}s %12s %12s %12s %12s" "$(klab "$kind") c=$c $lab" "${LG[plain$x,$kind,$c,$m]:--}" \
                     "${LG[nprun$x,$kind,$c,$m]:--}" "${LG[go$x,$kind,$c,$m]:--}" "${LG[goraw$x,$kind,$c,$m]:--}")"
             done
         done

@@ -511,6 +511,7 @@ void put_worker(Out &o, Worker *w, int64_t now) {
     o.put("; homed %d, runnable %zu (%zu local, %zu in its inbox, %zu not started)",
           w->homed.load(std::memory_order_relaxed), inbox + local, local, inbox,
           w->q.nfresh.load(std::memory_order_relaxed));
+    if (w->dormant.load(std::memory_order_relaxed)) o.put("; dormant (beyond procs, no blocked call to cover)");
     if (w->blocked.load(std::memory_order_relaxed)) o.put("; blocked in a call (sysmon)");
     else if (w->stuck.load(std::memory_order_relaxed)) o.put("; stuck (sysmon)");
     o.put("\n");

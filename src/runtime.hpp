@@ -70,6 +70,12 @@ struct Worker {
     // a call the engine cannot see, or computing): threads with a TCB of
     // their own are then readied elsewhere (ready()).
     std::atomic<bool> blocked{false};
+    // Set by sysmon on a worker beyond procs (one it added for blocked
+    // calls) once the calls are over: it starts and takes no threads, and
+    // its sleeping ones wake elsewhere, so a burst of blocking calls does
+    // not leave more workers running threads than procs.  Cleared when
+    // sysmon needs a worker again (before it would add one).
+    std::atomic<bool> dormant{false};
     // Read by sysmon to see whether the worker is making progress.
     std::atomic<uint64_t> switches{0};
     // Set by sysmon when one thread has run for 10 ms while others wait:

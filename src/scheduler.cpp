@@ -82,12 +82,14 @@ size_t stealable(const Worker *thief, const Worker *victim) {
 }
 
 // Some idle worker should look for work (stealable or global).
+static bool is_dormant(const Worker *w) { return w->dormant.load(std::memory_order_relaxed); }
+
 static void wake_idle() {
     Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
         if (self && !self->embedded && !stealable(w, self)) continue; // it would take none
-        if (w != cur_worker() && w->state.load(std::memory_order_relaxed) != kRunning) {
+        if (w != cur_worker() && w->state.load(std::memory_order_relaxed) != kRunning && !is_dormant(w)) {
             wake_worker(w);
             return;
         }
@@ -103,7 +105,7 @@ void push_global(GThread *g) {
     Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
-        if (w != self && w->state.load(std::memory_order_relaxed) != kRunning) {
+        if (w != self && w->state.load(std::memory_order_relaxed) != kRunning && !is_dormant(w)) {
             wake_worker(w);
             return;
         }
@@ -266,7 +268,7 @@ static Worker *lighter(Worker *self) {
         Worker *o = rt->workers[(uint32_t(self->id) + 1 + (r >> (16 * k)) % uint32_t(n - 1)) % uint32_t(n)];
         // Only to one that sleeps, so it starts the thread now (a busy or
         // stuck one would just have it stolen back).
-        if (o->state.load(std::memory_order_relaxed) == kRunning) continue;
+        if (o->state.load(std::memory_order_relaxed) == kRunning || is_dormant(o)) continue;
         // Counting the threads on their way there, so a burst is split,
         // not all sent over before the other worker starts any.
         int h = o->homed.load(std::memory_order_relaxed) + int(o->q.nfresh.load(std::memory_order_relaxed));
@@ -283,7 +285,12 @@ static Worker *lighter(Worker *self) {
 static GThread *pop_placed(Worker *w) {
     for (;;) {
         GThread *g = pop_own(w);
-        if (!g || g->started) return g;
+        if (!g) return g;
+        if (is_dormant(w) && (!g->started || g->tls)) { // to those that run
+            push_global(g);
+            continue;
+        }
+        if (g->started) return g;
         Worker *o = lighter(w);
         if (!o) return g;
         push_inbox(o, g);
@@ -296,13 +303,15 @@ void ready(GThread *g) {
     g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if (g->started) {
         Worker *home = g->home;
-        if (home == self) {
+        bool away = is_dormant(home);
+        if (home == self && !away) {
             local_push(home, g);
             return;
         }
         // A thread with a TCB of its own may run anywhere: not behind a
-        // worker that is blocked in a call the engine cannot see.
-        if (g->tls && home->blocked.load(std::memory_order_relaxed)) {
+        // worker that is blocked in a call the engine cannot see, nor on
+        // one that is to run no more.
+        if (g->tls && (away || home->blocked.load(std::memory_order_relaxed))) {
             push_global(g);
             return;
         }
@@ -311,7 +320,7 @@ void ready(GThread *g) {
         return;
     }
     // Never run: keep it here (cache-warm) where an idle worker can steal it.
-    if (self) {
+    if (self && !is_dormant(self)) {
         push_inbox(self, g);
     } else {
         rt->global.lock.lock();
@@ -430,7 +439,8 @@ static GThread *next_local(Worker *w) {
         // A busy worker never reaches its idle path: let readiness in too.
         if (netpoll_has_waiters()) netpoll(w, 0);
         // Fairness: let the global queue in now and then.
-        if (GThread *g = pop_global()) return g;
+        if (!is_dormant(w))
+            if (GThread *g = pop_global()) return g;
     }
     return pop_placed(w);
 }
@@ -808,7 +818,7 @@ static bool fresh_elsewhere(Worker *self) {
 
 static GThread *pop_queues(Worker *w) {
     if (GThread *g = pop_placed(w)) return g;
-    return pop_global();
+    return is_dormant(w) ? nullptr : pop_global();
 }
 
 static int64_t poll_delay(Worker *w, int64_t now) {
@@ -826,7 +836,7 @@ static GThread *find_runnable(Worker *w) {
         // ready threads; with nothing to steal the blocking poll below
         // returns at once when something is ready, so the extra system
         // call is made only when there is something to steal.
-        if (fresh_elsewhere(w)) {
+        if (!is_dormant(w) && fresh_elsewhere(w)) {
             if (netpoll_has_waiters() && netpoll(w, 0) > 0) continue;
             if (GThread *g = steal(w)) return g;
         }

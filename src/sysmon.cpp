@@ -26,6 +26,8 @@ constexpr int64_t kBlocked = 1'000'000;
 constexpr int64_t kStuckLong = 10'000'000;
 constexpr int64_t kTimeSlice = 10'000'000; // then ask the running thread to yield
 constexpr int64_t kMinSleep = 20'000, kMaxSleep = 10'000'000;
+constexpr int64_t kSettle = 100'000'000; // more free workers than procs this long: one rests
+constexpr int64_t kSettleEvery = 10'000'000; // how often that is looked at
 constexpr int64_t kScavengeEvery = 500'000'000; // idle stack pages go back
 
 struct Seen {
@@ -42,7 +44,9 @@ bool handoff(Worker *w, bool long_stall) {
     if (long_stall) w->stuck.store(true, std::memory_order_relaxed); // any thief may take them
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *o = rt->workers[i];
-        if (o == w || o->state.load(std::memory_order_relaxed) == kRunning) continue;
+        if (o == w || o->state.load(std::memory_order_relaxed) == kRunning ||
+            o->dormant.load(std::memory_order_relaxed))
+            continue;
         if (!stealable(o, w)) continue; // it would take none: do not wake it for nothing
         wake_worker(o);
         rt->handoffs.fetch_add(1, std::memory_order_relaxed);
@@ -66,6 +70,24 @@ bool in_kernel_wait(const Worker *w) {
     return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
 }
 
+// Workers that run threads: not dormant, and not asleep in a call (the
+// flag outlives the call on a worker that went to sleep after it; one
+// computing holds its CPU, as a Go thread holds its P).  The newest of
+// them beyond procs goes to *newest.
+int free_workers(Worker **newest) {
+    int n = rt->nworkers, procs = rt->cfg.procs, count = 0;
+    for (int i = 0; i < n; i++) {
+        Worker *w = rt->workers[i];
+        if (w->dormant.load(std::memory_order_relaxed)) continue;
+        if (w->blocked.load(std::memory_order_relaxed) && w->state.load(std::memory_order_relaxed) == kRunning &&
+            in_kernel_wait(w))
+            continue;
+        count++;
+        if (newest && i >= procs) *newest = w;
+    }
+    return count;
+}
+
 // w is blocked: the threads waiting in its inbox that may run anywhere go
 // to the global queue; if no worker is free to take them, one more starts
 // (Go hands its P to a new M the same way).
@@ -86,17 +108,54 @@ bool rescue(Worker *w, bool long_stall) {
     if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
     // Blocked 10 ms in the kernel (a lock contended for a moment is not
     // worth an OS thread); computing: preemption is the cure.
+    // Go's rule: procs workers run threads; one blocked in a call does not
+    // count.  A dormant one serves again before another is added.
     if (!long_stall || !in_kernel_wait(w)) return moved;
-    for (int i = 0; i < rt->nworkers; i++)
-        if (rt->workers[i]->state.load(std::memory_order_relaxed) != kRunning) return moved;
+    // Asleep in a call: its never-run threads go where a busy worker takes
+    // them too (at its next time slice), not only an idle thief.
+    w->q.lock.lock();
+    GThread *f = w->q.take_fresh(SIZE_MAX, SIZE_MAX);
+    w->q.lock.unlock();
+    for (GThread *nx; f; f = nx) {
+        nx = f->next;
+        push_global(f);
+        moved = true;
+    }
+    if (free_workers(nullptr) >= rt->cfg.procs) return moved;
+    for (int i = 0; i < rt->nworkers; i++) {
+        Worker *o = rt->workers[i];
+        if (o->dormant.load(std::memory_order_relaxed)) {
+            o->dormant.store(false, std::memory_order_relaxed);
+            wake_worker(o);
+            return true;
+        }
+    }
     return add_worker() || moved;
+}
+
+// Workers beyond procs were added while others were blocked; once more
+// workers are free to run threads than procs (for a while: blocking calls
+// come in bursts), the newest go dormant, one per round.  Their OS
+// threads stay, asleep in their pollers, for the next burst: the
+// descriptors registered there move with their threads as they wait
+// elsewhere.
+void settle_extras(int64_t now, int64_t *over_since) {
+    Worker *newest = nullptr;
+    if (free_workers(&newest) <= rt->cfg.procs || !newest) {
+        *over_since = 0;
+        return;
+    }
+    if (!*over_since) *over_since = now;
+    if (now - *over_since < kSettle) return;
+    newest->dormant.store(true, std::memory_order_relaxed);
+    wake_worker(newest); // to push out what it holds that may run elsewhere
 }
 
 void *sysmon_main(void *arg) {
     Seen *seen = static_cast<Seen *>(arg);
     int64_t delay = kMinSleep;
     int idle_rounds = 0;
-    int64_t last_scavenge = now_ns();
+    int64_t last_scavenge = now_ns(), over_since = 0, last_settle = 0;
     for (;;) {
         struct timespec ts = {0, long(delay)};
         sys_clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
@@ -133,6 +192,10 @@ void *sysmon_main(void *arg) {
             if (now - seen[i].since > kTimeSlice && waiting &&
                 !w->preempt.exchange(true, std::memory_order_relaxed))
                 acted = true;
+        }
+        if (rt->nworkers > rt->cfg.procs && now - last_settle >= kSettleEvery) {
+            settle_extras(now, &over_since);
+            last_settle = now;
         }
         if (now - last_scavenge > kScavengeEvery) {
             rt->stacks.scavenge();

@@ -95,6 +95,14 @@ static inline int st_os_threads(void)
     return n;
 }
 
+/* Whether the preload shim runs this program: preloaded, and not asked to
+ * step aside (NP_SHIM=0 passes every call straight to glibc). */
+static inline int st_under_shim(void)
+{
+    const char *pre = getenv("LD_PRELOAD"), *off = getenv("NP_SHIM");
+    return pre && strstr(pre, "libnetpoll-preload") && !(off && strcmp(off, "0") == 0);
+}
+
 /* Raise the soft open-file limit to the hard limit (a plain run of N
  * connections needs 2N descriptors). */
 static inline void st_raise_nofile(void)

@@ -35,6 +35,9 @@
 #   node          node_server.js (libuv: an epoll loop, fs and pbkdf2 in its
 #                 thread pool, woken through an eventfd); 40 clients, every
 #                 file's sha256 and every key checked (node_client.py)
+#   mariadb       mariadbd, a thread per connection (InnoDB): mariadb-slap
+#                 with 200 connections of mixed SQL, then 50 writers whose
+#                 transactions' rows and sum are checked exactly
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -668,7 +671,67 @@ case_python_mp() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node; do
+# ---- 13. MariaDB: a thread per connection --------------------------------------------------------
+# mariadbd (one-thread-per-connection, InnoDB) on a fresh data directory;
+# mariadb-slap (plain) drives 200 connections of generated mixed SQL, then
+# 50 connections run 2000 transactions of two inserts and an update (by
+# LAST_INSERT_ID, the connection's own), whose rows and sum must come back
+# exact.
+case_mariadb() {
+    have mariadbd mariadb-install-db mariadb mariadb-slap || return
+    seed=$tmp/mariadb-seed
+    user=
+    [ "$(id -u)" = 0 ] && user=--user=root
+    # Small logs and pool: the data directory is made once, copied per run.
+    dbopts="--innodb-buffer-pool-size=64M --innodb-log-file-size=16M --skip-log-bin"
+    # shellcheck disable=SC2086
+    if ! timeout -s KILL 60 mariadb-install-db --no-defaults $user --datadir="$seed" \
+        --auth-root-authentication-method=normal --skip-test-db $dbopts > "$tmp/install-db.log" 2>&1; then
+        fail plain "mariadb-install-db failed" "$tmp/install-db.log"
+        return
+    fi
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        data=$tmp/mariadb-$m
+        rm -rf "$data"
+        cp -a "$seed" "$data"
+        # shellcheck disable=SC2046,SC2086
+        start mariadb $(runner "$m") mariadbd --no-defaults $user --datadir="$data" --port="$port" \
+            --bind-address=127.0.0.1 --socket="$data/sock" --pid-file="$data/pid" --skip-name-resolve \
+            --max-connections=1000 --thread-handling=one-thread-per-connection $dbopts
+        up "$m" "$port" "$tmp/mariadb.log" "$data/$(hostname).err" || continue
+        sql() { timeout -s KILL 30 mariadb --no-defaults -h 127.0.0.1 -P "$port" -u root -N -B "$@" 2>&1; }
+        why=
+        sql -e 'CREATE DATABASE t; CREATE TABLE t.acct (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB' \
+            > "$tmp/sql.log" || why="CREATE failed"
+        if [ -z "$why" ]; then
+            sample_start "$bg"
+            t0=$(now_ms)
+            timeout -s KILL 120 mariadb-slap --no-defaults -h 127.0.0.1 -P "$port" -u root --concurrency=200 \
+                --iterations=1 --number-of-queries=20000 --auto-generate-sql --auto-generate-sql-load-type=mixed \
+                --auto-generate-sql-add-autoincrement > "$tmp/slap.log" 2>&1 || why="mariadb-slap (200 connections) failed"
+            ms=$(($(now_ms) - t0))
+            [ -n "$why" ] || timeout -s KILL 120 mariadb-slap --no-defaults -h 127.0.0.1 -P "$port" -u root \
+                --create-schema=t --concurrency=50 --iterations=1 --number-of-queries=10000 \
+                --query='BEGIN; INSERT INTO acct (v) VALUES (3); INSERT INTO acct (v) VALUES (4); UPDATE acct SET v = v + 1 WHERE id = LAST_INSERT_ID(); COMMIT' \
+                --delimiter=';' >> "$tmp/slap.log" 2>&1 || why="mariadb-slap (50 writers) failed"
+            sample_stop
+        fi
+        got=$(sql -e 'SELECT COUNT(*), SUM(v) FROM t.acct' | tr '\t' ' ')
+        [ -n "$why" ] || [ "$got" = "4000 16000" ] || why="50 writers: rows and sum '$got', want '4000 16000'"
+        stop "$bg" "$bgrp" TERM
+        if [ -n "$why" ]; then
+            fail "$m" "$why$server_note" "$tmp/slap.log" "$tmp/sql.log" "$data/$(hostname).err" "$tmp/mariadb.log"
+        elif [ "$rc" != 0 ]; then
+            fail "$m" "exit on SIGTERM: $rc, want 0$server_note" "$data/$(hostname).err" "$tmp/mariadb.log"
+        else
+            ok "$m" "os_threads=$os_threads, $(rate 20000 "$ms") queries/s from 200 connections; 50 writers exact"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
