@@ -38,6 +38,9 @@
 #   mariadb       mariadbd, a thread per connection (InnoDB): mariadb-slap
 #                 with 200 connections of mixed SQL, then 50 writers whose
 #                 transactions' rows and sum are checked exactly
+#   apache        apache2 with mpm_worker (2 children of 128 threads, a
+#                 thread per connection): the tree by curl, wrk with 200
+#                 connections, a graceful restart (SIGUSR1), the tree again
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -731,7 +734,115 @@ case_mariadb() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb; do
+# ---- 14. Apache httpd, mpm_worker: a thread per connection in each child ----------------------
+# Two children of 128 threads (each connection held by one thread for its
+# life, in blocking calls); every file of the tree by curl, checked; wrk
+# with 200 keep-alive connections; a graceful restart (SIGUSR1: new
+# children) and the tree again; SIGTERM ends the master and every child.
+apache_tree() { # apache_tree TAG: every file by curl, checked; sets why
+    set --
+    : > "$tmp/ap-want"
+    k=0
+    while read -r h f; do
+        f=${f#./}
+        u=$(echo "$f" | sed 's/ /%20/g')
+        set -- "$@" -o "$adir/got$k" "http://127.0.0.1:$port/$u"
+        echo "$h  $adir/got$k" >> "$tmp/ap-want"
+        k=$((k + 1))
+    done < "$tmp/manifest"
+    if ! timeout -s KILL 30 curl -sS -f "$@" > "$tmp/curl.log" 2>&1; then
+        why="curl failed ($1)"
+    elif ! sha256sum -c --quiet "$tmp/ap-want" > "$tmp/curl.log" 2>&1; then
+        why="curl: wrong bodies ($1)"
+    fi
+}
+case_apache() {
+    have apache2 curl wrk || return
+    make_tree || { fail plain "cannot make the file tree"; return; }
+    mods=/usr/lib/apache2/modules
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        adir=$tmp/apache-$m
+        rm -rf "$adir"
+        mkdir -p "$adir"
+        run_as=
+        [ "$(id -u)" = 0 ] && run_as="User www-data
+Group www-data"
+        cat > "$adir/httpd.conf" <<EOF
+ServerRoot /etc/apache2
+ServerName localhost
+Listen 127.0.0.1:$port
+PidFile $adir/httpd.pid
+ErrorLog $adir/error.log
+LogLevel warn
+LoadModule mpm_worker_module $mods/mod_mpm_worker.so
+LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule mime_module $mods/mod_mime.so
+TypesConfig /etc/mime.types
+DocumentRoot $www
+<Directory $www>
+  Require all granted
+</Directory>
+StartServers 2
+ServerLimit 2
+ThreadsPerChild 128
+MaxRequestWorkers 256
+MaxKeepAliveRequests 0
+Mutex file:$adir
+$run_as
+EOF
+        chmod -R a+rwX "$adir"
+        # shellcheck disable=SC2046
+        APACHE_RUN_DIR=$adir start apache $(runner "$m") apache2 -f "$adir/httpd.conf" -DFOREGROUND
+        up "$m" "$port" "$tmp/apache.log" "$adir/error.log" || continue
+        why=
+        apache_tree first
+        if [ -z "$why" ]; then
+            sample_start "$bg" tree
+            timeout -s KILL 30 wrk -t2 -c200 -d2s "http://127.0.0.1:$port/4k.bin" > "$tmp/wrk.log" 2>&1
+            wrc=$?
+            sample_stop
+            wrk_check "$tmp/wrk.log"
+            if [ "$wrc" -ne 0 ]; then
+                why="wrk: exit $wrc"
+            elif [ -n "$wrk_why" ]; then
+                why="wrk: $wrk_why"
+            fi
+        fi
+        if [ -z "$why" ]; then
+            old=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
+            kill -USR1 "$bg" 2>/dev/null
+            # New children: none of the old ones left, and they serve.
+            i=0
+            while [ $i -lt 100 ]; do
+                now=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
+                gone=1
+                for c in $old; do case " $now " in *" $c "*) gone=0 ;; esac; done
+                [ $gone = 1 ] && [ -n "$now" ] && break
+                sleep 0.1
+                i=$((i + 1))
+            done
+            [ $i -lt 100 ] || why="graceful restart: the old children stayed ($old; now $now)"
+            [ -n "$why" ] || apache_tree "after a graceful restart"
+        fi
+        workers=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
+        stop "$bg" "$bgrp" TERM
+        left=
+        for w in $workers; do alive "$w" && left="$left $w"; done
+        if [ -n "$why" ]; then
+            fail "$m" "$why$server_note" "$tmp/curl.log" "$tmp/wrk.log" "$tmp/apache.log" "$adir/error.log"
+        elif [ "$rc" != 0 ]; then
+            fail "$m" "exit on SIGTERM: $rc, want 0$server_note" "$tmp/apache.log" "$adir/error.log"
+        elif [ -n "$left" ]; then
+            fail "$m" "children left after the master's exit:$left" "$adir/error.log"
+        else
+            ok "$m" "os_threads=$os_threads master+children, $wrk_rps rps by plain wrk, $k files checked twice (a graceful restart between)"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
