@@ -15,6 +15,10 @@
 #                            three), wrk -t2 -c100 on a 4 KiB file
 #   wrk, curl                the clients under nprun, against a plain nginx:
 #                            wrk -t2 -c100; curl --parallel, 100 transfers
+#   mariadbd                 a thread per connection (InnoDB); mariadb-slap,
+#                            200 connections of generated mixed SQL
+#   apache2                  mpm_worker, 2 children of 128 threads (a thread
+#                            per connection), wrk -t2 -c100 on a 4 KiB file
 #   C++ pool, fork, daemon   t/shim/real's pool_echo.cpp, fork_echo.c and
 #                            daemon_echo.c, loaded by echo_client.py
 #
@@ -194,6 +198,42 @@ if have nginx && make_tree && plain_http; then
         done
     fi
     kill -s KILL -- "-$hgrp" 2>/dev/null
+fi
+
+tc=mariadb
+if have mariadbd mariadb-install-db mariadb-slap; then
+    for m in $modes; do
+        port=$(free_port)
+        data=$tmp/mariadb-$m
+        mariadb_data "$data" || { fail "$m" "mariadb-install-db failed" "$tmp/install-db.log"; break; }
+        mariadb_start "$m" "$data" "$port"
+        up "$m" "$port" "$tmp/mariadb.log" || continue
+        n=$((secs * 8000))
+        sample_start "$bg"
+        t0=$(now_ms)
+        mariadb_slap "$port" --concurrency=200 --iterations=1 --number-of-queries=$n --auto-generate-sql \
+            --auto-generate-sql-load-type=mixed --auto-generate-sql-add-autoincrement >"$tmp/slap.log" 2>&1 ||
+            fail "$m" "mariadb-slap failed" "$tmp/slap.log"
+        ms=$(($(now_ms) - t0))
+        sample_stop
+        stop "$bg" "$bgrp" TERM
+        row "mariadbd (a thread per connection)" "$m" "$os_threads" "$(rate "$n" "$ms")" \
+            "mariadb-slap, 200 connections, $n mixed queries"
+    done
+fi
+
+tc=apache
+if have apache2 wrk && make_tree; then
+    for m in $modes; do
+        port=$(free_port)
+        adir=$tmp/apache-$m
+        mkdir -p "$adir"
+        apache_conf "$adir" "$port"
+        apache_start "$m" "$adir"
+        up "$m" "$port" "$tmp/apache.log" "$adir/error.log" || continue
+        tc="apache2 mpm_worker (2 x 128 threads)" wrk_load "$m" "$port" tree
+        stop "$bg" "$bgrp" TERM
+    done
 fi
 
 # The thread-per-connection servers of t/shim/real: a std::thread pool, a

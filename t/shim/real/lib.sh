@@ -264,3 +264,73 @@ wrk_check() {
         wrk_why="$non2xx responses not 2xx or 3xx"
     fi
 }
+
+# MariaDB: small logs and pool, no binary log; as root it runs as root.
+mariadb_opts() {
+    echo "--no-defaults $([ "$(id -u)" = 0 ] && echo --user=root) --innodb-buffer-pool-size=64M --innodb-log-file-size=16M --skip-log-bin"
+}
+# mariadb_data DIR: a fresh data directory at DIR, copied from one made
+# once ($tmp/mariadb-seed); 1 (and the log in $tmp/install-db.log) if
+# mariadb-install-db fails.
+mariadb_data() {
+    if [ ! -d "$tmp/mariadb-seed" ]; then
+        # shellcheck disable=SC2046
+        timeout -s KILL 60 mariadb-install-db $(mariadb_opts) --datadir="$tmp/mariadb-seed" \
+            --auth-root-authentication-method=normal --skip-test-db > "$tmp/install-db.log" 2>&1 || {
+            rm -rf "$tmp/mariadb-seed"
+            return 1
+        }
+    fi
+    rm -rf "$1"
+    cp -a "$tmp/mariadb-seed" "$1"
+}
+# mariadb_start MODE DATA PORT: mariadbd on DATA, a thread per connection
+mariadb_start() {
+    # shellcheck disable=SC2046
+    start mariadb $(runner "$1") mariadbd $(mariadb_opts) --datadir="$2" --port="$3" \
+        --bind-address=127.0.0.1 --socket="$2/sock" --pid-file="$2/pid" --skip-name-resolve \
+        --max-connections=1000 --thread-handling=one-thread-per-connection
+}
+# mariadb_slap PORT ARGS...: mariadb-slap as root on 127.0.0.1:PORT
+mariadb_slap() {
+    p=$1
+    shift
+    timeout -s KILL 120 mariadb-slap --no-defaults -h 127.0.0.1 -P "$p" -u root "$@"
+}
+
+# apache_conf DIR PORT: apache2 with mpm_worker, 2 children of 128 threads
+# (a thread holds each connection for its life), serving $www
+apache_conf() {
+    mods=/usr/lib/apache2/modules
+    cat > "$1/httpd.conf" <<EOF
+ServerRoot /etc/apache2
+ServerName localhost
+Listen 127.0.0.1:$2
+PidFile $1/httpd.pid
+ErrorLog $1/error.log
+LogLevel warn
+LoadModule mpm_worker_module $mods/mod_mpm_worker.so
+LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule mime_module $mods/mod_mime.so
+TypesConfig /etc/mime.types
+DocumentRoot $www
+<Directory $www>
+  Require all granted
+</Directory>
+StartServers 2
+ServerLimit 2
+ThreadLimit 128
+ThreadsPerChild 128
+MaxRequestWorkers 256
+MaxKeepAliveRequests 0
+Mutex file:$1
+EOF
+    # As root its children run as www-data.
+    [ "$(id -u)" = 0 ] && printf 'User www-data\nGroup www-data\n' >> "$1/httpd.conf"
+    chmod -R a+rwX "$1"
+}
+# apache_start MODE DIR: apache2 in the foreground on DIR's configuration
+apache_start() {
+    # shellcheck disable=SC2046
+    APACHE_RUN_DIR=$2 start apache $(runner "$1") apache2 -f "$2/httpd.conf" -DFOREGROUND
+}

@@ -682,27 +682,12 @@ case_python_mp() {
 # exact.
 case_mariadb() {
     have mariadbd mariadb-install-db mariadb mariadb-slap || return
-    seed=$tmp/mariadb-seed
-    user=
-    [ "$(id -u)" = 0 ] && user=--user=root
-    # Small logs and pool: the data directory is made once, copied per run.
-    dbopts="--innodb-buffer-pool-size=64M --innodb-log-file-size=16M --skip-log-bin"
-    # shellcheck disable=SC2086
-    if ! timeout -s KILL 60 mariadb-install-db --no-defaults $user --datadir="$seed" \
-        --auth-root-authentication-method=normal --skip-test-db $dbopts > "$tmp/install-db.log" 2>&1; then
-        fail plain "mariadb-install-db failed" "$tmp/install-db.log"
-        return
-    fi
     for m in $modes; do
         spent "$m" && continue
         port=$(free_port)
         data=$tmp/mariadb-$m
-        rm -rf "$data"
-        cp -a "$seed" "$data"
-        # shellcheck disable=SC2046,SC2086
-        start mariadb $(runner "$m") mariadbd --no-defaults $user --datadir="$data" --port="$port" \
-            --bind-address=127.0.0.1 --socket="$data/sock" --pid-file="$data/pid" --skip-name-resolve \
-            --max-connections=1000 --thread-handling=one-thread-per-connection $dbopts
+        mariadb_data "$data" || { fail "$m" "mariadb-install-db failed" "$tmp/install-db.log"; return; }
+        mariadb_start "$m" "$data" "$port"
         up "$m" "$port" "$tmp/mariadb.log" "$data/$(hostname).err" || continue
         sql() { timeout -s KILL 30 mariadb --no-defaults -h 127.0.0.1 -P "$port" -u root -N -B "$@" 2>&1; }
         why=
@@ -711,14 +696,14 @@ case_mariadb() {
         if [ -z "$why" ]; then
             sample_start "$bg"
             t0=$(now_ms)
-            timeout -s KILL 120 mariadb-slap --no-defaults -h 127.0.0.1 -P "$port" -u root --concurrency=200 \
-                --iterations=1 --number-of-queries=20000 --auto-generate-sql --auto-generate-sql-load-type=mixed \
-                --auto-generate-sql-add-autoincrement > "$tmp/slap.log" 2>&1 || why="mariadb-slap (200 connections) failed"
+            mariadb_slap "$port" --concurrency=200 --iterations=1 --number-of-queries=20000 \
+                --auto-generate-sql --auto-generate-sql-load-type=mixed --auto-generate-sql-add-autoincrement \
+                > "$tmp/slap.log" 2>&1 || why="mariadb-slap (200 connections) failed"
             ms=$(($(now_ms) - t0))
-            [ -n "$why" ] || timeout -s KILL 120 mariadb-slap --no-defaults -h 127.0.0.1 -P "$port" -u root \
-                --create-schema=t --concurrency=50 --iterations=1 --number-of-queries=10000 \
+            [ -n "$why" ] || mariadb_slap "$port" --create-schema=t --concurrency=50 --iterations=1 \
+                --number-of-queries=10000 --delimiter=';' \
                 --query='BEGIN; INSERT INTO acct (v) VALUES (3); INSERT INTO acct (v) VALUES (4); UPDATE acct SET v = v + 1 WHERE id = LAST_INSERT_ID(); COMMIT' \
-                --delimiter=';' >> "$tmp/slap.log" 2>&1 || why="mariadb-slap (50 writers) failed"
+                >> "$tmp/slap.log" 2>&1 || why="mariadb-slap (50 writers) failed"
             sample_stop
         fi
         got=$(sql -e 'SELECT COUNT(*), SUM(v) FROM t.acct' | tr '\t' ' ')
@@ -759,42 +744,14 @@ apache_tree() { # apache_tree TAG: every file by curl, checked; sets why
 case_apache() {
     have apache2 curl wrk || return
     make_tree || { fail plain "cannot make the file tree"; return; }
-    mods=/usr/lib/apache2/modules
     for m in $modes; do
         spent "$m" && continue
         port=$(free_port)
         adir=$tmp/apache-$m
         rm -rf "$adir"
         mkdir -p "$adir"
-        run_as=
-        [ "$(id -u)" = 0 ] && run_as="User www-data
-Group www-data"
-        cat > "$adir/httpd.conf" <<EOF
-ServerRoot /etc/apache2
-ServerName localhost
-Listen 127.0.0.1:$port
-PidFile $adir/httpd.pid
-ErrorLog $adir/error.log
-LogLevel warn
-LoadModule mpm_worker_module $mods/mod_mpm_worker.so
-LoadModule authz_core_module $mods/mod_authz_core.so
-LoadModule mime_module $mods/mod_mime.so
-TypesConfig /etc/mime.types
-DocumentRoot $www
-<Directory $www>
-  Require all granted
-</Directory>
-StartServers 2
-ServerLimit 2
-ThreadsPerChild 128
-MaxRequestWorkers 256
-MaxKeepAliveRequests 0
-Mutex file:$adir
-$run_as
-EOF
-        chmod -R a+rwX "$adir"
-        # shellcheck disable=SC2046
-        APACHE_RUN_DIR=$adir start apache $(runner "$m") apache2 -f "$adir/httpd.conf" -DFOREGROUND
+        apache_conf "$adir" "$port"
+        apache_start "$m" "$adir"
         up "$m" "$port" "$tmp/apache.log" "$adir/error.log" || continue
         why=
         apache_tree first
