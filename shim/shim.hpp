@@ -65,6 +65,7 @@ struct Thread {
     siginfo_t siginfo;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
+    std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it
     size_t stack_size = 0, guard_size = 0;
     void *stack_lo = nullptr;
 };

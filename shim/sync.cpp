@@ -246,16 +246,24 @@ int owner_id() {
 }
 
 int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point) {
-    Thread *t = cancel_point ? self() : nullptr;
+    Thread *t = on() ? self() : nullptr;
     if (t) {
         t->wait_word.store(addr, std::memory_order_seq_cst);
-        if ((t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) || sig_pending(t)) {
+        if ((cancel_point && t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) ||
+            sig_pending(t)) {
             t->wait_word.store(nullptr);
-            return 0; // the caller acts on it: a cancellation point, or a handler to run
+            // A cancellation point's caller acts on it; any other wait (a
+            // lock, a join, once) runs the handlers here, as a thread
+            // blocked in the kernel would, and wakes as if spuriously.
+            if (!cancel_point) sig_deliver(t);
+            return 0;
         }
     }
     int r = npshim_futex_wait(addr, val, deadline);
-    if (t) t->wait_word.store(nullptr, std::memory_order_relaxed);
+    if (t) {
+        t->wait_word.store(nullptr, std::memory_order_relaxed);
+        if (!cancel_point && sig_pending(t)) sig_deliver(t);
+    }
     return r;
 }
 

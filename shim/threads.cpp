@@ -119,6 +119,9 @@ void thread_end(Thread *t) {
     threads_remove(t);
     tcb_thread_end(t->tcb);
     cur = nullptr;
+    // Its record lives until it is joined (or, detached, until it is gone).
+    t->ended.store(1, std::memory_order_release);
+    futex_wake(reinterpret_cast<const uint32_t *>(&t->ended), INT_MAX);
     if (live.fetch_sub(1, std::memory_order_acq_rel) == 1 && main_waits.load(std::memory_order_acquire))
         futex_wake(reinterpret_cast<const uint32_t *>(&live), INT_MAX);
 }
@@ -161,7 +164,7 @@ void *main_entry(void *arg) {
         tcb_clear_exiting(main_tcb);
         main_waits.store(1, std::memory_order_release);
         for (uint32_t n; (n = live.load(std::memory_order_acquire)) != 0;)
-            npshim_futex_wait(reinterpret_cast<const uint32_t *>(&live), n, 0);
+            futex_wait(reinterpret_cast<const uint32_t *>(&live), n, 0, false); // handlers run meanwhile
         m->status = 0;
     }
     tcb_set_unwind_buf(main_tcb, saved);
@@ -422,6 +425,16 @@ int pthread_join(pthread_t th, void **result) {
     if (t == cur) return EDEADLK;
     if (t->detached || t->is_main) return EINVAL;
     test_cancel(cur);
+    // Wait for its body to end where signals and cancellation reach the
+    // joiner (a join is a cancellation point, and handlers run during it);
+    // the engine's join then only waits for the last switch away.
+    while (!t->ended.load(std::memory_order_acquire)) {
+        futex_wait(reinterpret_cast<const uint32_t *>(&t->ended), 0, 0, true);
+        if (Thread *me = cur) {
+            if (sig_pending(me)) sig_deliver(me);
+            test_cancel(me);
+        }
+    }
     void *r = nullptr;
     if (int e = npshim_thread_join(t->g, &r)) return -e;
     if (result) *result = r;

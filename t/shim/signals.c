@@ -31,6 +31,10 @@
  *               on the writer with one; by default the process dies of it
  *   defaults    SIGTERM, SIGINT and SIGQUIT, sent from outside or raised by
  *               a thread, kill the process with that signal
+ *   waits       handlers run while a thread waits in pthread_join (the
+ *               process's signal, every other thread blocking it, and the
+ *               handler posting the semaphore a dispatcher waits on: the
+ *               JVM's shutdown), pthread_mutex_lock and a rwlock
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
@@ -965,6 +969,111 @@ static void test_defaults(void)
 
 /* ------------------------------------------------------------- main -- */
 
+/* ---------------------------------------------------------------- waits -- */
+/* A thread waiting in a call that never fails with EINTR -- a join, a
+ * mutex, a rwlock -- still runs its handlers while it waits, as one
+ * blocked in the kernel does.  The JVM's shape first: the process gets
+ * SIGTERM while main joins, every other thread blocks the signal, and the
+ * handler posts the semaphore a dispatcher thread waits on. */
+static sem_t wt_sem;
+static atomic_int wt_count;
+static _Atomic uintptr_t wt_self;
+static void on_wait_sig(int sig)
+{
+    (void)sig;
+    atomic_store(&wt_self, (uintptr_t)pthread_self());
+    atomic_fetch_add(&wt_count, 1);
+    sem_post(&wt_sem); /* async-signal-safe */
+}
+
+static void block_usr1(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+}
+
+static void *wt_dispatcher(void *arg)
+{
+    (void)arg;
+    block_usr1();
+    struct timespec until = st_deadline(CLOCK_REALTIME, 5000);
+    int r;
+    while ((r = sem_timedwait(&wt_sem, &until)) != 0 && errno == EINTR) {}
+    return (void *)(intptr_t)(r == 0);
+}
+
+static void *wt_killer(void *arg)
+{
+    (void)arg;
+    block_usr1();
+    st_sleep_ms(50);
+    kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+static pthread_mutex_t wt_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t wt_rw = PTHREAD_RWLOCK_INITIALIZER;
+static atomic_int wt_in;
+static void *wt_locker(void *arg)
+{
+    int rw = arg != NULL;
+    atomic_store(&wt_in, 1);
+    if (rw) {
+        pthread_rwlock_rdlock(&wt_rw);
+        pthread_rwlock_unlock(&wt_rw);
+    } else {
+        pthread_mutex_lock(&wt_m);
+        pthread_mutex_unlock(&wt_m);
+    }
+    return NULL;
+}
+
+static void test_waits(void)
+{
+    st_phase = "waits";
+    set_handler(SIGUSR1, on_wait_sig, SA_RESTART);
+    CHECK(sem_init(&wt_sem, 0, 0) == 0, "sem_init");
+
+    /* The JVM's shape: the handler runs on main, in its join. */
+    atomic_store(&wt_count, 0);
+    pthread_t d = st_spawn(wt_dispatcher, NULL), k = st_spawn(wt_killer, NULL);
+    void *got = NULL;
+    int64_t t0 = st_mono_ns();
+    CHECK(pthread_join(d, &got) == 0, "join the dispatcher");
+    CHECK(got == (void *)1, "the dispatcher was not posted (the handler did not run while main joined)");
+    CHECK(atomic_load(&wt_count) == 1, "handler ran %d times, want 1", atomic_load(&wt_count));
+    CHECK(atomic_load(&wt_self) == (uintptr_t)pthread_self(), "the handler ran on another thread than main");
+    CHECK(st_mono_ns() - t0 < 4000000000LL, "the join took %.0f ms", st_ms(st_mono_ns() - t0));
+    pthread_join(k, NULL);
+
+    /* A thread waiting for a mutex, then for a read lock: its handler
+     * runs while the lock is still held. */
+    for (int rw = 0; rw < 2; rw++) {
+        atomic_store(&wt_count, 0);
+        atomic_store(&wt_in, 0);
+        if (rw) pthread_rwlock_wrlock(&wt_rw);
+        else pthread_mutex_lock(&wt_m);
+        pthread_t w = st_spawn(wt_locker, rw ? (void *)1 : NULL);
+        while (!atomic_load(&wt_in)) st_sleep_ms(1);
+        st_sleep_ms(30); /* parked on the lock by now */
+        pthread_kill(w, SIGUSR1);
+        int ran = 0;
+        for (int i = 0; i < 2000 && !(ran = atomic_load(&wt_count)); i++) st_sleep_ms(1);
+        CHECK(ran == 1, "%s: the handler did not run while the thread waited (ran %d)",
+              rw ? "rwlock" : "mutex", ran);
+        CHECK(atomic_load(&wt_self) == (uintptr_t)w, "%s: the handler ran on another thread",
+              rw ? "rwlock" : "mutex");
+        if (rw) pthread_rwlock_unlock(&wt_rw);
+        else pthread_mutex_unlock(&wt_m);
+        pthread_join(w, NULL);
+        while (sem_trywait(&wt_sem) == 0) {}
+    }
+    sem_destroy(&wt_sem);
+    set_handler(SIGUSR1, SIG_DFL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -979,7 +1088,7 @@ int main(int argc, char **argv)
         {"eintr", test_eintr},     {"condwait", test_condwait}, {"small-stack", test_small_stack},
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
-        {"defaults", test_defaults},
+        {"defaults", test_defaults}, {"waits", test_waits},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         long before = atomic_load(&st_failures);
