@@ -3,9 +3,10 @@
 // would hold its worker for the whole round trip, and lookups from many
 // green threads would queue behind each other until sysmon moved them and
 // added workers (which then stay for good), the other threads slowed
-// meanwhile.  So each lookup runs on a pool of plain OS threads while the
-// green thread parks, as Go's cgo resolver takes an OS thread per lookup
-// (bounded there by a semaphore, here by kMaxHelpers); idle helpers end.
+// meanwhile.  So each lookup runs on the helper pool (helpers.cpp) while
+// the green thread parks, as Go's cgo resolver takes an OS thread per
+// lookup; so do getaddrinfo_a(GAI_WAIT) (gai.cpp) and the other NSS
+// lookups (nss.cpp).
 //
 // What moves to the helper thread is only the call; what the caller sees
 // stays its own: errno and h_errno are carried over both ways; results are
@@ -19,173 +20,18 @@
 // (res_init, _res.options or the server list set by hand), the call runs
 // on the caller's thread as before, with exactly that state: a kernel_call
 // that hands the worker's queue on.
-#include <atomic>
-#include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <dlfcn.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <resolv.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 
-#include "real.hpp"
-#include "shim.hpp"
+#include "helpers.hpp"
 
 namespace shim {
 
 namespace {
-
-constexpr int kMaxHelpers = 256; // lookups in flight at once (Go: 500); more queue
-constexpr int64_t kHelperIdle = 10'000'000'000; // an idle helper exits after 10 s
-
-struct Job {
-    void (*run)(void *);
-    void *ctx;
-    int err, herr;        // errno and h_errno: the caller's in, the call's out
-    uint32_t done = 0;    // futex word the caller parks on
-    Job *next = nullptr;
-};
-
-struct Pool {
-    std::atomic<bool> lk{false};
-    Job *head = nullptr, *tail = nullptr;
-    int queued = 0, threads = 0, idle = 0;
-    uint32_t seq = 0;     // futex word idle helpers sleep on
-};
-Pool pool;
-
-inline void relax() {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-// Held for a few instructions only, by green and plain threads alike; a
-// holder the kernel preempted gets the CPU back (a worker spinning on it
-// would stall every thread queued there).
-void lock() {
-    for (int spins = 0; pool.lk.exchange(true, std::memory_order_acquire);)
-        while (pool.lk.load(std::memory_order_relaxed))
-            if (++spins < 100) relax();
-            else real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-}
-void unlock() { pool.lk.store(false, std::memory_order_release); }
-
-Job *pop_locked() {
-    Job *j = pool.head;
-    if (j) {
-        pool.head = j->next;
-        if (!pool.head) pool.tail = nullptr;
-        pool.queued--;
-    }
-    return j;
-}
-
-void *helper_main(void *) {
-    bool idle_long = false;
-    for (;;) {
-        uint32_t s = __atomic_load_n(&pool.seq, __ATOMIC_ACQUIRE);
-        lock();
-        Job *j = pop_locked();
-        if (!j && idle_long) {
-            pool.threads--;
-            unlock();
-            return nullptr;
-        }
-        if (!j) pool.idle++;
-        unlock();
-        if (!j) {
-            idle_long = npshim_futex_wait(&pool.seq, s, np_now() + kHelperIdle) == -ETIMEDOUT;
-            lock();
-            pool.idle--;
-            unlock();
-            continue;
-        }
-        idle_long = false;
-        errno = j->err;
-        h_errno = j->herr;
-        j->run(j->ctx);
-        j->err = errno;
-        j->herr = h_errno;
-        __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-        // j may be gone now (its caller saw done): the wake uses the address only.
-        npshim_futex_wake(&j->done, 1);
-    }
-}
-
-// A forked child has none of the helpers, nor the callers of queued jobs.
-void after_fork_child() { new (&pool) Pool(); }
-
-// Queue j; false when no helper can ever take it (none could be started).
-bool submit(Job *j) {
-    static std::atomic<bool> atfork{false};
-    if (!atfork.exchange(true)) pthread_atfork(nullptr, nullptr, after_fork_child);
-    lock();
-    if (pool.tail) pool.tail->next = j;
-    else pool.head = j;
-    pool.tail = j;
-    pool.queued++;
-    // More jobs waiting than helpers free to take them: one more helper, so
-    // lookups never queue behind each other below the cap.
-    bool spawn = pool.queued > pool.idle && pool.threads < kMaxHelpers;
-    if (spawn) pool.threads++;
-    bool wake = pool.idle > 0;
-    unlock();
-    if (wake) {
-        __atomic_fetch_add(&pool.seq, 1, __ATOMIC_RELEASE);
-        npshim_futex_wake(&pool.seq, 1);
-    }
-    if (!spawn) return true;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old;
-    sigfillset(&all);
-    real.pthread_sigmask(SIG_SETMASK, &all, &old); // the program's signals are not for helpers
-    pthread_t th;
-    int e = real.pthread_create(&th, &a, helper_main, nullptr);
-    real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    pthread_attr_destroy(&a);
-    if (!e) return true;
-    lock();
-    pool.threads--;
-    bool orphan = false;
-    if (pool.threads == 0) { // nobody will take it: the caller runs it itself
-        for (Job **p = &pool.head; *p; p = &(*p)->next) {
-            if (*p != j) continue;
-            *p = j->next;
-            if (pool.tail == j) {
-                pool.tail = nullptr;
-                for (Job *q = pool.head; q; q = q->next) pool.tail = q;
-            }
-            pool.queued--;
-            orphan = true;
-            break;
-        }
-    }
-    unlock();
-    return !orphan;
-}
-
-// Park until the helper is done.  Signals for the thread run meanwhile, as
-// they interrupt glibc's poll() with OS threads (which then waits on); the
-// lookup is no cancellation point here, since the helper writes into the
-// caller's memory until it is done.
-void wait_done(Thread *t, Job *j) {
-    while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
-        t->wait_word.store(&j->done, std::memory_order_seq_cst);
-        if (sig_pending(t)) {
-            t->wait_word.store(nullptr, std::memory_order_relaxed);
-            sig_deliver(t);
-            continue;
-        }
-        npshim_futex_wait(&j->done, 0, 0);
-        t->wait_word.store(nullptr, std::memory_order_relaxed);
-    }
-}
 
 // The caller's own _res as a fresh thread has it: all zero bytes.
 bool own_res_untouched() {
@@ -202,26 +48,25 @@ template <class F> auto lookup(F f, bool own_res) -> decltype(f()) {
     Thread *t = green() ? self() : nullptr;
     if (!t) return f();
     if (own_res && !own_res_untouched()) return kernel_call(f, R{}, true);
-    struct Ctx {
-        F *f;
-        R r;
-    } c{&f, R{}};
-    Job j;
-    j.run = [](void *p) {
-        auto *c = static_cast<Ctx *>(p);
-        c->r = (*c->f)();
-    };
-    j.ctx = &c;
-    j.err = errno;
-    j.herr = h_errno;
-    if (!submit(&j)) return kernel_call(f, R{}, true);
-    wait_done(t, &j);
-    errno = j.err;
-    h_errno = j.herr;
-    return c.r;
+    return helper_call(t, f);
 }
 
-template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
+// A lookup glibc answers from the strings alone, without a source to ask:
+// an address literal (or none: the wildcard or loopback) and a port
+// number.  It runs right here, as fast as a parse: a server that calls
+// getaddrinfo per connection on its peer's address pays no hand-off.
+bool numeric_lookup(const char *node, const char *service, const struct addrinfo *hints) {
+    int flags = hints ? hints->ai_flags : 0;
+    if (flags & AI_CANONNAME) return false; // may ask for the name of the address
+    if (service) {
+        bool digits = *service != 0;
+        for (const char *c = service; *c; c++) digits = digits && *c >= '0' && *c <= '9';
+        if (!digits) return false;
+    }
+    if (!node || (flags & AI_NUMERICHOST)) return true;
+    unsigned char a[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, node, a) == 1 || inet_pton(AF_INET6, node, a) == 1;
+}
 
 // res_query or __res_query, whichever this glibc has (the same function).
 template <class T> T next_res(const char *name) {
@@ -243,12 +88,16 @@ extern "C" {
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                 struct addrinfo **res) {
     static auto fn = next_fn<decltype(&getaddrinfo)>("getaddrinfo");
+    if (numeric_lookup(node, service, hints)) return fn(node, service, hints, res);
     return lookup([&] { return fn(node, service, hints, res); }, true);
 }
 
 int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
                 char *serv, socklen_t servlen, int flags) {
     static auto fn = next_fn<decltype(&getnameinfo)>("getnameinfo");
+    // Numbers only (a server logging its peer's address): nothing to ask.
+    if ((!host || !hostlen || (flags & NI_NUMERICHOST)) && (!serv || !servlen || (flags & NI_NUMERICSERV)))
+        return fn(sa, salen, host, hostlen, serv, servlen, flags);
     return lookup([&] { return fn(sa, salen, host, hostlen, serv, servlen, flags); }, true);
 }
 

@@ -57,6 +57,7 @@ dup_timeout:dup_timeout.c:
 pipe_wrong_end:pipe_wrong_end.c:
 kernel_wait:kernel_wait.c:
 dns_overlap:dns_overlap.c:
+nss_overlap:nss_overlap.c:
 signal_fd:signal_fd.c:
 blocked_burst:blocked_burst.c:
 process_life:process_life.c:
