@@ -21,7 +21,8 @@ SOMAJOR := 1
 DEPS_BUILD := g++ make autoconf pkg-config dpkg-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
 DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu python3 curl wrk redis-server \
-              redis-tools nginx abigail-tools mariadb-server mariadb-client apache2
+              redis-tools nginx abigail-tools mariadb-server mariadb-client apache2 \
+              openjdk-17-jdk-headless
 DEPS_BENCH := golang-go libboost-context-dev wrk gnuplot-nox
 
 .PHONY: all check check-valgrind check-asan check-tsan demo bench install clean deps deps-bench lib tests
@@ -77,12 +78,13 @@ JEMALLOC_DIR ?= $(B)/jemalloc
 JEMALLOC_A := $(JEMALLOC_DIR)/libjemalloc_pic.a
 LIB_LIBS += -Wl,--whole-archive $(JEMALLOC_A) -Wl,--no-whole-archive
 # In the library, jemalloc's calls to names a preload shim interposes go to
-# libc's own functions (__wrap_* in src/libc_real.cpp; t/imports-check.sh).
-# Not in internal-tests, which no shim is preloaded into.
+# libc's own functions (__wrap_* in src/libc_real.cpp; t/imports-check.sh),
+# and its fork handlers to src/heap_fork.cpp (a child resets the heap when
+# it first uses it).  Not in internal-tests, which no shim is preloaded into.
 JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_key_create \
                  pthread_setspecific pthread_mutex_init pthread_mutex_lock pthread_mutex_trylock \
                  pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
-                 pthread_cond_timedwait
+                 pthread_cond_timedwait pthread_atfork
 LIB_WRAP := $(foreach n,$(JEMALLOC_WRAP),-Wl,--wrap=$(n))
 endif
 LIB_LIBS += -lpthread -ldl

@@ -25,6 +25,16 @@ np_fd *const kBusy = reinterpret_cast<np_fd *>(1);
 
 Fd *table;
 size_t table_n;
+// One past the highest number looked up: the entries above it were never
+// written, so a forked child's sweep stops there (and leaves their pages
+// untouched).
+std::atomic<size_t> table_used{0};
+
+void note_used(size_t fd) {
+    size_t u = table_used.load(std::memory_order_relaxed);
+    while (u <= fd && !table_used.compare_exchange_weak(u, fd + 1, std::memory_order_seq_cst)) {
+    }
+}
 
 // Sized by the hard open-file limit (only touched entries cost memory).
 void table_init() {
@@ -67,7 +77,9 @@ Fd *fd_entry(int fd) {
         }
         while (once.load() != 2) sched_yield();
     }
-    return fd >= 0 && size_t(fd) < table_n ? &table[fd] : nullptr;
+    if (fd < 0 || size_t(fd) >= table_n) return nullptr;
+    if (size_t(fd) >= table_used.load(std::memory_order_relaxed)) note_used(size_t(fd));
+    return &table[fd];
 }
 
 void fd_timeouts_changed() { timeouts_gen.fetch_add(1, std::memory_order_acq_rel); }
@@ -179,7 +191,11 @@ std::atomic<bool> shared{false};
 
 void fd_flags_changed() { flags_gen.fetch_add(1, std::memory_order_acq_rel); }
 
-void fd_files_shared() { shared.store(true, std::memory_order_relaxed); }
+// Stored once: every fork calls this, and a page written after a fork is
+// copied (in the parent while the child lives, and in the child).
+void fd_files_shared() {
+    if (!shared.load(std::memory_order_relaxed)) shared.store(true, std::memory_order_relaxed);
+}
 
 int64_t fd_timeout(int fd, Fd *e, int mode) {
     if (shared.load(std::memory_order_relaxed)) {
@@ -222,7 +238,7 @@ void open_fds(uint64_t *bits, size_t words) {
 
 void fd_after_fork() {
     fd_files_shared(); // with the parent
-    for (size_t fd = 0; fd < table_n; fd++) {
+    for (size_t fd = 0, n = table_used.load(std::memory_order_relaxed); fd < n; fd++) {
         Fd &e = table[fd];
         if (e.kind.load(std::memory_order_relaxed) == kInternal) real.close(int(fd));
         if (e.kind.load(std::memory_order_relaxed) == kUnknown && !e.pd.load(std::memory_order_relaxed)) continue;
@@ -244,7 +260,7 @@ int fd_start_runtime() {
         // What the engine opened: close-on-exec, and kept from the program.
         for (size_t w = 0; w < words; w++)
             for (uint64_t nw = after[w] & ~before[w]; nw; nw &= nw - 1)
-                table[w * 64 + size_t(__builtin_ctzll(nw))].kind.store(kInternal, std::memory_order_release);
+                fd_entry(int(w * 64 + size_t(__builtin_ctzll(nw))))->kind.store(kInternal, std::memory_order_release);
     }
     free(before);
     free(after);

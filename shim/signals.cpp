@@ -347,11 +347,12 @@ void setxid_fix() {
     real.syscall(SYS_rt_sigaction, kSigSetxid, long(&k), 0, 8, 0, 0); // glibc's sigaction refuses 33
 }
 
+// Written only where they differ: a page the child writes is copied.
 void signals_after_fork() {
-    proc_pending.store(0);
-    prog_lock.clear();
-    rt_queued = 0; // the threads they were for are gone
-    rt_lock.clear();
+    if (proc_pending.load()) proc_pending.store(0);
+    if (prog_lock.test()) prog_lock.clear();
+    if (rt_queued) rt_queued = 0; // the threads they were for are gone
+    if (rt_lock.test()) rt_lock.clear();
 }
 
 bool sig_pending(Thread *t) {

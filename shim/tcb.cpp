@@ -399,9 +399,9 @@ void tcb_free(void *tcb) {
     unlock();
 }
 
-void tcb_after_fork() {
-    pool_lock.clear();
-    scratch_lock.clear();
+void tcb_after_fork() { // written only if held: a page the child writes is copied
+    if (pool_lock.test()) pool_lock.clear();
+    if (scratch_lock.test()) scratch_lock.clear();
 }
 
 void tcb_thread_start(void *tcb) {

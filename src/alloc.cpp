@@ -41,7 +41,10 @@ static Once arena_once;
 static void arena_create() {
     unsigned a = 0;
     size_t sz = sizeof a;
-    if (mallctl("arenas.create", &a, &sz, nullptr, 0) == 0) {
+    heap_enter();
+    int e = mallctl("arenas.create", &a, &sz, nullptr, 0);
+    heap_leave();
+    if (e == 0) {
         arena_index = a;
         arena_flags = NP_MALLOCX_ARENA(a);
     }
@@ -52,11 +55,23 @@ static int flags() {
     return arena_flags;
 }
 
-static void *raw_alloc(size_t n, bool zero) { return mallocx(n, flags() | (zero ? NP_MALLOCX_ZERO : 0)); }
-static void raw_free(void *p) { dallocx(p, flags()); }
+static void *raw_alloc(size_t n, bool zero) {
+    int f = flags();
+    heap_enter();
+    void *p = mallocx(n, f | (zero ? NP_MALLOCX_ZERO : 0));
+    heap_leave();
+    return p;
+}
+static void raw_free(void *p) {
+    int f = flags();
+    heap_enter();
+    dallocx(p, f);
+    heap_leave();
+}
 
-uint64_t mem_allocated() {
-    flags();
+static void stats_here(void *a) {
+    auto *r = static_cast<uint64_t *>(a);
+    heap_enter();
     uint64_t epoch = 1;
     size_t sz = sizeof epoch;
     mallctl("epoch", &epoch, &sz, &epoch, sz); // refresh the statistics
@@ -68,7 +83,15 @@ uint64_t mem_allocated() {
     sz = sizeof large;
     snprintf(name, sizeof name, "stats.arenas.%u.large.allocated", arena_index);
     if (mallctl(name, &large, &sz, nullptr, 0) != 0) large = 0;
-    return small + large;
+    heap_leave();
+    *r = small + large;
+}
+
+uint64_t mem_allocated() {
+    flags();
+    uint64_t r = 0;
+    on_os_stack(stats_here, &r);
+    return r;
 }
 
 #else

@@ -34,9 +34,17 @@ struct Bucket {
 constexpr size_t kBuckets = 1024;
 Bucket buckets[kBuckets];
 
+// The buckets ever used: a forked child resets those only, and leaves
+// the pages of the rest untouched.
+std::atomic<uint64_t> bucket_used[kBuckets / 64];
+
 Bucket &bucket_of(const uint32_t *addr) {
     uintptr_t a = uintptr_t(addr) >> 2;
-    return buckets[(a ^ (a >> 10) ^ (a >> 20)) % kBuckets];
+    size_t i = (a ^ (a >> 10) ^ (a >> 20)) % kBuckets;
+    uint64_t bit = uint64_t(1) << (i % 64);
+    if (!(bucket_used[i / 64].load(std::memory_order_relaxed) & bit))
+        bucket_used[i / 64].fetch_or(bit, std::memory_order_relaxed);
+    return buckets[i];
 }
 
 enum { kQueued = 0, kWoken = 1, kTimedOut = 2 };
@@ -161,7 +169,9 @@ void npshim_safe_point(void) { preempt_point(); }
 void npshim_kernel_wait(void) { local_handoff(); }
 
 void npshim_after_fork_child(void) {
-    for (auto &b : buckets) new (&b) Bucket(); // waiters of threads that are gone
+    for (size_t w = 0; w < kBuckets / 64; w++) // waiters of threads that are gone
+        for (uint64_t m = bucket_used[w].load(std::memory_order_relaxed); m; m &= m - 1)
+            new (&buckets[w * 64 + size_t(__builtin_ctzll(m))]) Bucket();
     runtime_after_fork();
 }
 

@@ -53,10 +53,10 @@ void *helper_main(void *) {
 
 } // namespace
 
-void blocking_after_fork() {
-    new (&jobs_lock) SpinLock();
-    jobs_head = jobs_tail = nullptr;
-    helpers = idle_helpers = 0;
+void blocking_after_fork() { // writing only what differs (a page written here is copied)
+    jobs_lock.reset();
+    if (jobs_head || jobs_tail) jobs_head = jobs_tail = nullptr;
+    if (helpers || idle_helpers) helpers = idle_helpers = 0;
 }
 
 long blocking_call(long (*fn)(void *), void *arg) {

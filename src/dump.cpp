@@ -656,9 +656,9 @@ int dump_signal_current() {
 void dump_after_fork() {
     // The dump thread is the parent's; a dump under way there left its
     // locks taken.  The handler stays: requests wait for the next start.
-    thread_started = false;
-    new (&dump_mu) Mutex();
-    new (&install_mu) Mutex();
+    if (thread_started) thread_started = false; // (a page written here is copied)
+    dump_mu.reset();
+    install_mu.reset();
 }
 
 } // namespace np

@@ -21,14 +21,20 @@ constexpr size_t kChunkWords = kChunkFds / 64;
 constexpr size_t kChunks = (size_t(1) << 31) >> kChunkShift;
 
 std::atomic<std::atomic<uint64_t> *> chunks[kChunks];
+// One past the highest chunk made: a forked child clears no further (the
+// table's pages above stay untouched).
+std::atomic<size_t> chunks_used{0};
 
 std::atomic<uint64_t> *chunk(int fd, bool create) {
     std::atomic<uint64_t> *c = chunks[size_t(fd) >> kChunkShift].load(std::memory_order_acquire);
     if (c || !create) return c;
     auto *fresh = static_cast<std::atomic<uint64_t> *>(mem_zalloc(kChunkWords * sizeof(uint64_t)));
     if (!fresh) return nullptr;
-    if (chunks[size_t(fd) >> kChunkShift].compare_exchange_strong(c, fresh, std::memory_order_acq_rel))
-        return fresh;
+    size_t i = size_t(fd) >> kChunkShift;
+    for (size_t u = chunks_used.load(std::memory_order_relaxed);
+         u <= i && !chunks_used.compare_exchange_weak(u, i + 1, std::memory_order_acq_rel);) {
+    }
+    if (chunks[i].compare_exchange_strong(c, fresh, std::memory_order_acq_rel)) return fresh;
     mem_free(fresh); // another thread made it first
     return c;
 }
@@ -45,7 +51,9 @@ int fd_claim(int fd) {
 }
 
 void fd_claims_forget() {
-    for (auto &slot : chunks) slot.store(nullptr, std::memory_order_relaxed); // the parent's, leaked
+    size_t n = chunks_used.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) chunks[i].store(nullptr, std::memory_order_relaxed); // the parent's, leaked
+    chunks_used.store(0, std::memory_order_relaxed);
 }
 
 #ifdef NP_FAULTS

@@ -3,6 +3,7 @@
 // on, never a library preloaded before it.  Also the targets of the
 // Makefile's -Wl,--wrap (JEMALLOC_WRAP), which keep the statically linked
 // jemalloc off those names.
+#include "alloc.hpp"
 #include "libc_real.hpp"
 
 #include <algorithm>
@@ -105,7 +106,7 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
 int __wrap_pthread_join(pthread_t t, void **ret) { return REAL(pthread_join)(t, ret); }
 
 int __wrap_pthread_key_create(pthread_key_t *k, void (*dtor)(void *)) {
-    return REAL(pthread_key_create)(k, dtor);
+    return REAL(pthread_key_create)(k, np::heap_key_dtor(dtor));
 }
 int __wrap_pthread_setspecific(pthread_key_t k, const void *v) { return REAL(pthread_setspecific)(k, v); }
 

@@ -36,6 +36,11 @@ public:
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
         return try_lock_until(add_sat(now_ns(), ns < 0 ? 0 : int64_t(ns)));
     }
+    // In a forked child, where the holder is gone: written only when held,
+    // as a page the child writes is copied.
+    void reset() {
+        if (v_.load(std::memory_order_relaxed)) v_.store(0, std::memory_order_relaxed);
+    }
     void unlock() {
         if (v_.exchange(0, std::memory_order_release) == 2) futex_wake(&v_, 1);
     }

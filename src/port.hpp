@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "alloc.hpp"
 #include "config.hpp"
 
 namespace np {
@@ -17,6 +18,12 @@ struct Waiter;
 class Port {
 public:
     virtual ~Port() = default;
+    // From the engine's heap, as the rest of the runtime (alloc.hpp).
+    static void *operator new(size_t n) {
+        if (void *p = mem_alloc(n)) return p;
+        throw std::bad_alloc();
+    }
+    static void operator delete(void *p) { mem_free(p); }
     virtual const char *name() const = 0;
     // Register fd for both directions, edge-triggered, tagged with pd's
     // fdseq.  -EPERM: the fd cannot be polled (regular file).

@@ -32,6 +32,11 @@ public:
                !v_.exchange(1, std::memory_order_acquire);
     }
     void unlock() { v_.store(0, std::memory_order_release); }
+    // In a forked child, where the holder is gone: written only when held,
+    // as a page the child writes is copied.
+    void reset() {
+        if (v_.load(std::memory_order_relaxed)) v_.store(0, std::memory_order_relaxed);
+    }
 
 private:
     std::atomic<uint32_t> v_{0};

@@ -42,22 +42,26 @@ void StackPool::init(size_t stack_size, bool packed) {
     size_t align = packed ? 64 : page_;
     usable_ = (stack_size + align - 1) & ~(align - 1);
     guard_budget_ = packed ? 0 : read_max_map_count() / 8;
+    chunks_ = static_cast<Range *>(mem_alloc(kMaxChunks * sizeof(Range)));
 }
 
 // One chunk: guarded slots (guard page + stack) while the budget lasts,
 // else canary slots under a single guard page at the chunk's bottom.
 bool StackPool::grow() {
     int nc = nchunks_.load(std::memory_order_relaxed);
-    if (nc == kMaxChunks) return false;
+    if (nc == kMaxChunks || !chunks_) return false;
     bool guard = guard_budget_ > 0;
     size_t slot = guard ? usable_ + page_ : usable_;
-    size_t n = guard ? 64 : (64u << 20) / slot;
-    if (n < 16) n = 16;
+    // Guarded chunks double from one slot up to 64: every slot is two
+    // mappings, which each fork copies and each exit tears down, so a
+    // program with a few threads keeps a few.
+    size_t n = guard ? std::min<size_t>(64, std::max<size_t>(1, nslots_)) : (64u << 20) / slot;
+    if (!guard && n < 16) n = 16;
     if (guard && n > guard_budget_) n = guard_budget_;
     size_t bytes = n * slot + (guard ? 0 : page_);
     // Room for every slot in both lists first, so that releasing a stack --
-    // which may run on a small stack -- never allocates.  Doubling: chunks
-    // come 64 slots at a time while guard pages last.
+    // which may run on a small stack -- never allocates.  Doubling, as
+    // chunks come a few slots at a time at first.
     if (!warm_.reserve(nslots_ + n)) return false;
     if (cold_.capacity() < nslots_ + n) cold_.reserve(std::max(nslots_ + n, 2 * cold_.capacity()));
     void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,

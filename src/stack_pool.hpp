@@ -77,9 +77,12 @@ private:
     size_t guard_budget_ = 0;
     std::atomic<uint64_t> reserved_{0};
     // Chunk address ranges, read by the SIGSEGV reporter without locks.
+    // Allocated by init, not held here: the pool is value-initialized,
+    // and zeroing the table would commit all its pages (which every fork
+    // then copies) where a process uses a few entries.
     static constexpr int kMaxChunks = 4096;
     struct Range { uintptr_t lo, hi; size_t slot; bool guarded; };
-    Range chunks_[kMaxChunks];
+    Range *chunks_ = nullptr;
     std::atomic<int> nchunks_{0};
     int nguarded_ = 0;
 };
