@@ -318,7 +318,7 @@ DocumentRoot $www
   Require all granted
 </Directory>
 StartServers 2
-ServerLimit 2
+ServerLimit 4
 ThreadLimit 128
 ThreadsPerChild 128
 MaxRequestWorkers 256

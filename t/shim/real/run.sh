@@ -41,6 +41,9 @@
 #   apache        apache2 with mpm_worker (2 children of 128 threads, a
 #                 thread per connection): the tree by curl, wrk with 200
 #                 connections, a graceful restart (SIGUSR1), the tree again
+#   java          EchoServer.java, a java.lang.Thread per connection: 1000
+#                 held, at most P + 8 OS threads under nprun -p P; SIGTERM
+#                 runs its shutdown hook
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -799,7 +802,43 @@ case_apache() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache; do
+# ---- 15. Java: a java.lang.Thread per connection --------------------------------------------------
+# EchoServer.java on the JVM (its GC, JIT and signal-dispatcher threads
+# green too): 1000 connections held, checksummed echoes, OS threads
+# counted as for python-echo; SIGTERM runs its shutdown hook and ends it
+# with 143, as plain.
+case_java() {
+    have java javac "$py" || return
+    if ! timeout -s KILL 120 javac -d "$out" "$here/EchoServer.java" > "$tmp/javac.log" 2>&1; then
+        fail plain "EchoServer.java does not compile" "$tmp/javac.log"
+        return
+    fi
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        # shellcheck disable=SC2046
+        start java $(runner "$m") java -Xss256k -Djava.net.preferIPv4Stack=true -cp "$out" EchoServer "$port"
+        up "$m" "$port" "$tmp/java.log" || continue
+        timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
+            --pid "$bg" > "$tmp/client.log" 2>&1
+        crc=$?
+        stop "$bg" "$bgrp" TERM
+        th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
+        rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
+        if [ "$crc" -ne 0 ]; then
+            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/java.log"
+        elif [ "$m" != plain ] && { [ -z "$th" ] || [ "$th" -gt $((m + 8)) ]; }; then
+            fail "$m" "os_threads=${th:-missing} with 1000 connections open, want <= $((m + 8))" \
+                "$tmp/client.log"
+        elif [ "$rc" != 143 ] || ! grep -q 'shutting down' "$tmp/java.log"; then
+            fail "$m" "exit on SIGTERM: $rc, want 143 after the shutdown hook$server_note" "$tmp/java.log"
+        else
+            ok "$m" "os_threads=$th with 1000 connections open, $rps echoes/s, shutdown hook on SIGTERM"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
