@@ -4,7 +4,8 @@
  *   - ping-pong: two threads hand a token back and forth through two
  *     eventfds, 2000 times (blocking reads and writes);
  *   - semaphore: an EFD_SEMAPHORE eventfd shared by 4 readers and a writer,
- *     every unit taken exactly once;
+ *     every unit taken exactly once: as many reads as units posted, none
+ *     left, every reader ends;
  *   - timerfd: a reader blocked on a 20 ms periodic timer while another
  *     thread keeps counting: both progress, the expirations add up;
  *   - inotify: a reader blocked until a file is created;
@@ -18,6 +19,7 @@
  *
  *   event_fds */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -70,8 +72,10 @@ static void ping_pong(void) {
 }
 
 static int sem_fd;
-static atomic_int taken;
+static atomic_int sem_reads, sem_ended;
 
+/* Takes units one read at a time; the read that finds kUnits taken before
+ * it took a stop unit (posted only once all kUnits were seen taken). */
 static void *sem_reader(void *arg) {
     (void)arg;
     for (;;) {
@@ -79,28 +83,62 @@ static void *sem_reader(void *arg) {
         ssize_t n = read(sem_fd, &v, sizeof v);
         if (n != sizeof v || v != 1) {
             CHECK(0, "semaphore read: n=%zd v=%llu %s", n, (unsigned long long)v, strerror(errno));
-            return NULL;
+            break;
         }
-        if (atomic_fetch_add(&taken, 1) >= kUnits) return NULL; /* a stop unit */
+        if (atomic_fetch_add(&sem_reads, 1) >= kUnits) break;
     }
+    atomic_fetch_add(&sem_ended, 1);
+    return NULL;
+}
+
+/* Whether the semaphore holds no unit (a read now would wait). */
+static int sem_empty(void) {
+    struct pollfd p = {sem_fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+}
+
+static void sem_post_units(uint64_t v) {
+    CHECK(write(sem_fd, &v, sizeof v) == sizeof v, "semaphore write: %s", strerror(errno));
 }
 
 static void semaphore(void) {
     st_phase = "semaphore";
     sem_fd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC);
     CHECK(sem_fd >= 0, "eventfd semaphore: %s", strerror(errno));
+    atomic_store(&sem_reads, 0);
+    atomic_store(&sem_ended, 0);
     pthread_t t[kReaders];
     for (int i = 0; i < kReaders; i++) CHECK(pthread_create(&t[i], NULL, sem_reader, NULL) == 0, "pthread_create");
     for (int i = 0; i < kUnits; i += 100) {
-        uint64_t v = 100;
-        CHECK(write(sem_fd, &v, sizeof v) == sizeof v, "semaphore write: %s", strerror(errno));
+        sem_post_units(100);
         if (i % 1000 == 0) sched_yield();
     }
-    uint64_t stop = kReaders; /* one more unit for each reader: it ends */
-    CHECK(write(sem_fd, &stop, sizeof stop) == sizeof stop, "semaphore stop: %s", strerror(errno));
+    /* Every unit read once: kUnits reads, none more (a read that returned
+     * a unit it did not take would show as one more read, or as a unit
+     * left), none fewer (a reader stuck with units there). */
+    st_wait_for(&sem_reads, kUnits, 15000);
+    st_sleep_ms(20); /* time for a read beyond the posts to show */
+    int reads = atomic_load(&sem_reads);
+    CHECK(reads == kUnits, "semaphore: %d reads of %d units posted", reads, kUnits);
+    CHECK(sem_empty(), "semaphore: units left after %d reads of %d posted", reads, kUnits);
+    /* One more unit for each reader: each takes one and ends. */
+    sem_post_units(kReaders);
+    int ended = st_wait_for(&sem_ended, kReaders, 15000);
+    CHECK(ended, "semaphore: %d of %d readers ended after the stop units (%d reads)", atomic_load(&sem_ended),
+          kReaders, atomic_load(&sem_reads));
+    if (!ended) { /* unstick them to report, or give up */
+        sem_post_units(kReaders);
+        if (!st_wait_for(&sem_ended, kReaders, 5000)) {
+            fprintf(stderr, "FAILED semaphore: a reader is stuck for good\n");
+            exit(1);
+        }
+    }
     for (int i = 0; i < kReaders; i++) pthread_join(t[i], NULL);
-    CHECK(atomic_load(&taken) == kUnits + kReaders, "semaphore: %d units taken, want %d", atomic_load(&taken),
-          kUnits + kReaders);
+    if (ended) {
+        CHECK(atomic_load(&sem_reads) == kUnits + kReaders, "semaphore: %d reads, want %d", atomic_load(&sem_reads),
+              kUnits + kReaders);
+        CHECK(sem_empty(), "semaphore: units left after all readers ended");
+    }
     close(sem_fd);
 }
 
@@ -275,8 +313,8 @@ static void phase(void (*fn)(void), int counted) {
 
 int main(void) {
     st_watchdog(60);
-    const char *pre = getenv("LD_PRELOAD"), *procs = getenv("NP_PROCS");
-    int shim = pre && strstr(pre, "netpoll-preload");
+    const char *procs = getenv("NP_PROCS");
+    int shim = st_under_shim();
     phase(ping_pong, 1);
     /* Several readers of one eventfd on several workers: readiness first,
      * then the read, so two may see the same unit and one blocks in the
