@@ -76,6 +76,10 @@ int npshim_dump_signal(void);
  * deadline (absolute np_now(); <= 0 none).  0 woken, -EAGAIN the value
  * differed, -ETIMEDOUT.  Works from plain OS threads too. */
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline);
+/* npshim_futex_wait without a deadline, shown in np_dump as a join of t
+ * (the shim's pthread_join parks on a word of its own, where signals and
+ * cancellation reach it). */
+int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val);
 /* Wake up to n waiters on addr; returns how many. */
 int npshim_futex_wake(const uint32_t *addr, int n);
 

@@ -170,6 +170,9 @@ int sleep_until(Thread *t, int64_t deadline);
 
 // A futex wait that pthread_cancel can interrupt: 0, -EAGAIN, -ETIMEDOUT.
 int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point);
+// Park while *addr is 0, as a join of g (np_dump says so); a cancellation
+// point's wait.
+int join_wait(const npshim_thread *g, const uint32_t *addr);
 inline int futex_wake(const uint32_t *addr, int n) { return npshim_futex_wake(addr, n); }
 // Thread-unique owner ids for mutexes (the tid on plain OS threads).
 int owner_id();

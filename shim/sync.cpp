@@ -245,7 +245,11 @@ int owner_id() {
     return id;
 }
 
-int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point) {
+namespace {
+
+// A park on addr (by park()) that a signal or pthread_cancel for the
+// calling thread interrupts (interrupt() wakes addr).
+template <class Park> int interruptible(const uint32_t *addr, bool cancel_point, Park park) {
     Thread *t = on() ? self() : nullptr;
     if (t) {
         t->wait_word.store(addr, std::memory_order_seq_cst);
@@ -259,12 +263,22 @@ int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel
             return 0;
         }
     }
-    int r = npshim_futex_wait(addr, val, deadline);
+    int r = park();
     if (t) {
         t->wait_word.store(nullptr, std::memory_order_relaxed);
         if (!cancel_point && sig_pending(t)) sig_deliver(t);
     }
     return r;
+}
+
+} // namespace
+
+int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point) {
+    return interruptible(addr, cancel_point, [&] { return npshim_futex_wait(addr, val, deadline); });
+}
+
+int join_wait(const npshim_thread *g, const uint32_t *addr) {
+    return interruptible(addr, true, [&] { return npshim_thread_join_wait(g, addr, 0); });
 }
 
 int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs) {

@@ -429,7 +429,7 @@ int pthread_join(pthread_t th, void **result) {
     // joiner (a join is a cancellation point, and handlers run during it);
     // the engine's join then only waits for the last switch away.
     while (!t->ended.load(std::memory_order_acquire)) {
-        futex_wait(reinterpret_cast<const uint32_t *>(&t->ended), 0, 0, true);
+        join_wait(t->g, reinterpret_cast<const uint32_t *>(&t->ended));
         if (Thread *me = cur) {
             if (sig_pending(me)) sig_deliver(me);
             test_cancel(me);

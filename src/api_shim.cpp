@@ -103,6 +103,53 @@ ssize_t io_loop(PollDesc *pd, int mode, unsigned flags, npshim_op op, void *ctx)
     }
 }
 
+// A park on *addr while it holds val (npshim_futex_wait), shown in np_dump
+// as waiting for why on obj.
+int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind why, const void *obj) {
+    ErrnoGuard eg;
+    if (!addr) return -EINVAL;
+    if (deadline > 0 && deadline <= now_ns()) {
+        return __atomic_load_n(addr, __ATOMIC_SEQ_CST) == val ? -ETIMEDOUT : -EAGAIN;
+    }
+    Bucket &b = bucket_of(addr);
+    Waiter w;
+    w.tag = uintptr_t(addr);
+    b.lk.lock();
+    // Under the bucket lock: a waker changes the word, then takes this lock.
+    if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) {
+        b.lk.unlock();
+        return -EAGAIN;
+    }
+    note_wait(why, obj, 0, deadline > 0 && deadline != INT64_MAX ? deadline : 0);
+    b.q.push(&w);
+    b.lk.unlock();
+    bool timed = deadline > 0 && deadline != INT64_MAX;
+    if (w.g) {
+        FutexTimeout ft{&w, &b};
+        Timer t;
+        if (timed) {
+            t.fn = futex_timer_fire;
+            t.arg = &ft;
+            timer_add(&t, deadline);
+        }
+        w.wait();
+        // A thread with a TCB of its own may have moved to another worker
+        // meanwhile, so the timer may be firing on its old one right now.
+        if (timed && !timer_del(&t))
+            while (!ft.done.load(std::memory_order_acquire)) yield();
+    } else if (!w.wait(timed ? deadline : -1)) {
+        b.lk.lock();
+        bool still = w.state.load(std::memory_order_relaxed) == kQueued;
+        if (still) {
+            b.q.unlink(&w);
+            w.state.store(kTimedOut, std::memory_order_relaxed);
+        }
+        b.lk.unlock();
+        if (!still) w.wait(); // woken at the last moment: take that wake-up
+    }
+    return w.state.load(std::memory_order_relaxed) == kTimedOut ? -ETIMEDOUT : 0;
+}
+
 } // namespace
 
 extern "C" {
@@ -189,48 +236,12 @@ void npshim_thread_set_name(npshim_thread *t, const char *name) {
 int npshim_dump_signal(void) { return dump_signal_current(); }
 
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
-    ErrnoGuard eg;
-    if (!addr) return -EINVAL;
-    if (deadline > 0 && deadline <= now_ns()) {
-        return __atomic_load_n(addr, __ATOMIC_SEQ_CST) == val ? -ETIMEDOUT : -EAGAIN;
-    }
-    Bucket &b = bucket_of(addr);
-    Waiter w;
-    w.tag = uintptr_t(addr);
-    b.lk.lock();
-    // Under the bucket lock: a waker changes the word, then takes this lock.
-    if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) {
-        b.lk.unlock();
-        return -EAGAIN;
-    }
-    note_wait(WaitKind::futex, addr, 0, deadline > 0 && deadline != INT64_MAX ? deadline : 0);
-    b.q.push(&w);
-    b.lk.unlock();
-    bool timed = deadline > 0 && deadline != INT64_MAX;
-    if (w.g) {
-        FutexTimeout ft{&w, &b};
-        Timer t;
-        if (timed) {
-            t.fn = futex_timer_fire;
-            t.arg = &ft;
-            timer_add(&t, deadline);
-        }
-        w.wait();
-        // A thread with a TCB of its own may have moved to another worker
-        // meanwhile, so the timer may be firing on its old one right now.
-        if (timed && !timer_del(&t))
-            while (!ft.done.load(std::memory_order_acquire)) yield();
-    } else if (!w.wait(timed ? deadline : -1)) {
-        b.lk.lock();
-        bool still = w.state.load(std::memory_order_relaxed) == kQueued;
-        if (still) {
-            b.q.unlink(&w);
-            w.state.store(kTimedOut, std::memory_order_relaxed);
-        }
-        b.lk.unlock();
-        if (!still) w.wait(); // woken at the last moment: take that wake-up
-    }
-    return w.state.load(std::memory_order_relaxed) == kTimedOut ? -ETIMEDOUT : 0;
+    return futex_wait_as(addr, val, deadline, WaitKind::futex, addr);
+}
+
+int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val) {
+    if (!t) return -EINVAL;
+    return futex_wait_as(addr, val, 0, WaitKind::join, reinterpret_cast<const void *>(uintptr_t(g_of(t)->id)));
 }
 
 int npshim_futex_wake(const uint32_t *addr, int n) {
