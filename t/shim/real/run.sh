@@ -53,7 +53,7 @@
 #
 # Prints "real: N passed, M failed, K skipped" last; exits 1 on a failure.
 # Every command has a time limit, and the script a budget: the runs left
-# when it has run for REAL_BUDGET seconds (240) fail unrun.
+# when it has run for REAL_BUDGET seconds (420) fail unrun.
 #
 # Environment: CC, CXX; REAL_TESTS (a space-separated subset of the case
 # names); PYTHON (default /usr/bin/python3, else python3 on PATH);
@@ -118,11 +118,11 @@ trap cleanup EXIT
 trap 'exit 1' HUP INT PIPE TERM
 
 # spent MODE: true, and a failure, once the script has run for its budget
-# (REAL_BUDGET seconds, 240): the runs left are not run.
+# (REAL_BUDGET seconds, 420): the runs left are not run.
 t_start=$(date +%s)
 spent() {
-    [ $(($(date +%s) - t_start)) -lt "${REAL_BUDGET:-240}" ] && return 1
-    fail "$1" "not run: the script's ${REAL_BUDGET:-240} s are spent"
+    [ $(($(date +%s) - t_start)) -lt "${REAL_BUDGET:-420}" ] && return 1
+    fail "$1" "not run: the script's ${REAL_BUDGET:-420} s are spent"
     return 0
 }
 
