@@ -14,7 +14,7 @@
 #include "shim_test.h"
 
 #define SLEEPERS 8
-#define SLEEP_MS 200
+#define SLEEP_MS 300
 #define PAIRS 6
 #define PINGS_MS 400
 
