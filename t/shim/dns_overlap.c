@@ -74,15 +74,10 @@ static void enter_namespace(char **argv, const char *dir) {
                "mount namespace (%s)\n", strerror(errno));
         _exit(SKIP);
     }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strcpy(ifr.ifr_name, "lo");
-    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0 || (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr)) != 0) {
+    if (st_lo_up() != 0) {
         printf("SKIP dns_overlap: cannot bring up lo in a private network namespace (%s)\n", strerror(errno));
         _exit(SKIP);
     }
-    close(s);
     setenv("DNS_OVERLAP_INNER", "1", 1);
     execv("/proc/self/exe", argv);
     printf("FAILED exec /proc/self/exe: %s\n", strerror(errno));

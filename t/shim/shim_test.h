@@ -103,6 +103,23 @@ static inline int st_under_shim(void)
     return pre && strstr(pre, "libnetpoll-preload") && !(off && strcmp(off, "0") == 0);
 }
 
+/* Bring up lo, which a new network namespace has down: 0, or -1 and errno.
+ * (The caller includes <net/if.h> and <sys/ioctl.h>.) */
+#ifdef IFF_UP
+static inline int st_lo_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int ok = s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr)) == 0;
+    int e = errno;
+    if (s >= 0) close(s);
+    errno = e;
+    return ok ? 0 : -1;
+}
+#endif
+
 /* Raise the soft open-file limit to the hard limit (a plain run of N
  * connections needs 2N descriptors). */
 static inline void st_raise_nofile(void)

@@ -334,3 +334,26 @@ apache_start() {
     # shellcheck disable=SC2046
     APACHE_RUN_DIR=$2 start apache $(runner "$1") apache2 -f "$2/httpd.conf" -DFOREGROUND
 }
+
+# fetch_tree DIR PORT: every file of the tree (make_tree) from
+# 127.0.0.1:PORT by one curl into DIR, each body checked against the
+# manifest; sets k (files) and why ("" when all came right)
+fetch_tree() {
+    ft_dir=$1 ft_port=$2
+    set --
+    : > "$ft_dir/want"
+    k=0
+    while read -r h f; do
+        f=${f#./}
+        u=$(echo "$f" | sed 's/ /%20/g')
+        set -- "$@" -o "$ft_dir/got$k" "http://127.0.0.1:$ft_port/$u"
+        echo "$h  $ft_dir/got$k" >> "$ft_dir/want"
+        k=$((k + 1))
+    done < "$tmp/manifest"
+    why=
+    if ! timeout -s KILL 30 curl -sS -f "$@" > "$tmp/curl.log" 2>&1; then
+        why="curl failed"
+    elif ! sha256sum -c --quiet "$ft_dir/want" > "$tmp/curl.log" 2>&1; then
+        why="curl: wrong bodies"
+    fi
+}

@@ -417,22 +417,7 @@ case_nginx() {
         start nginx $(runner "$m") nginx -p "$ndir" -e "$ndir/error.log" -c "$ndir/nginx.conf"
         up "$m" "$port" "$tmp/nginx.log" "$ndir/error.log" || continue
         why=
-        # Every file of the tree by curl, in one command, checked.
-        set --
-        : > "$tmp/ng-want"
-        k=0
-        while read -r h f; do
-            f=${f#./}
-            u=$(echo "$f" | sed 's/ /%20/g')
-            set -- "$@" -o "$ndir/got$k" "http://127.0.0.1:$port/$u"
-            echo "$h  $ndir/got$k" >> "$tmp/ng-want"
-            k=$((k + 1))
-        done < "$tmp/manifest"
-        if ! timeout -s KILL 30 curl -sS -f "$@" > "$tmp/curl.log" 2>&1; then
-            why="curl failed"
-        elif ! sha256sum -c --quiet "$tmp/ng-want" > "$tmp/curl.log" 2>&1; then
-            why="curl: wrong bodies"
-        fi
+        fetch_tree "$ndir" "$port" # every file by curl, checked
         if [ -z "$why" ]; then
             sample_start "$bg" tree
             timeout -s KILL 30 wrk -t2 -c100 -d2s "http://127.0.0.1:$port/4k.bin" \
@@ -727,22 +712,9 @@ case_mariadb() {
 # life, in blocking calls); every file of the tree by curl, checked; wrk
 # with 200 keep-alive connections; a graceful restart (SIGUSR1: new
 # children) and the tree again; SIGTERM ends the master and every child.
-apache_tree() { # apache_tree TAG: every file by curl, checked; sets why
-    set --
-    : > "$tmp/ap-want"
-    k=0
-    while read -r h f; do
-        f=${f#./}
-        u=$(echo "$f" | sed 's/ /%20/g')
-        set -- "$@" -o "$adir/got$k" "http://127.0.0.1:$port/$u"
-        echo "$h  $adir/got$k" >> "$tmp/ap-want"
-        k=$((k + 1))
-    done < "$tmp/manifest"
-    if ! timeout -s KILL 30 curl -sS -f "$@" > "$tmp/curl.log" 2>&1; then
-        why="curl failed ($1)"
-    elif ! sha256sum -c --quiet "$tmp/ap-want" > "$tmp/curl.log" 2>&1; then
-        why="curl: wrong bodies ($1)"
-    fi
+apache_tree() { # apache_tree TAG: the tree, checked; why names the fetch
+    fetch_tree "$adir" "$port"
+    [ -z "$why" ] || why="$why ($1)"
 }
 case_apache() {
     have apache2 curl wrk || return
