@@ -89,8 +89,9 @@ int free_workers(Worker **newest) {
 }
 
 // w is blocked: the threads waiting in its inbox that may run anywhere go
-// to the global queue; if no worker is free to take them, one more starts
-// (Go hands its P to a new M the same way).
+// to the global queue; if fewer than procs workers are left free to take
+// them, a dormant one serves again or one more starts (Go hands the P of
+// a thread in a system call to another M the same way).
 bool rescue(Worker *w, bool long_stall) {
     take_local(w, in_kernel_wait); // its own queue first: into the inbox or global
     w->q.lock.lock();
@@ -108,8 +109,6 @@ bool rescue(Worker *w, bool long_stall) {
     if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
     // Blocked 10 ms in the kernel (a lock contended for a moment is not
     // worth an OS thread); computing: preemption is the cure.
-    // Go's rule: procs workers run threads; one blocked in a call does not
-    // count.  A dormant one serves again before another is added.
     if (!long_stall || !in_kernel_wait(w)) return moved;
     // Asleep in a call: its never-run threads go where a busy worker takes
     // them too (at its next time slice), not only an idle thief.
