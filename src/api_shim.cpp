@@ -279,8 +279,6 @@ int npshim_fd_open(int fd, np_fd **out) {
     if (!pd) return -ENOMEM;
     pd->fd = fd;
     pd->user_nonblock = false;
-    pd->read_drained = false;
-    pd->stream = false;
     pd_open(pd);
     Port *port = open_port();
     pd->port.store(port, std::memory_order_relaxed);

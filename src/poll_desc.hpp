@@ -45,10 +45,6 @@ struct PollDesc {
     int fd = -1;
     bool pollable = false;                  // registered with the port
     bool user_nonblock = false;             // NP_OPEN_NONBLOCK: EAGAIN, never wait
-    // Unused since reads always try the system call first (api_io.cpp);
-    // api_shim.cpp still clears them.
-    bool stream = false;
-    bool read_drained = false;
     std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
     std::atomic<bool> is_free{true};        // on the free list (double-close check)
     uint8_t moves = 0;                      // registrations moved (poll_desc.cpp)

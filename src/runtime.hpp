@@ -242,6 +242,10 @@ int64_t next_timer_delay();
 void sysmon_start();
 // Another worker, for the threads a blocked one cannot run (sysmon only).
 bool add_worker();
+// A worker's OS thread (scheduler.cpp), started by runtime.cpp.
+void *worker_main(void *w);
+extern long starter_off;        // tls_worker's offset in the thread that started them
+void sized_pools_after_fork();  // the lock of the stack pools of other sizes
 // In a forked child (the shim's): forget the parent's runtime.
 void runtime_after_fork();
 void pd_cache_after_fork();

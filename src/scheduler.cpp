@@ -41,12 +41,11 @@ Runtime *rt;
 thread_local Worker *tls_worker;
 long tls_worker_off;
 long tls_worker_static;
-static long starter_off; // the thread that started the workers: its tls_worker's offset
+long starter_off; // the thread that started the workers: its tls_worker's offset
 long tcb_tid_off = -1;
 uint64_t worker_sync_signals;
 void (*tls_release)(void *tp);
 
-static Mutex start_mu;
 
 // ---- run queues and wake-ups ---------------------------------------------
 
@@ -581,6 +580,9 @@ static void thread_main(void *) {
 // The pool for one stack size (one per size; a handful of sizes expected).
 static Mutex sized_mu;
 
+// A forked child: no other thread holds it any more.
+void sized_pools_after_fork() { new (&sized_mu) Mutex(); }
+
 static StackPool *sized_pool(size_t size) {
     Mutex &mu = sized_mu;
     for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
@@ -860,7 +862,7 @@ static GThread *find_runnable(Worker *w) {
     }
 }
 
-static void *worker_main(void *arg) {
+void *worker_main(void *arg) {
     Worker *w = static_cast<Worker *>(arg);
     tls_worker = w;
     w->os_tp = tp_get();
@@ -915,106 +917,6 @@ int64_t next_timer_delay() {
         if (has_own_work(rt->host) || !rt->global.empty()) best = 0;
     }
     return best;
-}
-
-// ---- start-up -------------------------------------------------------------
-
-static Config started_cfg;
-
-bool add_worker() {
-    int n = rt->nworkers.load(std::memory_order_acquire);
-    if (n >= rt->max_workers) return false;
-    Worker *w = make<Worker>();
-    if (!w) return false;
-    w->id = n;
-    w->timers.h.reserve(256);
-    if (port_create(&w->port, rt->cfg.poller) != 0) {
-        destroy(w);
-        return false;
-    }
-    rt->workers[n] = w;
-    rt->nworkers.store(n + 1, std::memory_order_release); // seen whole by readers
-    if (start_os_thread(worker_main, w, &w->thread) != 0) {
-        rt->nworkers.store(n, std::memory_order_release);
-        delete w->port;
-        destroy(w);
-        return false;
-    }
-    return true;
-}
-
-// A forked child has one thread and none of the workers: the runtime it
-// copied is left behind (its memory, its descriptors), and the next use
-// starts a fresh one.  Locks another thread held at the fork are reset.
-void runtime_after_fork() {
-    dump_after_fork();
-    tls_worker = nullptr;
-    rt = nullptr;
-    new (&start_mu) Mutex();
-    new (&sized_mu) Mutex();
-    pd_cache_after_fork();
-    blocking_after_fork();
-    outer_after_fork();
-    fd_claims_forget();
-}
-
-int runtime_start(const np_config *cfg) {
-    Config c;
-    if (int e = config_resolve(cfg, &c)) return e;
-    std::lock_guard<Mutex> lk(start_mu);
-    if (rt) {
-        if (!cfg) return 0;
-        bool same = c.procs == started_cfg.procs && c.stack_size == started_cfg.stack_size &&
-                    c.poller == rt->cfg.poller && c.embedded == started_cfg.embedded;
-        return same ? 0 : -EBUSY;
-    }
-    debug_init();
-    Runtime *r = make<Runtime>();
-    if (!r) return -ENOMEM;
-    r->cfg = c;
-    r->stacks.init(c.stack_size);
-    if (c.embedded) {
-        r->host = make<Worker>();
-        r->host->embedded = true;
-    } else {
-        r->nworkers = c.procs;
-        r->max_workers = c.procs + Runtime::kMaxExtra;
-        r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(r->max_workers)));
-        for (int i = 0; i < c.procs; i++) {
-            r->workers[i] = make<Worker>();
-            r->workers[i]->id = i;
-            r->workers[i]->timers.h.reserve(256); // no growth for common loads
-        }
-    }
-    if (int e = ports_create(r, c)) {
-        for (int i = 0; i < r->nworkers; i++) destroy(r->workers[i]);
-        mem_free(r->workers);
-        if (r->host) destroy(r->host);
-        destroy(r);
-        return e;
-    }
-    c.poller = r->cfg.poller; // as it fell back
-    started_cfg = c;
-    if (c.embedded) {
-        __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
-        if (c.dump_signal) dump_signal_install(c.dump_signal);
-        return 0;
-    }
-    stack_guard_install();
-    __atomic_store_n(&starter_off, long(reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(tp_get())),
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
-    for (int i = 0; i < c.procs; i++) {
-        if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {
-            fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
-            if (i == 0) abort();
-            r->nworkers = i;
-            break;
-        }
-    }
-    sysmon_start();
-    if (c.dump_signal) dump_signal_install(c.dump_signal);
-    return 0;
 }
 
 } // namespace np
