@@ -38,12 +38,6 @@ enum { NTHREADS = 16, DELAY_MS = 200, SKIP = 77 };
  * (200); the rest is room for a loaded machine. */
 static const long bound_ms = 1600;
 
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
 /* ---- the outer run: the namespace --------------------------------------- */
 
 static int write_file(const char *path, const char *text) {
@@ -214,7 +208,7 @@ static void server(int s, int quit) {
     int n = 0;
     fcntl(s, F_SETFL, O_NONBLOCK);
     for (;;) {
-        long t = now_ms(), wait = -1;
+        long t = st_mono_ms(), wait = -1;
         for (int i = 0; i < n;) {
             if (q[i].due <= t) {
                 (void)!sendto(s, q[i].buf, q[i].len, 0, (struct sockaddr *)&q[i].peer, sizeof q[i].peer);
@@ -238,7 +232,7 @@ static void server(int s, int quit) {
             if (!len) continue;
             q[n].len = len;
             q[n].peer = peer;
-            q[n].due = now_ms() + DELAY_MS;
+            q[n].due = st_mono_ms() + DELAY_MS;
             n++;
         }
     }
@@ -246,17 +240,9 @@ static void server(int s, int quit) {
 
 /* ---- the lookups ----------------------------------------------------------- */
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int go, ready;
+static struct st_gate gate = ST_GATE_INIT;
 
-static void wait_go(void) {
-    pthread_mutex_lock(&mu);
-    ready++;
-    pthread_cond_broadcast(&cv);
-    while (!go) pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
+static void wait_go(void) { st_gate_wait(&gate); }
 
 /* The OS thread each lookup thread was on as its call began and as it
  * returned (its workers, under the shim). */
@@ -330,16 +316,6 @@ static void *by_res_query(void *arg) {
     return NULL;
 }
 
-static int os_threads(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char l[256];
-    int n = -1;
-    while (f && fgets(l, sizeof l, f))
-        if (strncmp(l, "Threads:", 8) == 0) n = atoi(l + 8);
-    if (f) fclose(f);
-    return n;
-}
-
 static atomic_int max_threads;
 
 /* Adds tid to the set of n OS threads in set (room for cap); returns n. */
@@ -363,11 +339,11 @@ struct ticks {
  * every 20th, notes the process's OS threads. */
 static void tick_for(struct ticks *r, atomic_int *stop, int ms) {
     memset(r, 0, sizeof *r);
-    long end = now_ms() + ms;
-    while (now_ms() < end && !(stop && atomic_load(stop))) {
+    long end = st_mono_ms() + ms;
+    while (st_mono_ms() < end && !(stop && atomic_load(stop))) {
         r->ntids = add_tid(r->tids, r->ntids, MAX_TIDS, (pid_t)syscall(SYS_gettid));
         if (r->n % 20 == 10) {
-            int n = os_threads();
+            int n = st_os_threads();
             if (n > atomic_load(&max_threads)) atomic_store(&max_threads, n);
         }
         struct timespec ts = {0, 1000000};
@@ -414,21 +390,17 @@ static long wave(const char *what, void *(*fn)(void *)) {
     pthread_t t[NTHREADS], tk;
     struct ticks tick;
     int before = ticks_alone();
-    go = ready = 0;
+    st_gate_reset(&gate);
     atomic_store(&max_threads, 0);
     memset(ran_on, 0, sizeof ran_on);
     atomic_store(&lookups_done, 0);
     for (int i = 0; i < NTHREADS; i++)
         CHECK(pthread_create(&t[i], NULL, fn, (void *)(intptr_t)(i + 1)) == 0, "pthread_create");
     CHECK(pthread_create(&tk, NULL, ticker, &tick) == 0, "pthread_create");
-    pthread_mutex_lock(&mu);
-    while (ready < NTHREADS + 1) pthread_cond_wait(&cv, &mu);
-    long t0 = now_ms();
-    go = 1;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
+    st_gate_open(&gate, NTHREADS + 1);
+    long t0 = st_mono_ms();
     for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], NULL);
-    long ms = now_ms() - t0;
+    long ms = st_mono_ms() - t0;
     atomic_store(&lookups_done, 1);
     pthread_join(tk, NULL);
     int maxt = atomic_load(&max_threads);
@@ -499,14 +471,14 @@ static void *errors(void *arg) {
 static atomic_long handled_at;
 static void on_usr1(int sig) {
     (void)sig;
-    atomic_store(&handled_at, now_ms());
+    atomic_store(&handled_at, st_mono_ms());
 }
 
 static void *signalled(void *arg) {
     long *end = arg;
     struct addrinfo hints = {.ai_family = AF_INET}, *res = NULL;
     int e = getaddrinfo("h5.np.test", NULL, &hints, &res);
-    *end = now_ms();
+    *end = st_mono_ms();
     CHECK(e == 0 && check_ip(&((struct sockaddr_in *)res->ai_addr)->sin_addr, 5),
           "getaddrinfo with a signal: %s", gai_strerror(e));
     if (e == 0) freeaddrinfo(res);
@@ -519,7 +491,7 @@ static void signal_during_lookup(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
-    long end = 0, t0 = now_ms();
+    long end = 0, t0 = st_mono_ms();
     pthread_t t;
     CHECK(pthread_create(&t, NULL, signalled, &end) == 0, "pthread_create");
     struct timespec ts = {0, 50 * 1000 * 1000};

@@ -50,12 +50,6 @@ static const long bound_ms = 1600;
 
 static const char sock_dir[] = "/var/run/nscd", sock_path[] = "/var/run/nscd/socket";
 
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
-
 /* ---- the outer run: the namespace --------------------------------------- */
 
 static int write_file(const char *path, const char *text) {
@@ -286,7 +280,7 @@ static void server(int ls, int us, int quit) {
     int n = 0, nd = 0;
     fcntl(us, F_SETFL, O_NONBLOCK);
     for (;;) {
-        long t = now_ms(), wait = -1;
+        long t = st_mono_ms(), wait = -1;
         for (int i = 0; i < n;) {
             if (c[i].due <= t) {
                 (void)!write(c[i].fd, c[i].o.b, c[i].o.n);
@@ -320,7 +314,7 @@ static void server(int ls, int us, int quit) {
             if (!len) continue;
             d[nd].len = len;
             d[nd].peer = peer;
-            d[nd].due = now_ms() + DELAY_MS;
+            d[nd].due = st_mono_ms() + DELAY_MS;
             nd++;
         }
         if (!(p[0].revents & POLLIN)) continue;
@@ -341,24 +335,16 @@ static void server(int ls, int us, int quit) {
             continue;
         }
         c[n].fd = fd;
-        c[n].due = now_ms() + DELAY_MS;
+        c[n].due = st_mono_ms() + DELAY_MS;
         n++;
     }
 }
 
 /* ---- the lookups ------------------------------------------------------- */
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int go, ready;
+static struct st_gate gate = ST_GATE_INIT;
 
-static void wait_go(void) {
-    pthread_mutex_lock(&mu);
-    ready++;
-    pthread_cond_broadcast(&cv);
-    while (!go) pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
+static void wait_go(void) { st_gate_wait(&gate); }
 
 static int check_pw(const struct passwd *pw, int k) {
     char name[32], dir[32];
@@ -541,8 +527,8 @@ static atomic_int max_threads;
 static void *ticker(void *arg) {
     atomic_int *ticks = arg;
     wait_go();
-    long end = now_ms() + DELAY_MS;
-    while (now_ms() < end) {
+    long end = st_mono_ms() + DELAY_MS;
+    while (st_mono_ms() < end) {
         if (atomic_load(ticks) % 20 == 10) {
             int n = st_os_threads();
             if (n > atomic_load(&max_threads)) atomic_store(&max_threads, n);
@@ -563,19 +549,15 @@ static long wave(const char *what, void *(*fn)(void *), int n) {
     st_phase = what;
     pthread_t t[NTHREADS], tk;
     atomic_int ticks = 0;
-    go = ready = 0;
+    st_gate_reset(&gate);
     atomic_store(&max_threads, 0);
     for (int i = 0; i < n; i++)
         CHECK(pthread_create(&t[i], NULL, fn, (void *)(intptr_t)(i + 1)) == 0, "pthread_create");
     CHECK(pthread_create(&tk, NULL, ticker, &ticks) == 0, "pthread_create");
-    pthread_mutex_lock(&mu);
-    while (ready < n + 1) pthread_cond_wait(&cv, &mu);
-    long t0 = now_ms();
-    go = 1;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
+    st_gate_open(&gate, n + 1);
+    long t0 = st_mono_ms();
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
-    long ms = now_ms() - t0;
+    long ms = st_mono_ms() - t0;
     pthread_join(tk, NULL);
     long bound = n >= 3 && n * DELAY_MS * 2 / 3 < bound_ms ? n * DELAY_MS * 2 / 3 : bound_ms;
     printf("%s: %d lookups in %ld ms (one takes %d ms); ticker woke %d times in %d ms; os_threads up to %d\n", what,
@@ -635,7 +617,7 @@ static void *errors(void *arg) {
 static atomic_long handled_at, handled;
 static void on_usr1(int sig) {
     (void)sig;
-    atomic_store(&handled_at, now_ms());
+    atomic_store(&handled_at, st_mono_ms());
     atomic_fetch_add(&handled, 1);
 }
 
@@ -644,7 +626,7 @@ static void *signalled(void *arg) {
     char buf[1024];
     struct passwd pw, *r = NULL;
     int e = getpwnam_r("npu5", &pw, buf, sizeof buf, &r);
-    *end = now_ms();
+    *end = st_mono_ms();
     CHECK(e == 0 && check_pw(r, 5), "getpwnam_r with a signal: %d", e);
     return NULL;
 }
@@ -652,7 +634,7 @@ static void *signalled(void *arg) {
 static void signal_during_lookup(void) {
     st_phase = "signal";
     atomic_store(&handled_at, 0);
-    long end = 0, t0 = now_ms();
+    long end = 0, t0 = st_mono_ms();
     pthread_t t;
     CHECK(pthread_create(&t, NULL, signalled, &end) == 0, "pthread_create");
     struct timespec ts = {0, 50 * 1000 * 1000};
@@ -718,14 +700,14 @@ static void *gai_notices(void *arg) {
     sev.sigev_notify = SIGEV_THREAD;
     sev.sigev_notify_function = on_notify;
     sev.sigev_value.sival_int = 41;
-    long t0 = now_ms();
+    long t0 = st_mono_ms();
     int e = getaddrinfo_a(GAI_NOWAIT, b.list, NREQ, &sev);
-    long queued = now_ms() - t0;
+    long queued = st_mono_ms() - t0;
     CHECK(e == 0 && queued < DELAY_MS / 2, "getaddrinfo_a(GAI_NOWAIT, SIGEV_THREAD): %d in %ld ms", e, queued);
     CHECK(gai_error(&b.cb[0]) == EAI_INPROGRESS, "gai_error right after: %d", gai_error(&b.cb[0]));
     struct timespec dl = st_deadline(CLOCK_REALTIME, 5000);
     CHECK(sem_timedwait(&notified, &dl) == 0, "SIGEV_THREAD notice: %s", strerror(errno));
-    long took = now_ms() - t0;
+    long took = st_mono_ms() - t0;
     CHECK(atomic_load(&notify_value) == 41 && took >= DELAY_MS - 20 && took < bound_ms,
           "SIGEV_THREAD notice: value %d after %ld ms", atomic_load(&notify_value), took);
     batch_check(&b, 20, "SIGEV_THREAD");
@@ -737,14 +719,14 @@ static void *gai_notices(void *arg) {
     sev.sigev_notify = SIGEV_SIGNAL;
     sev.sigev_signo = SIGUSR2;
     sev.sigev_value.sival_int = 42;
-    t0 = now_ms();
+    t0 = st_mono_ms();
     e = getaddrinfo_a(GAI_NOWAIT, b.list, NREQ, &sev);
     CHECK(e == 0, "getaddrinfo_a(GAI_NOWAIT, SIGEV_SIGNAL): %d", e);
-    while (atomic_load(&sig_value) == 0 && now_ms() - t0 < 5000) {
+    while (atomic_load(&sig_value) == 0 && st_mono_ms() - t0 < 5000) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    took = now_ms() - t0;
+    took = st_mono_ms() - t0;
     CHECK(atomic_load(&sig_value) == 42 && atomic_load(&sig_code) == SI_ASYNCNL && took < bound_ms,
           "SIGEV_SIGNAL notice: value %d, si_code %d, after %ld ms", atomic_load(&sig_value),
           atomic_load(&sig_code), took);
@@ -753,9 +735,9 @@ static void *gai_notices(void *arg) {
     /* GAI_WAIT with several requests: all done when it returns. */
     st_phase = "gai GAI_WAIT batch";
     batch_init(&b, 40);
-    t0 = now_ms();
+    t0 = st_mono_ms();
     e = getaddrinfo_a(GAI_WAIT, b.list, NREQ, NULL);
-    took = now_ms() - t0;
+    took = st_mono_ms() - t0;
     CHECK(e == 0 && took >= DELAY_MS - 20 && took < bound_ms, "getaddrinfo_a(GAI_WAIT) x%d: %d in %ld ms", NREQ, e,
           took);
     batch_check(&b, 40, "GAI_WAIT");
@@ -768,9 +750,9 @@ static void *gai_notices(void *arg) {
     CHECK(e == 0, "getaddrinfo_a(GAI_NOWAIT): %d", e);
     const struct gaicb *wl[1] = {&b.cb[0]};
     struct timespec rel = {0, 50 * 1000 * 1000};
-    t0 = now_ms();
+    t0 = st_mono_ms();
     e = gai_suspend(wl, 1, &rel);
-    took = now_ms() - t0;
+    took = st_mono_ms() - t0;
     /* glibc 2.36 says EAI_SYSTEM for a timeout (its wait's EAGAIN). */
     CHECK((e == EAI_AGAIN || e == EAI_SYSTEM) && took >= 45 && took < DELAY_MS,
           "gai_suspend 50 ms: %d %s after %ld ms", e, gai_strerror(e), took);
@@ -779,9 +761,9 @@ static void *gai_notices(void *arg) {
     e = gai_suspend(wl, 1, &rel);
     CHECK((e == 0 || e == EAI_ALLDONE) && gai_error(&b.cb[0]) == 0 && check_ai(b.cb[0].ar_result, 50),
           "gai_suspend 5 s: %d %s", e, gai_strerror(e));
-    t0 = now_ms();
+    t0 = st_mono_ms();
     e = gai_suspend(wl, 1, NULL);
-    CHECK(e == EAI_ALLDONE && now_ms() - t0 < DELAY_MS / 2, "gai_suspend once done: %d %s", e, gai_strerror(e));
+    CHECK(e == EAI_ALLDONE && st_mono_ms() - t0 < DELAY_MS / 2, "gai_suspend once done: %d %s", e, gai_strerror(e));
     if (gai_error(&b.cb[0]) == 0) freeaddrinfo(b.cb[0].ar_result);
 
     /* A name that does not exist: its error, through gai_error. */
@@ -815,9 +797,9 @@ static void *suspended(void *arg) {
     struct batch *b = arg;
     const struct gaicb *wl[1] = {&b->cb[0]};
     struct timespec rel = {5, 0};
-    long t0 = now_ms();
+    long t0 = st_mono_ms();
     int e = gai_suspend(wl, 1, &rel);
-    long took = now_ms() - t0;
+    long took = st_mono_ms() - t0;
     CHECK(e == EAI_INTR && took < DELAY_MS, "gai_suspend with a signal: %d %s after %ld ms", e, gai_strerror(e),
           took);
     rel.tv_sec = 1;

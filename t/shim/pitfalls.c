@@ -589,19 +589,10 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
     signal(SIGPIPE, SIG_IGN);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct st_test tests[] = {
         {"link", test_link},         {"held-lock", test_held_lock}, {"fd-reuse", test_fd_reuse},
         {"rcvtimeo", test_rcvtimeo}, {"epoll", test_epoll},         {"overflow", test_overflow},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        long before = atomic_load(&st_failures);
-        int64_t t = st_mono_ns();
-        tests[i].fn();
-        printf("%s %s (%.0f ms)\n", atomic_load(&st_failures) == before ? "ok" : "FAIL", tests[i].name,
-               st_ms(st_mono_ns() - t));
-    }
+    st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("pitfalls");
 }

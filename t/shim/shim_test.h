@@ -72,6 +72,51 @@ static inline int64_t st_now_ns(clockid_t clk)
 }
 static inline int64_t st_mono_ns(void) { return st_now_ns(CLOCK_MONOTONIC); }
 static inline double st_ms(int64_t ns) { return (double)ns / 1e6; }
+static inline long st_mono_ms(void) { return (long)(st_mono_ns() / 1000000); }
+
+/* A start line: threads wait at it (st_gate_wait) until the starter has
+ * seen n of them there and lets them all go at once (st_gate_open), so
+ * their calls overlap.  Reset it before starting the next group. */
+struct st_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int go, ready;
+};
+#define ST_GATE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+static inline void st_gate_reset(struct st_gate *g) { g->go = g->ready = 0; }
+static inline void st_gate_wait(struct st_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->ready++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+static inline void st_gate_open(struct st_gate *g, int n)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->ready < n) pthread_cond_wait(&g->cv, &g->mu);
+    g->go = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* A program's cases, run in order: "ok NAME (T ms)" or "FAIL NAME (T ms)"
+ * a line each. */
+struct st_test {
+    const char *name;
+    void (*fn)(void);
+};
+static inline void st_run_tests(const struct st_test *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        long before = atomic_load(&st_failures);
+        int64_t t0 = st_mono_ns();
+        t[i].fn();
+        printf("%s %s (%.0f ms)\n", atomic_load(&st_failures) == before ? "ok" : "FAIL", t[i].name,
+               st_ms(st_mono_ns() - t0));
+    }
+}
 
 /* An absolute timespec `ms` from now on clock `clk`. */
 static inline struct timespec st_deadline(clockid_t clk, long ms)

@@ -1081,21 +1081,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
     signal(SIGPIPE, SIG_IGN);
-    struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
+    static const struct st_test tests[] = {
         {"eintr", test_eintr},     {"condwait", test_condwait}, {"small-stack", test_small_stack},
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        long before = atomic_load(&st_failures);
-        int64_t t = st_mono_ns();
-        tests[i].fn();
-        printf("%s %s (%.0f ms)\n", atomic_load(&st_failures) == before ? "ok" : "FAIL", tests[i].name,
-               st_ms(st_mono_ns() - t));
-    }
+    st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
 }

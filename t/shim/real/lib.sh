@@ -357,3 +357,27 @@ fetch_tree() {
         why="curl: wrong bodies"
     fi
 }
+
+# tree_load C: wrk -t2 -cC for 2 s on /4k.bin of the server just started
+# ($bg on $port), its process tree sampled; why says what went wrong
+tree_load() {
+    sample_start "$bg" tree
+    timeout -s KILL 30 wrk -t2 -c"$1" -d2s "http://127.0.0.1:$port/4k.bin" > "$tmp/wrk.log" 2>&1
+    wrc=$?
+    sample_stop
+    wrk_check "$tmp/wrk.log"
+    if [ "$wrc" -ne 0 ]; then
+        why="wrk: exit $wrc"
+    elif [ -n "$wrk_why" ]; then
+        why="wrk: $wrk_why"
+    fi
+}
+
+# stop_tree: SIGTERM to the master $bg, as stop does; left names its
+# children still alive after it ended
+stop_tree() {
+    st_children=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
+    stop "$bg" "$bgrp" TERM
+    left=
+    for w in $st_children; do alive "$w" && left="$left $w"; done
+}

@@ -200,6 +200,26 @@ case_python_http() {
 }
 
 # ---- 2. socketserver.ThreadingTCPServer echo, 1000 connections held -----------
+# hold_1000 SECONDS: echo_client.py holds 1000 connections to the server
+# just started ($bg on $port), 3 rounds of checked echoes, then the server
+# gets SIGTERM (stop: rc); under nprun -p M at most M + 8 OS threads may
+# serve them.  Sets th, rps; false, with why, when that failed.
+hold_1000() {
+    timeout -s KILL "$1" "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
+        --pid "$bg" > "$tmp/client.log" 2>&1
+    crc=$?
+    stop "$bg" "$bgrp" TERM
+    th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
+    rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
+    why=
+    if [ "$crc" -ne 0 ]; then
+        why="the client failed (exit $crc)"
+    elif [ "$m" != plain ] && { [ -z "$th" ] || [ "$th" -gt $((m + 8)) ]; }; then
+        why="os_threads=${th:-missing} with 1000 connections open, want <= $((m + 8))"
+    fi
+    [ -z "$why" ]
+}
+
 case_python_echo() {
     have "$py" || return
     for m in $modes; do
@@ -208,17 +228,8 @@ case_python_echo() {
         # shellcheck disable=SC2046
         start echo-server $(runner "$m") "$py" "$here/echo_server.py" "$port"
         up "$m" "$port" "$tmp/echo-server.log" || continue
-        timeout -s KILL 40 "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
-            --pid "$bg" > "$tmp/client.log" 2>&1
-        crc=$?
-        stop "$bg" "$bgrp" TERM
-        th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
-        rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
-        if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/echo-server.log"
-        elif [ "$m" != plain ] && { [ -z "$th" ] || [ "$th" -gt $((m + 8)) ]; }; then
-            fail "$m" "os_threads=${th:-missing} with 1000 connections open, want <= $((m + 8))" \
-                "$tmp/client.log"
+        if ! hold_1000 40; then
+            fail "$m" "$why$server_note" "$tmp/client.log" "$tmp/echo-server.log"
         elif [ "$rc" != 0 ]; then
             fail "$m" "the server's exit on SIGTERM: $rc, want 0$server_note" "$tmp/echo-server.log"
         else
@@ -418,23 +429,8 @@ case_nginx() {
         up "$m" "$port" "$tmp/nginx.log" "$ndir/error.log" || continue
         why=
         fetch_tree "$ndir" "$port" # every file by curl, checked
-        if [ -z "$why" ]; then
-            sample_start "$bg" tree
-            timeout -s KILL 30 wrk -t2 -c100 -d2s "http://127.0.0.1:$port/4k.bin" \
-                > "$tmp/wrk.log" 2>&1
-            wrc=$?
-            sample_stop
-            wrk_check "$tmp/wrk.log"
-            if [ "$wrc" -ne 0 ]; then
-                why="wrk: exit $wrc"
-            elif [ -n "$wrk_why" ]; then
-                why="wrk: $wrk_why"
-            fi
-        fi
-        workers=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
-        stop "$bg" "$bgrp" TERM
-        left=
-        for w in $workers; do alive "$w" && left="$left $w"; done
+        [ -n "$why" ] || tree_load 100
+        stop_tree
         if [ -n "$why" ]; then
             fail "$m" "$why$server_note" "$tmp/curl.log" "$tmp/wrk.log" "$tmp/nginx.log" "$ndir/error.log"
         elif [ "$rc" != 0 ]; then
@@ -730,18 +726,7 @@ case_apache() {
         up "$m" "$port" "$tmp/apache.log" "$adir/error.log" || continue
         why=
         apache_tree first
-        if [ -z "$why" ]; then
-            sample_start "$bg" tree
-            timeout -s KILL 30 wrk -t2 -c200 -d2s "http://127.0.0.1:$port/4k.bin" > "$tmp/wrk.log" 2>&1
-            wrc=$?
-            sample_stop
-            wrk_check "$tmp/wrk.log"
-            if [ "$wrc" -ne 0 ]; then
-                why="wrk: exit $wrc"
-            elif [ -n "$wrk_why" ]; then
-                why="wrk: $wrk_why"
-            fi
-        fi
+        [ -n "$why" ] || tree_load 200
         if [ -z "$why" ]; then
             old=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
             kill -USR1 "$bg" 2>/dev/null
@@ -758,10 +743,7 @@ case_apache() {
             [ $i -lt 100 ] || why="graceful restart: the old children stayed ($old; now $now)"
             [ -n "$why" ] || apache_tree "after a graceful restart"
         fi
-        workers=$(cat /proc/"$bg"/task/*/children 2>/dev/null)
-        stop "$bg" "$bgrp" TERM
-        left=
-        for w in $workers; do alive "$w" && left="$left $w"; done
+        stop_tree
         if [ -n "$why" ]; then
             fail "$m" "$why$server_note" "$tmp/curl.log" "$tmp/wrk.log" "$tmp/apache.log" "$adir/error.log"
         elif [ "$rc" != 0 ]; then
@@ -791,17 +773,8 @@ case_java() {
         # shellcheck disable=SC2046
         start java $(runner "$m") java -Xss256k -Djava.net.preferIPv4Stack=true -cp "$out" EchoServer "$port"
         up "$m" "$port" "$tmp/java.log" || continue
-        timeout -s KILL 60 "$py" "$here/echo_client.py" "$port" 1000 --hold --rounds 3 \
-            --pid "$bg" > "$tmp/client.log" 2>&1
-        crc=$?
-        stop "$bg" "$bgrp" TERM
-        th=$(sed -n 's/^os_threads=\([0-9-]*\)$/\1/p' "$tmp/client.log")
-        rps=$(sed -n 's/.* rps=\([0-9]*\)$/\1/p' "$tmp/client.log")
-        if [ "$crc" -ne 0 ]; then
-            fail "$m" "the client failed (exit $crc)$server_note" "$tmp/client.log" "$tmp/java.log"
-        elif [ "$m" != plain ] && { [ -z "$th" ] || [ "$th" -gt $((m + 8)) ]; }; then
-            fail "$m" "os_threads=${th:-missing} with 1000 connections open, want <= $((m + 8))" \
-                "$tmp/client.log"
+        if ! hold_1000 60; then
+            fail "$m" "$why$server_note" "$tmp/client.log" "$tmp/java.log"
         elif [ "$rc" != 143 ] || ! grep -q 'shutting down' "$tmp/java.log"; then
             fail "$m" "exit on SIGTERM: $rc, want 143 after the shutdown hook$server_note" "$tmp/java.log"
         else
