@@ -31,6 +31,10 @@ struct Fd {
     // Reads shorter than this fail at once (EINVAL) on the event files of
     // kPollable (eventfd, timerfd: 8; signalfd: 128): no readiness first.
     uint8_t min_read = 0;
+    // A pipe or FIFO this kernel reads and writes per call without
+    // blocking (RWF_NOWAIT): no readiness first, no window in which
+    // another process takes what was ready.
+    bool nowait = false;
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
     // The timeouts as read at this timeouts_gen: they are the socket's,
     // so a setsockopt through any dup of it moves that on.

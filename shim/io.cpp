@@ -46,6 +46,16 @@ bool must_wait(int fd, short ev) {
 
 inline ssize_t neg(ssize_t r) { return r < 0 ? -errno : r; }
 
+// The call after readiness can still block: another process, or a thread
+// that does not park here, took what was ready (two apache children
+// accepting on one socket, make's job-server pipe).  It then waits in the
+// kernel as a plain thread's would, where a signal sent to the thread
+// interrupts it: apache wakes its listener so.
+template <class F> ssize_t after_ready(int fd, F f) {
+    if (fd_prog_nonblock(fd)) return neg(f());
+    return neg(kernel_call(f, ssize_t(-1), false, false));
+}
+
 struct Buf {
     void *b;
     size_t n;
@@ -59,12 +69,17 @@ struct Buf {
     struct msghdr *msg;
     const struct msghdr *cmsg;
     bool pollable;
+    bool nowait; // a pipe the kernel reads and writes per call without blocking
 };
 
 ssize_t op_read(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
+    if (a->nowait) {
+        struct iovec v = {a->b, a->n};
+        return neg(preadv2(fd, &v, 1, -1, RWF_NOWAIT));
+    }
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
-    return neg(real.read(fd, a->b, a->n));
+    return after_ready(fd, [&] { return real.read(fd, a->b, a->n); });
 }
 ssize_t op_recv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -72,8 +87,12 @@ ssize_t op_recv(int fd, void *c) {
 }
 ssize_t op_write(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
+    if (a->nowait) { // all that fits; PIPE_BUF or less all or nothing, as O_NONBLOCK's
+        struct iovec v = {a->b, a->n};
+        return neg(pwritev2(fd, &v, 1, -1, RWF_NOWAIT));
+    }
     if (a->pollable && must_wait(fd, POLLOUT)) return -EAGAIN;
-    return neg(real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n));
+    return after_ready(fd, [&] { return real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n); });
 }
 ssize_t op_send(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -81,8 +100,9 @@ ssize_t op_send(int fd, void *c) {
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
+    if (a->nowait) return neg(preadv2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT));
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
-    return neg(real.readv(fd, a->iov, a->iovcnt));
+    return after_ready(fd, [&] { return real.readv(fd, a->iov, a->iovcnt); });
 }
 ssize_t op_recvmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -94,10 +114,9 @@ ssize_t op_sendmsg(int fd, void *c) {
 }
 ssize_t op_accept(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    // accept4 has no per-call flag: readiness first (another process may
-    // still take the connection in between; then the call blocks).
+    // accept4 has no per-call flag: readiness first.
     if (!ready_now(fd, POLLIN)) return -EAGAIN;
-    return neg(real.accept4(fd, a->addr, a->alen, a->flags));
+    return after_ready(fd, [&] { return ssize_t(real.accept4(fd, a->addr, a->alen, a->flags)); });
 }
 ssize_t op_sockerr(int fd, void *) {
     int err = 0;
@@ -231,6 +250,7 @@ ssize_t read(int fd, void *buf, size_t n) {
     a.b = buf;
     a.n = n;
     a.pollable = k == kPollable;
+    a.nowait = e->nowait;
     ssize_t r = blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false);
     if (r == -ENOTSOCK && stale(fd)) return read(fd, buf, n);
     return ret(r);
@@ -244,6 +264,7 @@ ssize_t write(int fd, const void *buf, size_t n) {
     a.b = const_cast<void *>(buf);
     a.n = n;
     a.pollable = k == kPollable;
+    a.nowait = e->nowait;
     // write(2) on a socket is send(2) with no flags.
     ssize_t r = write_all(fd, e, a.pollable ? op_write : op_send, &a, k != kDgram);
     if (r == -ENOTSOCK && stale(fd)) return write(fd, buf, n);
@@ -258,6 +279,7 @@ ssize_t readv(int fd, const struct iovec *iov, int cnt) {
     a.iov = iov;
     a.iovcnt = cnt;
     a.pollable = true; // sockets too: recvmsg would need a msghdr built per call
+    a.nowait = e->nowait;
     if (k != kPollable) {
         struct msghdr m = {};
         m.msg_iov = const_cast<struct iovec *>(iov);

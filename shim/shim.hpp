@@ -100,21 +100,23 @@ int sig_deliver(Thread *t);
 // flock, system) runs on its worker with the thread's own mask, and the
 // signals sent to the thread meanwhile are forwarded to that worker, so a
 // handler interrupts it as it would a plain thread.  begin() is false when
-// a signal came first (the call is not made: run sig_deliver).
+// a signal came first (the call is not made: run sig_deliver).  handoff:
+// the worker's other threads go elsewhere first (the call is expected to
+// wait, not merely able to).
 struct KernelWait {
     Thread *t;
     sigset_t worker;
 };
-bool kernel_wait_begin(Thread *t, KernelWait *k);
+bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff = true);
 void kernel_wait_end(KernelWait *k);   // handlers of late signals run here
 // f() as such a call; fail is its result for EINTR (restart: never EINTR,
 // as system() and pclose(), which wait again by themselves).
-template <class F, class R> R kernel_call(F f, R fail, bool restart) {
+template <class F, class R> R kernel_call(F f, R fail, bool restart, bool handoff = true) {
     Thread *t = green() ? self() : nullptr;
     if (!t) return f();
     for (;;) {
         KernelWait k;
-        if (kernel_wait_begin(t, &k)) {
+        if (kernel_wait_begin(t, &k, handoff)) {
             R r = f();
             int e = errno;
             kernel_wait_end(&k);

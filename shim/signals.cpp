@@ -375,9 +375,9 @@ int sig_deliver(Thread *t) {
     }
 }
 
-bool kernel_wait_begin(Thread *t, KernelWait *k) {
+bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff) {
     k->t = t;
-    npshim_kernel_wait();
+    if (handoff) npshim_kernel_wait();
     real.pthread_sigmask(SIG_SETMASK, &t->sigmask, &k->worker);
     t->kwait_tid.store(pid_t(gettid()), std::memory_order_seq_cst);
     if (!sig_pending(t)) return true;

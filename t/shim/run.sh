@@ -63,7 +63,8 @@ blocked_burst:blocked_burst.c:
 process_life:process_life.c:
 signals:signals.c:
 pitfalls:pitfalls.c:
-event_fds:event_fds.c:'
+event_fds:event_fds.c:
+shared_accept:shared_accept.c:'
 
 passed=0
 failed=0
