@@ -9,9 +9,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
-#include <sys/uio.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -112,26 +110,6 @@ static Kind anon_kind(int fd, Fd *e) {
     return kDirect;
 }
 
-// Whether this kernel takes RWF_NOWAIT on pipes (6.0 and later): an
-// empty pipe's read says EAGAIN, not EOPNOTSUPP.  Asked once.
-static bool pipes_nowait() {
-    static std::atomic<int> known{-1};
-    int k = known.load(std::memory_order_relaxed);
-    if (k >= 0) return k;
-    int p[2], e = errno; // the program's call has not begun: its errno stays
-    k = 0;
-    if (real.syscall(SYS_pipe2, long(p), O_CLOEXEC, 0, 0, 0, 0) == 0) {
-        char b;
-        struct iovec v = {&b, 1};
-        k = real.syscall(SYS_preadv2, p[0], long(&v), 1, -1, -1, RWF_NOWAIT) < 0 && errno == EAGAIN;
-        real.close(p[0]);
-        real.close(p[1]);
-    }
-    errno = e;
-    known.store(k, std::memory_order_relaxed);
-    return k;
-}
-
 Kind fd_kind(int fd, Fd *e) {
     auto k = Kind(e->kind.load(std::memory_order_acquire));
     if ((k == kStream || k == kDgram) &&
@@ -148,7 +126,7 @@ Kind fd_kind(int fd, Fd *e) {
         read_timeouts(fd, e);
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
-        e->nowait = S_ISFIFO(st.st_mode) && pipes_nowait();
+        e->nowait = S_ISFIFO(st.st_mode); // until a call says otherwise
     } else if ((st.st_mode & S_IFMT) == 0) {
         k = anon_kind(fd, e);
     } else {

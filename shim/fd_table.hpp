@@ -31,10 +31,11 @@ struct Fd {
     // Reads shorter than this fail at once (EINVAL) on the event files of
     // kPollable (eventfd, timerfd: 8; signalfd: 128): no readiness first.
     uint8_t min_read = 0;
-    // A pipe or FIFO this kernel reads and writes per call without
-    // blocking (RWF_NOWAIT): no readiness first, no window in which
-    // another process takes what was ready.
-    bool nowait = false;
+    // A pipe read and written per call without blocking (RWF_NOWAIT): no
+    // readiness first, no window in which another process takes what was
+    // ready.  Set for every pipe and FIFO, cleared by the first call that
+    // the file refuses (a named FIFO, a kernel before 6.0).
+    std::atomic<bool> nowait{false};
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
     // The timeouts as read at this timeouts_gen: they are the socket's,
     // so a setsockopt through any dup of it moves that on.

@@ -70,13 +70,25 @@ struct Buf {
     const struct msghdr *cmsg;
     bool pollable;
     bool nowait; // a pipe the kernel reads and writes per call without blocking
+    Fd *e;
 };
+
+// RWF_NOWAIT refused (EOPNOTSUPP: a named FIFO, an older kernel; EINVAL,
+// ENOSYS: older still): this file goes the readiness way from now on, and
+// so does this call.  Any other result is the call's.
+bool nowait_refused(ssize_t r, Buf *a) {
+    if (r >= 0 || (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS)) return false;
+    a->nowait = false;
+    a->e->nowait.store(false, std::memory_order_relaxed);
+    return true;
+}
 
 ssize_t op_read(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     if (a->nowait) {
         struct iovec v = {a->b, a->n};
-        return neg(preadv2(fd, &v, 1, -1, RWF_NOWAIT));
+        ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+        if (!nowait_refused(r, a)) return neg(r);
     }
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return after_ready(fd, [&] { return real.read(fd, a->b, a->n); });
@@ -89,7 +101,8 @@ ssize_t op_write(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     if (a->nowait) { // all that fits; PIPE_BUF or less all or nothing, as O_NONBLOCK's
         struct iovec v = {a->b, a->n};
-        return neg(pwritev2(fd, &v, 1, -1, RWF_NOWAIT));
+        ssize_t r = pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+        if (!nowait_refused(r, a)) return neg(r);
     }
     if (a->pollable && must_wait(fd, POLLOUT)) return -EAGAIN;
     return after_ready(fd, [&] { return real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n); });
@@ -100,7 +113,10 @@ ssize_t op_send(int fd, void *c) {
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->nowait) return neg(preadv2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT));
+    if (a->nowait) {
+        ssize_t r = preadv2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT);
+        if (!nowait_refused(r, a)) return neg(r);
+    }
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return after_ready(fd, [&] { return real.readv(fd, a->iov, a->iovcnt); });
 }
@@ -250,7 +266,8 @@ ssize_t read(int fd, void *buf, size_t n) {
     a.b = buf;
     a.n = n;
     a.pollable = k == kPollable;
-    a.nowait = e->nowait;
+    a.nowait = e->nowait.load(std::memory_order_relaxed);
+    a.e = e;
     ssize_t r = blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false);
     if (r == -ENOTSOCK && stale(fd)) return read(fd, buf, n);
     return ret(r);
@@ -264,7 +281,8 @@ ssize_t write(int fd, const void *buf, size_t n) {
     a.b = const_cast<void *>(buf);
     a.n = n;
     a.pollable = k == kPollable;
-    a.nowait = e->nowait;
+    a.nowait = e->nowait.load(std::memory_order_relaxed);
+    a.e = e;
     // write(2) on a socket is send(2) with no flags.
     ssize_t r = write_all(fd, e, a.pollable ? op_write : op_send, &a, k != kDgram);
     if (r == -ENOTSOCK && stale(fd)) return write(fd, buf, n);
@@ -279,7 +297,8 @@ ssize_t readv(int fd, const struct iovec *iov, int cnt) {
     a.iov = iov;
     a.iovcnt = cnt;
     a.pollable = true; // sockets too: recvmsg would need a msghdr built per call
-    a.nowait = e->nowait;
+    a.nowait = e->nowait.load(std::memory_order_relaxed);
+    a.e = e;
     if (k != kPollable) {
         struct msghdr m = {};
         m.msg_iov = const_cast<struct iovec *>(iov);

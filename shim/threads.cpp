@@ -247,6 +247,9 @@ void after_fork_child() {
     main_waits.store(0);
     main_rec.g = nullptr;
     park_tp = nullptr;
+    // No OS main thread waits as a catcher here: signalfd must not wait
+    // for one (PostgreSQL calls it in every backend it forks).
+    if (catcher_on.load()) catcher_on.store(false);
     runtime_state.store(0);
     npshim_after_fork_child();
     fd_after_fork();

@@ -1,6 +1,6 @@
 /* shared_accept: several processes take from one blocking descriptor, as
  * apache's children accept on one listening socket and make's jobs read
- * tokens from one pipe (and, here, a terminal).  Readiness comes to all of them, one takes the
+ * tokens from one pipe (and, here, a named FIFO and a terminal).  Readiness comes to all of them, one takes the
  * connection (or the byte) and the others go on waiting in the kernel.  A
  * signal sent to such a thread (pthread_kill, a handler without SA_RESTART)
  * must end its call with EINTR: apache wakes its listener so at a graceful
@@ -16,12 +16,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
 
 #include "shim_test.h"
 
-enum { kChildren = 4, kRounds = 500 };
+enum { kChildren = 4, kRounds = 300 };
 
 static int src_fd;                  /* the listening socket, the pipe's read end, the tty */
 static int is_pipe;                 /* a byte at a time, by read(): pipe or tty */
@@ -120,10 +121,10 @@ static void stop_child(pid_t pid, int ctl, const char *what) {
           "%s: child %d ended with status 0x%x (6: its taker's call never gave EINTR)", what, (int)pid, status);
 }
 
-enum Source { kAccept, kPipe, kTty };
+enum Source { kAccept, kPipe, kFifo, kTty };
 
 static void run_case(enum Source src) {
-    static const char *const names[] = {"accept", "pipe", "tty"};
+    static const char *const names[] = {"accept", "pipe", "fifo", "tty"};
     const char *what = names[src];
     int pipe_case = src != kAccept;
     is_pipe = pipe_case;
@@ -134,6 +135,14 @@ static void run_case(enum Source src) {
     if (src == kPipe) {
         CHECK(pipe(tok) == 0, "pipe: %s", strerror(errno));
         src_fd = tok[0];
+    } else if (src == kFifo) { /* a named one: RWF_NOWAIT is refused on it */
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/shared_accept.%d", (int)getpid());
+        CHECK(mkfifo(path, 0600) == 0, "mkfifo: %s", strerror(errno));
+        src_fd = open(path, O_RDWR); /* no wait for a writer */
+        tok[1] = open(path, O_WRONLY);
+        CHECK(src_fd >= 0 && tok[1] >= 0, "fifo: %s", strerror(errno));
+        unlink(path);
     } else if (src == kTty) { /* the children read the terminal, raw */
         tok[1] = posix_openpt(O_RDWR | O_NOCTTY);
         CHECK(tok[1] >= 0 && grantpt(tok[1]) == 0 && unlockpt(tok[1]) == 0, "pty: %s", strerror(errno));
@@ -205,12 +214,13 @@ static void run_case(enum Source src) {
 
 static void case_accept(void) { run_case(kAccept); }
 static void case_pipe(void) { run_case(kPipe); }
+static void case_fifo(void) { run_case(kFifo); }
 static void case_tty(void) { run_case(kTty); }
 
 int main(void) {
     st_watchdog(100);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    static const struct st_test tests[] = {{"accept", case_accept}, {"pipe", case_pipe}, {"tty", case_tty}};
+    static const struct st_test tests[] = {{"accept", case_accept}, {"pipe", case_pipe}, {"fifo", case_fifo}, {"tty", case_tty}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("shared_accept");
 }

@@ -3,7 +3,8 @@
  * reads them from a signalfd while others work.  The signals come from a
  * thread of the process (kill of its own pid), from another process, and
  * from a POSIX timer; a poll() on the signalfd sees them too.  None may
- * kill the process or be lost.
+ * kill the process or be lost.  A forked child makes a signalfd of its
+ * own at once and reads from it.
  *
  *   signal_fd */
 #include <poll.h>
@@ -110,6 +111,37 @@ int main(void) {
         wait_for(&got_usr2, i + 1, "SIGUSR2 from a timer");
     }
     timer_delete(tm);
+    st_phase = "a forked child's own signalfd";
+    /* PostgreSQL's shape: every backend it forks makes a signalfd of its
+     * own.  The call is at once (the child has no other thread to wait
+     * for), and reads what its parent sends. */
+    for (int i = 0; i < 3; i++) {
+        int pp[2];
+        CHECK(pipe(pp) == 0, "pipe");
+        pid_t pid = fork();
+        if (pid == 0) {
+            sigset_t w; /* one the parent reads no signalfd of */
+            sigemptyset(&w);
+            sigaddset(&w, SIGWINCH);
+            pthread_sigmask(SIG_BLOCK, &w, NULL);
+            int64_t t0 = st_mono_ns();
+            int fd = signalfd(-1, &w, SFD_CLOEXEC);
+            int64_t took = st_mono_ns() - t0;
+            char c = 'r';
+            if (fd < 0 || write(pp[1], &c, 1) != 1) _exit(2);
+            struct signalfd_siginfo si;
+            if (read(fd, &si, sizeof si) != sizeof si || si.ssi_signo != SIGWINCH) _exit(3);
+            _exit(took < 300 * 1000000LL ? 0 : 4);
+        }
+        char c;
+        CHECK(read(pp[0], &c, 1) == 1, "the child's signalfd");
+        CHECK(kill(pid, SIGWINCH) == 0, "kill");
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "child: status 0x%x (4: its signalfd took 300 ms or more)", st);
+        close(pp[0]);
+        close(pp[1]);
+    }
     st_phase = "SIGTERM ends the reader";
     CHECK(kill(getpid(), SIGTERM) == 0, "kill SIGTERM");
     pthread_join(r, NULL);

@@ -44,6 +44,9 @@
 #   java          EchoServer.java, a java.lang.Thread per connection: 1000
 #                 held, at most P + 8 OS threads under nprun -p P; SIGTERM
 #                 runs its shutdown hook
+#   postgres      PostgreSQL, a process per connection: pgbench's TPC-B from
+#                 20 connections, its sums checked; a parallel query;
+#                 connections opened in reasonable time
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -783,7 +786,92 @@ case_java() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java; do
+# ---- 16. PostgreSQL: a process per connection ----------------------------------------------------
+# The postmaster forks a backend per connection (and its helpers and the
+# parallel query workers); the backends share memory, wait on semaphores
+# there and wake each other with SIGURG through a signalfd.  pgbench's
+# TPC-B from 20 connections, checked by its own invariant (the balances
+# of accounts, tellers and branches and the history all sum the same; one
+# history row per transaction); a query run by parallel workers; SIGINT
+# (fast shutdown) ends it with 0.  It refuses to run as root: as root, it
+# runs as postgres, with a copy of the shim that user can read.
+case_postgres() {
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    have "$pgbin/postgres" "$pgbin/initdb" "$pgbin/pgbench" "$pgbin/psql" "$pgbin/pg_isready" || return
+    as=
+    pg_nprun=$nprun
+    if [ "$(id -u)" = 0 ]; then
+        as="setpriv --reuid=postgres --regid=postgres --init-groups --"
+        mkdir -p "$tmp/pgshim/bin" "$tmp/pgshim/lib"
+        cp "$nprun" "$tmp/pgshim/bin/" 2> /dev/null
+        cp -a "$build"/lib/libnetpoll* "$tmp/pgshim/lib/" 2> /dev/null
+        chmod -R a+rX "$tmp/pgshim"
+        pg_nprun=$tmp/pgshim/bin/nprun
+    fi
+    if [ ! -d "$tmp/pg-seed" ]; then
+        mkdir -p "$tmp/pg-seed" && { [ -z "$as" ] || chown postgres "$tmp/pg-seed"; }
+        # shellcheck disable=SC2086 # as's words
+        timeout -s KILL 60 $as "$pgbin/initdb" -D "$tmp/pg-seed" -U postgres --auth=trust > "$tmp/initdb.log" 2>&1 || {
+            fail plain "initdb failed" "$tmp/initdb.log"
+            return
+        }
+    fi
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        data=$tmp/pg-$m
+        rm -rf "$data"
+        cp -a "$tmp/pg-seed" "$data"
+        run=
+        [ "$m" = plain ] || run="$pg_nprun -p $m --"
+        [ -z "$as" ] || NPRUN_PRELOAD=$tmp/pgshim/lib/libnetpoll-preload.so
+        # shellcheck disable=SC2086
+        start postgres $as $run "$pgbin/postgres" -D "$data" \
+            -p "$port" -k "$data" -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off
+        NPRUN_PRELOAD=$shim
+        up "$m" "$port" "$tmp/postgres.log" || continue
+        pg() {
+            pgc=$1
+            shift
+            timeout -s KILL 60 "$pgbin/$pgc" -h 127.0.0.1 -p "$port" -U postgres "$@" 2>&1
+        }
+        pgsql() { pg psql -X -A -t -q -d postgres "$@"; }
+        why=
+        i=0 # it listens before its start-up process is done
+        while ! pg pg_isready -q && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+        pg pgbench -i -s 1 postgres > "$tmp/pgbench.log" || why="pgbench -i failed"
+        if [ -z "$why" ]; then
+            sample_start "$bg"
+            t0=$(now_ms)
+            pg pgbench -c 20 -j 2 -t 100 postgres >> "$tmp/pgbench.log" || why="pgbench (20 connections) failed"
+            ms=$(($(now_ms) - t0))
+            sample_stop
+        fi
+        conn=$(sed -n 's/^initial connection time = \([0-9]*\).*/\1/p' "$tmp/pgbench.log")
+        [ -n "$why" ] || [ "${conn:-99999}" -lt 10000 ] || why="20 connections took ${conn:-?} ms to open"
+        sums=$(pgsql -c "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM pgbench_tellers),
+            (SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(delta) FROM pgbench_history),
+            (SELECT count(*) FROM pgbench_history)" | tr '|' ' ')
+        set -- $sums
+        [ -n "$why" ] || { [ $# = 5 ] && [ "$1" = "$2" ] && [ "$1" = "$3" ] && [ "$1" = "$4" ] && [ "$5" = 2000 ]; } ||
+            why="TPC-B sums (accounts, tellers, branches, history; rows) '$sums', want four equal and 2000"
+        par=$(pgsql -c "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+            EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM pgbench_accounts;
+            SELECT count(*) FROM pgbench_accounts" | tr '\n' ' ')
+        [ -n "$why" ] || { echo "$par" | grep -q 'Workers Launched: [1-9]' && echo "$par" | grep -q ' 100000 *$'; } ||
+            why="parallel count: '$par'"
+        stop "$bg" "$bgrp" INT
+        if [ -n "$why" ]; then
+            fail "$m" "$why$server_note" "$tmp/pgbench.log" "$tmp/postgres.log"
+        elif [ "$rc" != 0 ]; then
+            fail "$m" "exit on SIGINT: $rc, want 0$server_note" "$tmp/postgres.log"
+        else
+            ok "$m" "os_threads=$os_threads, $(rate 2000 "$ms") transactions/s from 20 connections opened in $conn ms; sums equal; parallel workers"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
