@@ -211,7 +211,7 @@ int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_
         errno = EINVAL;
         return -1;
     }
-    // The mask is the green thread's; its worker takes no signals anyway.
+    WaitMask wm(self(), mask);
     return poll_green(fds, n, ts ? deadline_from_rel(ts) : 0, !ts);
 }
 
@@ -241,6 +241,7 @@ int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts
         errno = EINVAL;
         return -1;
     }
+    WaitMask wm(self(), mask);
     return select_green(nfds, r, w, x, ts ? deadline_from_rel(ts) : 0, !ts);
 }
 
@@ -254,7 +255,25 @@ int epoll_pwait(int ep, struct epoll_event *evs, int max, int ms, const sigset_t
         static auto fn = reinterpret_cast<decltype(&epoll_pwait)>(dlsym(RTLD_NEXT, "epoll_pwait"));
         return fn(ep, evs, max, ms, mask);
     }
+    WaitMask wm(self(), mask);
     return epoll_green(ep, evs, max, ms_deadline(ms), ms < 0);
+}
+
+int epoll_pwait2(int ep, struct epoll_event *evs, int max, const struct timespec *ts, const sigset_t *mask) {
+    if (!green()) {
+        static auto fn = reinterpret_cast<decltype(&epoll_pwait2)>(dlsym(RTLD_NEXT, "epoll_pwait2"));
+        if (!fn) {
+            errno = ENOSYS;
+            return -1;
+        }
+        return fn(ep, evs, max, ts, mask);
+    }
+    if (ts && bad_ts(ts)) {
+        errno = EINVAL;
+        return -1;
+    }
+    WaitMask wm(self(), mask);
+    return epoll_green(ep, evs, max, ts ? deadline_from_rel(ts) : 0, !ts);
 }
 
 // ---- sleeps ---------------------------------------------------------------

@@ -96,6 +96,23 @@ ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, 
 bool sig_pending(Thread *t);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
+// The mask a call waits with (ppoll, pselect, epoll_pwait): the thread's
+// while it waits, so the signals it lets through (sent meanwhile, or
+// pending already for the thread or the process) end the wait with EINTR
+// and their handlers run under it; the thread's own comes back after, as
+// the kernel does.  make waits for SIGCHLD so.  No mask: nothing changes.
+class WaitMask {
+  public:
+    WaitMask(Thread *t, const sigset_t *m);
+    ~WaitMask();
+    WaitMask(const WaitMask &) = delete;
+    WaitMask &operator=(const WaitMask &) = delete;
+
+  private:
+    Thread *t_;
+    sigset_t saved_;
+    bool set_;
+};
 // A call that waits in the kernel with no readiness to park on (waitpid,
 // flock, system) runs on its worker with the thread's own mask, and the
 // signals sent to the thread meanwhile are forwarded to that worker, so a

@@ -375,6 +375,19 @@ int sig_deliver(Thread *t) {
     }
 }
 
+WaitMask::WaitMask(Thread *t, const sigset_t *m) : t_(t), set_(m != nullptr) {
+    if (!set_) return;
+    saved_ = t->sigmask;
+    t->sigmask = *m;
+    sigdelset(&t->sigmask, SIGKILL);
+    sigdelset(&t->sigmask, SIGSTOP);
+    claim_process_pending(t);
+}
+
+WaitMask::~WaitMask() {
+    if (set_) t_->sigmask = saved_;
+}
+
 bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff) {
     k->t = t;
     if (handoff) npshim_kernel_wait();

@@ -179,7 +179,9 @@ int main(void) {
     int left = st_os_threads();
 
     /* The same burst again: the workers the first one added serve it, so
-     * the process has no more OS threads at its peak than the first time. */
+     * the process has about as many OS threads at its peak as the first
+     * time (a sleeper that blocks before sysmon revives a dormant worker
+     * may get a new one: 2 of slack; with no reuse it is 7 or 8 more). */
     st_phase = "the second burst";
     int peak2;
     int64_t took2 = burst(&peak2);
@@ -191,7 +193,7 @@ int main(void) {
     if (procs > 0) {
         CHECK(before <= procs, "%d OS threads ran the pairs before the burst (NP_PROCS=%d)", before, procs);
         CHECK(after <= procs, "%d OS threads ran the pairs after the burst (NP_PROCS=%d)", after, procs);
-        CHECK(peak2 <= peak, "the second burst took %d OS threads, the first %d: the dormant workers were not used",
+        CHECK(peak2 <= peak + 2, "the second burst took %d OS threads, the first %d: the dormant workers were not used",
               peak2, peak);
     }
     return st_finish("blocked_burst");

@@ -35,6 +35,12 @@
  *               process's signal, every other thread blocking it, and the
  *               handler posting the semaphore a dispatcher waits on: the
  *               JVM's shutdown), pthread_mutex_lock and a rwlock
+ *   wait-masks  the mask given to pselect, ppoll and epoll_pwait is the
+ *               thread's while it waits: a process signal every thread
+ *               blocks, pending before the call or sent during it, runs its
+ *               handler there and ends the wait with EINTR (SA_RESTART or
+ *               not: make's wait for SIGCHLD); the thread's own mask is back
+ *               after, and none of it with a mask that blocks the signal
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
@@ -43,6 +49,8 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -1074,6 +1082,103 @@ static void test_waits(void)
     set_handler(SIGUSR1, SIG_DFL, 0);
 }
 
+/* ------------------------------------------------------- wait masks -- */
+
+static atomic_int winch_count;
+static void on_winch(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&winch_count, 1);
+}
+
+static void *winch_later(void *arg)
+{
+    (void)arg;
+    st_sleep_ms(100);
+    kill(getpid(), SIGWINCH);
+    return NULL;
+}
+
+enum { kPselect, kPpoll, kEpollPwait };
+static const char *const wait_name[] = {"pselect", "ppoll", "epoll_pwait"};
+
+/* One wait on an empty pipe for up to 3 s with mask m: its result, errno
+ * in *err. */
+static int masked_wait(int how, int fd, const sigset_t *m, int *err)
+{
+    int r;
+    if (how == kPselect) {
+        fd_set rs;
+        FD_ZERO(&rs);
+        FD_SET(fd, &rs);
+        struct timespec ts = {3, 0};
+        r = pselect(fd + 1, &rs, NULL, NULL, &ts, m);
+    } else if (how == kPpoll) {
+        struct pollfd p = {fd, POLLIN, 0};
+        struct timespec ts = {3, 0};
+        r = ppoll(&p, 1, &ts, m);
+    } else {
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd}, out;
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        r = epoll_pwait(ep, &out, 1, 3000, m);
+        *err = errno;
+        close(ep);
+        return r;
+    }
+    *err = errno;
+    return r;
+}
+
+static void test_wait_masks(void)
+{
+    st_phase = "wait masks";
+    set_handler(SIGWINCH, on_winch, SA_RESTART);
+    sigset_t w, old, none;
+    sigemptyset(&w);
+    sigaddset(&w, SIGWINCH);
+    sigemptyset(&none);
+    pthread_sigmask(SIG_BLOCK, &w, &old);
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    for (int how = kPselect; how <= kEpollPwait; how++)
+        for (int during = 0; during < 2; during++) {
+            const char *when = during ? "sent during the wait" : "pending before it";
+            int before = atomic_load(&winch_count), err = 0;
+            pthread_t h = 0;
+            if (during) h = st_spawn(winch_later, NULL);
+            else kill(getpid(), SIGWINCH);
+            int64_t t0 = st_mono_ns();
+            int r = masked_wait(how, p[0], &none, &err);
+            int64_t took = st_mono_ns() - t0;
+            if (h) pthread_join(h, NULL);
+            CHECK(r == -1 && err == EINTR, "%s, SIGWINCH %s: %d (%s), want EINTR", wait_name[how], when, r,
+                  strerror(err));
+            CHECK(atomic_load(&winch_count) == before + 1, "%s, SIGWINCH %s: %d handler runs, want 1", wait_name[how],
+                  when, atomic_load(&winch_count) - before);
+            CHECK(took < 2000000000LL, "%s, SIGWINCH %s: the wait took %.0f ms", wait_name[how], when, st_ms(took));
+            CHECK(blocks(SIGWINCH), "%s: the thread's own mask is not back after the wait", wait_name[how]);
+        }
+    /* The mask given blocks it: the wait times out (short), the signal
+     * stays pending until the thread takes it. */
+    int before = atomic_load(&winch_count), err = 0;
+    kill(getpid(), SIGWINCH);
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(p[0], &rs);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    int r = pselect(p[0] + 1, &rs, NULL, NULL, &ts, &w);
+    err = errno;
+    CHECK(r == 0 && atomic_load(&winch_count) == before, "pselect with a mask that blocks SIGWINCH: %d (%s), %d runs",
+          r, r < 0 ? strerror(err) : "-", atomic_load(&winch_count) - before);
+    pthread_sigmask(SIG_SETMASK, &old, NULL); /* taken now */
+    CHECK(atomic_load(&winch_count) == before + 1, "SIGWINCH left pending: %d runs once unblocked, want 1",
+          atomic_load(&winch_count) - before);
+    close(p[0]);
+    close(p[1]);
+    set_handler(SIGWINCH, SIG_DFL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -1085,7 +1190,7 @@ int main(int argc, char **argv)
         {"eintr", test_eintr},     {"condwait", test_condwait}, {"small-stack", test_small_stack},
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
-        {"defaults", test_defaults}, {"waits", test_waits},
+        {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");

@@ -47,6 +47,8 @@
 #   postgres      PostgreSQL, a process per connection: pgbench's TPC-B from
 #                 20 connections, its sums checked; a parallel query;
 #                 connections opened in reasonable time
+#   make          GNU make -j8 with a recursive make on its job server: 60
+#                 jobs made, in parallel
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -871,7 +873,42 @@ case_postgres() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres; do
+# ---- 17. GNU make -j: a job server ----------------------------------------------------------------
+# make -j8 runs 40 jobs of 0.1 s and a recursive make of 20 more that
+# shares its job server: make waits for its children's SIGCHLD in pselect
+# with the signal unblocked only there, and reads job tokens from a pipe
+# that its sub-make reads too.  Every target made, in well under the 6 s
+# the jobs take one after another.
+case_make() {
+    have make || return
+    mk=$tmp/make
+    mkdir -p "$mk/sub"
+    printf '%s\n' '.PHONY: all sub' 'all: $(addprefix t,$(shell seq 1 40)) sub' \
+        't%:' '	@sleep 0.1; echo $@ > $@.out' 'sub:' '	@$(MAKE) -s -C sub' > "$mk/Makefile"
+    printf '%s\n' 'all: $(addprefix s,$(shell seq 1 20))' \
+        's%:' '	@sleep 0.1; echo $@ > $@.out' > "$mk/sub/Makefile"
+    for m in $modes; do
+        spent "$m" && continue
+        rm -f "$mk"/*.out "$mk"/sub/*.out
+        t0=$(now_ms)
+        # shellcheck disable=SC2046
+        timeout -s KILL 30 $(runner "$m") make -s -j8 -C "$mk" > "$tmp/make.log" 2>&1
+        rc=$?
+        ms=$(($(now_ms) - t0))
+        made=$(ls "$mk"/*.out "$mk"/sub/*.out 2>/dev/null | wc -l)
+        if [ "$rc" != 0 ]; then
+            fail "$m" "make -j8: $(describe "$rc") after $ms ms, $made of 60 targets made" "$tmp/make.log"
+        elif [ "$made" != 60 ]; then
+            fail "$m" "make -j8: $made of 60 targets made" "$tmp/make.log"
+        elif [ "$ms" -ge 4000 ]; then
+            fail "$m" "make -j8: $ms ms for 60 jobs of 0.1 s, 8 at a time" "$tmp/make.log"
+        else
+            ok "$m" "60 jobs of 0.1 s, 8 at a time, in $ms ms"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
