@@ -85,9 +85,20 @@ JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_k
                  pthread_setspecific pthread_mutex_init pthread_mutex_lock pthread_mutex_trylock \
                  pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
                  pthread_cond_timedwait pthread_atfork
+# and the static C++ runtime's (STATIC_CXXRT below).
+JEMALLOC_WRAP += pthread_once __pthread_key_create
 LIB_WRAP := $(foreach n,$(JEMALLOC_WRAP),-Wl,--wrap=$(n))
 endif
 LIB_LIBS += -lpthread -ldl
+# The C++ runtime the library uses (exceptions, guards, the demangler) is
+# linked in and kept local: every program the shim is preloaded into, a
+# shell's true as much as a server, would otherwise load and start
+# libstdc++ and libm.  Its calls to names a shim interposes are wrapped as
+# jemalloc's are (src/cxx_throw.cpp keeps most of them out).  Not under a
+# sanitizer, whose runtime wants the shared one.
+ifeq ($(SANFLAGS)$(HAVE_JEMALLOC),1)
+STATIC_CXXRT := -static-libstdc++ -static-libgcc
+endif
 LIB_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/switch.o
 LIB_SO   := $(B)/lib/libnetpoll.so.$(VERSION)
 LIB_HDRS := $(wildcard src/*.hpp) include/netpoll.h $(B)/config.mk
@@ -110,7 +121,7 @@ $(LIB_SO): $(LIB_OBJS) src/netpoll.map
 	@mkdir -p $(dir $@)
 	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,libnetpoll.so.$(SOMAJOR) \
 	  -Wl,--version-script=src/netpoll.map -Wl,--exclude-libs,ALL -Wl,-z,now -Wl,--no-undefined \
-	  $(SANFLAGS) $(LIB_LIBS) $(LIB_WRAP)
+	  $(SANFLAGS) $(LIB_LIBS) $(LIB_WRAP) $(STATIC_CXXRT)
 
 $(B)/lib/libnetpoll.so.$(SOMAJOR): $(LIB_SO)
 	ln -sf libnetpoll.so.$(VERSION) $@
@@ -272,7 +283,8 @@ $(B)/obj/shim/%.o: shim/%.cpp $(wildcard shim/*.hpp) shim/real.def include/netpo
 
 $(SHIM_SO): $(SHIM_OBJS) shim/preload.map $(B)/lib/libnetpoll.so
 	$(CXX) -shared -o $@ $(SHIM_OBJS) -Wl,--version-script=shim/preload.map -Wl,-z,now \
-	  -Wl,-rpath,'$$ORIGIN' -L$(B)/lib -lnetpoll -ldl -lpthread $(SANFLAGS)
+	  -Wl,--exclude-libs,ALL -Wl,-rpath,'$$ORIGIN' -L$(B)/lib -lnetpoll -ldl -lpthread $(SANFLAGS) \
+	  $(STATIC_CXXRT)
 
 # ---- nprun, the launcher of the preload shim --------------------------------
 .PHONY: nprun

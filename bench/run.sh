@@ -44,6 +44,7 @@
 #   BENCH_LEGACY_RATE=50000  [legacy] fixed-load echo at the largest count:
 #                        requests/s offered to each server
 #   BENCH_TLS_N=1000000  tls_switch round trips per mode
+#   BENCH_EXEC_N=1000    /bin/true runs per mode for [exec]
 #   CC, CXX, GO          compilers
 #
 # Output: progress and the table on stdout; the same in
@@ -403,6 +404,8 @@ LEG_CLIENT=() LEG_CLIENT_T=2
 if [ "$QUICK" = 1 ]; then N_TLS=${BENCH_TLS_N:-200000}; else N_TLS=${BENCH_TLS_N:-1000000}; fi
 NPRUN=$BUILD/bin/nprun
 declare -A LG # LG[server,kind,conns,key]
+declare -A LEG_EXEC # LEG_EXEC[plain|nprun]: us per /bin/true run by a shell
+N_EXEC=${BENCH_EXEC_N:-1000}
 LEG_TLS= LEG_TLS_NP= LEG_YIELD=
 
 leg_now() { # pid: "VmRSS-of-pid KernelStack" in KiB (KernelStack: least of 3, 0.1 s apart)
@@ -589,6 +592,20 @@ legacy_section() {
             [ -n "$out" ] && { log "  $out (ns per switch, no TCB)"; LEG_YIELD=$(printf '%s\n' "$out" | awk '{print $2}'); }
         fi
     fi
+
+    # What every process run under nprun pays: the shim loaded and the
+    # runtime started in the shell and in each command it runs.
+    log ""
+    log "[exec] a shell running /bin/true $N_EXEC times, plain and under nprun -p $LEG_PROCS (every process preloaded)"
+    local loop="i=0; while [ \$i -lt $N_EXEC ]; do /bin/true; i=\$((i + 1)); done" t0 t1
+    for m in plain nprun; do
+        [ "$m" = plain ] || [ -x "$NPRUN" ] || continue
+        t0=$(date +%s%N)
+        if [ "$m" = plain ]; then timeout 120 sh -c "$loop"; else timeout 120 "$NPRUN" -p "$LEG_PROCS" -- sh -c "$loop"; fi
+        t1=$(date +%s%N)
+        LEG_EXEC[$m]=$(((t1 - t0) / 1000 / N_EXEC))
+        log "  $m  ${LEG_EXEC[$m]} us per command"
+    done
 }
 
 klab() { if [ "$1" = echo-rate ]; then echo "echo $LEG_RATE/s"; else echo "$1"; fi; }
@@ -628,6 +645,8 @@ legacy_report() {
         [ -n "$LEG_YIELD" ] && log "$(printf "%-${W}s %12s %12s %12s  %s" "tls_switch yield vs np_yield" \
             "$(lr "$(field yield_rt_ns "$LEG_TLS_NP")" "$(awk -v y="$LEG_YIELD" 'BEGIN{print 2*y}')")" - - "lower (ratio: vs np_yield rt)")"
     fi
+    [ -n "${LEG_EXEC[nprun]:-}" ] && log "$(printf "%-${W}s %12s %12s %12s  %s" "exec /bin/true us (${LEG_EXEC[plain]} plain)" \
+        "$(lr "${LEG_EXEC[nprun]}" "${LEG_EXEC[plain]:-}")" - - lower)"
     log ""
     for x in "" -split; do
     [ -z "$x" ] || [ "$LEG_SPLIT" = 1 ] || continue

@@ -109,6 +109,11 @@ int __wrap_pthread_key_create(pthread_key_t *k, void (*dtor)(void *)) {
     return REAL(pthread_key_create)(k, np::heap_key_dtor(dtor));
 }
 int __wrap_pthread_setspecific(pthread_key_t k, const void *v) { return REAL(pthread_setspecific)(k, v); }
+// The static C++ runtime's (Makefile: STATIC_CXXRT): its thread-safety
+// test takes __pthread_key_create's address, its once-only set-ups call
+// pthread_once.
+int __wrap___pthread_key_create(pthread_key_t *k, void (*dtor)(void *)) { return REAL(pthread_key_create)(k, dtor); }
+int __wrap_pthread_once(pthread_once_t *o, void (*fn)()) { return REAL(pthread_once)(o, fn); }
 
 int __wrap_pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *a) {
     return REAL(pthread_mutex_init)(m, a);
