@@ -31,6 +31,10 @@ void npshim_tls_config(long tid_offset, void (*release)(void *tp));
  * signal n): those a legacy thread's own call raises, such as SIGPIPE and
  * faults.  Before the runtime starts. */
 void npshim_worker_signals(uint64_t set);
+/* Before the runtime starts: it starts one worker, and the others and
+ * sysmon when a second thread is created (a process that never makes one
+ * pays for one OS thread).  Holds for a forked child's runtime too. */
+void npshim_start_lazily(void);
 /* The calling OS thread's own thread pointer, whatever TCB is entered. */
 void *npshim_os_tp(void);
 /* Enter another TCB on the calling OS thread (not from a green thread). */

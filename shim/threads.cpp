@@ -345,6 +345,7 @@ void init_once() {
         uint64_t sync = 0;
         for (int s : {SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sync |= uint64_t(1) << (s - 1);
         npshim_worker_signals(sync);
+        npshim_start_lazily();
         pthread_atfork(nullptr, nullptr, after_fork_child);
         decided = 1;
     }

@@ -165,6 +165,8 @@ void npshim_tp_set(void *tp) { tp_set(tp); }
 
 void npshim_worker_signals(uint64_t set) { worker_sync_signals = set; }
 
+void npshim_start_lazily(void) { runtime_start_lazily(); }
+
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size_t stack_size) {
     ErrnoGuard eg;
     if (!t || !fn || (stack_size && (stack_size < kMinStackSize || stack_size > kMaxStackSize)))

@@ -17,6 +17,7 @@ namespace np {
 
 static Mutex start_mu;
 static Config started_cfg;
+static bool lazy; // npshim_start_lazily: kept across a fork
 
 bool add_worker() {
     int n = rt->nworkers.load(std::memory_order_acquire);
@@ -55,6 +56,25 @@ void runtime_after_fork() {
     fd_claims_forget();
 }
 
+void runtime_start_lazily() { lazy = true; }
+
+// A process under the shim that never makes a second thread (most commands
+// a shell runs) pays for one worker: the others and sysmon start with the
+// second thread, before it can be run (create()).  Until then one thread
+// is all there is to run, so nothing waits for a worker or for sysmon.
+void start_rest() {
+    if (!rt->rest_pending.exchange(false, std::memory_order_acq_rel)) return;
+    std::lock_guard<Mutex> lk(start_mu);
+    while (rt->nworkers.load(std::memory_order_relaxed) < rt->cfg.procs) {
+        int n = rt->nworkers.load(std::memory_order_relaxed);
+        if (!add_worker()) {
+            fprintf(stderr, "netpoll: cannot start worker %d\n", n);
+            break;
+        }
+    }
+    sysmon_start();
+}
+
 int runtime_start(const np_config *cfg) {
     Config c;
     if (int e = config_resolve(cfg, &c)) return e;
@@ -74,10 +94,10 @@ int runtime_start(const np_config *cfg) {
         r->host = make<Worker>();
         r->host->embedded = true;
     } else {
-        r->nworkers = c.procs;
+        r->nworkers = lazy ? 1 : c.procs;
         r->max_workers = c.procs + Runtime::kMaxExtra;
         r->workers = static_cast<Worker **>(mem_zalloc(sizeof(Worker *) * size_t(r->max_workers)));
-        for (int i = 0; i < c.procs; i++) {
+        for (int i = 0; i < r->nworkers; i++) {
             r->workers[i] = make<Worker>();
             r->workers[i]->id = i;
             r->workers[i]->timers.h.reserve(256); // no growth for common loads
@@ -101,7 +121,7 @@ int runtime_start(const np_config *cfg) {
     __atomic_store_n(&starter_off, long(reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(tp_get())),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
-    for (int i = 0; i < c.procs; i++) {
+    for (int i = 0, n = r->nworkers; i < n; i++) {
         if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {
             fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
             if (i == 0) abort();
@@ -109,7 +129,8 @@ int runtime_start(const np_config *cfg) {
             break;
         }
     }
-    sysmon_start();
+    if (lazy) r->rest_pending.store(true, std::memory_order_release);
+    else sysmon_start();
     if (c.dump_signal) dump_signal_install(c.dump_signal);
     return 0;
 }

@@ -109,6 +109,9 @@ struct Runtime {
     std::atomic<size_t> sized_size[kMaxSizedPools] = {};
     pthread_t sysmon{};
     bool sysmon_running = false;
+    // Started with one worker (npshim_start_lazily): the others and sysmon
+    // wait for a second thread (start_rest).
+    std::atomic<bool> rest_pending{false};
     // Statistics.
     std::atomic<uint64_t> live{0}, spawned{0}, polls{0}, handoffs{0}, descriptors{0}, moves{0};
 };
@@ -140,6 +143,8 @@ extern long tcb_tid_off;
 extern uint64_t worker_sync_signals;   // a kernel sigset: unblocked on workers
 extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
 
+// Later runtimes (a forked child's too) start one worker; start_rest the rest.
+void runtime_start_lazily();
 int runtime_start(const np_config *cfg);  // idempotent; -EBUSY on a conflicting cfg
 // rt is published with release once the runtime is built (runtime_start).
 inline int runtime_ensure() { return __atomic_load_n(&rt, __ATOMIC_ACQUIRE) ? 0 : runtime_start(nullptr); }
@@ -240,8 +245,11 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
-// Another worker, for the threads a blocked one cannot run (sysmon only).
+// Another worker: for the threads a blocked one cannot run (sysmon), or
+// one of procs that start-up left for later (start_rest).
 bool add_worker();
+// The workers beyond the first and sysmon, if start-up left them for later.
+void start_rest();
 // A worker's OS thread (scheduler.cpp), started by runtime.cpp.
 void *worker_main(void *w);
 extern long starter_off;        // tls_worker's offset in the thread that started them

@@ -669,7 +669,10 @@ int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable
     g->id = next_id.fetch_add(1, std::memory_order_relaxed);
     g->sp = np_ctx_make(reinterpret_cast<void *>(top), thread_main);
     rt->live.fetch_add(1, std::memory_order_relaxed);
-    rt->spawned.fetch_add(1, std::memory_order_relaxed);
+    // The second thread ever: the workers start-up left for later start.
+    if (rt->spawned.fetch_add(1, std::memory_order_relaxed) == 1 &&
+        rt->rest_pending.load(std::memory_order_acquire))
+        start_rest();
     *out = g;
     return 0;
 }

@@ -315,6 +315,7 @@ int main(void) {
     st_watchdog(60);
     const char *procs = getenv("NP_PROCS");
     int shim = st_under_shim();
+    st_threads_up();
     phase(ping_pong, 1);
     /* Several readers of one eventfd on several workers: readiness first,
      * then the read, so two may see the same unit and one blocks in the

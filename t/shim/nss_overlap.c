@@ -850,6 +850,7 @@ static void *numeric_body(void *arg) {
 
 static void numeric_check(void) {
     st_phase = "numeric";
+    st_threads_up();
     int before = st_os_threads();
     pthread_t t[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) t[i] = st_spawn(numeric_body, NULL);

@@ -910,6 +910,31 @@ static void test_inherited(void)
 
 /* ------------------------------------------------------------- main -- */
 
+/* ------------------------------------------------------- lazy start -- */
+
+/* Until the program's second thread, the runtime runs on one worker: a
+ * process that never makes a thread has 2 OS threads (its own, waiting
+ * for main, and the worker running main).  The second thread starts the
+ * other workers and the monitor; threads made after add none. */
+static void test_lazy_start(void)
+{
+    const char *p = getenv("NP_PROCS");
+    int procs = p ? atoi(p) : 0;
+    if (!st_under_shim() || procs < 1) {
+        st_threads_up();
+        return;
+    }
+    int first = st_os_threads();
+    CHECK(first == 2, "lazy start: %d OS threads before the first pthread_create, want 2", first);
+    st_threads_up();
+    int up = st_os_threads();
+    CHECK(up == procs + 2, "lazy start: %d OS threads after the first thread, want %d (NP_PROCS + the monitor + main's)",
+          up, procs + 2);
+    for (int i = 0; i < 20; i++) st_threads_up();
+    int later = st_os_threads();
+    CHECK(later == up, "lazy start: 20 more threads made and joined: %d OS threads, were %d", later, up);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "fds") == 0) return mode_fds(argc > 2 ? argv[2] : NULL);
@@ -920,6 +945,7 @@ int main(int argc, char **argv)
     st_watchdog(60);
     signal(SIGPIPE, SIG_IGN);
     static const struct st_test tests[] = {
+        {"lazy-start", test_lazy_start},
         {"fork", test_fork},         {"fork-load", test_fork_load}, {"spawn", test_spawn},
         {"daemon", test_daemon},     {"exec", test_exec},           {"close-all", test_close_all},
         {"shared", test_shared},     {"inherited", test_inherited},

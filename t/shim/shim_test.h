@@ -140,6 +140,17 @@ static inline int st_os_threads(void)
     return n;
 }
 
+static inline void *st_nothing(void *arg) { return arg; }
+
+/* Makes and joins one thread.  The shim starts its workers beyond the
+ * first (and its monitor) with a program's second thread: OS thread
+ * counts taken after this see them all. */
+static inline void st_threads_up(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, st_nothing, NULL) == 0) pthread_join(t, NULL);
+}
+
 /* Whether the preload shim runs this program: preloaded, and not asked to
  * step aside (NP_SHIM=0 passes every call straight to glibc). */
 static inline int st_under_shim(void)
