@@ -105,6 +105,9 @@ typedef ssize_t (*npshim_op)(int fd, void *ctx);
 /* The caller's own attempt just said -EAGAIN: wait for readiness before
  * the first try (a readiness since that attempt is kept, not dropped). */
 #define NPSHIM_WAIT_FIRST 2u
+/* Another call holds the direction (waits on it): -EBUSY at once instead
+ * of queueing behind it, so the caller can wait its own way. */
+#define NPSHIM_TRYLOCK 4u
 
 /* Go's per-call loop: take the direction's lock, try op, on -EAGAIN park
  * until ready and try again.  mode NP_READ or NP_WRITE; deadline

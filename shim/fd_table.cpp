@@ -162,10 +162,13 @@ void fd_reset(int fd) {
     }
 }
 
+void (*fd_closing)(int fd);
+
 int fd_forget(int fd) {
     Fd *e = fd_entry(fd);
     if (!e) return 0;
     e->closes.fetch_add(1, std::memory_order_seq_cst);
+    if (e->private_waits.load(std::memory_order_seq_cst) && fd_closing) fd_closing(fd);
     np_fd *pd;
     for (;;) {
         pd = e->pd.load(std::memory_order_acquire);

@@ -27,6 +27,12 @@ struct Fd {
     // move between its attempt and its park was in the call when the file
     // was closed, and must not park on the file the number names now.
     std::atomic<uint32_t> closes{0};
+    // Threads waiting on the file through epoll sets of their own
+    // (park_private): a close wakes them through fd_closing.
+    std::atomic<uint32_t> private_waits{0};
+    // A futex lock held from a readiness check to the call it allows
+    // (io.cpp's ReadyTurn): 0 free, 1 held, 2 held with waiters.
+    std::atomic<uint32_t> ready_turn{0};
     std::atomic<uint8_t> kind{kUnknown};
     // Reads shorter than this fail at once (EINVAL) on the event files of
     // kPollable (eventfd, timerfd: 8; signalfd: 128): no readiness first.
@@ -61,6 +67,7 @@ Kind fd_kind(int fd, Fd *e);          // classifies on first use
 np_fd *fd_registered(int fd, Fd *e);  // registers on first use; null if it cannot be
 void fd_reset(int fd);                // a new file under this number
 int fd_forget(int fd);                // unregister (waking waiters) before a close
+extern void (*fd_closing)(int fd);    // called by fd_forget while private_waits
 bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
 // Start the runtime, noting the descriptors it opens as internal.
 int fd_start_runtime();

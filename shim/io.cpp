@@ -56,6 +56,33 @@ template <class F> ssize_t after_ready(int fd, F f) {
     return neg(kernel_call(f, ssize_t(-1), false, false));
 }
 
+// Held from the readiness check to the call: another thread of this
+// process waiting on the same file (an accept pool) does not take what
+// was ready in between, so the call blocks in the kernel only when
+// another process took it.  The others park meanwhile.
+class ReadyTurn {
+  public:
+    explicit ReadyTurn(Fd *e) : w_(e ? &e->ready_turn : nullptr) {
+        if (!w_) return;
+        uint32_t c = 0;
+        if (w_->compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+        if (c != 2) c = w_->exchange(2, std::memory_order_acquire);
+        while (c != 0) {
+            npshim_futex_wait(word(), 2, 0);
+            c = w_->exchange(2, std::memory_order_acquire);
+        }
+    }
+    ~ReadyTurn() {
+        if (w_ && w_->exchange(0, std::memory_order_release) == 2) npshim_futex_wake(word(), 1);
+    }
+    ReadyTurn(const ReadyTurn &) = delete;
+    ReadyTurn &operator=(const ReadyTurn &) = delete;
+
+  private:
+    const uint32_t *word() const { return reinterpret_cast<const uint32_t *>(w_); }
+    std::atomic<uint32_t> *w_;
+};
+
 struct Buf {
     void *b;
     size_t n;
@@ -90,6 +117,7 @@ ssize_t op_read(int fd, void *c) {
         ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
     }
+    ReadyTurn turn(a->pollable ? a->e : nullptr);
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return after_ready(fd, [&] { return real.read(fd, a->b, a->n); });
 }
@@ -104,6 +132,7 @@ ssize_t op_write(int fd, void *c) {
         ssize_t r = pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
     }
+    ReadyTurn turn(a->pollable ? a->e : nullptr);
     if (a->pollable && must_wait(fd, POLLOUT)) return -EAGAIN;
     return after_ready(fd, [&] { return real.write(fd, a->b, a->pollable && a->n > kPipeChunk ? kPipeChunk : a->n); });
 }
@@ -117,6 +146,7 @@ ssize_t op_readv(int fd, void *c) {
         ssize_t r = preadv2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
     }
+    ReadyTurn turn(a->pollable ? a->e : nullptr);
     if (a->pollable && must_wait(fd, POLLIN)) return -EAGAIN;
     return after_ready(fd, [&] { return real.readv(fd, a->iov, a->iovcnt); });
 }
@@ -131,6 +161,7 @@ ssize_t op_sendmsg(int fd, void *c) {
 ssize_t op_accept(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     // accept4 has no per-call flag: readiness first.
+    ReadyTurn turn(a->e);
     if (!ready_now(fd, POLLIN)) return -EAGAIN;
     return after_ready(fd, [&] { return ssize_t(real.accept4(fd, a->addr, a->alen, a->flags)); });
 }
@@ -167,7 +198,7 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     int64_t deadline = timeout ? np_now() + timeout : 0;
     for (;;) {
         bool interrupted;
-        r = fd_park(t, pd, mode, deadline, op, ctx, &interrupted);
+        r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted);
         if (!interrupted || r != -ETIMEDOUT) break;
         test_cancel(t);
         // A signal: its handler runs here; the call restarts only if it
@@ -404,6 +435,7 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
     a.addr = addr;
     a.alen = alen;
     a.flags = flags;
+    a.e = e;
     ssize_t r = blocking(fd, e, NP_READ, op_accept, &a, false);
     if (r >= 0) fd_reset(int(r));
     return int(ret(r));

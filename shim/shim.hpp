@@ -88,10 +88,20 @@ void test_cancel(Thread *t);
 
 // Wake t from whatever it is parked on; it looks at why at once.
 void interrupt(Thread *t);
-// npshim_io on a descriptor, interruptible: *interrupted tells a wake-up
-// by interrupt() (the result is then -ETIMEDOUT, or what the op got first).
-ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
+// npshim_io on fd (registered as pd), interruptible: *interrupted tells a
+// wake-up by interrupt() (the result is then -ETIMEDOUT, or what the op
+// got first).  While another thread waits on pd in this direction, on an
+// epoll set of its own (park_private).
+ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
                 bool *interrupted);
+// One npshim_io call with flags, interruptible as fd_park's; -EBADF at
+// once if *closes has moved on from seen (closes null: not looked at).
+ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx,
+                bool *interrupted, const std::atomic<uint32_t> *closes = nullptr, uint32_t seen = 0);
+// shared_wait.cpp: the wait of a second thread on fd's direction.
+ssize_t park_private(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
+                     bool *interrupted);
+void private_waits_after_fork();
 // Signals for t that its mask lets through.
 bool sig_pending(Thread *t);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.

@@ -430,11 +430,13 @@ void interrupt(Thread *t) {
     t->poking.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx, bool *interrupted) {
+ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx,
+                bool *interrupted, const std::atomic<uint32_t> *closes, uint32_t seen) {
     t->wait_mode.store(mode, std::memory_order_relaxed);
     t->wait_fd.store(pd, std::memory_order_seq_cst);
     bool early = sig_pending(t) || (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled);
-    ssize_t r = early ? -ETIMEDOUT : npshim_io(pd, mode, deadline, NPSHIM_WAIT_FIRST, op, ctx);
+    bool closed = !early && closes && closes->load(std::memory_order_seq_cst) != seen;
+    ssize_t r = early ? -ETIMEDOUT : closed ? -EBADF : npshim_io(pd, mode, deadline, flags, op, ctx);
     *interrupted = early;
     if (t->wait_fd.exchange(nullptr, std::memory_order_seq_cst) != pd) {
         // An interrupter took it and expires the deadline: once it is done,
@@ -444,6 +446,12 @@ ssize_t fd_park(Thread *t, np_fd *pd, int mode, int64_t deadline, npshim_op op, 
         *interrupted = true;
     }
     return r;
+}
+
+ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
+                bool *interrupted) {
+    ssize_t r = park_pd(t, pd, mode, deadline, NPSHIM_WAIT_FIRST | NPSHIM_TRYLOCK, op, ctx, interrupted);
+    return r == -EBUSY ? park_private(t, fd, pd, mode, deadline, op, ctx, interrupted) : r;
 }
 
 } // namespace shim
@@ -461,6 +469,13 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     bool known = prev.sa_handler || (prev.sa_flags & SA_SIGINFO);
     unlock();
     if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
+    // A handler the program did not set is the runtime's dump (nprun
+    // --dump-on): the program is told what it would see without it, the
+    // default, or it keeps that handler as one it inherited.
+    if (!known && is_handler(prev) && sig == npshim_dump_signal()) {
+        prev = {};
+        prev.sa_handler = SIG_DFL;
+    }
     if (act && sig == npshim_dump_signal()) dump_replaced(sig);
     if (act) {
         struct sigaction k = *act;

@@ -515,6 +515,9 @@ long syscall(long nr, ...) {
     va_end(ap);
     // libuv closes its descriptors this way: the number must be forgotten.
     if (nr == SYS_close && on()) return close(int(a1));
+    // ...and programs that predate glibc's wrapper close ranges this way:
+    // the engine's own descriptors are stepped over.
+    if (nr == SYS_close_range && on()) return close_range(unsigned(a1), unsigned(a2), int(a3));
     if (nr == SYS_futex && on()) {
         bool priv = a2 & FUTEX_PRIVATE_FLAG;
         int cmd = int(a2) & FUTEX_CMD_MASK;

@@ -253,6 +253,7 @@ void after_fork_child() {
     runtime_state.store(0);
     npshim_after_fork_child();
     fd_after_fork();
+    private_waits_after_fork();
     signals_after_fork();
     tcb_after_fork();
 }

@@ -79,9 +79,9 @@ struct OpLock {
     PollDesc *pd;
     int dir;
     int err;
-    OpLock(PollDesc *p, int mode) : pd(p), dir(mode == NP_READ ? 0 : 1) {
+    OpLock(PollDesc *p, int mode, bool trylock) : pd(p), dir(mode == NP_READ ? 0 : 1) {
         preempt_point();
-        err = pd->is_free ? -EBADF : pd->fdmu.rwlock(dir);
+        err = pd->is_free ? -EBADF : trylock ? pd->fdmu.rwtrylock(dir) : pd->fdmu.rwlock(dir);
     }
     ~OpLock() {
         if (!err) pd->fdmu.rwunlock(dir);
@@ -306,7 +306,7 @@ ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, npshim_o
     ErrnoGuard eg;
     if (!p || (mode != NP_READ && mode != NP_WRITE) || deadline < 0) return -EINVAL;
     PollDesc *pd = pd_of(p);
-    OpLock lk(pd, mode);
+    OpLock lk(pd, mode, flags & NPSHIM_TRYLOCK);
     if (lk.err) return lk.err;
     // The deadline is this call's (SO_RCVTIMEO, a poll timeout): the
     // direction's lock makes it the only one using it.

@@ -39,6 +39,15 @@ int FdMutex::rwlock(int dir) {
     return 0;
 }
 
+int FdMutex::rwtrylock(int dir) {
+    Guard<SpinLock> g(lk);
+    if (closed) return -EBADF;
+    if (held[dir]) return -EBUSY;
+    held[dir] = true;
+    refs++;
+    return 0;
+}
+
 void FdMutex::rwunlock(int dir) {
     lk.lock();
     Waiter *n = q[dir];

@@ -25,6 +25,7 @@ struct FdMutex {
         closer = nullptr;
     }
     int rwlock(int dir);                    // dir 0 read, 1 write; -EBADF if closed
+    int rwtrylock(int dir);                 // -EBUSY at once if held
     void rwunlock(int dir);
     int incref();                           // for ops needing no serialisation
     void decref();

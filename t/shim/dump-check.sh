@@ -49,6 +49,8 @@ if ! wait_for "$tmp/out" '^ready pid='; then
     exit 1
 fi
 pid=$(sed -n 's/^ready pid=//p' "$tmp/out")
+if grep -q '^quit action=default$' "$tmp/out"; then ok "sigaction(SIGQUIT) reads the default, not the dump's handler"
+else fail "sigaction(SIGQUIT) reads: $(grep '^quit action=' "$tmp/out")"; fi
 kill -QUIT "$pid"
 if wait_for "$tmp/err" '^netpoll: end of dump'; then ok "SIGQUIT: a dump on stderr"
 else fail "SIGQUIT: no dump on stderr"; fi

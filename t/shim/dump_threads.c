@@ -6,6 +6,7 @@
  * byte arrives on stdin.  Plain C and pthreads; built with -rdynamic so
  * the dump can name the functions below. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -44,6 +45,10 @@ int main(void) {
         {"waiter", legacy_waiter}, {"sleeper", legacy_sleeper},
     };
     pthread_t th[4];
+    /* What the program would see without the dump: the default. */
+    struct sigaction quit;
+    sigaction(SIGQUIT, NULL, &quit);
+    printf("quit action=%s\n", quit.sa_handler == SIG_DFL && !(quit.sa_flags & SA_SIGINFO) ? "default" : "other");
     pthread_mutex_lock(&held);
     for (int i = 0; i < 4; i++) {
         if (pthread_create(&th[i], NULL, kinds[i].fn, &th[i]) != 0) return 1;

@@ -32,6 +32,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <sys/syscall.h>
+
 #include "shim_test.h"
 
 extern char **environ;
@@ -706,7 +708,10 @@ static void test_exec(void)
 
 /* "close-all": closes every descriptor above 2 it did not open, then
  * serves loopback TCP with threads as before. */
-static int mode_close_all(void)
+/* "close-all HOW": every descriptor from 3 up closed by a loop of
+ * close(2), by closefrom(3), or by syscall(SYS_close_range) (programs
+ * written before glibc's wrapper). */
+static int mode_close_all(const char *how)
 {
     alarm(20);
     grow_runtime();
@@ -718,7 +723,10 @@ static int mode_close_all(void)
         if (is_anon(fd, NULL, 0)) anon[fd / 8] |= (unsigned char)(1 << (fd % 8));
     long max = sysconf(_SC_OPEN_MAX);
     if (max < 0 || max > 65536) max = 65536;
-    for (int fd = 3; fd < max; fd++) close(fd);
+    if (how && strcmp(how, "closefrom") == 0) closefrom(3);
+    else if (how && strcmp(how, "syscall") == 0) syscall(SYS_close_range, 3u, ~0u, 0);
+    else
+        for (int fd = 3; fd < max; fd++) close(fd);
     for (int fd = 3; fd < 1024; fd++)
         if (bit(anon, fd) && !is_anon(fd, NULL, 0)) {
             fprintf(stderr, "process_life close-all: the runtime's descriptor %d was closed\n", fd);
@@ -744,12 +752,15 @@ static int mode_close_all(void)
 static void test_close_all(void)
 {
     st_phase = "close-all";
-    pid_t pid = self_spawn("close-all", NULL, 0);
-    CHECK(pid > 0, "posix_spawn of this program");
-    if (pid > 0) {
-        int st = st_wait_status(pid);
-        CHECK(st == 0, "close every descriptor, then serve: %s (42: a runtime descriptor was closed)",
-              st_status_str(st));
+    for (int i = 0; i < 3; i++) {
+        const char *how = (const char *[]){"close", "closefrom", "syscall"}[i];
+        pid_t pid = self_spawn("close-all", how, 0);
+        CHECK(pid > 0, "posix_spawn of this program");
+        if (pid > 0) {
+            int st = st_wait_status(pid);
+            CHECK(st == 0, "close every descriptor (%s), then serve: %s (42: a runtime descriptor was closed)", how,
+                  st_status_str(st));
+        }
     }
 }
 
@@ -939,7 +950,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "fds") == 0) return mode_fds(argc > 2 ? argv[2] : NULL);
     if (argc > 1 && strcmp(argv[1], "exec-thread") == 0) return mode_exec_thread();
-    if (argc > 1 && strcmp(argv[1], "close-all") == 0) return mode_close_all();
+    if (argc > 1 && strcmp(argv[1], "close-all") == 0) return mode_close_all(argc > 2 ? argv[2] : NULL);
     if (argc > 1 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argc > 2 ? argv[2] : NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);

@@ -64,7 +64,8 @@ process_life:process_life.c:
 signals:signals.c:
 pitfalls:pitfalls.c:
 event_fds:event_fds.c:
-shared_accept:shared_accept.c:'
+shared_accept:shared_accept.c:
+same_fd:same_fd.c:'
 
 passed=0
 failed=0
