@@ -95,9 +95,12 @@ LIB_LIBS += -lpthread -ldl
 # shell's true as much as a server, would otherwise load and start
 # libstdc++ and libm.  Its calls to names a shim interposes are wrapped as
 # jemalloc's are (src/cxx_throw.cpp keeps most of them out).  Not under a
-# sanitizer, whose runtime wants the shared one.
+# sanitizer, whose runtime wants the shared one.  The unwinder stays the
+# shared libgcc_s, the one glibc's pthread_exit and cancellation unwind
+# with: a static copy would be handed that one's frames by our
+# personality routine, and abort on the first destructor it has to run.
 ifeq ($(SANFLAGS)$(HAVE_JEMALLOC),1)
-STATIC_CXXRT := -static-libstdc++ -static-libgcc
+STATIC_CXXRT := -static-libstdc++
 endif
 LIB_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/switch.o
 LIB_SO   := $(B)/lib/libnetpoll.so.$(VERSION)

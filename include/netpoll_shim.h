@@ -103,7 +103,9 @@ typedef ssize_t (*npshim_op)(int fd, void *ctx);
 
 #define NPSHIM_NONBLOCK 1u /* the program's O_NONBLOCK: -EAGAIN, never wait */
 /* The caller's own attempt just said -EAGAIN: wait for readiness before
- * the first try (a readiness since that attempt is kept, not dropped). */
+ * the first try (a readiness since that attempt is kept, not dropped),
+ * unless another operation in this direction began since seq (read with
+ * npshim_io_seq before the attempt): it may have taken the readiness. */
 #define NPSHIM_WAIT_FIRST 2u
 /* Another call holds the direction (waits on it): -EBUSY at once instead
  * of queueing behind it, so the caller can wait its own way. */
@@ -114,8 +116,11 @@ typedef ssize_t (*npshim_op)(int fd, void *ctx);
  * (absolute, 0 none) gives -ETIMEDOUT; -EBADF when closed meanwhile.  With
  * op NULL it only waits: the caller checked readiness just before, and a
  * readiness seen since then (or any stale one) returns 0 at once. */
-ssize_t npshim_io(np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op,
-                  void *ctx);
+ssize_t npshim_io(np_fd *pd, int mode, int64_t deadline, unsigned flags, uint32_t seq,
+                  npshim_op op, void *ctx);
+/* How many operations have taken pd's direction so far (for
+ * NPSHIM_WAIT_FIRST's seq). */
+uint32_t npshim_io_seq(np_fd *pd, int mode);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -67,7 +67,7 @@ ssize_t park_on(int fd, int mode, int64_t deadline, npshim_op op, void *ctx) {
     if (!pd) return -ENOTSUP;
     Thread *t = self();
     bool interrupted;
-    ssize_t r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted);
+    ssize_t r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, nullptr); // poll first, under the lock
     if (interrupted && r == -ETIMEDOUT) {
         test_cancel(t);
         sig_deliver(t);

@@ -136,6 +136,11 @@ Kind fd_kind(int fd, Fd *e) {
     return k;
 }
 
+np_fd *fd_registered_now(Fd *e) {
+    np_fd *pd = e->pd.load(std::memory_order_acquire);
+    return pd == kBusy ? nullptr : pd;
+}
+
 np_fd *fd_registered(int fd, Fd *e) {
     for (;;) {
         np_fd *pd = e->pd.load(std::memory_order_acquire);

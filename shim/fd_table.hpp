@@ -65,6 +65,7 @@ int64_t fd_timeout(int fd, Fd *e, int mode);
 Fd *fd_entry(int fd);                 // null beyond the table
 Kind fd_kind(int fd, Fd *e);          // classifies on first use
 np_fd *fd_registered(int fd, Fd *e);  // registers on first use; null if it cannot be
+np_fd *fd_registered_now(Fd *e);      // the registration if made, else null
 void fd_reset(int fd);                // a new file under this number
 int fd_forget(int fd);                // unregister (waking waiters) before a close
 extern void (*fd_closing)(int fd);    // called by fd_forget while private_waits

@@ -154,6 +154,32 @@ ssize_t op_recvmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     return neg(real.recvmsg(fd, a->msg, a->flags | MSG_DONTWAIT));
 }
+ssize_t op_sendv(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    struct msghdr m = {};
+    m.msg_iov = const_cast<struct iovec *>(a->iov);
+    m.msg_iovlen = size_t(a->iovcnt);
+    return neg(real.sendmsg(fd, &m, MSG_DONTWAIT));
+}
+// A pipe, a terminal: per call with RWF_NOWAIT where the file takes it,
+// else readiness, then at most what a writable pipe takes at once.
+ssize_t op_writev(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    if (a->nowait) {
+        ssize_t r = pwritev2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT);
+        if (!nowait_refused(r, a)) return neg(r);
+    }
+    ReadyTurn turn(a->e);
+    if (must_wait(fd, POLLOUT)) return -EAGAIN;
+    struct iovec v[64];
+    int n = 0;
+    for (size_t room = kPipeChunk; n < a->iovcnt && n < 64 && room; n++) {
+        v[n] = a->iov[n];
+        if (v[n].iov_len > room) v[n].iov_len = room;
+        room -= v[n].iov_len;
+    }
+    return after_ready(fd, [&] { return real.writev(fd, v, n); });
+}
 ssize_t op_sendmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     return neg(real.sendmsg(fd, a->cmsg, a->flags | MSG_DONTWAIT));
@@ -182,6 +208,10 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     test_cancel(t);
     if (sig_pending(t)) sig_deliver(t); // before the call: nothing to interrupt yet
     uint32_t closes = e ? e->closes.load(std::memory_order_seq_cst) : 0;
+    // Registered already: whether another operation runs between this
+    // attempt and the park (npshim_io then tries again before it waits).
+    np_fd *seen_pd = e ? fd_registered_now(e) : nullptr;
+    uint32_t seq = seen_pd ? npshim_io_seq(seen_pd, mode) : 0;
     ssize_t r = op(fd, ctx);
     if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
@@ -198,7 +228,7 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     int64_t deadline = timeout ? np_now() + timeout : 0;
     for (;;) {
         bool interrupted;
-        r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted);
+        r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, pd == seen_pd ? &seq : nullptr);
         if (!interrupted || r != -ETIMEDOUT) break;
         test_cancel(t);
         // A signal: its handler runs here; the call restarts only if it
@@ -355,16 +385,37 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
         a.cmsg = &m;
         return ret(blocking(fd, e, NP_WRITE, op_sendmsg, &a, false));
     }
-    // A blocking stream or pipe write moves everything: one buffer at a
-    // time through write(), as the kernel's would (but for atomicity past
-    // PIPE_BUF, which it does not promise either).
+    // A blocking stream or pipe write moves everything, each step one
+    // call on what is left (up to kMaxIov buffers of it): a socket's
+    // buffers go out together (a header in pieces would wait on Nagle),
+    // and a pipe's, PIPE_BUF or less, at once as the kernel's writev.
+    constexpr int kMaxIov = 64;
+    struct iovec v[kMaxIov];
+    a.iov = v;
+    a.nowait = e->nowait.load(std::memory_order_relaxed);
+    a.e = e;
+    a.pollable = k == kPollable;
     ssize_t done = 0;
-    for (int i = 0; i < cnt; i++) {
-        if (!iov[i].iov_len) continue;
-        ssize_t r = write(fd, iov[i].iov_base, iov[i].iov_len);
-        if (r < 0) return done ? done : -1;
+    size_t off = 0; // into iov[i], after a short write
+    for (int i = 0; i < cnt;) {
+        int n = 0;
+        for (int j = i; j < cnt && n < kMaxIov; j++) {
+            size_t o = j == i ? off : 0;
+            if (iov[j].iov_len > o) v[n++] = {static_cast<char *>(iov[j].iov_base) + o, iov[j].iov_len - o};
+        }
+        if (!n) break;
+        a.iovcnt = n;
+        ssize_t r = blocking(fd, e, NP_WRITE, a.pollable ? op_writev : op_sendv, &a, false);
+        if (r <= 0) return done ? done : ret(r);
         done += r;
-        if (size_t(r) < iov[i].iov_len) break;
+        // Past what went: whole buffers, then into the one it stopped in.
+        size_t left = size_t(r);
+        while (i < cnt && left >= iov[i].iov_len - off) {
+            left -= iov[i].iov_len - off;
+            off = 0;
+            i++;
+        }
+        off += left;
     }
     return done;
 }

@@ -77,7 +77,7 @@ ssize_t park_private(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, n
     // No set to be had (out of descriptors): in line behind the thread that
     // waits on the registration, which is all a timeout or a signal for
     // this one cannot reach until its turn comes.
-    auto queue = [&] { return park_pd(t, pd, mode, deadline, NPSHIM_WAIT_FIRST, op, ctx, interrupted); };
+    auto queue = [&] { return park_pd(t, pd, mode, deadline, 0, 0, op, ctx, interrupted); };
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) return queue();
     struct epoll_event ev = {};
@@ -109,7 +109,7 @@ ssize_t park_private(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, n
     uint32_t seen = e->closes.load(std::memory_order_seq_cst);
     ssize_t r;
     for (;;) {
-        r = park_pd(t, epd, NP_READ, deadline, 0, op_ready, nullptr, interrupted, &e->closes, seen);
+        r = park_pd(t, epd, NP_READ, deadline, 0, 0, op_ready, nullptr, interrupted, &e->closes, seen);
         if (e->closes.load(std::memory_order_seq_cst) != seen) {
             *interrupted = false;
             r = -EBADF; // as a close during a parked call on the registration

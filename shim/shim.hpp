@@ -39,6 +39,10 @@ struct Thread {
     void *result = nullptr;
     bool detached = false;
     bool is_main = false;
+    // Who will release it: 0 nobody yet, 1 a joiner (from its first look,
+    // so a pthread_detach meanwhile leaves it joinable, as glibc's joinid
+    // does), 2 detached.
+    std::atomic<int> claim{0};
     char name[16] = {};
     sigset_t sigmask;                  // its own, never the worker's
     // Cancellation (deferred, at the interposed cancellation points).
@@ -75,6 +79,9 @@ struct Thread {
 Thread *self();
 inline bool green() { return on() && self() != nullptr; }
 Thread *thread_of(pthread_t t);      // null if not one of ours
+// One of ours that has ended and been released (a detached thread, or
+// one joined): glibc must not be given it, its TCB is not glibc's.
+bool thread_gone(pthread_t t);
 // Signals a signalfd reads: the thread that takes the process's signals
 // leaves them pending in the kernel (threads.cpp).
 void catcher_block(const sigset_t *set);
@@ -91,19 +98,24 @@ void interrupt(Thread *t);
 // npshim_io on fd (registered as pd), interruptible: *interrupted tells a
 // wake-up by interrupt() (the result is then -ETIMEDOUT, or what the op
 // got first).  While another thread waits on pd in this direction, on an
-// epoll set of its own (park_private).
+// epoll set of its own (park_private).  seq: npshim_io_seq(pd, mode) as
+// read before the caller's own attempt, which then is not repeated before
+// the wait unless another operation ran since (null: it is).
 ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
-                bool *interrupted);
+                bool *interrupted, const uint32_t *seq);
 // One npshim_io call with flags, interruptible as fd_park's; -EBADF at
 // once if *closes has moved on from seen (closes null: not looked at).
-ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx,
-                bool *interrupted, const std::atomic<uint32_t> *closes = nullptr, uint32_t seen = 0);
+ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, uint32_t seq, npshim_op op,
+                void *ctx, bool *interrupted, const std::atomic<uint32_t> *closes = nullptr, uint32_t seen = 0);
 // shared_wait.cpp: the wait of a second thread on fd's direction.
 ssize_t park_private(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
                      bool *interrupted);
 void private_waits_after_fork();
 // Signals for t that its mask lets through.
 bool sig_pending(Thread *t);
+// A thread's mask blocks these: the process's copies wait for a thread
+// that lets them through, whatever their action (see signals.cpp).
+void route_blocked(const sigset_t *mask);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
 // The mask a call waits with (ppoll, pselect, epoll_pwait): the thread's

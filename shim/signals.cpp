@@ -17,6 +17,7 @@
 
 #include "real.hpp"
 #include "shim.hpp"
+#include "tcb.hpp"
 
 namespace shim {
 
@@ -198,10 +199,13 @@ siginfo_t proc_info[65];
 // main is a green thread, or a thread outside the runtime.
 void on_signal(int sig, siginfo_t *info, void *uc) {
     int e = errno;
-    Thread *t = on() && !green() ? threads_pick(sig) : nullptr;
+    // Routed from the OS main thread while main is green; a plain thread
+    // of the program (a forked child's, one glibc made) takes it itself.
+    bool route = on() && !green() && park_tcb_main(tcb_current());
+    Thread *t = route ? threads_pick(sig) : nullptr;
     if (t) {
         send_to(t, sig, info);
-    } else if (on() && !green() && threads_pick(0)) {
+    } else if (route && threads_pick(0)) {
         post(nullptr, &proc_pending, &proc_info[sig], sig, *info); // every thread blocks it
     } else {
         Thread *me = on() ? self() : nullptr;
@@ -239,7 +243,7 @@ void dump_replaced(int sig) {
 }
 
 // Make the kernel hand sig to on_signal even while the program leaves it
-// at SIG_DFL (sigwait on a signal every thread blocks).
+// at SIG_DFL (sigwait on a signal every thread blocks; route_blocked).
 void catch_for_wait(int sig) {
     lock();
     struct sigaction a = prog[sig];
@@ -256,6 +260,31 @@ void catch_for_wait(int sig) {
     prog[sig] = a;
     unlock();
 }
+
+// Signals a program's thread blocks while their action is the default
+// one are routed as well: the process's copy waits (proc_pending) until a
+// thread unblocks it, then the default action runs, as the kernel would
+// have kept it pending.  Without this the OS thread that takes the
+// process's signals, which blocks none, would run it at once (SIGTERM
+// would end a program that blocks it to sigwait for it later).
+std::atomic<uint64_t> routed{0};
+
+} // namespace
+
+void route_blocked(const sigset_t *mask) {
+    uint64_t want = mask_bits(*mask) & ~routed.load(std::memory_order_relaxed);
+    if (!want) return;
+    for (int sig = 1; sig < 65; sig++) {
+        if (!(want & bit(sig))) continue;
+        routed.fetch_or(bit(sig), std::memory_order_relaxed);
+        if (sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+            sig == SIGILL || sig == SIGTRAP || sig == SIGSYS || sig == 32 || sig == 33 || ignored_by_default(sig))
+            continue; // not blockable, a thread's own fault, glibc's own, or dropped anyway
+        catch_for_wait(sig);
+    }
+}
+
+namespace {
 
 // Take one signal of `want` pending for t or for the process: its number.
 int take(Thread *t, uint64_t want, siginfo_t *info) {
@@ -325,8 +354,7 @@ struct KernelSigaction {
 void (*glibc_setxid)(int, siginfo_t *, void *);
 
 void setxid_on_own_tcb(int sig, siginfo_t *si, void *uc) {
-    void *cur;
-    __asm__ volatile("mov %%fs:0, %0" : "=r"(cur));
+    void *cur = tcb_current();
     // The OS main thread, parked while main is green, stands for main's TCB
     // (glibc lists that one with its tid); a worker for its own.
     void *own = park_tcb_main(cur);
@@ -430,13 +458,13 @@ void interrupt(Thread *t) {
     t->poking.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx,
-                bool *interrupted, const std::atomic<uint32_t> *closes, uint32_t seen) {
+ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, uint32_t seq, npshim_op op,
+                void *ctx, bool *interrupted, const std::atomic<uint32_t> *closes, uint32_t seen) {
     t->wait_mode.store(mode, std::memory_order_relaxed);
     t->wait_fd.store(pd, std::memory_order_seq_cst);
     bool early = sig_pending(t) || (t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled);
     bool closed = !early && closes && closes->load(std::memory_order_seq_cst) != seen;
-    ssize_t r = early ? -ETIMEDOUT : closed ? -EBADF : npshim_io(pd, mode, deadline, flags, op, ctx);
+    ssize_t r = early ? -ETIMEDOUT : closed ? -EBADF : npshim_io(pd, mode, deadline, flags, seq, op, ctx);
     *interrupted = early;
     if (t->wait_fd.exchange(nullptr, std::memory_order_seq_cst) != pd) {
         // An interrupter took it and expires the deadline: once it is done,
@@ -449,8 +477,9 @@ ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags
 }
 
 ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
-                bool *interrupted) {
-    ssize_t r = park_pd(t, pd, mode, deadline, NPSHIM_WAIT_FIRST | NPSHIM_TRYLOCK, op, ctx, interrupted);
+                bool *interrupted, const uint32_t *seq) {
+    unsigned flags = NPSHIM_TRYLOCK | (seq ? NPSHIM_WAIT_FIRST : 0);
+    ssize_t r = park_pd(t, pd, mode, deadline, flags, seq ? *seq : 0, op, ctx, interrupted);
     return r == -EBUSY ? park_private(t, fd, pd, mode, deadline, op, ctx, interrupted) : r;
 }
 
@@ -504,7 +533,7 @@ sighandler_t signal(int sig, sighandler_t h) {
 
 int pthread_kill(pthread_t th, int sig) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_kill(th, sig);
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_kill(th, sig);
     if (sig < 0 || sig > 64) return EINVAL;
     if (sig == 0) return 0;
     lock();
@@ -568,6 +597,7 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
         else return EINVAL;
         sigdelset(&t->sigmask, SIGKILL);
         sigdelset(&t->sigmask, SIGSTOP);
+        if (how != SIG_UNBLOCK) route_blocked(&t->sigmask);
     }
     if (old) *old = prev;
     claim_process_pending(t);

@@ -452,6 +452,10 @@ void tcb_set_unwind_buf(void *tcb, void *buf) { at<void *>(tcb, kCleanupJmpBuf) 
 void *tcb_unwind_buf(void *tcb) { return at<void *>(tcb, kCleanupJmpBuf); }
 void tcb_clear_exiting(void *tcb) { at<int>(tcb, kCancelHandling) = 0; }
 
+bool tcb_made_here(const void *tcb) { return in_slabs(tcb); }
+
+void *tcb_current() { return tp(); }
+
 Thread *tcb_record(void *tcb) {
     // Only memory of our slabs is read: a pthread_t of a thread glibc made
     // itself (SIGEV_THREAD, AIO) has its TCB at the very top of its stack.

@@ -50,8 +50,15 @@ void catcher_wake() {
     real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
 }
 
-// The OS main thread's wait for the green main.
+// The OS main thread's wait for the green main.  Its own mask starts
+// empty: the one it came with (exec passes the caller's on) is main's
+// now, which the routing keeps (route_blocked); left on this thread, a
+// signal blocked at exec would stay pending here for ever, whatever main
+// unblocks (haproxy -W re-executes itself with its signals blocked).
 void catcher_loop() {
+    sigset_t none;
+    sigemptyset(&none);
+    real.pthread_sigmask(SIG_SETMASK, &none, nullptr);
     uint64_t applied = 0;
     for (;;) {
         uint32_t w = catcher_word.load(std::memory_order_acquire);
@@ -215,6 +222,7 @@ int green_main(int argc, char **argv, char **envp) {
     main_rec.g = g;
     main_rec.is_main = true;
     pthread_sigmask(SIG_SETMASK, nullptr, &main_rec.sigmask);
+    route_blocked(&main_rec.sigmask);
     npshim_thread_stack(g, &main_rec.stack_lo, &main_rec.stack_size);
     pid_t tid = *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset);
     npshim_thread_set_tls(g, main_tcb, 1); // glibc lists it with the OS main thread's tid
@@ -312,6 +320,11 @@ Thread *threads_pick(int sig) {
     }
     list_lock.clear(std::memory_order_release);
     return pick;
+}
+
+bool thread_gone(pthread_t th) {
+    void *tcb = reinterpret_cast<void *>(th);
+    return tcb && tcb != main_tcb && !thread_of(th) && tcb_made_here(tcb);
 }
 
 Thread *thread_of(pthread_t th) {
@@ -416,6 +429,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     live.fetch_add(1, std::memory_order_relaxed);
     threads_add(t);
     if (detach == PTHREAD_CREATE_DETACHED) {
+        t->claim.store(2, std::memory_order_relaxed);
         t->detached = true;
         npshim_thread_detach(g);
     }
@@ -423,13 +437,31 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     return 0;
 }
 
+// A joiner's claim, given back if the join is cancelled while it waits.
+class JoinClaim {
+  public:
+    explicit JoinClaim(Thread *t) : t_(t) {}
+    ~JoinClaim() {
+        if (t_) t_->claim.store(0, std::memory_order_release);
+    }
+    void keep() { t_ = nullptr; }
+    JoinClaim(const JoinClaim &) = delete;
+    JoinClaim &operator=(const JoinClaim &) = delete;
+
+  private:
+    Thread *t_;
+};
+
 int pthread_join(pthread_t th, void **result) {
     if (!on()) return real.pthread_join(th, result);
     Thread *t = thread_of(th);
-    if (!t) return real.pthread_join(th, result);
+    if (!t) return thread_gone(th) ? EINVAL : real.pthread_join(th, result);
     if (t == cur) return EDEADLK;
-    if (t->detached || t->is_main) return EINVAL;
+    if (t->is_main) return EINVAL;
     test_cancel(cur);
+    int was = 0;
+    if (!t->claim.compare_exchange_strong(was, 1, std::memory_order_acq_rel)) return EINVAL; // detached, or joined
+    JoinClaim claim(t);
     // Wait for its body to end where signals and cancellation reach the
     // joiner (a join is a cancellation point, and handlers run during it);
     // the engine's join then only waits for the last switch away.
@@ -440,6 +472,7 @@ int pthread_join(pthread_t th, void **result) {
             test_cancel(me);
         }
     }
+    claim.keep();
     void *r = nullptr;
     if (int e = npshim_thread_join(t->g, &r)) return -e;
     if (result) *result = r;
@@ -449,10 +482,11 @@ int pthread_join(pthread_t th, void **result) {
 int pthread_tryjoin_np(pthread_t th, void **result) {
     Thread *t = on() ? thread_of(th) : nullptr;
     if (!t) {
+        if (on() && thread_gone(th)) return EINVAL;
         static auto fn = reinterpret_cast<int (*)(pthread_t, void **)>(dlsym(RTLD_NEXT, "pthread_tryjoin_np"));
         return fn(th, result);
     }
-    if (t->detached || t->is_main) return EINVAL;
+    if (t->claim.load(std::memory_order_acquire) != 0 || t->is_main) return EINVAL;
     if (!npshim_thread_done(t->g)) return EBUSY;
     return pthread_join(th, result);
 }
@@ -461,7 +495,7 @@ int pthread_tryjoin_np(pthread_t th, void **result) {
 // cannot be undone once it waits).
 static int join_until(pthread_t th, void **result, clockid_t clock, const struct timespec *abs) {
     Thread *t = thread_of(th);
-    if (t->detached || t->is_main) return EINVAL;
+    if (t->claim.load(std::memory_order_acquire) != 0 || t->is_main) return EINVAL;
     if (abs && (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000)) return EINVAL;
     int64_t deadline = abs ? deadline_from_abs(clock, abs) : 0;
     for (int64_t nap = 50'000; !npshim_thread_done(t->g); nap = nap < 10'000'000 ? nap * 2 : nap) {
@@ -474,6 +508,7 @@ static int join_until(pthread_t th, void **result, clockid_t clock, const struct
 }
 
 int pthread_timedjoin_np(pthread_t th, void **result, const struct timespec *abs) {
+    if (on() && thread_gone(th)) return EINVAL;
     if (!on() || !thread_of(th)) {
         static auto fn = reinterpret_cast<int (*)(pthread_t, void **, const struct timespec *)>(
             dlsym(RTLD_NEXT, "pthread_timedjoin_np"));
@@ -483,6 +518,7 @@ int pthread_timedjoin_np(pthread_t th, void **result, const struct timespec *abs
 }
 
 int pthread_clockjoin_np(pthread_t th, void **result, clockid_t clock, const struct timespec *abs) {
+    if (on() && thread_gone(th)) return EINVAL;
     if (!on() || !thread_of(th)) {
         static auto fn = reinterpret_cast<int (*)(pthread_t, void **, clockid_t, const struct timespec *)>(
             dlsym(RTLD_NEXT, "pthread_clockjoin_np"));
@@ -495,8 +531,12 @@ int pthread_clockjoin_np(pthread_t th, void **result, clockid_t clock, const str
 int pthread_detach(pthread_t th) {
     if (!on()) return real.pthread_detach(th);
     Thread *t = thread_of(th);
-    if (!t) return real.pthread_detach(th);
-    if (t->detached || t->is_main) return EINVAL;
+    if (!t) return thread_gone(th) ? EINVAL : real.pthread_detach(th);
+    if (t->is_main) return EINVAL;
+    int was = 0;
+    // A joiner already waits (stunnel's threads detach themselves while
+    // its main joins them): it stays joinable, as glibc leaves it.
+    if (!t->claim.compare_exchange_strong(was, 2, std::memory_order_acq_rel)) return was == 2 ? EINVAL : 0;
     t->detached = true;
     npshim_thread_detach(t->g);
     return 0;
@@ -512,7 +552,7 @@ void pthread_exit(void *value) {
 
 int pthread_getattr_np(pthread_t th, pthread_attr_t *attr) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_getattr_np(th, attr);
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_getattr_np(th, attr);
     pthread_attr_init(attr);
     pthread_attr_setstack(attr, t->stack_lo, t->stack_size);
     pthread_attr_setguardsize(attr, t->guard_size);
@@ -522,7 +562,7 @@ int pthread_getattr_np(pthread_t th, pthread_attr_t *attr) {
 
 int pthread_setname_np(pthread_t th, const char *name) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_setname_np(th, name);
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_setname_np(th, name);
     if (strlen(name) >= sizeof t->name) return ERANGE;
     strcpy(t->name, name); // the worker's own name stays
     if (t->g) npshim_thread_set_name(t->g, name); // for np_dump
@@ -531,7 +571,7 @@ int pthread_setname_np(pthread_t th, const char *name) {
 
 int pthread_getname_np(pthread_t th, char *buf, size_t len) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_getname_np(th, buf, len);
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_getname_np(th, buf, len);
     if (len <= strlen(t->name)) return ERANGE;
     strcpy(buf, t->name);
     return 0;
@@ -539,7 +579,7 @@ int pthread_getname_np(pthread_t th, char *buf, size_t len) {
 
 int pthread_cancel(pthread_t th) {
     Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return real.pthread_cancel(th);
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_cancel(th);
     t->cancel_pending.store(1, std::memory_order_seq_cst);
     // Woken where it is parked, it sees the request at its cancellation point.
     if (!t->cancel_disabled) interrupt(t);

@@ -302,12 +302,22 @@ int npshim_fd_forget(np_fd *p) {
     return pd_retire(pd);
 }
 
-ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, npshim_op op, void *ctx) {
+uint32_t npshim_io_seq(np_fd *p, int mode) {
+    return p ? pd_of(p)->fdmu.taken[mode == NP_READ ? 0 : 1].load(std::memory_order_acquire) : 0;
+}
+
+ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, uint32_t seq, npshim_op op, void *ctx) {
     ErrnoGuard eg;
     if (!p || (mode != NP_READ && mode != NP_WRITE) || deadline < 0) return -EINVAL;
     PollDesc *pd = pd_of(p);
     OpLock lk(pd, mode, flags & NPSHIM_TRYLOCK);
     if (lk.err) return lk.err;
+    // Another operation took its turn since the caller's attempt, and with
+    // it maybe the readiness that attempt missed (an edge that will not
+    // come again: a pipe only reports writable when a read makes a full
+    // one not full): try before waiting.
+    if ((flags & NPSHIM_WAIT_FIRST) && pd->fdmu.taken[lk.dir].load(std::memory_order_relaxed) != seq + 1)
+        flags &= ~NPSHIM_WAIT_FIRST;
     // The deadline is this call's (SO_RCVTIMEO, a poll timeout): the
     // direction's lock makes it the only one using it.
     if (deadline) pd_set_deadline(pd, deadline, mode);

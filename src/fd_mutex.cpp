@@ -22,6 +22,7 @@ int FdMutex::rwlock(int dir) {
     refs++;
     if (!held[dir]) {
         held[dir] = true;
+        taken[dir].fetch_add(1, std::memory_order_relaxed);
         lk.unlock();
         return 0;
     }
@@ -44,6 +45,7 @@ int FdMutex::rwtrylock(int dir) {
     if (closed) return -EBADF;
     if (held[dir]) return -EBUSY;
     held[dir] = true;
+    taken[dir].fetch_add(1, std::memory_order_relaxed);
     refs++;
     return 0;
 }
@@ -51,8 +53,12 @@ int FdMutex::rwtrylock(int dir) {
 void FdMutex::rwunlock(int dir) {
     lk.lock();
     Waiter *n = q[dir];
-    if (n) q[dir] = n->next; // hand the lock over: held stays true
-    else held[dir] = false;
+    if (n) {
+        q[dir] = n->next; // hand the lock over: held stays true
+        taken[dir].fetch_add(1, std::memory_order_relaxed);
+    } else {
+        held[dir] = false;
+    }
     Waiter *c = (--refs == 0 && closed) ? closer : nullptr;
     lk.unlock();
     if (n) n->wake();

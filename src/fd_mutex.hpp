@@ -4,6 +4,9 @@
 // reference (in-flight operation) has gone, so the fd number cannot be
 // reused under an operation.
 #pragma once
+#include <atomic>
+#include <cstdint>
+
 #include "spinlock.hpp"
 #include "waiter.hpp"
 
@@ -16,6 +19,10 @@ struct FdMutex {
     bool held[2] = {false, false};          // [0] read, [1] write
     Waiter *q[2] = {nullptr, nullptr};      // queued lockers (LIFO list, FIFO wake)
     Waiter *closer = nullptr;
+    // Acquisitions per direction, never reset: a caller that read it before
+    // an attempt of its own knows from it whether another operation ran
+    // (and took a readiness) between that attempt and its own turn.
+    std::atomic<uint32_t> taken[2] = {0, 0};
 
     void reset() {
         closed = false;

@@ -65,7 +65,9 @@ signals:signals.c:
 pitfalls:pitfalls.c:
 event_fds:event_fds.c:
 shared_accept:shared_accept.c:
-same_fd:same_fd.c:'
+same_fd:same_fd.c:
+join_detach:join_detach.c:
+writev_pipe:writev_pipe.c:'
 
 passed=0
 failed=0

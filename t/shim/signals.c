@@ -942,6 +942,122 @@ static int mode_die(const char *sigs, const char *how)
     return 61; /* the signal should have ended the process */
 }
 
+/* "inherited READY_FD": started with SIGUSR1 and SIGTERM blocked (as a
+ * program that re-executes itself with its signals blocked); the parent
+ * sends both while they are: nothing happens; SIGUSR1 unblocked runs its
+ * handler, SIGTERM unblocked ends the process. */
+static volatile sig_atomic_t inherited_got;
+static void inherited_usr1(int sig)
+{
+    (void)sig;
+    inherited_got = 1;
+}
+
+static int mode_inherited(const char *ready)
+{
+    alarm(20);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = inherited_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    int gate[2];
+    if (pipe(gate)) return 69;
+    st_spawn(die_parked, (void *)(intptr_t)gate[0]); /* a thread of its own too */
+    (void)!write(atoi(ready), "r", 1);
+    st_sleep_ms(300); /* both arrive meanwhile, blocked */
+    if (inherited_got) return 70;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+    for (int i = 0; i < 100 && !inherited_got; i++) st_sleep_ms(10);
+    if (!inherited_got) return 71;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+    st_sleep_ms(1000);
+    return 72; /* SIGTERM should have ended it */
+}
+
+/* A forked child with a thread of its own, its main thread waiting in
+ * poll: a signal sent to the child runs the handler there and ends the
+ * poll with EINTR, as without the library. */
+static pthread_t forked_main;
+static volatile sig_atomic_t forked_on_main;
+static void forked_usr1(int sig)
+{
+    (void)sig;
+    if (pthread_equal(pthread_self(), forked_main)) forked_on_main = 1;
+}
+
+static void test_inherited(void)
+{
+    st_phase = "inherited";
+    int rp[2];
+    CHECK(pipe(rp) == 0, "pipe");
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", rp[1]);
+    char *argv[] = {"signals", "inherited", fd, NULL};
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGUSR1);
+    sigaddset(&blocked, SIGTERM);
+    posix_spawnattr_setsigmask(&at, &blocked);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int e = posix_spawn(&pid, "/proc/self/exe", NULL, &at, argv, env_no_dump());
+    posix_spawnattr_destroy(&at);
+    CHECK(e == 0, "posix_spawn: %s", strerror(e));
+    if (e == 0) {
+        char c;
+        CHECK(read(rp[0], &c, 1) == 1, "the child did not get ready");
+        kill(pid, SIGUSR1);
+        kill(pid, SIGTERM);
+        int st = st_wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM,
+              "signals blocked at exec: the child ended %s (70: one ran while blocked, 71: SIGUSR1 "
+              "lost, 72: SIGTERM lost)",
+              st_status_str(st));
+    }
+    close(rp[0]);
+    close(rp[1]);
+
+    /* The forked child. */
+    CHECK(pipe(rp) == 0, "pipe");
+    pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = forked_usr1; /* no SA_RESTART */
+        sigaction(SIGUSR1, &sa, NULL);
+        int gate[2];
+        if (pipe(gate)) _exit(80);
+        forked_main = pthread_self();
+        st_spawn(die_parked, (void *)(intptr_t)gate[0]);
+        (void)!write(rp[1], "r", 1);
+        long t0 = st_mono_ms();
+        int r = poll(NULL, 0, 5000);
+        if (r != -1 || errno != EINTR || st_mono_ms() - t0 >= 3000) _exit(81);
+        _exit(forked_on_main ? 0 : 82); /* the handler ran on the thread it interrupted */
+    }
+    if (pid > 0) {
+        char c;
+        CHECK(read(rp[0], &c, 1) == 1, "the forked child did not get ready");
+        st_sleep_ms(50);
+        kill(pid, SIGUSR1);
+        int st = st_wait_status(pid);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "forked child: SIGUSR1 did not run on the main thread it interrupted: %s (81: poll not ended, 82: "
+              "the handler ran elsewhere)",
+              st_status_str(st));
+    }
+    close(rp[0]);
+    close(rp[1]);
+}
+
 static void test_defaults(void)
 {
     st_phase = "defaults";
@@ -1183,6 +1299,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
     if (argc > 3 && strcmp(argv[1], "die") == 0) return mode_die(argv[2], argv[3]);
+    if (argc > 2 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
     signal(SIGPIPE, SIG_IGN);
@@ -1191,6 +1308,7 @@ int main(int argc, char **argv)
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
+        {"inherited", test_inherited},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
