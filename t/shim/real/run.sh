@@ -908,7 +908,77 @@ case_make() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make; do
+# ---- haproxy, master and worker (-W) ------------------------------------------
+# The master re-executes itself with its signals blocked and unblocks them
+# in the new image; SIGUSR2 reloads (a new worker, the old one soft-stops),
+# SIGTERM stops the workers and the master waits for them (SIGCHLD).
+case_haproxy() {
+    have haproxy curl || return
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        printf '%s\n' global '    nbthread 2' defaults '    mode http' '    timeout connect 5s' \
+            '    timeout client 30s' '    timeout server 30s' 'frontend fe' "    bind 127.0.0.1:$port" \
+            '    http-request return status 200 content-type text/plain string haproxy-ok' > "$tmp/haproxy.cfg"
+        # shellcheck disable=SC2046
+        start haproxy $(runner "$m") haproxy -W -db -f "$tmp/haproxy.cfg"
+        up "$m" "$port" "$tmp/haproxy.log" || continue
+        got=$(timeout -s KILL 10 curl -s "http://127.0.0.1:$port/")
+        kill -USR2 "$bg"
+        i=0
+        while ! grep -q 'Reloading HAProxy' "$tmp/haproxy.log" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+        sleep 0.5
+        again=$(timeout -s KILL 10 curl -s "http://127.0.0.1:$port/")
+        workers=$(cat /proc/"$bg"/task/*/children 2>/dev/null | wc -w)
+        stop "$bg" "$bgrp" TERM
+        if [ "$got" != haproxy-ok ] || [ "$again" != haproxy-ok ]; then
+            fail "$m" "answers before and after the reload: '$got', '$again'" "$tmp/haproxy.log"
+        elif ! grep -q 'Reloading HAProxy' "$tmp/haproxy.log"; then
+            fail "$m" "SIGUSR2: no reload (the master's signals stayed blocked?)" "$tmp/haproxy.log"
+        elif [ "$rc" != 0 ]; then
+            fail "$m" "SIGTERM: the master ended with $(describe "$rc")$server_note" "$tmp/haproxy.log"
+        else
+            ok "$m" "answers, reload on SIGUSR2 ($workers workers after it), stop on SIGTERM"
+        fi
+    done
+}
+
+# ---- ruby: threads blocked on one file, then exit ----------------------------
+# exit kills the other threads (Thread#kill: ruby interrupts each blocked
+# call with a signal, again and again until it ends), here 3 readers of one
+# pipe and 4 accepting threads on one listener.
+case_ruby() {
+    have ruby || return
+    for m in $modes; do
+        spent "$m" && continue
+        port=$(free_port)
+        t0=$(now_ms)
+        # shellcheck disable=SC2046
+        timeout -s KILL 20 $(runner "$m") ruby -rsocket -e "
+            r, w = IO.pipe
+            3.times { Thread.new { r.read(1) } }
+            s = TCPServer.new('127.0.0.1', $port)
+            4.times { Thread.new { loop { s.accept.close } } }
+            q = Queue.new
+            t = Thread.new { q.pop }
+            sleep 0.2
+            c = TCPSocket.new('127.0.0.1', $port); c.close
+            sleep 0.1
+            exit 7" > "$tmp/ruby.log" 2>&1
+        rc=$?
+        ms=$(($(now_ms) - t0))
+        if [ "$rc" != 7 ]; then
+            fail "$m" "exit 7 with threads blocked on a pipe, a listener and a queue: $(describe "$rc") after $ms ms" \
+                "$tmp/ruby.log"
+        elif [ "$ms" -ge 10000 ]; then
+            fail "$m" "exit took $ms ms" "$tmp/ruby.log"
+        else
+            ok "$m" "exit with 8 threads blocked on one pipe, one listener and a queue, in $ms ms"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
