@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <dlfcn.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -231,21 +230,6 @@ bool fd_prog_nonblock(int fd) {
     return nb;
 }
 
-namespace {
-
-// Open descriptors, as a bitmap over the table.
-void open_fds(uint64_t *bits, size_t words) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return;
-    int self_fd = dirfd(d);
-    while (struct dirent *de = readdir(d)) {
-        int fd = atoi(de->d_name);
-        if (fd > 2 && fd != self_fd && size_t(fd) / 64 < words) bits[fd / 64] |= uint64_t(1) << (fd % 64);
-    }
-    closedir(d);
-}
-
-} // namespace
 
 void fd_after_fork() {
     fd_files_shared(); // with the parent
@@ -261,21 +245,9 @@ void fd_after_fork() {
 
 int fd_start_runtime() {
     fd_entry(0);
-    size_t words = (table_n + 63) / 64;
-    auto *before = static_cast<uint64_t *>(calloc(words ? words : 1, 8));
-    auto *after = static_cast<uint64_t *>(calloc(words ? words : 1, 8));
-    if (before) open_fds(before, words);
-    int e = np_init(nullptr);
-    if (before && after) {
-        open_fds(after, words);
-        // What the engine opened: close-on-exec, and kept from the program.
-        for (size_t w = 0; w < words; w++)
-            for (uint64_t nw = after[w] & ~before[w]; nw; nw &= nw - 1)
-                fd_entry(int(w * 64 + size_t(__builtin_ctzll(nw))))->kind.store(kInternal, std::memory_order_release);
-    }
-    free(before);
-    free(after);
-    return e;
+    // The descriptors the engine opens (its pollers, its wake-ups) are
+    // noted as internal as they are made (engine_fds.cpp), now and later.
+    return np_init(nullptr);
 }
 
 } // namespace shim

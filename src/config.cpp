@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <strings.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "sys.hpp"
@@ -54,8 +55,12 @@ static bool parse_size(const char *s, unsigned long long *out) {
     return true;
 }
 
+// The CPUs this process may run on, as Go's GOMAXPROCS: a program pinned
+// with taskset (or a cpuset) gets that many workers, not one per CPU of
+// the machine.  One system call, where sysconf reads sysfs.
 static int default_procs() {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > kMaxProcs ? kMaxProcs : int(n);
 }
 

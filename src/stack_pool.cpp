@@ -6,20 +6,25 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <sys/mman.h>
 #include <unistd.h>
 
 namespace np {
 
+// Read once: every pool (one per stack size) asks it at its start.
 static size_t read_max_map_count() {
+    static std::atomic<size_t> known{0};
+    if (size_t v = known.load(std::memory_order_relaxed)) return v;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
     unsigned long v = 65530;
     if (f) {
         if (fscanf(f, "%lu", &v) != 1) v = 65530;
         fclose(f);
     }
-    return v;
+    known.store(v ? v : 65530, std::memory_order_relaxed);
+    return v ? v : 65530;
 }
 
 bool StackRing::reserve(size_t want) {

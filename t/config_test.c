@@ -6,7 +6,7 @@
  * " -18446744073709486080" (2^64 - that) a 64 KiB stack.  A number starts
  * with a digit; anything else is reported and the default used. */
 Test(config, env_number_with_blank_or_sign_is_garbage, .init = cr_redirect_stderr) {
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    long online = np_test_cpus();
     char procs[32];
     snprintf(procs, sizeof procs, "\n\n%ld", online + 1);
     setenv("NP_PROCS", procs, 1);

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,5 +177,13 @@ static inline np_fd *must_open(int fd) {
         suite##_##name##_body();                                                      \
     }                                                                                 \
     static void suite##_##name##_body(void)
+
+/* The workers np_init starts by default: one per CPU the process may run
+ * on (its affinity). */
+static inline long np_test_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+}
 
 #endif

@@ -268,7 +268,7 @@ Test(config, env_garbage_uses_defaults, .init = cr_redirect_stderr) {
     cr_assert(strstr(buf, "NP_POLLER=\"carrier-pigeon\""), "stderr: %s", buf);
     np_stats s = {.size = sizeof s};
     np_stats_get(&s);
-    cr_assert_eq(s.workers, (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+    cr_assert_eq(s.workers, (uint64_t)np_test_cpus());
 }
 
 Test(config, env_values) {

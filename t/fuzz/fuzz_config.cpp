@@ -6,6 +6,7 @@
 // size is digits with an optional k, m or g.
 #include <cerrno>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "config.hpp"
@@ -48,8 +49,9 @@ size_t page_round(size_t n) {
     return (n + pg - 1) / pg * pg;
 }
 
-int online() {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+int online() { // the default workers: CPUs of the affinity
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > np::kMaxProcs ? np::kMaxProcs : int(n);
 }
 

@@ -378,7 +378,8 @@ static int ticks_alone(void) {
 /* The shim's workers: NP_PROCS (nprun -p), else one per CPU. */
 static int workers(void) {
     const char *p = getenv("NP_PROCS");
-    int n = p ? atoi(p) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    int n = p ? atoi(p) : sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     return n > 0 ? n : 1;
 }
 
