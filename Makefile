@@ -86,7 +86,7 @@ JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_k
                  pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
                  pthread_cond_timedwait pthread_atfork
 # and the static C++ runtime's (STATIC_CXXRT below).
-JEMALLOC_WRAP += pthread_once __pthread_key_create
+JEMALLOC_WRAP += pthread_once __pthread_key_create pthread_sigmask pthread_setname_np pthread_getname_np
 LIB_WRAP := $(foreach n,$(JEMALLOC_WRAP),-Wl,--wrap=$(n))
 endif
 LIB_LIBS += -lpthread -ldl
@@ -187,7 +187,7 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh t/header-check.sh include $(B)/lib
 	sh t/bench/render-check.sh
 	sh t/uninstall-check.sh "$(MAKE)" $(B)
-	sh t/imports-check.sh $(B)/lib/libnetpoll.so.$(VERSION) $(LIB_OBJS)
+	SHIM=$(SHIM_SO) sh t/imports-check.sh $(B)/lib/libnetpoll.so.$(VERSION) $(LIB_OBJS)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
 	$(B)/t/internal-tests --jobs 2

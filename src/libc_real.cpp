@@ -78,12 +78,16 @@ int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out) {
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     // The default stack size: glibc carves the program's static TLS out of
     // a thread's stack, and a host may have a lot of it.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    // The system call itself: a worker may be started from a green thread
+    // (start_rest), whose mask a shim keeps as its own (pthread_sigmask).
+    // All but glibc's own two (32: cancellation, 33: setxid, which
+    // setuid and setgroups wait on every thread to take), as glibc's
+    // pthread_sigmask never blocks them.
+    uint64_t all = ~(uint64_t(1) << 31 | uint64_t(1) << 32), old = 0;
+    raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, long(&all), long(&old), 8);
     pthread_t t;
     int e = REAL(pthread_create)(&t, &a, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, long(&old), 0, 8);
     pthread_attr_destroy(&a);
     if (!e && out) *out = t;
     return e;
@@ -130,6 +134,14 @@ int __wrap_pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) { return REA
 int __wrap_pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *ts) {
     return REAL(pthread_cond_timedwait)(c, m, ts);
 }
+
+// jemalloc's background threads and the static C++ runtime name threads
+// and block signals: always the OS thread's own, never a green one's.
+int __wrap_pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    return REAL(pthread_sigmask)(how, set, old);
+}
+int __wrap_pthread_setname_np(pthread_t t, const char *name) { return REAL(pthread_setname_np)(t, name); }
+int __wrap_pthread_getname_np(pthread_t t, char *buf, size_t n) { return REAL(pthread_getname_np)(t, buf, n); }
 
 int __wrap_close(int fd) { return np::sys_close(fd); }
 int __wrap_sched_yield() { return np::sys_sched_yield(); }

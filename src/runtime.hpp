@@ -70,6 +70,11 @@ struct Worker {
     // a call the engine cannot see, or computing): threads with a TCB of
     // their own are then readied elsewhere (ready()).
     std::atomic<bool> blocked{false};
+    // Under the shim, set by sysmon when the running thread has computed
+    // 10 ms past that without a switch while others wait (a legacy thread
+    // never heeds preempt): the worker then counts as blocked, so one more
+    // runs the others, as the kernel time-slices OS threads.
+    std::atomic<bool> hogged{false};
     // Set by sysmon on a worker beyond procs (one it added for blocked
     // calls) once the calls are over: it starts and takes no threads, and
     // its sleeping ones wake elsewhere, so a burst of blocking calls does

@@ -393,6 +393,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
         w->homed.fetch_add(1, std::memory_order_relaxed);
     }
     if (w->blocked.load(std::memory_order_relaxed)) w->blocked.store(false, std::memory_order_relaxed);
+    if (w->hogged.load(std::memory_order_relaxed)) w->hogged.store(false, std::memory_order_relaxed);
     if (w->stuck.load(std::memory_order_relaxed)) w->stuck.store(false, std::memory_order_relaxed);
     w->set_cur(to);
     w->preempt.store(false, std::memory_order_relaxed);

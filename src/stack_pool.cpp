@@ -1,13 +1,15 @@
 #include "stack_pool.hpp"
 
 #include "config.h"
+#include "sys.hpp"
 #if HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
 #endif
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
+#include <cstdlib>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -17,11 +19,16 @@ namespace np {
 static size_t read_max_map_count() {
     static std::atomic<size_t> known{0};
     if (size_t v = known.load(std::memory_order_relaxed)) return v;
-    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
     unsigned long v = 65530;
-    if (f) {
-        if (fscanf(f, "%lu", &v) != 1) v = 65530;
-        fclose(f);
+    char buf[32];
+    int fd = sys_open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = sys_read(fd, buf, sizeof buf - 1);
+        sys_close(fd);
+        if (n > 0) {
+            buf[n] = 0;
+            v = strtoul(buf, nullptr, 10);
+        }
     }
     known.store(v ? v : 65530, std::memory_order_relaxed);
     return v ? v : 65530;

@@ -80,7 +80,7 @@ int free_workers(Worker **newest) {
         Worker *w = rt->workers[i];
         if (w->dormant.load(std::memory_order_relaxed)) continue;
         if (w->blocked.load(std::memory_order_relaxed) && w->state.load(std::memory_order_relaxed) == kRunning &&
-            in_kernel_wait(w))
+            (w->hogged.load(std::memory_order_relaxed) || in_kernel_wait(w)))
             continue;
         count++;
         if (newest && i >= procs) *newest = w;
@@ -107,9 +107,11 @@ bool rescue(Worker *w, bool long_stall) {
     // last (waitpid, stdio); in the engine's own use it is a computation,
     // and more threads than procs would not make that go faster.
     if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
-    // Blocked 10 ms in the kernel (a lock contended for a moment is not
-    // worth an OS thread); computing: preemption is the cure.
-    if (!long_stall || !in_kernel_wait(w)) return moved;
+    // Blocked 10 ms (a lock contended for a moment is not worth an OS
+    // thread): in the kernel, or computing past the time slice it was
+    // asked to give up (sysmon_main), which a legacy thread never does.
+    if (!long_stall) return moved;
+    if (!in_kernel_wait(w)) w->hogged.store(true, std::memory_order_relaxed);
     // Asleep in a call: its never-run threads go where a busy worker takes
     // them too (at its next time slice), not only an idle thief.
     w->q.lock.lock();

@@ -67,7 +67,8 @@ event_fds:event_fds.c:
 shared_accept:shared_accept.c:
 same_fd:same_fd.c:
 join_detach:join_detach.c:
-writev_pipe:writev_pipe.c:'
+writev_pipe:writev_pipe.c:
+busy:busy.c:'
 
 passed=0
 failed=0

@@ -330,6 +330,24 @@ static inline int st_wait_status(pid_t pid)
     return r == pid ? st : -1;
 }
 
+/* The child's wait status, or, if it has not ended within ms, its status
+ * after SIGKILL (a failure then leaves no process behind). */
+static inline int st_wait_status_within(pid_t pid, long ms)
+{
+    long end = st_mono_ms() + ms;
+    int st = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return st;
+        if (r < 0 && errno != EINTR) return -1;
+        if (st_mono_ms() >= end) break;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    return st_wait_status(pid);
+}
+
 /* A wait status as text, for messages. */
 static inline const char *st_status_str(int st)
 {

@@ -1058,6 +1058,51 @@ static void test_inherited(void)
     close(rp[1]);
 }
 
+/* "busy": a thread that computes for ever on the only worker (nprun -p 1);
+ * main waits to join it.  SIGTERM, left at its default, ends the process
+ * at once: no thread of the program runs for it, the kernel acts. */
+static atomic_int busy_stop;
+static void *busy_body(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&busy_stop, memory_order_relaxed)) {}
+    return NULL;
+}
+
+static int mode_busy(const char *ready)
+{
+    alarm(20);
+    pthread_t t = st_spawn(busy_body, NULL);
+    (void)!write(atoi(ready), "r", 1);
+    pthread_join(t, NULL);
+    return 90;
+}
+
+static void test_busy_term(void)
+{
+    st_phase = "busy-term";
+    int rp[2];
+    CHECK(pipe(rp) == 0, "pipe");
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", rp[1]);
+    char *argv[] = {"signals", "busy", fd, NULL};
+    pid_t pid = self_spawn(argv);
+    CHECK(pid > 0, "posix_spawn");
+    if (pid > 0) {
+        char c;
+        CHECK(read(rp[0], &c, 1) == 1, "the child did not get ready");
+        st_sleep_ms(100);
+        long t0 = st_mono_ms();
+        kill(pid, SIGTERM);
+        int st = st_wait_status_within(pid, 3000);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM && st_mono_ms() - t0 < 3000,
+              "a busy process: SIGTERM at its default ended it with %s after %ld ms", st_status_str(st),
+              st_mono_ms() - t0);
+    }
+    close(rp[0]);
+    close(rp[1]);
+}
+
 static void test_defaults(void)
 {
     st_phase = "defaults";
@@ -1300,6 +1345,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
     if (argc > 3 && strcmp(argv[1], "die") == 0) return mode_die(argv[2], argv[3]);
     if (argc > 2 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "busy") == 0) return mode_busy(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
     signal(SIGPIPE, SIG_IGN);
@@ -1308,7 +1354,7 @@ int main(int argc, char **argv)
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
-        {"inherited", test_inherited},
+        {"inherited", test_inherited}, {"busy-term", test_busy_term},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
