@@ -249,17 +249,23 @@ namespace {
 
 // A park on addr (by park()) that a signal or pthread_cancel for the
 // calling thread interrupts (interrupt() wakes addr).
+// Asynchronous cancellation (PTHREAD_CANCEL_ASYNCHRONOUS) may act
+// anywhere: here, at any wait, which is where a thread such a program
+// cancels sits (uwsgi cancels its threads blocked on a mutex).
 template <class Park> int interruptible(const uint32_t *addr, bool cancel_point, Park park) {
     Thread *t = on() ? self() : nullptr;
     if (t) {
         t->wait_word.store(addr, std::memory_order_seq_cst);
-        if ((cancel_point && t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) ||
-            sig_pending(t)) {
+        bool point = cancel_point || t->cancel_async;
+        if ((point && t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) || sig_pending(t)) {
             t->wait_word.store(nullptr);
             // A cancellation point's caller acts on it; any other wait (a
             // lock, a join, once) runs the handlers here, as a thread
             // blocked in the kernel would, and wakes as if spuriously.
-            if (!cancel_point) sig_deliver(t);
+            if (!cancel_point) {
+                sig_deliver(t);
+                if (t->cancel_async) test_cancel(t);
+            }
             return 0;
         }
     }
@@ -267,6 +273,7 @@ template <class Park> int interruptible(const uint32_t *addr, bool cancel_point,
     if (t) {
         t->wait_word.store(nullptr, std::memory_order_relaxed);
         if (!cancel_point && sig_pending(t)) sig_deliver(t);
+        if (!cancel_point && t->cancel_async) test_cancel(t);
     }
     return r;
 }

@@ -612,7 +612,7 @@ int pthread_setcanceltype(int type, int *old) {
     Thread *t = cur;
     if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS) return EINVAL;
     if (old) *old = t && t->cancel_async ? PTHREAD_CANCEL_ASYNCHRONOUS : PTHREAD_CANCEL_DEFERRED;
-    if (t) t->cancel_async = type == PTHREAD_CANCEL_ASYNCHRONOUS; // honoured as deferred
+    if (t) t->cancel_async = type == PTHREAD_CANCEL_ASYNCHRONOUS; // at any wait, not in a computation
     return 0;
 }
 

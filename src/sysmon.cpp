@@ -13,6 +13,8 @@
 #include "runtime.hpp"
 #include "sys.hpp"
 
+#include <linux/membarrier.h>
+
 namespace np {
 
 namespace {
@@ -70,6 +72,23 @@ bool in_kernel_wait(const Worker *w) {
     return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
 }
 
+// A full barrier on every running thread of the process (membarrier), so
+// that a worker's mark on its own queue (LocalUse: a plain store, then a
+// look at sysmon's claim) is seen by take_local, or sees its claim, while
+// that worker computes instead of sleeping in the kernel.
+bool fence_ready;
+
+bool fence_workers() {
+    return fence_ready && raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+// Whose own queue sysmon may take: asleep in a call, or computing past its
+// time slice (hogged) once the barrier has made its marks visible.
+bool asleep_or_fenced(const Worker *w) {
+    if (in_kernel_wait(w)) return true;
+    return w->hogged.load(std::memory_order_relaxed) && fence_workers();
+}
+
 // Workers that run threads: not dormant, and not asleep in a call (the
 // flag outlives the call on a worker that went to sleep after it; one
 // computing holds its CPU, as a Go thread holds its P).  The newest of
@@ -93,7 +112,7 @@ int free_workers(Worker **newest) {
 // them, a dormant one serves again or one more starts (Go hands the P of
 // a thread in a system call to another M the same way).
 bool rescue(Worker *w, bool long_stall) {
-    take_local(w, in_kernel_wait); // its own queue first: into the inbox or global
+    take_local(w, asleep_or_fenced); // its own queue first: into the inbox or global
     w->q.lock.lock();
     GThread *g = w->q.take_movable(SIZE_MAX);
     w->q.lock.unlock();
@@ -106,7 +125,9 @@ bool rescue(Worker *w, bool long_stall) {
     // Only under the shim: there a blocked worker is a legacy call that may
     // last (waitpid, stdio); in the engine's own use it is a computation,
     // and more threads than procs would not make that go faster.
-    if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed))) return moved;
+    if (!tls_release || (rt->global.empty() && !w->q.nfresh.load(std::memory_order_relaxed) &&
+                         !w->local_n.load(std::memory_order_relaxed)))
+        return moved;
     // Blocked 10 ms (a lock contended for a moment is not worth an OS
     // thread): in the kernel, or computing past the time slice it was
     // asked to give up (sysmon_main), which a legacy thread never does.
@@ -218,6 +239,9 @@ void *sysmon_main(void *arg) {
 } // namespace
 
 void sysmon_start() {
+    // Once per process (and per forked child's): its later barriers are
+    // then cheap interrupts of the CPUs running its threads.
+    fence_ready = raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     // Allocated here, not in the thread: the engine's allocations all
     // happen at well-defined points (np_stats counts them).
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->max_workers)));

@@ -4,7 +4,8 @@
  * this at shutdown); one that detached itself and ended is joined with
  * EINVAL, and every other call on it fails instead of reaching a thread
  * that is gone; a joiner cancelled while it waits gives the thread back,
- * so another join takes it. */
+ * so another join takes it; an asynchronous cancellation ends a thread
+ * that waits for a lock. */
 #include <fcntl.h>
 
 #include "shim_test.h"
@@ -91,6 +92,37 @@ static void test_cancelled_joiner(void)
     close(gate[1]);
 }
 
+/* Asynchronous cancellation of a thread waiting for a lock (uwsgi stops
+ * its threads so at a reload): it ends, cancelled, without the lock. */
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static void *async_waiter(void *arg)
+{
+    (void)arg;
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, NULL);
+    pthread_mutex_lock(&held);
+    pthread_mutex_unlock(&held);
+    return NULL;
+}
+
+static void test_async_cancel(void)
+{
+    pthread_mutex_lock(&held);
+    pthread_t t = st_spawn(async_waiter, NULL);
+    st_sleep_ms(50);
+    pthread_cancel(t);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 3;
+    void *r = NULL;
+    int e = pthread_timedjoin_np(t, &r, &until);
+    CHECK(e == 0 && r == PTHREAD_CANCELED, "async cancel of a thread waiting for a lock: join %s, %s", strerror(e),
+          r == PTHREAD_CANCELED ? "cancelled" : "not cancelled");
+    pthread_mutex_unlock(&held);
+    if (e) pthread_join(t, NULL);
+    CHECK(pthread_mutex_trylock(&held) == 0, "the lock is taken after the cancelled waiter");
+    pthread_mutex_unlock(&held);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -99,6 +131,7 @@ int main(void)
         {"join-then-detach", test_join_then_detach},
         {"detached-and-gone", test_detached_and_gone},
         {"cancelled-joiner", test_cancelled_joiner},
+        {"async-cancel", test_async_cancel},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("join_detach");
