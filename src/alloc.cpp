@@ -38,16 +38,14 @@ static unsigned arena_index;
 static int arena_flags;
 static Once arena_once;
 
+// The heap is the engine's alone (jemalloc linked in, its names hidden), so
+// its first arena is: no other is made (nor, by naming it in every call,
+// one per CPU as threads come), and no mallctl runs at start-up, whose
+// first call sets up the statistics of every arena (a process under the
+// shim pays for what runs before main).
 static void arena_create() {
-    unsigned a = 0;
-    size_t sz = sizeof a;
-    heap_enter();
-    int e = mallctl("arenas.create", &a, &sz, nullptr, 0);
-    heap_leave();
-    if (e == 0) {
-        arena_index = a;
-        arena_flags = NP_MALLOCX_ARENA(a);
-    }
+    arena_index = 0;
+    arena_flags = NP_MALLOCX_ARENA(0);
 }
 
 static int flags() {
