@@ -3,8 +3,7 @@
  *   nprun [-p PROCS] [-s STACK] [--poller NAME] [--trace] [--dump-on SIG]
  *         [--] command [args...]
  *
- * Sets LD_PRELOAD (the shim first, the engine library beside it, then
- * whatever the user had) and the
+ * Sets LD_PRELOAD (the shim first, then whatever the user had) and the
  * NP_* variables the runtime reads, refuses programs LD_PRELOAD cannot
  * reach (statically linked, or built for another architecture than the
  * shim), then execvp()s the command, so its exit status is nprun's.
@@ -28,7 +27,6 @@
 
 #define NPRUN_VERSION "1.0.0"
 #define SHIM_NAME "libnetpoll-preload.so"
-#define ENGINE_NAME "libnetpoll.so.1"
 #define MIN_PROCS 1
 #define MAX_PROCS 256
 #define MIN_STACK (16ull << 10)
@@ -400,31 +398,16 @@ int main(int argc, char **argv) {
     char *shim = find_shim(argv[0]);
     check_target(argv[cmd], shim);
 
-    /* Ours first: the shim must interpose before any other preload.  The
-     * engine library beside it goes right after: found by its path, not
-     * looked for in the shim's $ORIGIN (38 failed opens a process). */
-    char *engine = malloc(strlen(shim) + sizeof ENGINE_NAME);
-    if (!engine) die(2, "out of memory");
-    strcpy(engine, shim);
-    strcpy(strrchr(engine, '/') + 1, ENGINE_NAME);
-    struct stat est;
-    const char *ours = shim;
-    if (stat(engine, &est) == 0 && S_ISREG(est.st_mode)) {
-        size_t n = strlen(shim) + strlen(engine) + 2;
-        char *two = malloc(n);
-        if (!two) die(2, "out of memory");
-        snprintf(two, n, "%s:%s", shim, engine);
-        ours = two;
-    }
+    /* Ours first: the shim must interpose before any other preload. */
     const char *old = getenv("LD_PRELOAD");
     if (old && *old) {
-        size_t n = strlen(ours) + strlen(old) + 2;
+        size_t n = strlen(shim) + strlen(old) + 2;
         char *both = malloc(n);
         if (!both) die(2, "out of memory");
-        snprintf(both, n, "%s:%s", ours, old);
+        snprintf(both, n, "%s:%s", shim, old);
         set_env("LD_PRELOAD", both);
     } else {
-        set_env("LD_PRELOAD", ours);
+        set_env("LD_PRELOAD", shim);
     }
     if (o.procs) set_env("NP_PROCS", o.procs);
     if (o.stack) set_env("NP_STACK_SIZE", o.stack);

@@ -186,15 +186,6 @@ if [ "$got" = "$tmp/inst/lib/libnetpoll-preload.so" ]; then
 else
     fail "library next to nprun" "want: $tmp/inst/lib/libnetpoll-preload.so" "got:  $got"
 fi
-: > "$tmp/inst/lib/libnetpoll.so.1"
-got=$("$tmp/inst/bin/nprun" sh -c 'echo "$LD_PRELOAD"' 2> /dev/null)
-if [ "$got" = "$tmp/inst/lib/libnetpoll-preload.so:$tmp/inst/lib/libnetpoll.so.1" ]; then
-    ok "the engine library beside it preloaded after it: $got"
-else
-    fail "the engine library beside the shim" \
-        "want: $tmp/inst/lib/libnetpoll-preload.so:$tmp/inst/lib/libnetpoll.so.1" "got:  $got"
-fi
-rm -f "$tmp/inst/lib/libnetpoll.so.1"
 NPRUN_PRELOAD=$dummy
 export NPRUN_PRELOAD
 
