@@ -111,7 +111,7 @@ int free_workers(Worker **newest) {
 // to the global queue; if fewer than procs workers are left free to take
 // them, a dormant one serves again or one more starts (Go hands the P of
 // a thread in a system call to another M the same way).
-bool rescue(Worker *w, bool long_stall) {
+bool rescue(Worker *w, bool long_stall, bool ignored_slice) {
     take_local(w, asleep_or_fenced); // its own queue first: into the inbox or global
     w->q.lock.lock();
     GThread *g = w->q.take_movable(SIZE_MAX);
@@ -132,7 +132,13 @@ bool rescue(Worker *w, bool long_stall) {
     // thread): in the kernel, or computing past the time slice it was
     // asked to give up (sysmon_main), which a legacy thread never does.
     if (!long_stall) return moved;
-    if (!in_kernel_wait(w)) w->hogged.store(true, std::memory_order_relaxed);
+    // Computing: only once it has let its time slice's request (preempt,
+    // at 10 ms) go by for another slice, so a loop of calls that never
+    // park (an accept burst) yields at its next call instead.
+    if (!in_kernel_wait(w)) {
+        if (!ignored_slice) return moved;
+        w->hogged.store(true, std::memory_order_relaxed);
+    }
     // Asleep in a call: its never-run threads go where a busy worker takes
     // them too (at its next time slice), not only an idle thief.
     w->q.lock.lock();
@@ -200,7 +206,7 @@ void *sysmon_main(void *arg) {
             if (now - seen[i].since > kStuck && handoff(w, now - seen[i].since > kStuckLong)) acted = true;
             if (now - seen[i].since > kBlocked) {
                 w->blocked.store(true, std::memory_order_relaxed);
-                if (rescue(w, now - seen[i].since > kStuckLong)) acted = true;
+                if (rescue(w, now - seen[i].since > kStuckLong, now - seen[i].since > 2 * kTimeSlice)) acted = true;
                 if (tls_release && w->timers.next_when.load(std::memory_order_relaxed) <= now) {
                     run_timers_of(w);
                     acted = true;
