@@ -28,6 +28,7 @@ namespace shim {
 namespace {
 
 constexpr size_t kPipeChunk = 4096; // a pipe that polls writable takes this without blocking
+constexpr int kMaxIov = 64;          // buffers of a writev per call (a copy on the stack)
 
 // Readiness first, for files whose flags we may not touch.
 bool ready_now(int fd, short ev) {
@@ -171,9 +172,9 @@ ssize_t op_writev(int fd, void *c) {
     }
     ReadyTurn turn(a->e);
     if (must_wait(fd, POLLOUT)) return -EAGAIN;
-    struct iovec v[64];
+    struct iovec v[kMaxIov];
     int n = 0;
-    for (size_t room = kPipeChunk; n < a->iovcnt && n < 64 && room; n++) {
+    for (size_t room = kPipeChunk; n < a->iovcnt && n < kMaxIov && room; n++) {
         v[n] = a->iov[n];
         if (v[n].iov_len > room) v[n].iov_len = room;
         room -= v[n].iov_len;
@@ -389,7 +390,6 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     // call on what is left (up to kMaxIov buffers of it): a socket's
     // buffers go out together (a header in pieces would wait on Nagle),
     // and a pipe's, PIPE_BUF or less, at once as the kernel's writev.
-    constexpr int kMaxIov = 64;
     struct iovec v[kMaxIov];
     a.iov = v;
     a.nowait = e->nowait.load(std::memory_order_relaxed);

@@ -990,14 +990,33 @@ static void forked_usr1(int sig)
     if (pthread_equal(pthread_self(), forked_main)) forked_on_main = 1;
 }
 
+/* This program again as "signals MODE FD" (FD: a pipe it writes a byte to
+ * once ready), with at's attributes; its pid once it is ready, else -1. */
+static pid_t spawn_ready(const char *mode, const posix_spawnattr_t *at)
+{
+    int rp[2];
+    if (pipe(rp) != 0) return -1;
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", rp[1]);
+    char *argv[] = {"signals", (char *)mode, fd, NULL};
+    pid_t pid;
+    int e = posix_spawn(&pid, "/proc/self/exe", NULL, at, argv, env_no_dump());
+    CHECK(e == 0, "posix_spawn %s: %s", mode, strerror(e));
+    char c;
+    if (e == 0 && read(rp[0], &c, 1) != 1) {
+        CHECK(0, "%s: the child did not get ready", mode);
+        kill(pid, SIGKILL);
+        st_wait_status(pid);
+        e = -1;
+    }
+    close(rp[0]);
+    close(rp[1]);
+    return e == 0 ? pid : -1;
+}
+
 static void test_inherited(void)
 {
     st_phase = "inherited";
-    int rp[2];
-    CHECK(pipe(rp) == 0, "pipe");
-    char fd[16];
-    snprintf(fd, sizeof fd, "%d", rp[1]);
-    char *argv[] = {"signals", "inherited", fd, NULL};
     posix_spawnattr_t at;
     posix_spawnattr_init(&at);
     sigset_t blocked;
@@ -1006,23 +1025,18 @@ static void test_inherited(void)
     sigaddset(&blocked, SIGTERM);
     posix_spawnattr_setsigmask(&at, &blocked);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-    pid_t pid;
-    int e = posix_spawn(&pid, "/proc/self/exe", NULL, &at, argv, env_no_dump());
+    pid_t pid = spawn_ready("inherited", &at);
     posix_spawnattr_destroy(&at);
-    CHECK(e == 0, "posix_spawn: %s", strerror(e));
-    if (e == 0) {
-        char c;
-        CHECK(read(rp[0], &c, 1) == 1, "the child did not get ready");
+    if (pid > 0) {
         kill(pid, SIGUSR1);
         kill(pid, SIGTERM);
-        int st = st_wait_status(pid);
+        int st = st_wait_status_within(pid, 5000);
         CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM,
               "signals blocked at exec: the child ended %s (70: one ran while blocked, 71: SIGUSR1 "
-              "lost, 72: SIGTERM lost)",
+              "lost, 72: SIGTERM lost, 9: still there after 5 s)",
               st_status_str(st));
     }
-    close(rp[0]);
-    close(rp[1]);
+    int rp[2];
 
     /* The forked child. */
     CHECK(pipe(rp) == 0, "pipe");
@@ -1081,16 +1095,8 @@ static int mode_busy(const char *ready)
 static void test_busy_term(void)
 {
     st_phase = "busy-term";
-    int rp[2];
-    CHECK(pipe(rp) == 0, "pipe");
-    char fd[16];
-    snprintf(fd, sizeof fd, "%d", rp[1]);
-    char *argv[] = {"signals", "busy", fd, NULL};
-    pid_t pid = self_spawn(argv);
-    CHECK(pid > 0, "posix_spawn");
+    pid_t pid = spawn_ready("busy", NULL);
     if (pid > 0) {
-        char c;
-        CHECK(read(rp[0], &c, 1) == 1, "the child did not get ready");
         st_sleep_ms(100);
         long t0 = st_mono_ms();
         kill(pid, SIGTERM);
@@ -1099,8 +1105,6 @@ static void test_busy_term(void)
               "a busy process: SIGTERM at its default ended it with %s after %ld ms", st_status_str(st),
               st_mono_ms() - t0);
     }
-    close(rp[0]);
-    close(rp[1]);
 }
 
 static void test_defaults(void)
