@@ -924,6 +924,9 @@ case_haproxy() {
         start haproxy $(runner "$m") haproxy -W -db -f "$tmp/haproxy.cfg"
         up "$m" "$port" "$tmp/haproxy.log" || continue
         got=$(timeout -s KILL 10 curl -s "http://127.0.0.1:$port/")
+        # The master reloads once it is up (its worker listens earlier).
+        i=0
+        while ! grep -q 'Loading success' "$tmp/haproxy.log" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
         kill -USR2 "$bg"
         i=0
         while ! grep -q 'Reloading HAProxy' "$tmp/haproxy.log" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
