@@ -118,6 +118,8 @@ bool sig_pending(Thread *t);
 void route_blocked(const sigset_t *mask);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
+// A thread left the list: the process's pending signals wake another.
+void sig_thread_gone();
 // The mask a call waits with (ppoll, pselect, epoll_pwait): the thread's
 // while it waits, so the signals it lets through (sent meanwhile, or
 // pending already for the thread or the process) end the wait with EINTR

@@ -189,10 +189,39 @@ void send_to(Thread *t, int sig, const siginfo_t *info) {
     if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) interrupt(t);
 }
 
-// Sent to the process while every legacy thread blocked it: kept until one
-// unblocks it or waits for it (sigwait).
+// Sent to the process: kept here, as the kernel keeps it, until a thread
+// that lets it through (or waits for it) takes it at its next look.  The
+// thread woken for it is a hint, not its owner: if that one blocks it
+// first, or ends, another is woken.
 std::atomic<uint64_t> proc_pending{0};
 siginfo_t proc_info[65];
+
+// Wake a thread to take the process's sig.  One in a kernel wait cannot
+// look, so the signal is sent on to its worker.  The fence pairs with the
+// one after a thread's mask changes: either that thread sees sig pending,
+// or this sees the mask that lets it through.
+void wake_for(int sig) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Thread *t = threads_pick(sig);
+    if (!t) return;
+    bool waits = t->sigwaiting.load(std::memory_order_seq_cst) & bit(sig);
+    if (!waits && t->kwait_tid.load(std::memory_order_seq_cst)) {
+        siginfo_t info;
+        if (unpost(nullptr, &proc_pending, &proc_info[sig], sig, &info)) send_to(t, sig, &info);
+        return;
+    }
+    interrupt(t);
+}
+
+// The process's pending signals that t's mask, changed from `before`, now
+// blocks: another thread may take them.
+void mask_narrowed(Thread *t, const sigset_t &before) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    uint64_t p = proc_pending.load(std::memory_order_seq_cst);
+    if (!p) return;
+    p &= mask_bits(t->sigmask) & ~mask_bits(before);
+    for (; p; p &= p - 1) wake_for(__builtin_ctzll(p) + 1);
+}
 
 // The kernel's handler for every signal the program handles or waits for.
 // It runs on a thread that takes signals: the OS main thread, parked while
@@ -202,11 +231,8 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // Routed from the OS main thread while main is green; a plain thread
     // of the program (a forked child's, one glibc made) takes it itself.
     bool route = on() && !green() && park_tcb_main(tcb_current());
-    Thread *t = route ? threads_pick(sig) : nullptr;
-    if (t) {
-        send_to(t, sig, info);
-    } else if (route && threads_pick(0)) {
-        post(nullptr, &proc_pending, &proc_info[sig], sig, *info); // every thread blocks it
+    if (route && threads_pick(0)) {
+        if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
     } else {
         Thread *me = on() ? self() : nullptr;
         siginfo_t fwd;
@@ -305,16 +331,6 @@ int take(Thread *t, uint64_t want, siginfo_t *info) {
     }
 }
 
-// The process's pending signals t's mask now lets through are t's.
-void claim_process_pending(Thread *t) {
-    uint64_t mine = proc_pending.load() & ~mask_bits(t->sigmask);
-    for (int s = 1; s < 65; s++)
-        if (mine & bit(s)) {
-            siginfo_t info;
-            if (take(t, bit(s), &info)) send_to(t, s, &info);
-        }
-}
-
 // sigwait and friends: park until a signal of set is sent (0: deadline).
 int wait_for(const sigset_t *set, siginfo_t *info, int64_t deadline) {
     Thread *t = self();
@@ -384,23 +400,32 @@ void signals_after_fork() {
 }
 
 bool sig_pending(Thread *t) {
-    uint64_t p = t->sigpending.load(std::memory_order_acquire);
+    uint64_t p = t->sigpending.load(std::memory_order_seq_cst) | proc_pending.load(std::memory_order_seq_cst);
     return p && (p & ~mask_bits(t->sigmask));
 }
 
 int sig_deliver(Thread *t) {
     int r = 0;
     for (;;) {
-        uint64_t ready = t->sigpending.load(std::memory_order_acquire) & ~mask_bits(t->sigmask);
-        if (!ready) return r;
-        int sig = __builtin_ctzll(ready) + 1;
+        // The thread's own first, then the process's, as the kernel takes them.
+        uint64_t mask = mask_bits(t->sigmask);
+        uint64_t own = t->sigpending.load(std::memory_order_seq_cst) & ~mask;
+        uint64_t proc = own ? 0 : proc_pending.load(std::memory_order_seq_cst) & ~mask;
+        if (!own && !proc) return r;
+        int sig = __builtin_ctzll(own | proc) + 1;
         siginfo_t info;
-        if (!unpost(t, &t->sigpending, &t->siginfo, sig, &info)) continue;
+        if (own ? !unpost(t, &t->sigpending, &t->siginfo, sig, &info)
+                : !unpost(nullptr, &proc_pending, &proc_info[sig], sig, &info))
+            continue;
         info.si_signo = sig;
         int h = run_handler(t, sig, &info);
         if (h < 0 || r == 0) r = h;
         else if (r > 0) r = h;
     }
+}
+
+void sig_thread_gone() {
+    for (uint64_t p = proc_pending.load(std::memory_order_seq_cst); p; p &= p - 1) wake_for(__builtin_ctzll(p) + 1);
 }
 
 WaitMask::WaitMask(Thread *t, const sigset_t *m) : t_(t), set_(m != nullptr) {
@@ -409,11 +434,14 @@ WaitMask::WaitMask(Thread *t, const sigset_t *m) : t_(t), set_(m != nullptr) {
     t->sigmask = *m;
     sigdelset(&t->sigmask, SIGKILL);
     sigdelset(&t->sigmask, SIGSTOP);
-    claim_process_pending(t);
+    mask_narrowed(t, saved_);
 }
 
 WaitMask::~WaitMask() {
-    if (set_) t_->sigmask = saved_;
+    if (!set_) return;
+    sigset_t during = t_->sigmask;
+    t_->sigmask = saved_;
+    mask_narrowed(t_, during);
 }
 
 bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff) {
@@ -598,9 +626,9 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
         sigdelset(&t->sigmask, SIGKILL);
         sigdelset(&t->sigmask, SIGSTOP);
         if (how != SIG_UNBLOCK) route_blocked(&t->sigmask);
+        mask_narrowed(t, prev);
     }
     if (old) *old = prev;
-    claim_process_pending(t);
     if (sig_pending(t)) sig_deliver(t); // unblocked: delivered before it returns
     return 0;
 }
@@ -626,13 +654,14 @@ int sigsuspend(const sigset_t *mask) {
     }
     sigset_t saved = t->sigmask;
     t->sigmask = *mask;
-    claim_process_pending(t);
+    mask_narrowed(t, saved);
     while (!sig_pending(t)) {
         futex_wait(&t->sleep_word, 0, 0, true);
         test_cancel(t);
     }
     sig_deliver(t);
     t->sigmask = saved;
+    mask_narrowed(t, *mask);
     errno = EINTR;
     return -1;
 }

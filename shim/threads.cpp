@@ -124,6 +124,7 @@ void list_lock_take() {
 
 void thread_end(Thread *t) {
     threads_remove(t);
+    sig_thread_gone(); // one it was woken for goes to another
     tcb_thread_end(t->tcb);
     cur = nullptr;
     // Its record lives until it is joined (or, detached, until it is gone).

@@ -109,7 +109,9 @@ struct st_test {
 };
 static inline void st_run_tests(const struct st_test *t, size_t n)
 {
+    const char *only = getenv("ST_ONLY"); /* one case by name, when chasing it */
     for (size_t i = 0; i < n; i++) {
+        if (only && *only && strcmp(only, t[i].name) != 0) continue;
         long before = atomic_load(&st_failures);
         int64_t t0 = st_mono_ns();
         t[i].fn();

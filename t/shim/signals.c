@@ -41,6 +41,11 @@
  *               handler there and ends the wait with EINTR (SA_RESTART or
  *               not: make's wait for SIGCHLD); the thread's own mask is back
  *               after, and none of it with a mask that blocks the signal
+ *   mask-race   haproxy's loop: block every signal, work, unblock, wait in
+ *               epoll_wait; a timer's signal lands anywhere in that, 1000
+ *               times, while 800 parked threads block it.  Each one's
+ *               handler runs (its self-pipe ends the wait) within the 2 s
+ *               the wait allows
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
@@ -1344,6 +1349,114 @@ static void test_wait_masks(void)
     set_handler(SIGWINCH, SIG_DFL, 0);
 }
 
+/* ------------------------------------------------------------ mask-race -- */
+
+static atomic_int mr_count, mr_stop, mr_parked;
+static int mr_pipe[2];
+static pthread_mutex_t mr_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mr_c = PTHREAD_COND_INITIALIZER;
+
+static void on_mr(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&mr_count, 1);
+    int e = errno;
+    (void)!write(mr_pipe[1], "s", 1);
+    errno = e;
+}
+
+static void mr_spin_us(unsigned us)
+{
+    int64_t end = st_mono_ns() + (int64_t)us * 1000;
+    while (st_mono_ns() < end) {}
+}
+
+/* Blocks SIGUSR2 and parks: a long list for the router to look through. */
+static void *mr_parked_body(void *arg)
+{
+    (void)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &m, NULL);
+    pthread_mutex_lock(&mr_m);
+    atomic_fetch_add(&mr_parked, 1);
+    while (!atomic_load(&mr_stop)) pthread_cond_wait(&mr_c, &mr_m);
+    pthread_mutex_unlock(&mr_m);
+    return NULL;
+}
+
+/* The loop, on a thread made after the parked ones: the router reads its
+ * mask first, then looks through all of theirs.  A one-shot timer sends
+ * the process's signal at a random point of the block or of the wait. */
+static void *mr_looper(void *arg)
+{
+    (void)arg;
+    sigset_t usr2, all, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    sigfillset(&all);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, &old);
+    pthread_sigmask(SIG_SETMASK, NULL, &old);
+    struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
+    timer_t tm;
+    CHECK(timer_create(CLOCK_MONOTONIC, &sev, &tm) == 0, "timer_create: %s", strerror(errno));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, mr_pipe[0], &ev) == 0, "epoll_ctl");
+    unsigned seed = 3;
+    int missed = 0, round = 0;
+    for (; round < 3000 && missed < 3; round++) {
+        int before = atomic_load(&mr_count);
+        struct itimerspec its = {.it_value = {0, (long)(20 + rand_r(&seed) % 150) * 1000}};
+        CHECK(timer_settime(tm, 0, &its, NULL) == 0, "timer_settime");
+        int64_t end = st_mono_ns() + 2000000000LL;
+        while (atomic_load(&mr_count) == before && st_mono_ns() < end) {
+            pthread_sigmask(SIG_SETMASK, &all, NULL);
+            mr_spin_us(rand_r(&seed) % 120);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            if (atomic_load(&mr_count) != before) break;
+            int left = (int)((end - st_mono_ns()) / 1000000);
+            if (left <= 0) break;
+            (void)epoll_wait(ep, &ev, 1, left);
+        }
+        char drain[64];
+        while (read(mr_pipe[0], drain, sizeof drain) > 0) {}
+        if (atomic_load(&mr_count) == before) missed++;
+    }
+    CHECK(missed == 0, "%d of %d timer signals ran no handler within 2 s (lost while a thread changed its mask)",
+          missed, round);
+    timer_delete(tm);
+    close(ep);
+    return NULL;
+}
+
+static void test_mask_race(void)
+{
+    st_phase = "mask race";
+    enum { kParked = 800 };
+    CHECK(pipe2(mr_pipe, O_CLOEXEC | O_NONBLOCK) == 0, "pipe2");
+    set_handler(SIGUSR2, on_mr, SA_RESTART);
+    sigset_t usr2, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &old); /* main never takes it */
+    pthread_t parked[kParked];
+    for (int i = 0; i < kParked; i++) parked[i] = st_spawn(mr_parked_body, NULL);
+    for (int i = 0; i < 5000 && atomic_load(&mr_parked) < kParked; i++) st_sleep_ms(1);
+    pthread_join(st_spawn(mr_looper, NULL), NULL);
+
+    atomic_store(&mr_stop, 1);
+    pthread_mutex_lock(&mr_m);
+    pthread_cond_broadcast(&mr_c);
+    pthread_mutex_unlock(&mr_m);
+    for (int i = 0; i < kParked; i++) pthread_join(parked[i], NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    set_handler(SIGUSR2, SIG_DFL, 0);
+    close(mr_pipe[0]);
+    close(mr_pipe[1]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -1358,7 +1471,7 @@ int main(int argc, char **argv)
         {"altstack", test_altstack}, {"masks", test_masks},     {"raise", test_raise},
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
-        {"inherited", test_inherited}, {"busy-term", test_busy_term},
+        {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");

@@ -54,7 +54,7 @@ start() {
     bgrp=$!
     groups="$groups $bgrp"
     i=0
-    while [ ! -s "$tmp/$name.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    while [ ! -s "$tmp/$name.pid" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
     bg=$(cat "$tmp/$name.pid" 2>/dev/null)
 }
 
