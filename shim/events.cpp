@@ -26,10 +26,11 @@ int sleep_until(Thread *t, int64_t deadline) {
     int r;
     do {
         r = futex_wait(&t->sleep_word, 0, deadline, true);
-        if (sig_pending(t)) { // a handler ends a sleep, SA_RESTART or not
+        // A handler ends a sleep, SA_RESTART or not; a process's signal
+        // another thread took first does not.
+        if (sig_pending(t)) {
             test_cancel(t);
-            sig_deliver(t);
-            return -EINTR;
+            if (sig_deliver(t) != 0) return -EINTR;
         }
     } while (r == 0 && !t->cancel_pending.load() && (deadline == 0 || np_now() < deadline));
     test_cancel(t);
@@ -66,14 +67,16 @@ ssize_t park_on(int fd, int mode, int64_t deadline, npshim_op op, void *ctx) {
     np_fd *pd = e ? fd_registered(fd, e) : nullptr;
     if (!pd) return -ENOTSUP;
     Thread *t = self();
-    bool interrupted;
-    ssize_t r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, nullptr); // poll first, under the lock
-    if (interrupted && r == -ETIMEDOUT) {
+    for (;;) {
+        bool interrupted;
+        ssize_t r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, nullptr); // poll first, under the lock
+        if (!interrupted || r != -ETIMEDOUT) return r == -ETIMEDOUT ? 0 : r;
         test_cancel(t);
-        sig_deliver(t);
-        return -EINTR; // poll, select and epoll_wait are never restarted
+        // poll, select and epoll_wait are never restarted after a handler;
+        // woken for a process's signal another thread took, they wait on.
+        if (sig_deliver(t) != 0) return -EINTR;
+        if (deadline && np_now() >= deadline) return 0;
     }
-    return r == -ETIMEDOUT ? 0 : r;
 }
 
 uint32_t to_epoll(short ev) {

@@ -234,7 +234,8 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
         test_cancel(t);
         // A signal: its handler runs here; the call restarts only if it
         // asked SA_RESTART and the socket has no timeout (as Linux does).
-        if (sig_deliver(t) < 0 || timeout) return -EINTR;
+        int h = sig_deliver(t); // 0: a process's signal another thread took
+        if (h < 0 || (h > 0 && timeout)) return -EINTR;
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
     return keep.pass(r);

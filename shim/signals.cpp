@@ -342,8 +342,9 @@ int wait_for(const sigset_t *set, siginfo_t *info, int64_t deadline) {
     while (!(sig = take(t, want, info))) {
         if (sig_pending(t)) { // an unblocked signal's handler interrupts the wait
             t->sigwaiting.store(0);
-            sig_deliver(t);
-            return -EINTR;
+            if (sig_deliver(t) != 0) return -EINTR;
+            t->sigwaiting.store(want, std::memory_order_seq_cst); // another thread took it
+            continue;
         }
         if (futex_wait(&t->sleep_word, 0, deadline, true) == -ETIMEDOUT) {
             sig = take(t, want, info);

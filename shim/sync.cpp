@@ -222,7 +222,10 @@ int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
         if (r == -ETIMEDOUT) return ETIMEDOUT;
         // Linux restarts sem_wait after SA_RESTART handlers (a futex wait
         // without a timeout); a timed wait ends with EINTR all the same.
-        if (t && sig_pending(t) && (sig_deliver(t) < 0 || deadline)) return EINTR;
+        if (t && sig_pending(t)) {
+            int h = sig_deliver(t); // 0: a process's signal another thread took
+            if (h < 0 || (h > 0 && deadline)) return EINTR;
+        }
     }
 }
 

@@ -46,6 +46,9 @@
  *               times, while 800 parked threads block it.  Each one's
  *               handler runs (its self-pipe ends the wait) within the 2 s
  *               the wait allows
+ *   no-spurious 4 threads in nanosleep and poll loops under a 150 us timer's
+ *               process signal: a call ends with EINTR only where a
+ *               handler ran, never on a thread that was only woken
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
@@ -1457,6 +1460,70 @@ static void test_mask_race(void)
     close(mr_pipe[1]);
 }
 
+/* ------------------------------------------------------------ no-spurious -- */
+
+enum { kSpThreads = 4 };
+static atomic_int sp_ran[kSpThreads], sp_stop;
+static __thread int sp_index = -1;
+
+static void on_sp(int sig)
+{
+    (void)sig;
+    if (sp_index >= 0) atomic_fetch_add(&sp_ran[sp_index], 1);
+}
+
+static void *sp_body(void *arg)
+{
+    sp_index = (int)(intptr_t)arg;
+    long eintr = 0;
+    struct pollfd none = {.fd = -1};
+    for (unsigned n = 0; !atomic_load(&sp_stop); n++) {
+        int r;
+        if (n & 1) {
+            struct timespec ts = {0, 300 * 1000};
+            r = nanosleep(&ts, NULL);
+        } else {
+            r = poll(&none, 1, 1);
+        }
+        if (r < 0 && errno == EINTR) eintr++;
+    }
+    return (void *)eintr;
+}
+
+static void test_no_spurious(void)
+{
+    st_phase = "no spurious EINTR";
+    set_handler(SIGUSR2, on_sp, 0);
+    pthread_t th[kSpThreads];
+    for (int i = 0; i < kSpThreads; i++) th[i] = st_spawn(sp_body, (void *)(intptr_t)i);
+    struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2};
+    timer_t tm;
+    CHECK(timer_create(CLOCK_MONOTONIC, &sev, &tm) == 0, "timer_create: %s", strerror(errno));
+    struct itimerspec its = {.it_interval = {0, 150 * 1000}, .it_value = {0, 150 * 1000}};
+    timer_settime(tm, 0, &its, NULL);
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, NULL); /* main does not take them */
+    st_sleep_ms(1500);
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    timer_settime(tm, 0, &off, NULL);
+    timer_delete(tm);
+    atomic_store(&sp_stop, 1);
+    long total_ran = 0;
+    for (int i = 0; i < kSpThreads; i++) {
+        void *e;
+        pthread_join(th[i], &e);
+        int ran = atomic_load(&sp_ran[i]);
+        total_ran += ran;
+        CHECK((long)(intptr_t)e <= ran, "thread %d: %ld calls ended with EINTR, but %d handlers ran on it", i,
+              (long)(intptr_t)e, ran);
+    }
+    CHECK(total_ran > 100, "only %ld handlers ran in 1.5 s of a 150 us timer", total_ran);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    set_handler(SIGUSR2, SIG_DFL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -1472,6 +1539,7 @@ int main(int argc, char **argv)
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
+        {"no-spurious", test_no_spurious},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
