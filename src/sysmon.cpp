@@ -35,7 +35,29 @@ constexpr int64_t kScavengeEvery = 500'000'000; // idle stack pages go back
 struct Seen {
     uint64_t switches = 0;
     int64_t since = 0;
+    int64_t slice_cpu = -1; // the worker's CPU time when its slice ran out
 };
+
+// CPU time of the worker's OS thread (Linux's per-thread CPU clock id for
+// a tid), -1 if unknown.  A worker that was only waiting for a CPU (the
+// machine busy) has not computed past its slice, whatever the clock says.
+int64_t worker_cpu_ns(const Worker *w) {
+    pid_t tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+    if (tid <= 0) return -1;
+    clockid_t clk = clockid_t((~unsigned(tid) << 3) | 6); // CPUCLOCK_SCHED, per thread
+    struct timespec ts;
+    if (raw_syscall3(SYS_clock_gettime, clk, long(&ts), 0) != 0) return -1;
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// w let the slice it was asked to give up go by for another: it ran for
+// most of that time rather than waited for a CPU.
+bool ignored_slice(const Worker *w, Seen *s, int64_t stuck) {
+    if (stuck <= 2 * kTimeSlice) return false;
+    if (s->slice_cpu < 0) return true; // no clock: the wall clock decides
+    int64_t cpu = worker_cpu_ns(w);
+    return cpu < 0 || cpu - s->slice_cpu >= kTimeSlice / 2;
+}
 
 // w is stuck with never-run threads waiting: they are stealable from its
 // inbox, so wake an idle worker to take them (it steals half at a time,
@@ -201,12 +223,14 @@ void *sysmon_main(void *arg) {
                 !w->running()) {
                 seen[i].switches = sw;
                 seen[i].since = now;
+                seen[i].slice_cpu = -1;
                 continue;
             }
             if (now - seen[i].since > kStuck && handoff(w, now - seen[i].since > kStuckLong)) acted = true;
             if (now - seen[i].since > kBlocked) {
                 w->blocked.store(true, std::memory_order_relaxed);
-                if (rescue(w, now - seen[i].since > kStuckLong, now - seen[i].since > 2 * kTimeSlice)) acted = true;
+                if (rescue(w, now - seen[i].since > kStuckLong, ignored_slice(w, &seen[i], now - seen[i].since)))
+                    acted = true;
                 if (tls_release && w->timers.next_when.load(std::memory_order_relaxed) <= now) {
                     run_timers_of(w);
                     acted = true;
@@ -217,9 +241,10 @@ void *sysmon_main(void *arg) {
             // and no other worker may be free to take them).
             bool waiting = !w->q.empty() || w->local_n.load(std::memory_order_relaxed) ||
                            w->timers.next_when.load(std::memory_order_relaxed) <= now || !rt->global.empty();
-            if (now - seen[i].since > kTimeSlice && waiting &&
-                !w->preempt.exchange(true, std::memory_order_relaxed))
-                acted = true;
+            if (now - seen[i].since > kTimeSlice && waiting) {
+                if (tls_release && seen[i].slice_cpu < 0) seen[i].slice_cpu = worker_cpu_ns(w); // ignored_slice's
+                if (!w->preempt.exchange(true, std::memory_order_relaxed)) acted = true;
+            }
         }
         if (rt->nworkers > rt->cfg.procs && now - last_settle >= kSettleEvery) {
             settle_extras(now, &over_since);
