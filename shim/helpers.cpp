@@ -87,14 +87,12 @@ void *helper_main(void *) {
     }
 }
 
-// A forked child has none of the helpers, nor the callers of queued jobs.
-void after_fork_child() { new (&pool) Pool(); }
-
 } // namespace
 
+// A forked child has none of the helpers, nor the callers of queued jobs.
+void helpers_after_fork() { new (&pool) Pool(); }
+
 bool helper_submit(HelperJob *j) {
-    static std::atomic<bool> atfork{false};
-    if (!atfork.exchange(true)) pthread_atfork(nullptr, nullptr, after_fork_child);
     lock();
     if (pool.tail) pool.tail->next = j;
     else pool.head = j;

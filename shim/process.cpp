@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <dlfcn.h>
+#include <linux/sched.h>
+#include <sched.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,8 +43,98 @@ template <class F> auto with_own_mask(F f) {
 
 template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
 
+// The child's side of every way to make a process that shares no memory
+// with us: the forking thread's mask (the worker's blocks every signal),
+// then no threads, workers or helpers of ours.
+void child_side(const sigset_t *mask) {
+    if (mask) real_sigmask()(SIG_SETMASK, mask, nullptr);
+    threads_after_fork();
+    helpers_after_fork();
+}
+
+// glibc's fork, wherever it is called from (fork, daemon, forkpty): its
+// atfork lock is held from the prepare handler to the child's.
+sigset_t atfork_mask;
+bool atfork_masked;
+
+void atfork_prepare() {
+    atfork_masked = false;
+    if (!on()) return;
+    fd_files_shared(); // the child shares our open files and their flags
+    if (Thread *t = self()) {
+        atfork_mask = t->sigmask;
+        atfork_masked = true;
+    }
+}
+
+void atfork_child() { child_side(atfork_masked ? &atfork_mask : nullptr); }
+
+// A child made without glibc's fork and its handlers (_Fork, clone, a raw
+// clone system call): the same steps around the call.
+class ForkLike {
+  public:
+    ForkLike() : t_(on() ? self() : nullptr) {
+        if (on()) fd_files_shared();
+        if (t_) {
+            mine_ = t_->sigmask;
+            real_sigmask()(SIG_SETMASK, &mine_, &worker_);
+        }
+    }
+    void child() {
+        if (on()) child_side(nullptr); // its mask is the thread's already
+    }
+    void parent() {
+        if (!t_) return;
+        int e = errno;
+        real_sigmask()(SIG_SETMASK, &worker_, nullptr);
+        errno = e;
+    }
+
+  private:
+    Thread *t_;
+    sigset_t mine_, worker_;
+};
+
+struct CloneStart {
+    int (*fn)(void *);
+    void *arg;
+    ForkLike *fork;
+};
+
+// Runs in the child, on its stack, over its copy of our memory.  When fn
+// returns, glibc ends this thread only; the process ends when its last
+// thread does, and our workers (started if fn made threads) never do.
+int clone_start(void *p) {
+    auto *s = static_cast<CloneStart *>(p);
+    s->fork->child();
+    int r = s->fn(s->arg);
+    threads_wait_rest();
+    _exit(r);
+}
 
 } // namespace
+
+void fork_handlers_install() { pthread_atfork(atfork_prepare, nullptr, atfork_child); }
+
+// syscall(SYS_clone or SYS_clone3) that makes a process continuing on this
+// stack (no CLONE_VM, no new stack); -ENOSYS: not such a call.
+long fork_like_syscall(long (*raw)(long, long, long, long, long, long, long), long nr, long a1, long a2, long a3,
+                       long a4, long a5) {
+    if (!on()) return -ENOSYS;
+    if (nr == SYS_clone) {
+        if ((a1 & CLONE_VM) || a2) return -ENOSYS;
+    } else if (nr == SYS_clone3) {
+        const auto *args = reinterpret_cast<const struct clone_args *>(a1);
+        if (!args || size_t(a2) < CLONE_ARGS_SIZE_VER0 || (args->flags & CLONE_VM) || args->stack) return -ENOSYS;
+    } else {
+        return -ENOSYS;
+    }
+    ForkLike f;
+    long r = raw(nr, a1, a2, a3, a4, a5, 0);
+    if (r == 0) f.child();
+    else f.parent();
+    return r;
+}
 
 } // namespace shim
 
@@ -64,6 +157,31 @@ pid_t fork(void) {
 }
 
 pid_t vfork(void) { return fork(); } // the child would run on a green stack it shares
+
+pid_t _Fork(void) {
+    static auto fn = next_fn<pid_t (*)()>("_Fork");
+    ForkLike f;
+    pid_t pid = fn();
+    if (pid == 0) f.child();
+    else f.parent();
+    return pid;
+}
+
+int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...) {
+    static auto real_clone = next_fn<int (*)(int (*)(void *), void *, int, void *, ...)>("clone");
+    va_list ap;
+    va_start(ap, arg);
+    pid_t *ptid = va_arg(ap, pid_t *);
+    void *tls = va_arg(ap, void *);
+    pid_t *ctid = va_arg(ap, pid_t *);
+    va_end(ap);
+    if (!on() || (flags & CLONE_VM)) return real_clone(fn, stack, flags, arg, ptid, tls, ctid);
+    ForkLike f;
+    CloneStart s{fn, arg, &f};
+    int r = real_clone(clone_start, stack, flags, &s, ptid, tls, ctid);
+    f.parent();
+    return r;
+}
 
 int system(const char *cmd) {
     static auto fn = next_fn<int (*)(const char *)>("system");

@@ -85,6 +85,13 @@ bool thread_gone(pthread_t t);
 // Signals a signalfd reads: the thread that takes the process's signals
 // leaves them pending in the kernel (threads.cpp).
 void catcher_block(const sigset_t *set);
+// The OS main thread takes the calling OS thread's user and group ids
+// (set*id called by main: see setxid_on_own_tcb); returns once it has.
+void catcher_copy_ids();
+void *main_tcb_of_process();
+// A plain thread that ends (a clone child's first, its function done)
+// while threads it started live: the process ends with the last of them.
+void threads_wait_rest();
 // The program's main TCB, when tp is the one its OS thread waits on.
 void *park_tcb_main(void *tp);
 
@@ -176,6 +183,14 @@ void threads_remove(Thread *t);
 Thread *threads_pick(int sig);      // one that does not block sig, or null
 void setxid_fix();                  // once glibc installed its SIGSETXID handler
 void signals_after_fork();          // a forked child: no signal pending for threads gone
+// A child that shares no memory with us: it goes on as a plain thread.
+void threads_after_fork();
+void helpers_after_fork();
+// glibc's fork (fork, daemon, forkpty): the child side of the above, with
+// the forking thread's own mask (process.cpp).
+void fork_handlers_install();
+long fork_like_syscall(long (*raw)(long, long, long, long, long, long, long), long nr, long a1, long a2, long a3,
+                       long a4, long a5);
 
 // ---- results -----------------------------------------------------------
 

@@ -379,6 +379,10 @@ void setxid_on_own_tcb(int sig, siginfo_t *si, void *uc) {
     if (cur != own) npshim_tp_set(own);
     glibc_setxid(sig, si, uc);
     if (cur != own) npshim_tp_set(cur);
+    // main itself called set*id: glibc skips the caller's TCB, main's, so
+    // the OS main thread, which it stands for, would keep the old ids (a
+    // root thread in a server that dropped root).  It copies this worker's.
+    if (cur != own && cur == main_tcb_of_process() && !tcb_setxid_marked(cur)) catcher_copy_ids();
 }
 
 } // namespace

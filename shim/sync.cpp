@@ -553,6 +553,12 @@ long syscall(long nr, ...) {
         }
     }
     if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+    // A process made with a raw clone (vsftpd's sessions, in namespaces of
+    // their own) is a forked child: our threads and workers stay here.
+    if (nr == SYS_clone || nr == SYS_clone3) {
+        long r = fork_like_syscall(real.syscall, nr, a1, a2, a3, a4, a5);
+        if (r != -ENOSYS) return r;
+    }
     return real.syscall(nr, a1, a2, a3, a4, a5, a6);
 }
 

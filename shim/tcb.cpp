@@ -452,6 +452,11 @@ void tcb_set_unwind_buf(void *tcb, void *buf) { at<void *>(tcb, kCleanupJmpBuf) 
 void *tcb_unwind_buf(void *tcb) { return at<void *>(tcb, kCleanupJmpBuf); }
 void tcb_clear_exiting(void *tcb) { at<int>(tcb, kCancelHandling) = 0; }
 
+bool tcb_setxid_marked(void *tcb) {
+    constexpr int kSetxidBit = 0x40; // glibc's SETXID_BITMASK in cancelhandling
+    return __atomic_load_n(&at<int>(tcb, kCancelHandling), __ATOMIC_ACQUIRE) & kSetxidBit;
+}
+
 bool tcb_made_here(const void *tcb) { return in_slabs(tcb); }
 
 void *tcb_current() { return tp(); }

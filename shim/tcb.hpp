@@ -19,6 +19,7 @@ void tcb_set_stack(void *tcb, void *lo, size_t size, size_t guard);
 void tcb_free(void *tcb);           // after the thread has stopped for good
 Thread *tcb_record(void *tcb);      // the record of a TCB made here, or null
 bool tcb_made_here(const void *tcb); // in the memory TCBs are made in (live or not)
+bool tcb_setxid_marked(void *tcb);   // glibc's set*id waits for this thread to take part
 void *tcb_current();                // the TCB entered on this OS thread now
 // On the new thread itself, first thing: what glibc's start_thread sets up.
 void tcb_thread_start(void *tcb);

@@ -50,6 +50,38 @@ void catcher_wake() {
     real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
 }
 
+// Ids for the catcher to take (catcher_copy_ids): 1 asked, 2 done.  glibc
+// makes one set*id change at a time.
+struct Ids {
+    std::atomic<uint32_t> state{0};
+    uid_t uid[3];
+    gid_t gid[3];
+    int ngroups;
+    gid_t groups[65536]; // NGROUPS_MAX; untouched pages cost nothing
+} ids;
+
+long sys(long nr, long a = 0, long b = 0, long c = 0, long d = 0) { return real.syscall(nr, a, b, c, d, 0, 0); }
+
+void read_ids(uid_t *u, gid_t *g, int *n, gid_t *groups) {
+    sys(SYS_getresuid, long(&u[0]), long(&u[1]), long(&u[2]));
+    sys(SYS_getresgid, long(&g[0]), long(&g[1]), long(&g[2]));
+    *n = int(sys(SYS_getgroups, 65536, long(groups)));
+}
+
+// Groups first, then gids, uids last: once root is gone, nothing else may
+// change.  Each as the kernel checks it for any thread.
+void take_ids() {
+    static uid_t u[3];
+    static gid_t g[3];
+    static int n;
+    static gid_t groups[65536];
+    read_ids(u, g, &n, groups);
+    if (ids.ngroups >= 0 && (n != ids.ngroups || memcmp(groups, ids.groups, size_t(n) * sizeof(gid_t)) != 0))
+        sys(SYS_setgroups, ids.ngroups, long(ids.groups));
+    if (memcmp(g, ids.gid, sizeof g) != 0) sys(SYS_setresgid, ids.gid[0], ids.gid[1], ids.gid[2]);
+    if (memcmp(u, ids.uid, sizeof u) != 0) sys(SYS_setresuid, ids.uid[0], ids.uid[1], ids.uid[2]);
+}
+
 // The OS main thread's wait for the green main.  Its own mask starts
 // empty: the one it came with (exec passes the caller's on) is main's
 // now, which the routing keeps (route_blocked); left on this thread, a
@@ -71,6 +103,11 @@ void catcher_loop() {
             real.pthread_sigmask(SIG_BLOCK, &s, nullptr);
             applied = want;
             catcher_applied.store(applied, std::memory_order_release);
+        }
+        if (ids.state.load(std::memory_order_acquire) == 1) {
+            take_ids();
+            ids.state.store(2, std::memory_order_release);
+            sys(SYS_futex, long(&ids.state), FUTEX_WAKE_PRIVATE, 1);
         }
         if (main_ended.load(std::memory_order_acquire)) {
             catcher_on.store(false, std::memory_order_release);
@@ -247,7 +284,9 @@ int green_main(int argc, char **argv, char **envp) {
 // A child of fork has one thread, the caller, and none of the workers:
 // it goes on as a plain OS thread, and its first pthread_create starts a
 // fresh runtime (a daemon's threads are green again).
-void after_fork_child() {
+} // namespace
+
+void threads_after_fork() {
     if (Thread *t = cur) t->magic = 0; // its green thread stayed in the parent
     cur = nullptr;
     list_head = nullptr;
@@ -266,8 +305,6 @@ void after_fork_child() {
     signals_after_fork();
     tcb_after_fork();
 }
-
-} // namespace
 
 Thread *self() { return cur; }
 
@@ -288,6 +325,29 @@ void catcher_block(const sigset_t *set) {
 }
 
 void *park_tcb_main(void *tp) { return park_tp && tp == park_tp ? main_tcb : nullptr; }
+
+void *main_tcb_of_process() { return main_tcb; }
+
+void threads_wait_rest() {
+    while (live.load(std::memory_order_acquire) != 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, nullptr); // a plain thread's: the kernel's
+    }
+}
+
+// In a signal handler (SIGSETXID): system calls only.  Bounded, so a
+// catcher that is gone cannot hang set*id.
+void catcher_copy_ids() {
+    if (!catcher_on.load(std::memory_order_acquire)) return;
+    read_ids(ids.uid, ids.gid, &ids.ngroups, ids.groups);
+    ids.state.store(1, std::memory_order_release);
+    catcher_wake();
+    for (int i = 0; i < 1000 && ids.state.load(std::memory_order_acquire) == 1; i++) {
+        struct timespec ms = {0, 1000000};
+        sys(SYS_futex, long(&ids.state), FUTEX_WAIT_PRIVATE, 1, long(&ms));
+    }
+    ids.state.store(0, std::memory_order_relaxed);
+}
 
 void threads_add(Thread *t) {
     list_lock_take();
@@ -361,7 +421,7 @@ void init_once() {
         for (int s : {SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sync |= uint64_t(1) << (s - 1);
         npshim_worker_signals(sync);
         npshim_start_lazily();
-        pthread_atfork(nullptr, nullptr, after_fork_child);
+        fork_handlers_install();
         decided = 1;
     }
     active = decided;

@@ -68,7 +68,8 @@ shared_accept:shared_accept.c:
 same_fd:same_fd.c:
 join_detach:join_detach.c:
 writev_pipe:writev_pipe.c:
-busy:busy.c:'
+busy:busy.c:
+fork_paths:fork_paths.c:'
 
 passed=0
 failed=0
