@@ -31,8 +31,10 @@ SigactionFn real_sigaction() {
 }
 
 // The program's own dispositions; the kernel has on_signal for each one
-// that is a handler.
+// that is a handler.  recorded: prog[sig] holds one (a SIG_DFL kept there
+// reads as zeros, so it is told by this bit).
 struct sigaction prog[65];
+std::atomic<uint64_t> recorded{0};
 std::atomic_flag prog_lock = ATOMIC_FLAG_INIT;
 
 void lock() {
@@ -273,7 +275,7 @@ void dump_replaced(int sig) {
 void catch_for_wait(int sig) {
     lock();
     struct sigaction a = prog[sig];
-    bool known = a.sa_handler || (a.sa_flags & SA_SIGINFO);
+    bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
     unlock();
     if (!known) real_sigaction()(sig, nullptr, &a);
     if (is_handler(a) || a.sa_handler == SIG_IGN) return;
@@ -284,6 +286,7 @@ void catch_for_wait(int sig) {
     real_sigaction()(sig, &k, nullptr);
     lock();
     prog[sig] = a;
+    recorded.fetch_or(bit(sig), std::memory_order_relaxed);
     unlock();
 }
 
@@ -528,7 +531,7 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         return real_sigaction()(sig, act, old); // faults run where they happen
     lock();
     struct sigaction prev = prog[sig];
-    bool known = prev.sa_handler || (prev.sa_flags & SA_SIGINFO);
+    bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
     unlock();
     if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
     // A handler the program did not set is the runtime's dump (nprun
@@ -541,13 +544,18 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     if (act && sig == npshim_dump_signal()) dump_replaced(sig);
     if (act) {
         struct sigaction k = *act;
-        if (is_handler(*act)) {
+        // A handler, or the default action of a signal some thread blocks
+        // (route_blocked): the kernel hands it to on_signal.
+        bool dfl_routed = !is_handler(*act) && act->sa_handler == SIG_DFL && !ignored_by_default(sig) &&
+                          (routed.load(std::memory_order_relaxed) & bit(sig));
+        if (is_handler(*act) || dfl_routed) {
             k.sa_sigaction = on_signal;
             k.sa_flags = (act->sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
         }
         if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
         lock();
         prog[sig] = *act;
+        recorded.fetch_or(bit(sig), std::memory_order_relaxed);
         unlock();
     }
     if (old) *old = prev;

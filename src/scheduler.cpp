@@ -333,7 +333,11 @@ void ready(GThread *g) {
 
 void check_stack_overflow(GThread *g) {
     NP_STACK_HERE(here);
-    bool low = here < g->stack.lo + 256;
+    // Near the low end, or just past it into the guard.  Far from the stack
+    // the thread runs on one of the program's own (makecontext, a coroutine
+    // library's: pdns_recursor's queries), which is none of our business.
+    uintptr_t at = uintptr_t(here), lo = uintptr_t(g->stack.lo);
+    bool low = at < lo + 256 && at + 65536 >= lo;
     // An unused neighbour's page was never written: 0 is fine there.
     uint64_t c = g->stack.canary ? *g->stack.canary : kStackCanary;
     bool smashed = c != kStackCanary && c != 0;

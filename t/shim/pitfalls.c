@@ -21,6 +21,11 @@
  *               waits and sees it
  *   overflow    a thread that recurses without end (default stack, a small
  *               one, main) dies of SIGSEGV, not of silent corruption
+ *   own-stack   a thread runs on a stack of the program's own (ucontext, in
+ *               .bss, below the thread stacks: pdns_recursor's queries run
+ *               so, on boost.context) and there sleeps, waits for a
+ *               contended mutex and reads a pipe another thread writes
+ *               later: no overflow is seen in it, and it comes back
  *   link        threads created in a constructor of a library the program
  *               links with (pitfalls_lib.c, initialised before the preload
  *               shim) and of the program, before main; a thread
@@ -32,6 +37,7 @@
  * with a mode argument. */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <ucontext.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -583,6 +589,61 @@ static void test_link(void)
 
 /* ------------------------------------------------------------- main -- */
 
+/* ------------------------------------------------------------ own-stack -- */
+
+static char os_stack[256 * 1024] __attribute__((aligned(64)));
+static ucontext_t os_main, os_co;
+static pthread_mutex_t os_m = PTHREAD_MUTEX_INITIALIZER;
+static int os_pipe[2], os_steps;
+
+static void os_body(void)
+{
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    if (nanosleep(&ts, NULL) == 0) os_steps++;
+    pthread_mutex_lock(&os_m); /* held by the other thread for a while */
+    os_steps++;
+    pthread_mutex_unlock(&os_m);
+    char c;
+    if (read(os_pipe[0], &c, 1) == 1 && c == 'x') os_steps++;
+    swapcontext(&os_co, &os_main);
+}
+
+static void *os_holder(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&os_m);
+    st_sleep_ms(30);
+    pthread_mutex_unlock(&os_m);
+    st_sleep_ms(30);
+    (void)!write(os_pipe[1], "x", 1);
+    return NULL;
+}
+
+static void *os_runner(void *arg)
+{
+    (void)arg;
+    getcontext(&os_co);
+    os_co.uc_stack.ss_sp = os_stack;
+    os_co.uc_stack.ss_size = sizeof os_stack;
+    os_co.uc_link = &os_main;
+    makecontext(&os_co, os_body, 0);
+    pthread_t h = st_spawn(os_holder, NULL);
+    st_sleep_ms(5); /* the holder has the mutex */
+    swapcontext(&os_main, &os_co);
+    pthread_join(h, NULL);
+    return NULL;
+}
+
+static void test_own_stack(void)
+{
+    st_phase = "own stack";
+    CHECK(pipe(os_pipe) == 0, "pipe");
+    pthread_join(st_spawn(os_runner, NULL), NULL);
+    CHECK(os_steps == 3, "on its own stack the thread got through %d of its 3 waits", os_steps);
+    close(os_pipe[0]);
+    close(os_pipe[1]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "overflow") == 0) return mode_overflow(argv[2]);
@@ -592,6 +653,7 @@ int main(int argc, char **argv)
     static const struct st_test tests[] = {
         {"link", test_link},         {"held-lock", test_held_lock}, {"fd-reuse", test_fd_reuse},
         {"rcvtimeo", test_rcvtimeo}, {"epoll", test_epoll},         {"overflow", test_overflow},
+        {"own-stack", test_own_stack},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("pitfalls");

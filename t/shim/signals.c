@@ -30,7 +30,9 @@
  *   sigpipe     writing to a closed socket: EPIPE with SIG_IGN, the handler
  *               on the writer with one; by default the process dies of it
  *   defaults    SIGTERM, SIGINT and SIGQUIT, sent from outside or raised by
- *               a thread, kill the process with that signal
+ *               a thread, kill the process with that signal; and after a
+ *               handler was set and the old action put back while every
+ *               signal was blocked (git's sigchain)
  *   waits       handlers run while a thread waits in pthread_join (the
  *               process's signal, every other thread blocking it, and the
  *               handler posting the semaphore a dispatcher waits on: the
@@ -950,6 +952,29 @@ static int mode_die(const char *sigs, const char *how)
     return 61; /* the signal should have ended the process */
 }
 
+/* "restore SIG": git's shape.  With every signal blocked, a handler is set
+ * and the old action kept; that one is SIG_DFL (not the library's), and put
+ * back it is the default again: raised, the signal ends the process. */
+static void on_restore(int sig) { (void)sig; }
+
+static int mode_restore(const char *sigs)
+{
+    alarm(20);
+    int sig = atoi(sigs);
+    sigset_t all, old_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+    struct sigaction a = {.sa_handler = on_restore}, old;
+    sigemptyset(&a.sa_mask);
+    if (sigaction(sig, &a, &old) != 0) return 62;
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) return 63; /* told a handler it never set */
+    if (sigaction(sig, &old, NULL) != 0) return 64;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    raise(sig);
+    st_sleep_ms(2000);
+    return 65; /* the signal should have ended the process */
+}
+
 /* "inherited READY_FD": started with SIGUSR1 and SIGTERM blocked (as a
  * program that re-executes itself with its signals blocked); the parent
  * sends both while they are: nothing happens; SIGUSR1 unblocked runs its
@@ -1145,6 +1170,14 @@ static void test_defaults(void)
             CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d by %s from a thread: %s", sigs[i], hows[h],
                   st_status_str(st));
         }
+        char *argv3[] = {"signals", "restore", sig, NULL};
+        pid = self_spawn(argv3);
+        CHECK(pid > 0, "posix_spawn");
+        st = st_wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i],
+              "signal %d raised after its old action (kept while all were blocked) was put back: %s (63: the old "
+              "action was not SIG_DFL)",
+              sigs[i], st_status_str(st));
     }
 }
 
@@ -1529,6 +1562,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
     if (argc > 3 && strcmp(argv[1], "die") == 0) return mode_die(argv[2], argv[3]);
     if (argc > 2 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "restore") == 0) return mode_restore(argv[2]);
     if (argc > 2 && strcmp(argv[1], "busy") == 0) return mode_busy(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
