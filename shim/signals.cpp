@@ -725,6 +725,105 @@ int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts
     return r;
 }
 
+// The BSD and System V forms, which glibc builds on its own sigprocmask
+// and sigaction, out of our reach (dash unblocks with sigsetmask).
+static sigset_t from_bsd(int mask) {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int sig = 1; sig <= 32; sig++)
+        if (mask & int(1u << (sig - 1))) sigaddset(&s, sig);
+    return s;
+}
+
+static int to_bsd(const sigset_t &s) {
+    unsigned m = 0;
+    for (int sig = 1; sig <= 32; sig++)
+        if (sigismember(&s, sig) == 1) m |= 1u << (sig - 1);
+    return int(m);
+}
+
+int sigblock(int mask) {
+    sigset_t s = from_bsd(mask), old;
+    if (sigprocmask(SIG_BLOCK, &s, &old) != 0) return -1;
+    return to_bsd(old);
+}
+
+int sigsetmask(int mask) {
+    sigset_t s = from_bsd(mask), old;
+    if (sigprocmask(SIG_SETMASK, &s, &old) != 0) return -1;
+    return to_bsd(old);
+}
+
+int siggetmask(void) {
+    sigset_t old;
+    if (sigprocmask(SIG_SETMASK, nullptr, &old) != 0) return -1;
+    return to_bsd(old);
+}
+
+static int one_sig(int how, int sig) {
+    sigset_t s;
+    sigemptyset(&s);
+    if (sigaddset(&s, sig) != 0) return -1;
+    return sigprocmask(how, &s, nullptr);
+}
+
+int sighold(int sig) { return one_sig(SIG_BLOCK, sig); }
+int sigrelse(int sig) { return one_sig(SIG_UNBLOCK, sig); }
+
+int sigignore(int sig) {
+    struct sigaction a = {};
+    a.sa_handler = SIG_IGN;
+    return sigaction(sig, &a, nullptr);
+}
+
+// sig_or_mask is a signal to let through (is_sig), else a BSD mask.
+int __sigpause(int sig_or_mask, int is_sig) {
+    sigset_t m;
+    if (is_sig) {
+        if (sigprocmask(SIG_SETMASK, nullptr, &m) != 0) return -1;
+        if (sigdelset(&m, sig_or_mask) != 0) return -1;
+    } else {
+        m = from_bsd(sig_or_mask);
+    }
+    return sigsuspend(&m);
+}
+
+// <signal.h> names POSIX's sigpause __xpg_sigpause; the BSD one, with a
+// mask, is the symbol sigpause.
+int __xpg_sigpause(int sig) { return __sigpause(sig, 1); }
+int bsd_sigpause(int mask) __asm__("sigpause");
+int bsd_sigpause(int mask) { return __sigpause(mask, 0); }
+
+sighandler_t sigset(int sig, sighandler_t disp) {
+    sigset_t s, old;
+    sigemptyset(&s);
+    if (sigaddset(&s, sig) != 0) return SIG_ERR;
+    struct sigaction prev = {};
+    if (disp == SIG_HOLD) {
+        if (sigaction(sig, nullptr, &prev) != 0 || sigprocmask(SIG_BLOCK, &s, &old) != 0) return SIG_ERR;
+    } else {
+        struct sigaction a = {};
+        a.sa_handler = disp;
+        sigemptyset(&a.sa_mask);
+        if (sigaction(sig, &a, &prev) != 0 || sigprocmask(SIG_UNBLOCK, &s, &old) != 0) return SIG_ERR;
+    }
+    if (sigismember(&old, sig) == 1) return SIG_HOLD;
+    return (prev.sa_flags & SA_SIGINFO) ? reinterpret_cast<sighandler_t>(reinterpret_cast<void *>(prev.sa_sigaction))
+                                        : prev.sa_handler;
+}
+
+sighandler_t sysv_signal(int sig, sighandler_t h) {
+    struct sigaction a = {}, old = {};
+    a.sa_handler = h;
+    a.sa_flags = SA_RESETHAND | SA_NODEFER; // System V's: once, not blocked meanwhile
+    sigemptyset(&a.sa_mask);
+    if (sigaction(sig, &a, &old) != 0) return SIG_ERR;
+    return (old.sa_flags & SA_SIGINFO) ? reinterpret_cast<sighandler_t>(reinterpret_cast<void *>(old.sa_sigaction))
+                                     : old.sa_handler;
+}
+
+sighandler_t bsd_signal(int sig, sighandler_t h) { return signal(sig, h); }
+
 int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
     Thread *t = on() ? self() : nullptr;
     int e = t ? pthread_sigmask(how, set, old) : real.pthread_sigmask(how, set, old);

@@ -685,9 +685,16 @@ void pthread_testcancel(void) {
     test_cancel(cur);
 }
 
+// The worker's other green threads first, then the OS's turn, as the
+// program asked: a thread that spins on a flag another OS thread sets (an
+// OpenBLAS worker) must let that one run.  A handler waiting for the
+// thread runs here too.
 int sched_yield(void) {
-    if (green()) np_yield();
-    else syscall(SYS_sched_yield);
+    if (green()) {
+        np_yield();
+        if (Thread *t = cur; t && sig_pending(t)) sig_deliver(t);
+    }
+    real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
     return 0;
 }
 

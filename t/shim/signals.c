@@ -48,12 +48,16 @@
  *               times, while 800 parked threads block it.  Each one's
  *               handler runs (its self-pipe ends the wait) within the 2 s
  *               the wait allows
+ *   bsd-masks   sigsetmask, sigblock, siggetmask, sighold, sigrelse and
+ *               sigset change the thread's mask as sigprocmask does, and
+ *               let a pending signal through (dash unblocks so)
  *   no-spurious 4 threads in nanosleep and poll loops under a 150 us timer's
  *               process signal: a call ends with EINTR only where a
  *               handler ran, never on a thread that was only woken
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
+#define _DEFAULT_SOURCE 1
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1493,6 +1497,50 @@ static void test_mask_race(void)
     close(mr_pipe[1]);
 }
 
+/* ------------------------------------------------------------ bsd-masks -- */
+
+static atomic_int bm_count;
+static void on_bm(int sig) { (void)sig; atomic_fetch_add(&bm_count, 1); }
+
+static int blocked_now(int sig)
+{
+    sigset_t cur;
+    pthread_sigmask(SIG_SETMASK, NULL, &cur);
+    return sigismember(&cur, sig) == 1;
+}
+
+static void test_bsd_masks(void)
+{
+    st_phase = "bsd masks";
+    set_handler(SIGUSR1, on_bm, 0);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* dash: every signal blocked with sigprocmask, unblocked with sigsetmask */
+    raise(SIGUSR1);
+    CHECK(atomic_load(&bm_count) == 0, "SIGUSR1 ran while blocked");
+    int prev = sigsetmask(0);
+    CHECK(atomic_load(&bm_count) == 1, "sigsetmask(0) did not let the pending SIGUSR1 through: %d runs",
+          atomic_load(&bm_count));
+    CHECK(prev & (1 << (SIGUSR1 - 1)), "sigsetmask's old mask %#x lacks SIGUSR1", (unsigned)prev);
+    CHECK(!blocked_now(SIGUSR1) && !blocked_now(SIGTERM), "sigsetmask(0) left signals blocked");
+    int was = sigblock(1 << (SIGUSR1 - 1));
+    CHECK(was == 0 && blocked_now(SIGUSR1), "sigblock: old %#x, SIGUSR1 %sblocked", (unsigned)was,
+          blocked_now(SIGUSR1) ? "" : "not ");
+    CHECK(siggetmask() == (1 << (SIGUSR1 - 1)), "siggetmask: %#x", (unsigned)siggetmask());
+    raise(SIGUSR1);
+    CHECK(atomic_load(&bm_count) == 1, "SIGUSR1 ran while sigblock blocked it");
+    CHECK(sigrelse(SIGUSR1) == 0 && atomic_load(&bm_count) == 2, "sigrelse did not let it through: %d runs",
+          atomic_load(&bm_count));
+    CHECK(sighold(SIGUSR1) == 0 && blocked_now(SIGUSR1), "sighold did not block it");
+    CHECK(sigset(SIGUSR1, on_bm) == SIG_HOLD && !blocked_now(SIGUSR1), "sigset of a held signal: not SIG_HOLD, or "
+          "still blocked");
+    raise(SIGUSR1);
+    CHECK(atomic_load(&bm_count) == 3, "after sigset, SIGUSR1 ran %d times in all, want 3", atomic_load(&bm_count));
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    set_handler(SIGUSR1, SIG_DFL, 0);
+}
+
 /* ------------------------------------------------------------ no-spurious -- */
 
 enum { kSpThreads = 4 };
@@ -1573,7 +1621,7 @@ int main(int argc, char **argv)
         {"sigwait", test_sigwait}, {"timers", test_timers},     {"sigpipe", test_sigpipe},
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
-        {"no-spurious", test_no_spurious},
+        {"no-spurious", test_no_spurious}, {"bsd-masks", test_bsd_masks},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
