@@ -49,6 +49,9 @@ void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid);
 /* Its stack: lowest usable byte and size. */
 void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size);
 uint64_t npshim_thread_id(const npshim_thread *t);
+/* The OS thread running t now, 0 if t is not running (a moment's answer:
+ * t may be switched out as it returns). */
+pid_t npshim_thread_running_tid(const npshim_thread *t);
 int npshim_thread_start(npshim_thread *t);
 int npshim_thread_join(npshim_thread *t, void **result);
 /* 1 once t has ended (a join then returns at once), else 0. */

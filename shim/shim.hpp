@@ -127,6 +127,14 @@ void route_blocked(const sigset_t *mask);
 int sig_deliver(Thread *t);
 // A thread left the list: the process's pending signals wake another.
 void sig_thread_gone();
+// Workers take kPoke for the threads they run (its bit, for the workers'
+// mask; 0 if it could not be set up).  poke_round: the catcher pokes the
+// running threads that have signals waiting; true while some have.
+uint64_t pokes_install();
+bool poke_round();
+void catcher_wake();
+// fn for each live legacy thread (under the list's lock); true if any said so.
+bool threads_each(bool (*fn)(Thread *));
 // The mask a call waits with (ppoll, pselect, epoll_pwait): the thread's
 // while it waits, so the signals it lets through (sent meanwhile, or
 // pending already for the thread or the process) end the wait with EINTR

@@ -12,7 +12,9 @@
 #include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
+#include <link.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "real.hpp"
@@ -50,6 +52,74 @@ int kill_process(int sig) {
     return fn(getpid(), sig);
 }
 
+// ---- Signals for a thread that computes ----------------------------------
+// A running thread takes its signals at its next call into the library;
+// one that computes (gzip, python's loop, ImageMagick) makes none for
+// seconds.  Its worker is sent kPoke, whose handler runs the thread's
+// handlers there, on its stack, as the kernel would: unless the thread is
+// in libc, ld.so, libgcc_s or this library (their locks held, their state
+// half-changed), and then again a little later (the catcher's rounds).
+// SIGURG, as Go's preemption: its default action is nothing.
+constexpr int kPoke = SIGURG;
+bool pokes_on;
+
+struct Range {
+    uintptr_t lo, hi;
+};
+Range no_go[16];
+int n_no_go;
+
+int collect_no_go(struct dl_phdr_info *info, size_t, void *self_addr) {
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    bool mine = false; // this library: the one holding collect_no_go
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) &p = info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + p.p_vaddr;
+        if (p.p_type == PT_LOAD && uintptr_t(self_addr) >= lo && uintptr_t(self_addr) < lo + p.p_memsz) mine = true;
+    }
+    if (!mine && !strstr(name, "/libc.so") && !strstr(name, "/ld-linux") && !strstr(name, "/libgcc_s.so") &&
+        !strstr(name, "libnetpoll.so"))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && n_no_go < 16; i++) {
+        const ElfW(Phdr) &p = info->dlpi_phdr[i];
+        if (p.p_type != PT_LOAD || !(p.p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + p.p_vaddr;
+        no_go[n_no_go++] = Range{lo, lo + p.p_memsz};
+    }
+    return 0;
+}
+
+bool in_no_go(uintptr_t pc) {
+    for (int i = 0; i < n_no_go; i++)
+        if (pc >= no_go[i].lo && pc < no_go[i].hi) return true;
+    return false;
+}
+
+uintptr_t pc_of(void *uc) {
+#if defined(__x86_64__)
+    return uintptr_t(static_cast<ucontext_t *>(uc)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+    return uintptr_t(static_cast<ucontext_t *>(uc)->uc_mcontext.pc);
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+std::atomic<uint32_t> pokes_wanted{0};
+
+// t runs on a worker: poke that worker.
+bool send_poke(Thread *t) {
+    pid_t tid = pokes_on && t->g ? npshim_thread_running_tid(t->g) : 0;
+    return tid && real.syscall(SYS_tgkill, getpid(), tid, kPoke, 0, 0, 0) == 0;
+}
+
+// ...and have the catcher poke again, a round at a time, until t has
+// taken what is pending for it.
+void poke(Thread *t) {
+    if (send_poke(t) && !pokes_wanted.exchange(1, std::memory_order_acq_rel)) catcher_wake();
+}
+
 bool is_handler(const struct sigaction &a) {
     return (a.sa_flags & SA_SIGINFO) ? a.sa_sigaction != nullptr
                                      : a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
@@ -67,6 +137,23 @@ uint64_t mask_bits(const sigset_t &m) {
     return b;
 }
 
+// The default action of sig (end, dump core, stop) on this OS thread,
+// before this returns, as the kernel takes it for the thread it is sent
+// to: a thread that raised it goes no further (xz re-raises the signal that
+// stopped it, then would exit 0).
+void default_action_now(int sig) {
+    struct sigaction dfl = {}, was;
+    dfl.sa_handler = SIG_DFL;
+    real_sigaction()(sig, &dfl, &was);
+    sigset_t one, old;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    real.pthread_sigmask(SIG_UNBLOCK, &one, &old);
+    real.syscall(SYS_tgkill, getpid(), real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0), sig, 0, 0, 0);
+    real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    real_sigaction()(sig, &was, nullptr); // stopped, then continued: as it was
+}
+
 // Run the program's handler for sig on the calling (green) thread.
 int run_handler(Thread *t, int sig, siginfo_t *info) {
     lock();
@@ -78,11 +165,7 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
     unlock();
     if (!is_handler(a)) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 1;
-        // The default action (terminate, core, stop): let the kernel take it.
-        struct sigaction dfl = {};
-        dfl.sa_handler = SIG_DFL;
-        real_sigaction()(sig, &dfl, nullptr);
-        kill_process(sig);
+        default_action_now(sig); // terminate, core, stop: the kernel's
         return 1;
     }
     sigset_t saved = t->sigmask;
@@ -188,7 +271,10 @@ void send_to(Thread *t, int sig, const siginfo_t *info) {
         t->forwarding.fetch_sub(1, std::memory_order_seq_cst);
     }
     if (!post(t, &t->sigpending, &t->siginfo, sig, *info)) return; // queued: it is awake for the first
-    if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) interrupt(t);
+    if (!sigismember(&t->sigmask, sig) || (t->sigwaiting.load() & bit(sig))) {
+        interrupt(t);
+        poke(t);
+    }
 }
 
 // Sent to the process: kept here, as the kernel keeps it, until a thread
@@ -213,6 +299,7 @@ void wake_for(int sig) {
         return;
     }
     interrupt(t);
+    poke(t);
 }
 
 // The process's pending signals that t's mask, changed from `before`, now
@@ -247,12 +334,25 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
         unlock();
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);
-        else if (!(a.sa_handler == SIG_IGN || ignored_by_default(sig))) {
-            struct sigaction dfl = {};
-            dfl.sa_handler = SIG_DFL;
-            real_sigaction()(sig, &dfl, nullptr);
-            kill_process(sig); // the default action, as if we were never here
+        else if (!(a.sa_handler == SIG_IGN || ignored_by_default(sig)))
+            default_action_now(sig); // as if we were never here
+    }
+    errno = e;
+}
+
+// kPoke's handler: ours, sent to this worker for the thread it runs; or
+// the program's SIGURG, which is the process's.
+void on_poke(int sig, siginfo_t *info, void *uc) {
+    int e = errno;
+    bool ours = info && info->si_code == SI_TKILL && info->si_pid == getpid() && on();
+    if (!ours) {
+        if (on() && green() && threads_pick(0)) { // landed on a worker
+            if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
+        } else {
+            on_signal(sig, info, uc);
         }
+    } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t) && !in_no_go(pc_of(uc))) {
+        sig_deliver(t);
     }
     errno = e;
 }
@@ -273,6 +373,7 @@ void dump_replaced(int sig) {
 // Make the kernel hand sig to on_signal even while the program leaves it
 // at SIG_DFL (sigwait on a signal every thread blocks; route_blocked).
 void catch_for_wait(int sig) {
+    if (sig == kPoke && pokes_on) return; // on_poke takes it, and passes the program's on
     lock();
     struct sigaction a = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
@@ -432,6 +533,38 @@ int sig_deliver(Thread *t) {
     }
 }
 
+uint64_t pokes_install() {
+    if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+    dl_iterate_phdr(collect_no_go, reinterpret_cast<void *>(&collect_no_go));
+    struct sigaction prev;
+    if (real_sigaction()(kPoke, nullptr, &prev) != 0) return 0;
+    struct sigaction k = {};
+    k.sa_sigaction = on_poke;
+    k.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&k.sa_mask);
+    if (real_sigaction()(kPoke, &k, nullptr) != 0) return 0;
+    lock();
+    prog[kPoke] = prev;
+    recorded.fetch_or(bit(kPoke), std::memory_order_relaxed);
+    unlock();
+    pokes_on = true;
+    return bit(kPoke);
+}
+
+bool poke_round() {
+    if (!pokes_wanted.load(std::memory_order_acquire)) return false;
+    pokes_wanted.store(0, std::memory_order_release);
+    // The list's lock, taken with every signal blocked: on_signal takes it
+    // on this thread.
+    sigset_t all, old;
+    sigfillset(&all);
+    real.pthread_sigmask(SIG_BLOCK, &all, &old);
+    bool more = threads_each([](Thread *t) { return sig_pending(t) && send_poke(t); });
+    real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (more) pokes_wanted.store(1, std::memory_order_release);
+    return pokes_wanted.load(std::memory_order_acquire);
+}
+
 void sig_thread_gone() {
     for (uint64_t p = proc_pending.load(std::memory_order_seq_cst); p; p &= p - 1) wake_for(__builtin_ctzll(p) + 1);
 }
@@ -552,6 +685,11 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
             k.sa_sigaction = on_signal;
             k.sa_flags = (act->sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
         }
+        if (sig == kPoke && pokes_on) { // on_poke stays, and passes the program's on
+            k.sa_sigaction = on_poke;
+            k.sa_flags = SA_SIGINFO | SA_RESTART;
+            sigemptyset(&k.sa_mask);
+        }
         if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
         lock();
         prog[sig] = *act;
@@ -583,6 +721,10 @@ int pthread_kill(pthread_t th, int sig) {
     bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
     if (!handled) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
+        if (t == self() && !sigismember(&t->sigmask, sig) && sig != SIGKILL && sig != SIGSTOP) {
+            default_action_now(sig); // raise(): before it returns
+            return 0;
+        }
         return kill_process(sig) == 0 ? 0 : errno; // the default action is the process's
     }
     siginfo_t info = {};

@@ -45,10 +45,14 @@ std::atomic<uint64_t> catcher_blocked{0};
 std::atomic<uint64_t> catcher_applied{0};
 std::atomic<bool> catcher_on{false}, main_ended{false};
 
+} // namespace
+
 void catcher_wake() {
     catcher_word.fetch_add(1, std::memory_order_release);
     real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
 }
+
+namespace {
 
 // Ids for the catcher to take (catcher_copy_ids): 1 asked, 2 done.  glibc
 // makes one set*id change at a time.
@@ -113,7 +117,10 @@ void catcher_loop() {
             catcher_on.store(false, std::memory_order_release);
             return;
         }
-        real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAIT_PRIVATE, long(w), 0, 0, 0);
+        // Threads that compute with signals waiting: poked every 2 ms.
+        struct timespec round = {0, 2000000};
+        bool again = poke_round();
+        real.syscall(SYS_futex, long(&catcher_word), FUTEX_WAIT_PRIVATE, long(w), again ? long(&round) : 0, 0, 0);
     }
 }
 
@@ -349,6 +356,14 @@ void catcher_copy_ids() {
     ids.state.store(0, std::memory_order_relaxed);
 }
 
+bool threads_each(bool (*fn)(Thread *)) {
+    list_lock_take();
+    bool any = false;
+    for (Thread *t = list_head; t; t = t->next) any |= fn(t);
+    list_lock.clear(std::memory_order_release);
+    return any;
+}
+
 void threads_add(Thread *t) {
     list_lock_take();
     t->prev = nullptr;
@@ -419,6 +434,7 @@ void init_once() {
         // take them (the default action, or the handler on that thread).
         uint64_t sync = 0;
         for (int s : {SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sync |= uint64_t(1) << (s - 1);
+        sync |= pokes_install();
         npshim_worker_signals(sync);
         npshim_start_lazily();
         fork_handlers_install();

@@ -165,6 +165,13 @@ void npshim_tp_set(void *tp) { tp_set(tp); }
 
 void npshim_worker_signals(uint64_t set) { worker_sync_signals = set; }
 
+pid_t npshim_thread_running_tid(const npshim_thread *t) {
+    const GThread *g = reinterpret_cast<const GThread *>(t);
+    Worker *w = g ? __atomic_load_n(&g->home, __ATOMIC_ACQUIRE) : nullptr;
+    if (!w || __atomic_load_n(&w->cur, __ATOMIC_ACQUIRE) != g) return 0;
+    return __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+}
+
 void npshim_start_lazily(void) { runtime_start_lazily(); }
 
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size_t stack_size) {

@@ -48,6 +48,9 @@
  *               times, while 800 parked threads block it.  Each one's
  *               handler runs (its self-pipe ends the wait) within the 2 s
  *               the wait allows
+ *   compute     a thread that computes, making no call at all, runs the
+ *               handler of the process signal it alone lets through within
+ *               seconds (gzip, xz and python's loop ignored Ctrl-C)
  *   bsd-masks   sigsetmask, sigblock, siggetmask, sighold, sigrelse and
  *               sigset change the thread's mask as sigprocmask does, and
  *               let a pending signal through (dash unblocks so)
@@ -1497,6 +1500,64 @@ static void test_mask_race(void)
     close(mr_pipe[1]);
 }
 
+/* -------------------------------------------------------------- compute -- */
+
+static volatile sig_atomic_t cp_flag;
+static _Atomic uintptr_t cp_self;
+static void on_cp(int sig)
+{
+    (void)sig;
+    cp_flag = 1;
+    atomic_store(&cp_self, (uintptr_t)pthread_self());
+}
+
+/* Computes, with no call at all between its looks at the clock (every few
+ * ms), until the handler sets the flag; how many ms that took, -1: never. */
+static void *cp_spinner(void *arg)
+{
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    atomic_store((atomic_int *)arg, 1);
+    int64_t t0 = st_mono_ns(), end = t0 + 5000000000LL;
+    volatile uint64_t x = 1;
+    while (!cp_flag) {
+        for (int i = 0; i < 2000000 && !cp_flag; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (st_mono_ns() > end) return (void *)(intptr_t)-1;
+    }
+    return (void *)(intptr_t)((st_mono_ns() - t0) / 1000000);
+}
+
+static void test_compute(void)
+{
+    st_phase = "compute";
+    set_handler(SIGUSR2, on_cp, SA_RESTART);
+    sigset_t usr2, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &old); /* only the spinner takes it */
+    for (int round = 0; round < 3; round++) {
+        cp_flag = 0;
+        atomic_int up = 0;
+        pthread_t th = st_spawn(cp_spinner, &up);
+        while (!atomic_load(&up)) st_sleep_ms(1);
+        st_sleep_ms(50);
+        pid_t kid = fork();
+        if (kid == 0) {
+            kill(getppid(), SIGUSR2); /* the process's, from outside */
+            _exit(0);
+        }
+        st_wait_status(kid);
+        void *ms;
+        pthread_join(th, &ms);
+        CHECK((intptr_t)ms >= 0, "round %d: a thread computing never ran its SIGUSR2 handler (5 s)", round);
+        CHECK(atomic_load(&cp_self) == (uintptr_t)th, "round %d: the handler ran on another thread", round);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    set_handler(SIGUSR2, SIG_DFL, 0);
+}
+
 /* ------------------------------------------------------------ bsd-masks -- */
 
 static atomic_int bm_count;
@@ -1622,6 +1683,7 @@ int main(int argc, char **argv)
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
         {"no-spurious", test_no_spurious}, {"bsd-masks", test_bsd_masks},
+        {"compute", test_compute},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
