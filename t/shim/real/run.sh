@@ -53,6 +53,8 @@
 #                 on SIGUSR2, stops on SIGTERM (the master reaps its worker)
 #   ruby          exit while 8 threads block on one pipe, one listener and a
 #                 queue
+#   interrupt     SIGINT to gzip and to python computing, and to sh waiting
+#                 with a trap: each takes it as plain
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -912,6 +914,54 @@ case_make() {
     done
 }
 
+# ---- Ctrl-C: programs that compute, and the shell ----------------------------
+# SIGINT to gzip compressing (its handler removes the half-made output and
+# exits 130), to python computing in a loop (its handler exits 7),
+# and to dash waiting for a child with a trap set (it unblocks with
+# sigsetmask).  None of them makes a call the library sees while it
+# computes: the handler must interrupt it where it is.
+case_interrupt() {
+    have gzip "$py" || return
+    head -c 100000000 /dev/urandom > "$tmp/big" 2>/dev/null
+    for m in $modes; do
+        spent "$m" && continue
+        why=
+        rm -f "$tmp/big.gz"
+        # shellcheck disable=SC2046
+        start gzip $(runner "$m") gzip -k -f "$tmp/big"
+        sleep 0.5
+        kill -INT "$bg"
+        finish "$bgrp" 10
+        if [ "$rc" != 130 ] || [ -e "$tmp/big.gz" ]; then
+            why="gzip: $(describe "$rc"), want 130$([ -e "$tmp/big.gz" ] && echo ', its output left')"
+        fi
+        # shellcheck disable=SC2046
+        start py-loop $(runner "$m") "$py" -c 'import signal, sys
+signal.signal(signal.SIGINT, lambda *a: sys.exit(7))
+while True: pass'
+        sleep 0.5
+        kill -INT "$bg"
+        finish "$bgrp" 10
+        [ "$rc" = 7 ] || why="${why:+$why; }python's loop: $(describe "$rc"), want 7 (its handler)"
+        t0=$(now_ms)
+        # shellcheck disable=SC2046
+        start sh-trap $(runner "$m") sh -c 'trap "exit 5" INT; sleep 5 & wait'
+        sleep 0.5
+        kill -INT "$bg"
+        finish "$bgrp" 10
+        ms=$(($(now_ms) - t0))
+        if [ "$rc" != 5 ] || [ "$ms" -ge 4000 ]; then
+            why="${why:+$why; }sh's trap: $(describe "$rc") after $ms ms, want 5 at once"
+        fi
+        if [ -n "$why" ]; then
+            fail "$m" "$why" "$tmp/gzip.log" "$tmp/py-loop.log"
+        else
+            ok "$m" "SIGINT ends gzip (its output removed), python's loop and sh's wait"
+        fi
+    done
+    rm -f "$tmp/big" "$tmp/big.gz"
+}
+
 # ---- haproxy, master and worker (-W) ------------------------------------------
 # The master re-executes itself with its signals blocked and unblocks them
 # in the new image; SIGUSR2 reloads (a new worker, the old one soft-stops),
@@ -1014,7 +1064,7 @@ case_ruby() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby; do
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby interrupt; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
