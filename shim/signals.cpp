@@ -329,13 +329,30 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             fwd = me->siginfo; // sent on to this worker from a kernel wait
             info = &fwd;
         }
+        // On a worker, for the green thread it runs (its own call raised
+        // it, or the worker waits in the kernel, or forks, with the thread's
+        // mask): the thread's mask holds, and blocks the signal meanwhile,
+        // so that no poke runs the handler again inside itself.
+        Thread *t = me && green() ? me : nullptr;
+        if (t && sigismember(&t->sigmask, sig)) {
+            post(t, &t->sigpending, &t->siginfo, sig, *info); // pending for the thread, as the kernel keeps it
+            errno = e;
+            return;
+        }
         lock();
         struct sigaction a = prog[sig];
         unlock();
+        sigset_t saved;
+        if (t && is_handler(a)) {
+            saved = t->sigmask;
+            sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
+            if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
+        }
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);
         else if (!(a.sa_handler == SIG_IGN || ignored_by_default(sig)))
             default_action_now(sig); // as if we were never here
+        if (t && is_handler(a)) t->sigmask = saved;
     }
     errno = e;
 }
