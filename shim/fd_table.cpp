@@ -126,6 +126,7 @@ Kind fd_kind(int fd, Fd *e) {
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
         e->nowait = S_ISFIFO(st.st_mode); // until a call says otherwise
+        e->write_direct = S_ISCHR(st.st_mode) && !isatty(fd);
     } else if ((st.st_mode & S_IFMT) == 0) {
         k = anon_kind(fd, e);
     } else {
@@ -163,6 +164,7 @@ void fd_reset(int fd) {
         e->rcvtimeo = e->sndtimeo = 0;
         e->min_read = 0;
         e->nowait = false;
+        e->write_direct = false;
     }
 }
 

@@ -42,6 +42,11 @@ struct Fd {
     // ready.  Set for every pipe and FIFO, cleared by the first call that
     // the file refuses (a named FIFO, a kernel before 6.0).
     std::atomic<bool> nowait{false};
+    // A character device that is not a terminal (/dev/random, /dev/null):
+    // written as a regular file is, with no readiness first, since its
+    // poll need not say POLLOUT (/dev/random's never does) and its writes
+    // do not wait.  Its reads still wait for readiness (a tun device's).
+    bool write_direct = false;
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
     // The timeouts as read at this timeouts_gen: they are the socket's,
     // so a setsockopt through any dup of it moves that on.

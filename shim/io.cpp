@@ -339,7 +339,7 @@ ssize_t read(int fd, void *buf, size_t n) {
 ssize_t write(int fd, const void *buf, size_t n) {
     Kind k;
     Fd *e = parkable(fd, &k);
-    if (!e) return real.write(fd, buf, n);
+    if (!e || e->write_direct) return real.write(fd, buf, n);
     Buf a{};
     a.b = const_cast<void *>(buf);
     a.n = n;
@@ -375,7 +375,7 @@ ssize_t readv(int fd, const struct iovec *iov, int cnt) {
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
     Kind k;
     Fd *e = parkable(fd, &k);
-    if (!e) return real.writev(fd, iov, cnt);
+    if (!e || e->write_direct) return real.writev(fd, iov, cnt);
     Buf a{};
     a.iov = iov;
     a.iovcnt = cnt;

@@ -766,7 +766,23 @@ int signalfd(int fd, const sigset_t *mask, int flags) {
 int kill(pid_t pid, int sig) {
     static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
     Thread *t = on() ? self() : nullptr;
-    if (!t || pid != getpid() || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
+    if (!t || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
+    if (pid == getpid()) return raise(sig);
+    // Our own process group (smbd ends itself with kill(0, SIGTERM)): the
+    // others get it from the kernel, this process as raise gives it, before
+    // kill returns; the kernel drops our copy, ignored for the moment.
+    // SIGCHLD ignored would reap our children: that one goes as it is.
+    if ((pid != 0 && pid != -getpgrp()) || sig == SIGCHLD || sig == SIGKILL || sig == SIGSTOP) return fn(pid, sig);
+    struct sigaction ign = {}, was;
+    ign.sa_handler = SIG_IGN;
+    if (real_sigaction()(sig, &ign, &was) != 0) return fn(pid, sig);
+    int r = fn(pid, sig);
+    int e = errno;
+    real_sigaction()(sig, &was, nullptr);
+    if (r != 0) {
+        errno = e;
+        return r;
+    }
     return raise(sig);
 }
 

@@ -21,6 +21,9 @@
  *               waits and sees it
  *   overflow    a thread that recurses without end (default stack, a small
  *               one, main) dies of SIGSEGV, not of silent corruption
+ *   chardev     writes to character devices that are not terminals
+ *               (/dev/random, whose poll never says POLLOUT, and /dev/null)
+ *               go through at once
  *   own-stack   a thread runs on a stack of the program's own (ucontext, in
  *               .bss, below the thread stacks: pdns_recursor's queries run
  *               so, on boost.context) and there sleeps, waits for a
@@ -589,6 +592,34 @@ static void test_link(void)
 
 /* ------------------------------------------------------------- main -- */
 
+/* -------------------------------------------------------------- chardev -- */
+
+static atomic_int cd_done;
+static void *cd_writer(void *arg)
+{
+    (void)arg;
+    int fd = open("/dev/random", O_WRONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? write(fd, "seedseed", 8) : -2;
+    int z = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    struct iovec v[2] = {{"ab", 2}, {"cd", 2}};
+    ssize_t m = z >= 0 ? writev(z, v, 2) : -2;
+    if (fd >= 0) close(fd);
+    if (z >= 0) close(z);
+    atomic_store(&cd_done, n == 8 && m == 4 ? 1 : -1);
+    return NULL;
+}
+
+static void test_chardev(void)
+{
+    st_phase = "chardev";
+    pthread_t th = st_spawn(cd_writer, NULL);
+    for (int i = 0; i < 500 && !atomic_load(&cd_done); i++) st_sleep_ms(10);
+    CHECK(atomic_load(&cd_done) == 1, "a write to /dev/random and a writev to /dev/null: %s",
+          atomic_load(&cd_done) ? "wrong counts" : "still waiting after 5 s (its poll never says POLLOUT)");
+    if (atomic_load(&cd_done)) pthread_join(th, NULL);
+    else pthread_detach(th);
+}
+
 /* ------------------------------------------------------------ own-stack -- */
 
 static char os_stack[256 * 1024] __attribute__((aligned(64)));
@@ -653,7 +684,7 @@ int main(int argc, char **argv)
     static const struct st_test tests[] = {
         {"link", test_link},         {"held-lock", test_held_lock}, {"fd-reuse", test_fd_reuse},
         {"rcvtimeo", test_rcvtimeo}, {"epoll", test_epoll},         {"overflow", test_overflow},
-        {"own-stack", test_own_stack},
+        {"own-stack", test_own_stack}, {"chardev", test_chardev},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("pitfalls");

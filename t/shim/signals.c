@@ -32,7 +32,8 @@
  *   defaults    SIGTERM, SIGINT and SIGQUIT, sent from outside or raised by
  *               a thread, kill the process with that signal; and after a
  *               handler was set and the old action put back while every
- *               signal was blocked (git's sigchain)
+ *               signal was blocked (git's sigchain); and sent by the
+ *               process to its own group, kill(0, sig), as smbd ends
  *   waits       handlers run while a thread waits in pthread_join (the
  *               process's signal, every other thread blocking it, and the
  *               handler posting the semaphore a dispatcher waits on: the
@@ -959,6 +960,27 @@ static int mode_die(const char *sigs, const char *how)
     return 61; /* the signal should have ended the process */
 }
 
+/* "kill0 SIG": smbd's end.  In a process group of its own, the program
+ * sends SIG to its group with kill(0, SIG): with a handler, it has run when
+ * kill returns; with the default action, kill does not return. */
+static atomic_int k0_count;
+static void on_k0(int sig) { (void)sig; atomic_fetch_add(&k0_count, 1); }
+
+static int mode_kill0(const char *sigs)
+{
+    alarm(20);
+    int sig = atoi(sigs);
+    if (setpgid(0, 0) != 0) return 66;
+    struct sigaction a = {.sa_handler = on_k0};
+    sigemptyset(&a.sa_mask);
+    sigaction(SIGUSR1, &a, NULL);
+    if (kill(0, SIGUSR1) != 0) return 67;
+    if (atomic_load(&k0_count) != 1) return 68; /* not run before kill returned */
+    signal(sig, SIG_DFL);
+    kill(0, sig);
+    return 69; /* the default action should have ended the process */
+}
+
 /* "restore SIG": git's shape.  With every signal blocked, a handler is set
  * and the old action kept; that one is SIG_DFL (not the library's), and put
  * back it is the default again: raised, the signal ends the process. */
@@ -1177,6 +1199,14 @@ static void test_defaults(void)
             CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d by %s from a thread: %s", sigs[i], hows[h],
                   st_status_str(st));
         }
+        char *argv4[] = {"signals", "kill0", sig, NULL};
+        pid = self_spawn(argv4);
+        CHECK(pid > 0, "posix_spawn");
+        st = st_wait_status(pid);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i],
+              "kill(0, %d) from a process alone in its group: %s (68: a handler had not run when kill returned, "
+              "69: kill returned)",
+              sigs[i], st_status_str(st));
         char *argv3[] = {"signals", "restore", sig, NULL};
         pid = self_spawn(argv3);
         CHECK(pid > 0, "posix_spawn");
@@ -1672,6 +1702,7 @@ int main(int argc, char **argv)
     if (argc > 3 && strcmp(argv[1], "die") == 0) return mode_die(argv[2], argv[3]);
     if (argc > 2 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argv[2]);
     if (argc > 2 && strcmp(argv[1], "restore") == 0) return mode_restore(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "kill0") == 0) return mode_kill0(argv[2]);
     if (argc > 2 && strcmp(argv[1], "busy") == 0) return mode_busy(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
