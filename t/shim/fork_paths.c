@@ -168,8 +168,13 @@ static void one_way(enum how how)
         pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
         if (pid == 0) _exit(child_body(want));
     }
+    int err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    CHECK(pid > 0, "%s: %s", how_name[how], strerror(errno));
+    if (pid < 0 && how == kClone3 && err == ENOSYS) { /* an older kernel, valgrind */
+        printf("%s: not here (ENOSYS)\n", how_name[how]);
+        return;
+    }
+    CHECK(pid > 0, "%s: %s", how_name[how], strerror(err));
     if (pid <= 0) return;
     int st = st_wait_status_within(pid, 10000);
     CHECK(st == 0, "%s: the child ended with %s (10: its mask, 11-14: its thread and pipe, 15: getpwnam)",
