@@ -1169,6 +1169,16 @@ static void test_busy_term(void)
     }
 }
 
+/* This program again with argv: it must die of sig, sent as `how` says. */
+static void dies_of(char *argv[], int sig, const char *how)
+{
+    pid_t pid = self_spawn(argv);
+    CHECK(pid > 0, "posix_spawn");
+    if (pid <= 0) return;
+    int st = st_wait_status(pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sig, "signal %d %s: %s", sig, how, st_status_str(st));
+}
+
 static void test_defaults(void)
 {
     st_phase = "defaults";
@@ -1193,28 +1203,14 @@ static void test_defaults(void)
         const char *hows[] = {"raise", "pthread_kill"};
         for (int h = 0; h < 2; h++) {
             char *argv2[] = {"signals", "die", sig, (char *)hows[h], NULL};
-            pid = self_spawn(argv2);
-            CHECK(pid > 0, "posix_spawn");
-            st = st_wait_status(pid);
-            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i], "signal %d by %s from a thread: %s", sigs[i], hows[h],
-                  st_status_str(st));
+            dies_of(argv2, sigs[i], "by a thread's raise or pthread_kill");
         }
-        char *argv4[] = {"signals", "kill0", sig, NULL};
-        pid = self_spawn(argv4);
-        CHECK(pid > 0, "posix_spawn");
-        st = st_wait_status(pid);
-        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i],
-              "kill(0, %d) from a process alone in its group: %s (68: a handler had not run when kill returned, "
-              "69: kill returned)",
-              sigs[i], st_status_str(st));
-        char *argv3[] = {"signals", "restore", sig, NULL};
-        pid = self_spawn(argv3);
-        CHECK(pid > 0, "posix_spawn");
-        st = st_wait_status(pid);
-        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i],
-              "signal %d raised after its old action (kept while all were blocked) was put back: %s (63: the old "
-              "action was not SIG_DFL)",
-              sigs[i], st_status_str(st));
+        char *argv3[] = {"signals", "kill0", sig, NULL};
+        dies_of(argv3, sigs[i], "by kill(0) from a process alone in its group (68: a handler had not run when kill "
+                                "returned, 69: kill returned)");
+        char *argv4[] = {"signals", "restore", sig, NULL};
+        dies_of(argv4, sigs[i], "raised after its old action, kept while all were blocked, was put back (63: the "
+                                "old action was not SIG_DFL)");
     }
 }
 
