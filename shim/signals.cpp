@@ -108,9 +108,12 @@ uintptr_t pc_of(void *uc) {
 
 std::atomic<uint32_t> pokes_wanted{0};
 
-// t runs on a worker: poke that worker.
+// t runs on a worker: poke that worker.  Not one in a kernel wait: its
+// signals are sent on to it as they are (send_to), and a poke would only
+// end its call with EINTR.
 bool send_poke(Thread *t) {
-    pid_t tid = pokes_on && t->g ? npshim_thread_running_tid(t->g) : 0;
+    if (!pokes_on || !t->g || t->kwait_tid.load(std::memory_order_seq_cst)) return false;
+    pid_t tid = npshim_thread_running_tid(t->g);
     return tid && real.syscall(SYS_tgkill, getpid(), tid, kPoke, 0, 0, 0) == 0;
 }
 
