@@ -305,6 +305,11 @@ void wake_for(int sig) {
     poke(t);
 }
 
+// A signal for the process: pending for it, a thread woken to take it.
+void to_process(int sig, const siginfo_t *info) {
+    if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
+}
+
 // The process's pending signals that t's mask, changed from `before`, now
 // blocks: another thread may take them.
 void mask_narrowed(Thread *t, const sigset_t &before) {
@@ -324,7 +329,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // of the program (a forked child's, one glibc made) takes it itself.
     bool route = on() && !green() && park_tcb_main(tcb_current());
     if (route && threads_pick(0)) {
-        if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
+        to_process(sig, info);
     } else {
         Thread *me = on() ? self() : nullptr;
         siginfo_t fwd;
@@ -366,11 +371,8 @@ void on_poke(int sig, siginfo_t *info, void *uc) {
     int e = errno;
     bool ours = info && info->si_code == SI_TKILL && info->si_pid == getpid() && on();
     if (!ours) {
-        if (on() && green() && threads_pick(0)) { // landed on a worker
-            if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
-        } else {
-            on_signal(sig, info, uc);
-        }
+        if (on() && green() && threads_pick(0)) to_process(sig, info); // landed on a worker
+        else on_signal(sig, info, uc);
     } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t) && !in_no_go(pc_of(uc))) {
         sig_deliver(t);
     }
