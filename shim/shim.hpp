@@ -67,6 +67,9 @@ struct Thread {
     // Who sent the pending ones (one slot per signal would cost 8 KiB a
     // thread: kept for the latest only, which is what handlers ask).
     siginfo_t siginfo;
+    // While a poke runs its handlers: the kernel's context of where the
+    // thread was, which they are shown.
+    const void *poked_at = nullptr;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it

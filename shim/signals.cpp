@@ -157,6 +157,27 @@ void default_action_now(int sig) {
     real_sigaction()(sig, &was, nullptr); // stopped, then continued: as it was
 }
 
+void mask_narrowed(Thread *t, const sigset_t &before);
+
+// Call the program's handler a for sig on a green thread whose mask was
+// *mask before it.  An SA_SIGINFO handler's third argument is the kernel's
+// context of a poke or a worker's signal (where the thread was: profilers
+// read the pc, the JVM the registers), else this one; a copy either way,
+// with the thread's mask as uc_sigmask, since the kernel's says the
+// worker's, which a handler must not change.  What the handler leaves
+// there is the mask after it, as sigreturn restores it.
+void call_handler(const struct sigaction &a, int sig, siginfo_t *info, const void *kernel, sigset_t *mask) {
+    if (!(a.sa_flags & SA_SIGINFO)) return a.sa_handler(sig);
+    ucontext_t uc;
+    if (kernel) memcpy(&uc, kernel, sizeof uc);
+    else getcontext(&uc);
+    uc.uc_sigmask = *mask;
+    a.sa_sigaction(sig, info, &uc);
+    *mask = uc.uc_sigmask;
+    sigdelset(mask, SIGKILL);
+    sigdelset(mask, SIGSTOP);
+}
+
 // Run the program's handler for sig on the calling (green) thread.
 int run_handler(Thread *t, int sig, siginfo_t *info) {
     lock();
@@ -175,10 +196,14 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
     sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
     if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
     int e = errno; // a handler must leave errno as it found it; many do not
-    if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, nullptr);
-    else a.sa_handler(sig);
+    const void *at = t->poked_at; // not shown to a handler nested in this one
+    t->poked_at = nullptr;
+    call_handler(a, sig, info, at, &saved);
+    t->poked_at = at;
     errno = e;
+    sigset_t during = t->sigmask;
     t->sigmask = saved;
+    mask_narrowed(t, during);
     return (a.sa_flags & SA_RESTART) ? 1 : -EINTR;
 }
 
@@ -356,11 +381,16 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
             if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
         }
-        if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
+        if (t && is_handler(a)) call_handler(a, sig, info, uc, &saved);
+        else if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);
         else if (!(a.sa_handler == SIG_IGN || ignored_by_default(sig)))
             default_action_now(sig); // as if we were never here
-        if (t && is_handler(a)) t->sigmask = saved;
+        if (t && is_handler(a)) {
+            sigset_t during = t->sigmask;
+            t->sigmask = saved;
+            mask_narrowed(t, during);
+        }
     }
     errno = e;
 }
@@ -374,7 +404,10 @@ void on_poke(int sig, siginfo_t *info, void *uc) {
         if (on() && green() && threads_pick(0)) to_process(sig, info); // landed on a worker
         else on_signal(sig, info, uc);
     } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t) && !in_no_go(pc_of(uc))) {
+        const void *outer = t->poked_at;
+        t->poked_at = uc;
         sig_deliver(t);
+        t->poked_at = outer;
     }
     errno = e;
 }

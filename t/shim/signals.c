@@ -58,10 +58,16 @@
  *   no-spurious 4 threads in nanosleep and poll loops under a 150 us timer's
  *               process signal: a call ends with EINTR only where a
  *               handler ran, never on a thread that was only woken
+ *   context     an SA_SIGINFO handler gets a context: its uc_sigmask is
+ *               the thread's mask before the handler, and what the handler
+ *               writes there is the thread's mask after it (raise, and a
+ *               thread parked in a read); a thread that computes is shown
+ *               where it was, in the program's code (profilers sample so)
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
 #define _DEFAULT_SOURCE 1
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -71,6 +77,7 @@
 #include <sys/select.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 
 #include "shim_test.h"
 
@@ -1692,6 +1699,141 @@ static void test_no_spurious(void)
     set_handler(SIGUSR2, SIG_DFL, 0);
 }
 
+/* -------------------------------------------------------------- context -- */
+
+static atomic_int cx_count, cx_bad;
+static _Atomic uintptr_t cx_pc;
+
+static uintptr_t pc_of(const ucontext_t *uc)
+{
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* SIGUSR1's: checks the context, and blocks SIGTERM after it returns. */
+static void on_cx(int sig, siginfo_t *info, void *ctx)
+{
+    (void)info;
+    ucontext_t *uc = ctx;
+    atomic_fetch_add(&cx_count, 1);
+    if (!uc) {
+        atomic_store(&cx_bad, 1);
+        return;
+    }
+    if (sigismember(&uc->uc_sigmask, sig) || !sigismember(&uc->uc_sigmask, SIGUSR2)) atomic_store(&cx_bad, 2);
+    sigaddset(&uc->uc_sigmask, SIGTERM);
+}
+
+/* SIGUSR2's on the spinner: where it was. */
+static void on_cx_pc(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)info;
+    atomic_store(&cx_pc, ctx ? pc_of(ctx) : 1);
+    cp_flag = 1;
+}
+
+static void set_info_handler(int sig, void (*fn)(int, siginfo_t *, void *))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = fn;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) != 0) {
+        perror("sigaction");
+        exit(2);
+    }
+}
+
+static int cx_pipe[2];
+static atomic_int cx_parked;
+static void *cx_reader(void *arg)
+{
+    (void)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_SETMASK, &m, NULL);
+    atomic_store(&cx_parked, 1);
+    char c;
+    ssize_t r;
+    do r = read(cx_pipe[0], &c, 1);
+    while (r < 0 && errno == EINTR);
+    return (void *)(intptr_t)blocked_now(SIGTERM);
+}
+
+static void test_context(void)
+{
+    st_phase = "context";
+    set_info_handler(SIGUSR1, on_cx);
+    sigset_t m, old;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_SETMASK, &m, &old);
+    raise(SIGUSR1);
+    CHECK(atomic_load(&cx_count) == 1, "raise: the handler ran %d times", atomic_load(&cx_count));
+    CHECK(atomic_load(&cx_bad) == 0, "raise: %s", atomic_load(&cx_bad) == 1 ? "no context (NULL)"
+                                                   : "uc_sigmask is not the mask before the handler");
+    CHECK(blocked_now(SIGTERM), "raise: SIGTERM added to uc_sigmask is not blocked after the handler");
+    CHECK(blocked_now(SIGUSR2) && !blocked_now(SIGUSR1), "raise: the mask after the handler lost SIGUSR2 "
+          "or kept SIGUSR1");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    /* a thread parked in a read, signalled by another */
+    atomic_store(&cx_bad, 0);
+    CHECK(pipe(cx_pipe) == 0, "pipe: %s", strerror(errno));
+    pthread_t th = st_spawn(cx_reader, NULL);
+    while (!atomic_load(&cx_parked)) st_sleep_ms(1);
+    st_sleep_ms(50);
+    pthread_kill(th, SIGUSR1);
+    for (int i = 0; i < 2000 && atomic_load(&cx_count) < 2; i++) st_sleep_ms(1);
+    CHECK(write(cx_pipe[1], "x", 1) == 1, "write: %s", strerror(errno));
+    void *term;
+    pthread_join(th, &term);
+    CHECK(atomic_load(&cx_count) == 2, "parked: the handler ran %d times in all, want 2", atomic_load(&cx_count));
+    CHECK(atomic_load(&cx_bad) == 0, "parked: %s", atomic_load(&cx_bad) == 1 ? "no context (NULL)"
+                                                     : "uc_sigmask is not the thread's mask");
+    CHECK((intptr_t)term == 1, "parked: SIGTERM added to uc_sigmask is not blocked after the handler");
+    close(cx_pipe[0]);
+    close(cx_pipe[1]);
+    set_handler(SIGUSR1, SIG_DFL, 0);
+
+#if defined(__x86_64__) || defined(__aarch64__)
+    /* a thread computing: the handler is shown the program's own code */
+    set_info_handler(SIGUSR2, on_cx_pc);
+    pthread_sigmask(SIG_BLOCK, &m, &old); /* only the spinner takes it */
+    cp_flag = 0;
+    atomic_int up = 0;
+    th = st_spawn(cp_spinner, &up);
+    while (!atomic_load(&up)) st_sleep_ms(1);
+    st_sleep_ms(50);
+    pid_t kid = fork();
+    if (kid == 0) {
+        kill(getppid(), SIGUSR2);
+        _exit(0);
+    }
+    st_wait_status(kid);
+    void *ms;
+    pthread_join(th, &ms);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    set_handler(SIGUSR2, SIG_DFL, 0);
+    CHECK((intptr_t)ms >= 0, "compute: the handler never ran (5 s)");
+    uintptr_t pc = atomic_load(&cx_pc);
+    Dl_info here, there;
+    CHECK(pc > 1, "compute: %s", pc ? "no context (NULL)" : "no pc");
+    if (pc > 1 && dladdr((void *)(uintptr_t)test_context, &here) && dladdr((void *)pc, &there))
+        CHECK(here.dli_fbase == there.dli_fbase, "compute: the context's pc %#lx is in %s, not in the program",
+              (unsigned long)pc, there.dli_fname ? there.dli_fname : "?");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -1710,7 +1852,7 @@ int main(int argc, char **argv)
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
         {"no-spurious", test_no_spurious}, {"bsd-masks", test_bsd_masks},
-        {"compute", test_compute},
+        {"compute", test_compute}, {"context", test_context},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
