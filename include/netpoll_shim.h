@@ -113,6 +113,12 @@ typedef ssize_t (*npshim_op)(int fd, void *ctx);
 /* Another call holds the direction (waits on it): -EBUSY at once instead
  * of queueing behind it, so the caller can wait its own way. */
 #define NPSHIM_TRYLOCK 4u
+/* The caller's last read of this stream came back short, and no read
+ * readiness came since it began (npshim_io_events): the read emptied the
+ * socket, so wait for readiness before the first try, unless the port has
+ * seen a hang-up, an error or urgent data on it (after which a read can
+ * stop short of what is there, with no readiness to follow). */
+#define NPSHIM_DRAINED 8u
 
 /* Go's per-call loop: take the direction's lock, try op, on -EAGAIN park
  * until ready and try again.  mode NP_READ or NP_WRITE; deadline
@@ -121,9 +127,12 @@ typedef ssize_t (*npshim_op)(int fd, void *ctx);
  * readiness seen since then (or any stale one) returns 0 at once. */
 ssize_t npshim_io(np_fd *pd, int mode, int64_t deadline, unsigned flags, uint32_t seq,
                   npshim_op op, void *ctx);
-/* How many operations have taken pd's direction so far (for
+/* How many times pd's direction was taken or let go so far (for
  * NPSHIM_WAIT_FIRST's seq). */
 uint32_t npshim_io_seq(np_fd *pd, int mode);
+/* How many read readinesses the poller has seen for pd so far (for
+ * NPSHIM_DRAINED): read just before a read, compared before the next. */
+uint32_t npshim_io_events(np_fd *pd);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -37,7 +37,7 @@ public:
 
     int open(int fd, PollDesc *pd) override {
         struct epoll_event ev = {};
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
         ev.data.u64 = pd->tag();
         if (int e = fd_claim(fd)) return e; // registered already, maybe on another worker's set
         if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -105,7 +105,7 @@ private:
             // Only EPOLLERR alone is an error event: with data or hang-up
             // present the read reports the precise state (Go #59545).
             unsigned ev = (e == EPOLLERR ? kEvErrOnly : 0) |
-                          (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? kEvHangup : 0);
+                          (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI) ? kEvHangup : 0);
             pd_ready_event(tag, mode, ev, woken);
         }
     }

@@ -75,7 +75,7 @@ unsigned cq_entries() {
 
 unsigned poll_mask(int dirs) {
     unsigned m = 0;
-    if (dirs & NP_READ) m |= POLLIN | POLLRDHUP;
+    if (dirs & NP_READ) m |= POLLIN | POLLRDHUP | POLLPRI;
     if (dirs & NP_WRITE) m |= POLLOUT;
     return m;
 }
@@ -497,7 +497,9 @@ private:
         // socket's error report wakes with POLLERR alone even when data or
         // a hang-up is there too (epoll polls the file again and sees
         // them).  The read or write that follows reports the precise error.
-        unsigned ev = e & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0;
+        // POLLPRI (urgent data) comes with the wake-up of every socket's
+        // data: no read here counts as having emptied its socket.
+        unsigned ev = e & (POLLRDHUP | POLLHUP | POLLERR | POLLPRI) ? kEvHangup : 0;
         pd_ready_event(tag, mode, ev, woken);
     }
 

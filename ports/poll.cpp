@@ -253,7 +253,10 @@ public:
             int mode = mode_of(re);
             if (!mode) continue;
             NP_TRACE("netpoll: fd=%d ev=%#x ready", pd_trace_fd(snap_.tags[i]), unsigned(re));
-            // Only POLLERR alone is an error event (see the epoll port).
+            // Only POLLERR alone is an error event (see the epoll port).  No
+            // POLLPRI asked: level-triggered, it would come back at every
+            // poll while urgent data waits, and a read that stops short at
+            // the urgent mark sees POLLIN again anyway.
             unsigned ev = (re == POLLERR ? kEvErrOnly : 0) | (re & (POLLRDHUP | POLLHUP | POLLERR) ? kEvHangup : 0);
             pd_ready_event(snap_.tags[i], mode, ev, woken);
         }

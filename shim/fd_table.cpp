@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -109,6 +111,14 @@ static Kind anon_kind(int fd, Fd *e) {
     return kDirect;
 }
 
+// A TCP socket with an upper layer (kernel TLS): a read of it may stop
+// at a record's end with more queued.
+bool tcp_ulp(int fd) {
+    char name[16] = {};
+    socklen_t len = sizeof name;
+    return getsockopt(fd, IPPROTO_TCP, TCP_ULP, name, &len) == 0 && name[0];
+}
+
 Kind fd_kind(int fd, Fd *e) {
     auto k = Kind(e->kind.load(std::memory_order_acquire));
     if ((k == kStream || k == kDgram) &&
@@ -122,6 +132,12 @@ Kind fd_kind(int fd, Fd *e) {
         socklen_t len = sizeof type;
         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
         k = type == SOCK_STREAM ? kStream : kDgram;
+        // Not SCTP or MPTCP: a read of theirs may stop at a message's end.
+        int proto = -1;
+        len = sizeof proto;
+        e->drains = k == kStream && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
+                    (proto == 0 || proto == IPPROTO_TCP);
+        if (e->drains && proto == IPPROTO_TCP) e->drains = !tcp_ulp(fd);
         read_timeouts(fd, e);
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
@@ -157,15 +173,22 @@ np_fd *fd_registered(int fd, Fd *e) {
     }
 }
 
+namespace {
+// What the number's file was found to be: another file, or none, now.
+void unclassify(Fd *e) {
+    e->kind.store(kUnknown, std::memory_order_release);
+    e->nb_gen.store(0, std::memory_order_release);
+    e->rcvtimeo = e->sndtimeo = 0;
+    e->min_read = 0;
+    e->nowait = false;
+    e->write_direct = false;
+    e->drains = false;
+    e->drained.store(0, std::memory_order_relaxed);
+}
+} // namespace
+
 void fd_reset(int fd) {
-    if (Fd *e = fd_entry(fd)) {
-        e->nb_gen.store(0, std::memory_order_release);
-        e->kind.store(kUnknown, std::memory_order_release);
-        e->rcvtimeo = e->sndtimeo = 0;
-        e->min_read = 0;
-        e->nowait = false;
-        e->write_direct = false;
-    }
+    if (Fd *e = fd_entry(fd)) unclassify(e);
 }
 
 void (*fd_closing)(int fd);
@@ -184,11 +207,7 @@ int fd_forget(int fd) {
         }
         if (e->pd.compare_exchange_strong(pd, nullptr)) break;
     }
-    e->kind.store(kUnknown, std::memory_order_release);
-    e->nb_gen.store(0, std::memory_order_release);
-    e->rcvtimeo = e->sndtimeo = 0;
-    e->min_read = 0;
-    e->nowait = false;
+    unclassify(e);
     return pd ? npshim_fd_forget(pd) : 0;
 }
 
@@ -240,8 +259,7 @@ void fd_after_fork() {
         if (e.kind.load(std::memory_order_relaxed) == kInternal) real.close(int(fd));
         if (e.kind.load(std::memory_order_relaxed) == kUnknown && !e.pd.load(std::memory_order_relaxed)) continue;
         e.pd.store(nullptr, std::memory_order_relaxed);
-        e.kind.store(kUnknown, std::memory_order_relaxed);
-        e.nb_gen.store(0, std::memory_order_relaxed);
+        unclassify(&e);
     }
 }
 

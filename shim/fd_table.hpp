@@ -47,6 +47,11 @@ struct Fd {
     // poll need not say POLLOUT (/dev/random's never does) and its writes
     // do not wait.  Its reads still wait for readiness (a tun device's).
     bool write_direct = false;
+    // A TCP or unix stream socket: a read that comes back short has emptied
+    // it, so the next read waits for readiness first (io.cpp's drained()).
+    bool drains = false;
+    // That read's npshim_io_events, as (events << 1) | 1; 0: none.
+    std::atomic<uint64_t> drained{0};
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
     // The timeouts as read at this timeouts_gen: they are the socket's,
     // so a setsockopt through any dup of it moves that on.
@@ -58,6 +63,7 @@ struct Fd {
 };
 
 void fd_flags_changed();              // after an F_SETFL or FIONBIO
+bool tcp_ulp(int fd);                 // kernel TLS or another upper layer on it
 void fd_timeouts_changed();           // after a SO_RCVTIMEO or SO_SNDTIMEO
 // Another process may now share our open files (we forked or spawned, or
 // are a forked child): their O_NONBLOCK and timeouts can change without a

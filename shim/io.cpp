@@ -11,6 +11,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <dlfcn.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -84,6 +86,14 @@ class ReadyTurn {
     std::atomic<uint32_t> *w_;
 };
 
+// A read of a stream socket that may come back short: the length asked,
+// the registration, and its read readinesses when the attempt began.
+struct Drain {
+    size_t want;
+    np_fd *pd;
+    uint32_t events;
+};
+
 struct Buf {
     void *b;
     size_t n;
@@ -99,6 +109,7 @@ struct Buf {
     bool pollable;
     bool nowait; // a pipe the kernel reads and writes per call without blocking
     Fd *e;
+    Drain *drain;
 };
 
 // RWF_NOWAIT refused (EOPNOTSUPP: a named FIFO, an older kernel; EINVAL,
@@ -124,6 +135,7 @@ ssize_t op_read(int fd, void *c) {
 }
 ssize_t op_recv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
+    if (Drain *d = a->drain; d && d->pd) d->events = npshim_io_events(d->pd);
     return neg(real.recvfrom(fd, a->b, a->n, a->flags | MSG_DONTWAIT, a->addr, a->alen));
 }
 ssize_t op_write(int fd, void *c) {
@@ -202,7 +214,10 @@ ssize_t op_sockerr(int fd, void *) {
 
 // One blocking call: the attempt, and when it would block (and the program
 // did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
-ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait) {
+// d: a stream read; the attempt is not made when the last read emptied
+// the socket and no readiness has come since (it could only say EAGAIN:
+// one system call in three of a request and its answer).
+ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d) {
     Errno keep; // a call that succeeds leaves errno alone, whatever its attempts set
     Thread *t = self();
     npshim_safe_point();
@@ -213,7 +228,13 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     // attempt and the park (npshim_io then tries again before it waits).
     np_fd *seen_pd = e ? fd_registered_now(e) : nullptr;
     uint32_t seq = seen_pd ? npshim_io_seq(seen_pd, mode) : 0;
-    ssize_t r = op(fd, ctx);
+    unsigned drained = 0;
+    if (d && (d->pd = seen_pd) && !dontwait) {
+        uint64_t m = e->drained.load(std::memory_order_relaxed);
+        if (m && m == ((uint64_t(npshim_io_events(seen_pd)) << 1) | 1) && !fd_prog_nonblock(fd))
+            drained = NPSHIM_DRAINED;
+    }
+    ssize_t r = drained ? -EAGAIN : op(fd, ctx);
     if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
     // Closed since the attempt (and the number maybe reused): the call was
@@ -227,9 +248,13 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     }
     int64_t timeout = fd_timeout(fd, e, mode);
     int64_t deadline = timeout ? np_now() + timeout : 0;
+    if (d) d->pd = pd;
     for (;;) {
         bool interrupted;
-        r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, pd == seen_pd ? &seq : nullptr);
+        // seq: the attempt said EAGAIN (not made: NPSHIM_DRAINED says when to skip it)
+        r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, pd == seen_pd && !drained ? &seq : nullptr,
+                    drained);
+        drained = 0; // a handler may read it meanwhile
         if (!interrupted || r != -ETIMEDOUT) break;
         test_cancel(t);
         // A signal: its handler runs here; the call restarts only if it
@@ -239,6 +264,14 @@ ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
     return keep.pass(r);
+}
+
+ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d = nullptr) {
+    ssize_t r = blocking_call(fd, e, mode, op, ctx, dontwait, d);
+    if (d && e) // short: it took all there was when its attempt began
+        e->drained.store(d->pd && r > 0 && size_t(r) < d->want ? (uint64_t(d->events) << 1) | 1 : 0,
+                         std::memory_order_relaxed);
+    return r;
 }
 
 // A socket's number that read(2) or write(2) found a file of another kind:
@@ -287,8 +320,11 @@ ssize_t recv_common(int fd, void *buf, size_t n, int flags, struct sockaddr *add
     a.flags = flags & ~MSG_WAITALL;
     a.addr = addr;
     a.alen = alen;
+    Drain d{n, nullptr, 0};
+    if (k == kStream && e->drains && !(flags & (MSG_PEEK | MSG_OOB | MSG_TRUNC | MSG_ERRQUEUE | MSG_WAITALL)))
+        a.drain = &d;
     if (!(flags & MSG_WAITALL) || k != kStream)
-        return ret(blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT));
+        return ret(blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT, a.drain));
     size_t done = 0;
     while (done < n) {
         a.b = static_cast<char *>(buf) + done;
@@ -331,7 +367,9 @@ ssize_t read(int fd, void *buf, size_t n) {
     a.pollable = k == kPollable;
     a.nowait = e->nowait.load(std::memory_order_relaxed);
     a.e = e;
-    ssize_t r = blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false);
+    Drain d{n, nullptr, 0};
+    if (k == kStream && e->drains) a.drain = &d;
+    ssize_t r = blocking(fd, e, NP_READ, a.pollable ? op_read : op_recv, &a, false, a.drain);
     if (r == -ENOTSOCK && stale(fd)) return read(fd, buf, n);
     return ret(r);
 }
@@ -674,6 +712,9 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
     // The socket's timeouts, for every descriptor of it: each reads them again.
     if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on())
         fd_timeouts_changed();
+    // Kernel TLS: a read may stop at a record's end, with more queued.
+    if (r == 0 && level == IPPROTO_TCP && opt == TCP_ULP && on())
+        if (Fd *e = fd_entry(fd)) e->drains = false;
     return r;
 }
 

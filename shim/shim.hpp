@@ -110,9 +110,10 @@ void interrupt(Thread *t);
 // got first).  While another thread waits on pd in this direction, on an
 // epoll set of its own (park_private).  seq: npshim_io_seq(pd, mode) as
 // read before the caller's own attempt, which then is not repeated before
-// the wait unless another operation ran since (null: it is).
+// the wait unless another operation ran since (null: it is).  flags:
+// NPSHIM_DRAINED, or 0.
 ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
-                bool *interrupted, const uint32_t *seq);
+                bool *interrupted, const uint32_t *seq, unsigned flags = 0);
 // One npshim_io call with flags, interruptible as fd_park's; -EBADF at
 // once if *closes has moved on from seen (closes null: not looked at).
 ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags, uint32_t seq, npshim_op op,

@@ -701,8 +701,8 @@ ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags
 }
 
 ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim_op op, void *ctx,
-                bool *interrupted, const uint32_t *seq) {
-    unsigned flags = NPSHIM_TRYLOCK | (seq ? NPSHIM_WAIT_FIRST : 0);
+                bool *interrupted, const uint32_t *seq, unsigned flags) {
+    flags |= NPSHIM_TRYLOCK | (seq ? NPSHIM_WAIT_FIRST : 0);
     ssize_t r = park_pd(t, pd, mode, deadline, flags, seq ? *seq : 0, op, ctx, interrupted);
     return r == -EBUSY ? park_private(t, fd, pd, mode, deadline, op, ctx, interrupted) : r;
 }

@@ -313,6 +313,10 @@ uint32_t npshim_io_seq(np_fd *p, int mode) {
     return p ? pd_of(p)->fdmu.taken[mode == NP_READ ? 0 : 1].load(std::memory_order_acquire) : 0;
 }
 
+uint32_t npshim_io_events(np_fd *p) {
+    return p ? pd_of(p)->read_events.load(std::memory_order_acquire) : 0;
+}
+
 ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, uint32_t seq, npshim_op op, void *ctx) {
     ErrnoGuard eg;
     if (!p || (mode != NP_READ && mode != NP_WRITE) || deadline < 0) return -EINVAL;
@@ -325,6 +329,12 @@ ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, uint32_t
     // one not full): try before waiting.
     if ((flags & NPSHIM_WAIT_FIRST) && pd->fdmu.taken[lk.dir].load(std::memory_order_relaxed) != seq + 1)
         flags &= ~NPSHIM_WAIT_FIRST;
+    // A read that emptied the socket, and nothing since: an attempt could
+    // only say EAGAIN.  Not once the port saw a hang-up or urgent data:
+    // what stopped that read short (an end of file, the urgent mark) may
+    // still be there, and no edge will come for it.
+    if ((flags & NPSHIM_DRAINED) && mode == NP_READ && !pd->hangup.load(std::memory_order_acquire))
+        flags |= NPSHIM_WAIT_FIRST;
     // The deadline is this call's (SO_RCVTIMEO, a poll timeout): the
     // direction's lock makes it the only one using it.
     if (deadline) pd_set_deadline(pd, deadline, mode);

@@ -58,6 +58,7 @@ void FdMutex::rwunlock(int dir) {
         taken[dir].fetch_add(1, std::memory_order_relaxed);
     } else {
         held[dir] = false;
+        taken[dir].fetch_add(1, std::memory_order_relaxed);
     }
     Waiter *c = (--refs == 0 && closed) ? closer : nullptr;
     lk.unlock();

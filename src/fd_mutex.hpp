@@ -19,9 +19,10 @@ struct FdMutex {
     bool held[2] = {false, false};          // [0] read, [1] write
     Waiter *q[2] = {nullptr, nullptr};      // queued lockers (LIFO list, FIFO wake)
     Waiter *closer = nullptr;
-    // Acquisitions per direction, never reset: a caller that read it before
-    // an attempt of its own knows from it whether another operation ran
-    // (and took a readiness) between that attempt and its own turn.
+    // Acquisitions and releases per direction, never reset: a caller that
+    // read it before an attempt of its own knows from it whether another
+    // operation ran (and took a readiness) between that attempt and its own
+    // turn, also one that held the direction already and let it go since.
     std::atomic<uint32_t> taken[2] = {0, 0};
 
     void reset() {

@@ -352,6 +352,7 @@ int pd_ready_event(uintptr_t tag, int mode, unsigned ev, Waiter **woken) {
         }
         pd->lock.unlock();
     }
+    if (mode & NP_READ) pd->read_events.fetch_add(1, std::memory_order_release);
     int n = 0;
     for (int m : {NP_READ, NP_WRITE}) {
         if (!(mode & m)) continue;

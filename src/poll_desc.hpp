@@ -45,7 +45,13 @@ struct PollDesc {
     int fd = -1;
     bool pollable = false;                  // registered with the port
     bool user_nonblock = false;             // NP_OPEN_NONBLOCK: EAGAIN, never wait
-    std::atomic<bool> hangup{false};        // the port saw RDHUP/HUP/ERR
+    // The port saw a hang-up, an error or urgent data: from then on a short
+    // read no longer shows that nothing is left to read (npshim_io's
+    // NPSHIM_DRAINED).
+    std::atomic<bool> hangup{false};
+    // Read readiness events the poller took for it, never reset (a read
+    // that came back short compares it: npshim_io_events).
+    std::atomic<uint32_t> read_events{0};
     std::atomic<bool> is_free{true};        // on the free list (double-close check)
     uint8_t moves = 0;                      // registrations moved (poll_desc.cpp)
     SpinLock move_mu;                       // one move at a time
@@ -95,7 +101,8 @@ void pd_unblock(PollDesc *pd);                   // close: wake both with -EBADF
 int pd_retire(PollDesc *pd);  // close but for close(2) (api_io.cpp); -EBADF if closing
 // Poller: readiness for mode (NP_READ|NP_WRITE bits); collects the woken.
 // ev: kEvErrOnly when the error bit came alone (Go's eventErr), kEvHangup
-// when a hang-up or error was seen (no more edges will follow for reads).
+// when a hang-up, an error or urgent data was seen (a read may stop short
+// of what is there, with no edge to follow).
 constexpr unsigned kEvErrOnly = 1, kEvHangup = 2;
 struct Waiter;
 int pd_ready_event(uintptr_t tag, int mode, unsigned ev, Waiter **woken);

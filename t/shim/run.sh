@@ -69,7 +69,8 @@ same_fd:same_fd.c:
 join_detach:join_detach.c:
 writev_pipe:writev_pipe.c:
 busy:busy.c:
-fork_paths:fork_paths.c:'
+fork_paths:fork_paths.c:
+short_reads:short_reads.c:'
 
 passed=0
 failed=0
