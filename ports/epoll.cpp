@@ -90,6 +90,8 @@ private:
     }
 
     void handle(const struct epoll_event *evs, int n, int64_t delay, Waiter **woken) {
+        for (int i = 0; i < n; i++)
+            if (evs[i].data.u64) pd_prefetch(evs[i].data.u64);
         for (int i = 0; i < n; i++) {
             uint32_t e = evs[i].events;
             uint64_t tag = evs[i].data.u64;

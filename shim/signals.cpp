@@ -390,6 +390,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             sigset_t during = t->sigmask;
             t->sigmask = saved;
             mask_narrowed(t, during);
+            if (sig_pending(t)) sig_deliver(t); // one it raised meanwhile, as sigreturn lets it in
         }
     }
     errno = e;
@@ -774,19 +775,27 @@ int pthread_kill(pthread_t th, int sig) {
     struct sigaction a = prog[sig];
     unlock();
     bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
-    if (!handled) {
-        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
-        if (t == self() && !sigismember(&t->sigmask, sig) && sig != SIGKILL && sig != SIGSTOP) {
-            default_action_now(sig); // raise(): before it returns
-            return 0;
-        }
-        return kill_process(sig) == 0 ? 0 : errno; // the default action is the process's
-    }
     siginfo_t info = {};
     info.si_signo = sig;
     info.si_code = SI_TKILL;
     info.si_pid = getpid();
     info.si_uid = getuid();
+    if (!handled) {
+        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
+        if (t == self() && sig != SIGKILL && sig != SIGSTOP) {
+            if (!sigismember(&t->sigmask, sig)) {
+                default_action_now(sig); // raise(): before it returns
+                return 0;
+            }
+            // Blocked: a handler raising its own signal again after putting
+            // the default back (gzip's, xz's).  Pending for this thread, the
+            // action is taken as the handler returns, before the program's
+            // next step, as the kernel's sigreturn would.
+            send_to(t, sig, &info);
+            return 0;
+        }
+        return kill_process(sig) == 0 ? 0 : errno; // the default action is the process's
+    }
     send_to(t, sig, &info);
     if (t == self()) sig_deliver(t); // raise(): before it returns
     return 0;

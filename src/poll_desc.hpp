@@ -87,6 +87,11 @@ static_assert(alignof(PollDesc) <= 64, "tag needs the pointer's low bits free");
 PollDesc *pd_alloc();
 void pd_free(PollDesc *pd);
 PollDesc *pd_from_tag(uintptr_t tag, bool *stale);
+// Ask for the descriptor of an event before its turn in a batch: with
+// thousands of descriptors each is cold when its readiness comes.
+inline void pd_prefetch(uintptr_t tag) {
+    __builtin_prefetch(reinterpret_cast<const void *>(tag & ((uintptr_t(1) << kTagShift) - 1)));
+}
 inline int pd_trace_fd(uintptr_t tag) {
     return reinterpret_cast<PollDesc *>(tag & ((uintptr_t(1) << kTagShift) - 1))->fd;
 }

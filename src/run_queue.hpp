@@ -32,6 +32,7 @@ struct RunQueue {
         if (!g) return nullptr;
         head = g->next;
         if (!head) tail = nullptr;
+        else warm_up(head);
         len.store(len.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
         if (!g->started) nfresh.store(nfresh.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
         return g;

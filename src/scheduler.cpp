@@ -208,6 +208,7 @@ static inline GThread *local_pop_unmarked(Worker *w) {
     if (!g) return nullptr;
     w->local_head = g->next;
     if (!w->local_head) w->local_tail = nullptr;
+    else warm_up(w->local_head);
     w->local_n.store(w->local_n.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     return g;
 }

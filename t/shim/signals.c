@@ -33,7 +33,10 @@
  *               a thread, kill the process with that signal; and after a
  *               handler was set and the old action put back while every
  *               signal was blocked (git's sigchain); and sent by the
- *               process to its own group, kill(0, sig), as smbd ends
+ *               process to its own group, kill(0, sig), as smbd ends; and
+ *               raised again by their handler after it put the default
+ *               back (gzip's cleanup): the process ends as the handler
+ *               returns, before the program's next step
  *   waits       handlers run while a thread waits in pthread_join (the
  *               process's signal, every other thread blocking it, and the
  *               handler posting the semaphore a dispatcher waits on: the
@@ -85,11 +88,13 @@ extern char **environ;
 
 /* ------------------------------------------------------------ helpers -- */
 
-static void set_handler(int sig, void (*fn)(int), int flags)
+/* fn, or with SA_SIGINFO in flags info_fn, as sig's handler. */
+static void set_action(int sig, void (*fn)(int), void (*info_fn)(int, siginfo_t *, void *), int flags)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fn;
+    if (flags & SA_SIGINFO) sa.sa_sigaction = info_fn;
+    else sa.sa_handler = fn;
     sa.sa_flags = flags;
     sigemptyset(&sa.sa_mask);
     if (sigaction(sig, &sa, NULL) != 0) {
@@ -97,6 +102,8 @@ static void set_handler(int sig, void (*fn)(int), int flags)
         exit(2);
     }
 }
+
+static void set_handler(int sig, void (*fn)(int), int flags) { set_action(sig, fn, NULL, flags); }
 
 /* The calling thread's stack, [lo, hi). */
 static void my_stack(uintptr_t *lo, uintptr_t *hi)
@@ -988,6 +995,50 @@ static int mode_kill0(const char *sigs)
     return 69; /* the default action should have ended the process */
 }
 
+/* "reraise SIG": gzip's and xz's shape.  The handler cleans up (closes the
+ * output), puts the default back and raises the signal again, which its
+ * own mask blocks until it returns: the process ends as it returns, before
+ * the program takes another step (gzip wrote to the closed file and exited
+ * 1).  The signal lands on a thread that computes, then on one in a call. */
+static volatile int rr_fd = -1;
+static volatile sig_atomic_t rr_after;
+static void on_reraise(int sig)
+{
+    int fd = rr_fd;
+    rr_fd = -1;
+    close(fd);
+    signal(sig, SIG_DFL);
+    raise(sig);
+    rr_after = 1; /* still here: the signal waits for the handler's end */
+}
+
+static int mode_reraise(const char *sigs, const char *how)
+{
+    alarm(20);
+    int sig = atoi(sigs);
+    struct sigaction a = {.sa_handler = on_reraise};
+    sigemptyset(&a.sa_mask);
+    sigaction(sig, &a, NULL);
+    int p[2];
+    if (pipe(p) != 0) return 71;
+    rr_fd = p[1];
+    int ready = atoi(how);
+    if (write(ready, "r", 1) != 1) return 72;
+    volatile uint64_t x = 1;
+    for (unsigned n = 0;; n++) {
+        if (rr_fd < 0) { /* a step after the handler: told at once, before a late death */
+            (void)!write(ready, rr_after ? "A" : "B", 1);
+            return rr_after ? 73 : 74;
+        }
+        if (n & 1) {
+            for (int i = 0; i < 100000 && rr_fd >= 0; i++) x = x * 6364136223846793005ULL + 1;
+        } else {
+            struct timespec ts = {0, 100 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 /* "restore SIG": git's shape.  With every signal blocked, a handler is set
  * and the old action kept; that one is SIG_DFL (not the library's), and put
  * back it is the default again: raised, the signal ends the process. */
@@ -1218,6 +1269,24 @@ static void test_defaults(void)
         char *argv4[] = {"signals", "restore", sig, NULL};
         dies_of(argv4, sigs[i], "raised after its old action, kept while all were blocked, was put back (63: the "
                                 "old action was not SIG_DFL)");
+        for (int round = 0; round < 10; round++) {
+            CHECK(pipe(p) == 0, "pipe");
+            char fd[16];
+            snprintf(fd, sizeof fd, "%d", p[1]);
+            char *argv5[] = {"signals", "reraise", sig, fd, NULL};
+            pid = self_spawn(argv5);
+            close(p[1]);
+            CHECK(st_read_full(p[0], &c, 1) == 1 && c == 'r', "reraise: the child did not get ready");
+            st_sleep_ms(1 + round % 4);
+            kill(pid, sigs[i]);
+            st = st_wait_status(pid);
+            char after = 0;
+            ssize_t n = read(p[0], &after, 1);
+            close(p[0]);
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sigs[i] && n == 0, "signal %d raised again by its handler with "
+                  "the default put back: %s%s", sigs[i], st_status_str(st),
+                  n > 0 ? ", and the program took a step after the handler" : "");
+        }
     }
 }
 
@@ -1741,15 +1810,7 @@ static void on_cx_pc(int sig, siginfo_t *info, void *ctx)
 
 static void set_info_handler(int sig, void (*fn)(int, siginfo_t *, void *))
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = fn;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(sig, &sa, NULL) != 0) {
-        perror("sigaction");
-        exit(2);
-    }
+    set_action(sig, NULL, fn, SA_SIGINFO);
 }
 
 static int cx_pipe[2];
@@ -1841,6 +1902,7 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "inherited") == 0) return mode_inherited(argv[2]);
     if (argc > 2 && strcmp(argv[1], "restore") == 0) return mode_restore(argv[2]);
     if (argc > 2 && strcmp(argv[1], "kill0") == 0) return mode_kill0(argv[2]);
+    if (argc > 3 && strcmp(argv[1], "reraise") == 0) return mode_reraise(argv[2], argv[3]);
     if (argc > 2 && strcmp(argv[1], "busy") == 0) return mode_busy(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
