@@ -106,6 +106,8 @@ struct Buf {
     int iovcnt;
     struct msghdr *msg;
     const struct msghdr *cmsg;
+    struct mmsghdr *mmsg; // recvmmsg, sendmmsg: the vector and its length
+    unsigned vlen;
     bool pollable;
     bool nowait; // a pipe the kernel reads and writes per call without blocking
     Fd *e;
@@ -166,6 +168,14 @@ ssize_t op_readv(int fd, void *c) {
 ssize_t op_recvmsg(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     return neg(real.recvmsg(fd, a->msg, a->flags | MSG_DONTWAIT));
+}
+ssize_t op_recvmmsg(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.recvmmsg(fd, a->mmsg, a->vlen, a->flags | MSG_DONTWAIT, nullptr));
+}
+ssize_t op_sendmmsg(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    return neg(real.sendmmsg(fd, a->mmsg, a->vlen, a->flags | MSG_DONTWAIT));
 }
 ssize_t op_sendv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
@@ -476,6 +486,61 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
     a.msg = msg;
     a.flags = flags;
     return ret(blocking(fd, e, NP_READ, op_recvmsg, &a, flags & MSG_DONTWAIT));
+}
+
+// recvmmsg(2): the first message is waited for as recvmsg(2) waits (the
+// kernel looks at the timeout only after a message, so the first wait has
+// none but SO_RCVTIMEO); each attempt takes all that is there.  Then, with
+// MSG_WAITFORONE, MSG_DONTWAIT or a timeout, what came (the kernel would
+// wait on after it for messages until the timeout ran out); else the
+// vector is filled, waiting as the kernel does.
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || k == kPollable || vlen == 0) return real.recvmmsg(fd, vec, vlen, flags, timeout);
+    Buf a{};
+    a.flags = flags & ~MSG_WAITFORONE;
+    bool dontwait = flags & MSG_DONTWAIT;
+    unsigned done = 0;
+    while (done < vlen) {
+        a.mmsg = vec + done;
+        a.vlen = vlen - done;
+        ssize_t r = blocking(fd, e, NP_READ, op_recvmmsg, &a, dontwait);
+        if (r <= 0) return done ? int(done) : int(ret(r));
+        done += unsigned(r);
+        if ((flags & MSG_WAITFORONE) || dontwait || timeout) break;
+    }
+    return int(done);
+}
+
+// sendmmsg(2) on a blocking socket sends every message, waiting as
+// sendmsg(2) waits; an error after some went returns their count.  On a
+// stream each message goes whole, as sendmsg's.
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || k == kPollable || vlen == 0) return real.sendmmsg(fd, vec, vlen, flags);
+    bool dontwait = flags & MSG_DONTWAIT;
+    unsigned done = 0;
+    if (k == kStream && !dontwait) {
+        for (; done < vlen; done++) {
+            ssize_t r = sendmsg(fd, &vec[done].msg_hdr, flags);
+            if (r < 0) return done ? int(done) : -1;
+            vec[done].msg_len = unsigned(r);
+        }
+        return int(done);
+    }
+    Buf a{};
+    a.flags = flags;
+    while (done < vlen) {
+        a.mmsg = vec + done;
+        a.vlen = vlen - done;
+        ssize_t r = blocking(fd, e, NP_WRITE, op_sendmmsg, &a, dontwait);
+        if (r <= 0) return done ? int(done) : int(ret(r));
+        done += unsigned(r);
+        if (dontwait) break;
+    }
+    return int(done);
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {

@@ -65,6 +65,7 @@ bool pokes_on;
 
 struct Range {
     uintptr_t lo, hi;
+    bool libc;
 };
 Range no_go[16];
 int n_no_go;
@@ -84,7 +85,7 @@ int collect_no_go(struct dl_phdr_info *info, size_t, void *self_addr) {
         const ElfW(Phdr) &p = info->dlpi_phdr[i];
         if (p.p_type != PT_LOAD || !(p.p_flags & PF_X)) continue;
         uintptr_t lo = info->dlpi_addr + p.p_vaddr;
-        no_go[n_no_go++] = Range{lo, lo + p.p_memsz};
+        no_go[n_no_go++] = Range{lo, lo + p.p_memsz, !mine && strstr(name, "/libc.so") != nullptr};
     }
     return 0;
 }
@@ -92,6 +93,31 @@ int collect_no_go(struct dl_phdr_info *info, size_t, void *self_addr) {
 bool in_no_go(uintptr_t pc) {
     for (int i = 0; i < n_no_go; i++)
         if (pc >= no_go[i].lo && pc < no_go[i].hi) return true;
+    return false;
+}
+
+// The poke ended a system call libc made for the program with EINTR, one
+// the kernel does not restart (a socket's with a timeout; a call the
+// library does not interpose, as recvmmsg was): the handler runs there,
+// where the kernel would run it.  Else the call fails with EINTR and no
+// handler, again at every poke, and the program never sees its signal.
+bool eintr_in_libc(const void *uc) {
+    auto *c = static_cast<const ucontext_t *>(uc);
+#if defined(__x86_64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.gregs[REG_RIP]);
+    bool at = c->uc_mcontext.gregs[REG_RAX] == -EINTR && reinterpret_cast<const uint8_t *>(pc)[-2] == 0x0f &&
+              reinterpret_cast<const uint8_t *>(pc)[-1] == 0x05; // just past a syscall
+#elif defined(__aarch64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.pc);
+    bool at = int64_t(c->uc_mcontext.regs[0]) == -EINTR &&
+              reinterpret_cast<const uint32_t *>(pc)[-1] == 0xd4000001; // just past svc #0
+#else
+    uintptr_t pc = 0;
+    bool at = false;
+#endif
+    if (!at) return false;
+    for (int i = 0; i < n_no_go; i++)
+        if (pc >= no_go[i].lo && pc < no_go[i].hi) return no_go[i].libc;
     return false;
 }
 
@@ -404,7 +430,8 @@ void on_poke(int sig, siginfo_t *info, void *uc) {
     if (!ours) {
         if (on() && green() && threads_pick(0)) to_process(sig, info); // landed on a worker
         else on_signal(sig, info, uc);
-    } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t) && !in_no_go(pc_of(uc))) {
+    } else if (Thread *t = green() ? self() : nullptr;
+               t && sig_pending(t) && (!in_no_go(pc_of(uc)) || eintr_in_libc(uc))) {
         const void *outer = t->poked_at;
         t->poked_at = uc;
         sig_deliver(t);

@@ -70,7 +70,8 @@ join_detach:join_detach.c:
 writev_pipe:writev_pipe.c:
 busy:busy.c:
 fork_paths:fork_paths.c:
-short_reads:short_reads.c:'
+short_reads:short_reads.c:
+mmsg:mmsg.c:'
 
 passed=0
 failed=0
