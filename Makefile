@@ -209,11 +209,21 @@ check-valgrind: all
 # announced to it (src/sanitizer.hpp), so use-after-return is checked too.
 # No vptr checks: their probe needs a spare descriptor, and the tests of
 # the fd limit leave none.
+# Then the preload shim built so, under some of its test programs (plain
+# builds: libasan is preloaded first, as a sanitizer's runtime must be).
 ASAN_B ?= build-asan
+ASAN_SHIM_TESTS ?= join_detach stdio_sync signals same_fd short_reads mmsg futex_ops
 check-asan:
-	$(MAKE) B=$(ASAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" tests
+	$(MAKE) B=$(ASAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" \
+	  tests $(ASAN_B)/lib/libnetpoll-preload.so
 	ASAN_OPTIONS=detect_stack_use_after_return=1 LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
 	  $(ASAN_B)/t/netpoll-tests --jobs 2
+	@mkdir -p $(ASAN_B)/t/shim
+	for p in $(ASAN_SHIM_TESTS); do \
+	  $(CC) -std=c11 -D_GNU_SOURCE -O2 -pthread -o $(ASAN_B)/t/shim/$$p t/shim/$$p.c || exit 1; \
+	  echo "shim under ASan: $$p"; \
+	  LD_PRELOAD=$$($(CC) -print-file-name=libasan.so):$(CURDIR)/$(ASAN_B)/lib/libnetpoll-preload.so \
+	    ASAN_OPTIONS=detect_leaks=0 NP_PROCS=2 timeout 300 $(ASAN_B)/t/shim/$$p >/dev/null || exit 1; done
 
 # The suite built with ThreadSanitizer (a TSan fiber per green thread,
 # src/sanitizer.hpp) in a tree of its own.  A test that raced still passes

@@ -39,6 +39,11 @@ void npshim_start_lazily(void);
 void *npshim_os_tp(void);
 /* Enter another TCB on the calling OS thread (not from a green thread). */
 void npshim_tp_set(void *tp);
+/* 1 while the calling thread is in the engine's own pthread_create (a
+ * worker, sysmon, a helper): a sanitizer's interceptor, preloaded before
+ * the shim, hands that call to the shim's pthread_create, which must pass
+ * it to libc's.  Else 0. */
+int npshim_os_thread_starting(void);
 /* Create a joinable green thread that does not run yet.  stack_size 0:
  * the runtime's default; page multiples get a guard page. */
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg,

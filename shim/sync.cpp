@@ -500,16 +500,71 @@ int sem_post(sem_t *s) {
 
 namespace {
 
-constexpr int64_t kSharedRecheck = 10'000'000;
+// A green thread's wait on a word another process may wake (not private)
+// parks here, where this process's wakes reach it at once, and looks at
+// the word again after 50 us, then at twice the interval each time up to
+// 10 ms: a wake from another process (a forked child answering, a
+// process-shared semaphore) is seen within about as long again as the
+// wait had lasted.
+constexpr int64_t kSharedRecheckFirst = 50'000, kSharedRecheckMax = 10'000'000;
 
 int futex_wait_any(const uint32_t *addr, uint32_t val, int64_t deadline, bool priv) {
     if (priv) return futex_wait(addr, val, deadline, false);
-    for (;;) {
-        int64_t step = np_now() + kSharedRecheck;
+    // A thread that is not green (a forked child's, the OS main thread)
+    // blocks anyway: let it wait in the kernel, where another process's
+    // FUTEX_WAKE reaches it at once (our wakes of a shared word go there too).
+    if (!green()) {
+        if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+        struct timespec ts, *tp = nullptr;
+        if (deadline) {
+            int64_t left = deadline - np_now();
+            if (left < 0) left = 0;
+            ts.tv_sec = time_t(left / 1000000000);
+            ts.tv_nsec = long(left % 1000000000);
+            tp = &ts;
+        }
+        long r = real.syscall(SYS_futex, long(addr), FUTEX_WAIT, long(val), long(tp), 0, 0);
+        return r < 0 ? -errno : 0;
+    }
+    for (int64_t gap = kSharedRecheckFirst;; gap = gap < kSharedRecheckMax / 2 ? gap * 2 : kSharedRecheckMax) {
+        int64_t step = np_now() + gap;
         bool last = deadline && deadline <= step;
         int r = futex_wait(addr, val, last ? deadline : step, false);
         if (r != -ETIMEDOUT || last) return r;
         if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) return 0;
+    }
+}
+
+// FUTEX_WAKE_OP (Qt 5's QSemaphore::release): the kernel's atomic
+// operation on the second word, then the wakes it decides, on our waiters.
+bool wake_op_apply(uint32_t *addr2, uint32_t enc, long *err) {
+    int op = (enc >> 28) & 15, cmp = (enc >> 24) & 15;
+    int oparg = int32_t(enc << 8) >> 20, cmparg = int32_t(enc << 20) >> 20;
+    if (op & FUTEX_OP_OPARG_SHIFT) {
+        if (oparg < 0 || oparg > 31) { *err = -EINVAL; return false; }
+        oparg = int(1u << oparg);
+    }
+    op &= ~FUTEX_OP_OPARG_SHIFT;
+    uint32_t old = __atomic_load_n(addr2, __ATOMIC_RELAXED), nv;
+    do {
+        switch (op) {
+        case FUTEX_OP_SET: nv = uint32_t(oparg); break;
+        case FUTEX_OP_ADD: nv = old + uint32_t(oparg); break;
+        case FUTEX_OP_OR: nv = old | uint32_t(oparg); break;
+        case FUTEX_OP_ANDN: nv = old & ~uint32_t(oparg); break;
+        case FUTEX_OP_XOR: nv = old ^ uint32_t(oparg); break;
+        default: *err = -ENOSYS; return false;
+        }
+    } while (!__atomic_compare_exchange_n(addr2, &old, nv, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    int o = int(old);
+    switch (cmp) {
+    case FUTEX_OP_CMP_EQ: return o == cmparg;
+    case FUTEX_OP_CMP_NE: return o != cmparg;
+    case FUTEX_OP_CMP_LT: return o < cmparg;
+    case FUTEX_OP_CMP_LE: return o <= cmparg;
+    case FUTEX_OP_CMP_GT: return o > cmparg;
+    case FUTEX_OP_CMP_GE: return o >= cmparg;
+    default: *err = -ENOSYS; return false;
     }
 }
 
@@ -548,6 +603,42 @@ long syscall(long nr, ...) {
                 if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
                 long k = real.syscall(nr, a1, a2, n - woke, a4, a5, a6);
                 if (k > 0) woke += k;
+            }
+            return woke;
+        }
+        // FUTEX_WAKE_OP, and the requeues (woken rather than moved: a
+        // futex waiter must look at its word again anyway).
+        if (cmd == FUTEX_WAKE_OP || cmd == FUTEX_REQUEUE || cmd == FUTEX_CMP_REQUEUE) {
+            auto *addr2 = reinterpret_cast<uint32_t *>(a5);
+            int n1 = a3 < 0 || a3 > INT_MAX ? INT_MAX : int(a3);
+            int n2 = a4 < 0 || a4 > INT_MAX ? INT_MAX : int(a4);
+            if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+            int fl = int(a2) & ~FUTEX_CMD_MASK;
+            if (cmd == FUTEX_CMP_REQUEUE && __atomic_load_n(addr, __ATOMIC_SEQ_CST) != uint32_t(a6)) return ret(-EAGAIN);
+            bool second = false;
+            if (cmd == FUTEX_WAKE_OP) {
+                long err = 0;
+                second = wake_op_apply(addr2, uint32_t(a6), &err);
+                if (err) return ret(err);
+            }
+            long woke = futex_wake(addr, n1);
+            if (!priv && woke < n1) {
+                long k = real.syscall(SYS_futex, a1, FUTEX_WAKE | fl, n1 - woke, 0, 0, 0);
+                if (k > 0) woke += k;
+            }
+            if (cmd != FUTEX_WAKE_OP) {
+                // the requeued ones: woken on the first word; kernel waiters requeued by the kernel
+                long w2 = futex_wake(addr, n2);
+                long k = real.syscall(SYS_futex, a1, FUTEX_REQUEUE | fl, 0, n2 > w2 ? n2 - w2 : 0, a5, 0);
+                return woke + w2 + (k > 0 ? k : 0);
+            }
+            if (second) {
+                long w2 = futex_wake(addr2, n2);
+                if (!priv && w2 < n2) {
+                    long k = real.syscall(SYS_futex, a5, FUTEX_WAKE | fl, n2 - w2, 0, 0, 0);
+                    if (k > 0) w2 += k;
+                }
+                woke += w2;
             }
             return woke;
         }

@@ -22,6 +22,17 @@
 #include "shim.hpp"
 #include "tcb.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SHIM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SHIM_ASAN 1
+#endif
+#endif
+#ifdef SHIM_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace shim {
 
 int active = -1;
@@ -448,6 +459,12 @@ void test_cancel(Thread *t) {
     if (t && t->cancel_pending.load(std::memory_order_acquire) && !t->cancel_disabled) {
         t->cancel_disabled = 1; // once
         t->result = PTHREAD_CANCELED;
+#ifdef SHIM_ASAN
+        // The unwind jumps over our frames, whose redzones would stay
+        // poisoned under the cleanup handlers' (the compiler does this
+        // before a noreturn call; through a pointer, this one is not).
+        __asan_handle_no_return();
+#endif
         real.pthread_exit(PTHREAD_CANCELED);
     }
 }
@@ -471,7 +488,8 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
 }
 
 int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
-    if (!on()) return real.pthread_create(th, attr, fn, arg);
+    // The engine's own OS thread, handed here by a sanitizer's interceptor.
+    if (!on() || npshim_os_thread_starting()) return real.pthread_create(th, attr, fn, arg);
     size_t size = 0, guard = 4096;
     int detach = PTHREAD_CREATE_JOINABLE;
     if (attr) {

@@ -9,6 +9,7 @@
 
 #include "clock.hpp"
 #include "errno_guard.hpp"
+#include "libc_real.hpp"
 #include "netpoll_shim.h"
 #include "poll_desc.hpp"
 #include "port.hpp"
@@ -162,6 +163,8 @@ void npshim_tls_config(long tid_offset, void (*release)(void *tp)) {
 void *npshim_os_tp(void) { return const_cast<void *>(os_thread_self()); }
 
 void npshim_tp_set(void *tp) { tp_set(tp); }
+
+int npshim_os_thread_starting(void) { return os_thread_starting() ? 1 : 0; }
 
 void npshim_worker_signals(uint64_t set) { worker_sync_signals = set; }
 

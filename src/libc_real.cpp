@@ -41,9 +41,12 @@ void *libc_sym(const char *name) {
 #if NP_ASAN || NP_TSAN
     // The sanitizer's interceptor, which calls libc's: it must see the
     // workers start (their state: fake stacks, fibers) and, for TSan, the
-    // locks taken.
+    // locks taken.  ASan needs no more than the first: its interceptors
+    // call the next definition after its runtime, a preload shim's when
+    // one follows it, which must not take the engine's locks, masks and
+    // handlers for the program's.
     char iname[64] = "__interceptor_";
-    if (strlen(name) < sizeof iname - 15) {
+    if ((!NP_ASAN || strcmp(name, "pthread_create") == 0) && strlen(name) < sizeof iname - 15) {
         strcat(iname, name);
         if (void *f = dlsym(RTLD_DEFAULT, iname)) return f;
     }
@@ -70,7 +73,22 @@ template <Name name, class F> F *real() {
 
 #define REAL(name) real<#name, decltype(::name)>()
 
+thread_local bool os_create; // in os_pthread_create
+
+// pthread_create for a thread of the engine's own.  Under a sanitizer that
+// is its interceptor, whose own call reaches a preload shim's first when
+// one follows the sanitizer's runtime: the shim passes it on to libc's
+// while os_create says so (npshim_os_thread_starting).
+int os_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg) {
+    os_create = true;
+    int e = REAL(pthread_create)(t, a, fn, arg);
+    os_create = false;
+    return e;
+}
+
 } // namespace
+
+bool os_thread_starting() { return os_create; }
 
 int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out) {
     pthread_attr_t a;
@@ -86,7 +104,7 @@ int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out) {
     uint64_t all = ~(uint64_t(1) << 31 | uint64_t(1) << 32), old = 0;
     raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, long(&all), long(&old), 8);
     pthread_t t;
-    int e = REAL(pthread_create)(&t, &a, fn, arg);
+    int e = os_pthread_create(&t, &a, fn, arg);
     raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, long(&old), 0, 8);
     pthread_attr_destroy(&a);
     if (!e && out) *out = t;
@@ -105,7 +123,7 @@ using np::real;
 extern "C" {
 
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg) {
-    return REAL(pthread_create)(t, a, fn, arg);
+    return np::os_pthread_create(t, a, fn, arg);
 }
 int __wrap_pthread_join(pthread_t t, void **ret) { return REAL(pthread_join)(t, ret); }
 

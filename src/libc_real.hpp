@@ -11,6 +11,9 @@ namespace np {
 // with every signal blocked: signals are for the program's threads, and the
 // thread keeps that mask.  0 or an error number, as pthread_create.
 int start_os_thread(void *(*fn)(void *), void *arg, pthread_t *out = nullptr);
+// The calling thread is inside start_os_thread's pthread_create (or
+// jemalloc's): npshim_os_thread_starting.
+bool os_thread_starting();
 
 // libc's sigaction: a preload shim's would keep the handler for itself and
 // run it on a program thread.

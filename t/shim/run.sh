@@ -71,7 +71,8 @@ writev_pipe:writev_pipe.c:
 busy:busy.c:
 fork_paths:fork_paths.c:
 short_reads:short_reads.c:
-mmsg:mmsg.c:'
+mmsg:mmsg.c:
+futex_ops:futex_ops.c:'
 
 passed=0
 failed=0
