@@ -320,6 +320,24 @@ ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
     return ssize_t(done);
 }
 
+// recvmmsg, sendmmsg: blocking calls on what is left of the vector, until
+// it is done, or after the first when once; a failure after some messages
+// returns their count.
+int mmsg_calls(int fd, Fd *e, int mode, npshim_op op, struct mmsghdr *vec, unsigned vlen, int flags, bool once) {
+    Buf a{};
+    a.flags = flags;
+    unsigned done = 0;
+    while (done < vlen) {
+        a.mmsg = vec + done;
+        a.vlen = vlen - done;
+        ssize_t r = blocking(fd, e, mode, op, &a, flags & MSG_DONTWAIT);
+        if (r <= 0) return done ? int(done) : int(ret(r));
+        done += unsigned(r);
+        if (once) break;
+    }
+    return int(done);
+}
+
 ssize_t recv_common(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen) {
     Kind k;
     Fd *e = parkable(fd, &k);
@@ -498,19 +516,8 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct t
     Kind k;
     Fd *e = parkable(fd, &k);
     if (!e || k == kPollable || vlen == 0) return real.recvmmsg(fd, vec, vlen, flags, timeout);
-    Buf a{};
-    a.flags = flags & ~MSG_WAITFORONE;
-    bool dontwait = flags & MSG_DONTWAIT;
-    unsigned done = 0;
-    while (done < vlen) {
-        a.mmsg = vec + done;
-        a.vlen = vlen - done;
-        ssize_t r = blocking(fd, e, NP_READ, op_recvmmsg, &a, dontwait);
-        if (r <= 0) return done ? int(done) : int(ret(r));
-        done += unsigned(r);
-        if ((flags & MSG_WAITFORONE) || dontwait || timeout) break;
-    }
-    return int(done);
+    bool once = (flags & (MSG_WAITFORONE | MSG_DONTWAIT)) || timeout;
+    return mmsg_calls(fd, e, NP_READ, op_recvmmsg, vec, vlen, flags & ~MSG_WAITFORONE, once);
 }
 
 // sendmmsg(2) on a blocking socket sends every message, waiting as
@@ -530,17 +537,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags) {
         }
         return int(done);
     }
-    Buf a{};
-    a.flags = flags;
-    while (done < vlen) {
-        a.mmsg = vec + done;
-        a.vlen = vlen - done;
-        ssize_t r = blocking(fd, e, NP_WRITE, op_sendmmsg, &a, dontwait);
-        if (r <= 0) return done ? int(done) : int(ret(r));
-        done += unsigned(r);
-        if (dontwait) break;
-    }
-    return int(done);
+    return mmsg_calls(fd, e, NP_WRITE, op_sendmmsg, vec, vlen, flags, dontwait);
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
