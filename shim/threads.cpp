@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <sched.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <sys/auxv.h>
 #include <sys/resource.h>
@@ -139,6 +140,36 @@ void warn(const char *why) {
     char msg[256];
     int n = snprintf(msg, sizeof msg, "netpoll-preload: %s; the program runs without green threads\n", why);
     if (n > 0) real.write ? (void)real.write(2, msg, size_t(n)) : (void)0;
+}
+
+// A program whose own runtime schedules or watches its threads, which then
+// runs without green threads.  Go (built with cgo, its threads come from
+// pthread_create): its scheduler would run on ours, its preemption signal
+// is our poke's, and signal frames would land on goroutine stacks.
+// ThreadSanitizer and MemorySanitizer: their state is the OS thread's.
+// Go marks its executables with a note of its own (.note.go.buildid).
+const char *foreign_runtime() {
+    if (dlsym(RTLD_DEFAULT, "__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
+    if (dlsym(RTLD_DEFAULT, "__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
+    bool go = false;
+    dl_iterate_phdr(
+        [](struct dl_phdr_info *info, size_t, void *found) -> int {
+            for (int i = 0; i < info->dlpi_phnum; i++) {
+                const ElfW(Phdr) &p = info->dlpi_phdr[i];
+                if (p.p_type != PT_NOTE) continue;
+                auto *at = reinterpret_cast<const char *>(info->dlpi_addr + p.p_vaddr), *end = at + p.p_memsz;
+                while (at + sizeof(ElfW(Nhdr)) <= end) {
+                    auto *n = reinterpret_cast<const ElfW(Nhdr) *>(at);
+                    const char *name = at + sizeof *n;
+                    if ((n->n_namesz == 3 || n->n_namesz == 4) && n->n_type == 4 && memcmp(name, "Go", 3) == 0)
+                        *static_cast<bool *>(found) = true;
+                    at = name + ((n->n_namesz + 3) & ~3u) + ((n->n_descsz + 3) & ~3u);
+                }
+            }
+            return 1; // the program only: it comes first
+        },
+        &go);
+    return go ? "a Go program's runtime schedules its own threads" : nullptr;
 }
 
 void release_tcb(void *tp) {
@@ -437,6 +468,8 @@ void init_once() {
         decided = 0; // setuid/setgid: glibc ignores LD_PRELOAD's spirit too
     } else if (off && strcmp(off, "0") == 0) {
         decided = 0; // asked to step aside (to compare, or to rule the shim out)
+    } else if (const char *who = foreign_runtime()) {
+        warn(who);
     } else if (!tcb_init()) {
         warn("this glibc's thread layout is not one the shim knows");
     } else {

@@ -487,6 +487,43 @@ case_go_static() {
 }
 
 # ---- 8. a daemon -------------------------------------------------------------------------------
+# A Go program built with cgo: its threads come from pthread_create, and
+# its runtime preempts them with SIGURG.  Under nprun the shim steps aside
+# with one line, and the program runs as it does plain: goroutines in tight
+# loops while the collector stops the world, then SIGTERM through
+# os/signal.
+case_go_cgo() {
+    have go cc || return
+    gdir=$tmp/gocgo
+    mkdir -p "$gdir"
+    cp "$here/cgo_preempt.go" "$gdir/main.go"
+    if ! (cd "$gdir" && CGO_ENABLED=1 GOCACHE=${GOCACHE:-$out/go-cache} GO111MODULE=off \
+        timeout -s KILL 180 go build -o cgo main.go) > "$tmp/gocgo.log" 2>&1; then
+        fail plain "go build (cgo) failed" "$tmp/gocgo.log"
+        return
+    fi
+    for m in $modes; do
+        spent "$m" && continue
+        why=
+        # shellcheck disable=SC2046
+        start gocgo $(runner "$m") "$gdir/cgo"
+        for _ in $(seq 200); do
+            grep -q '^ready 42' "$tmp/gocgo.log" 2>/dev/null && break
+            kill -0 "$bg" 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -q '^ready 42' "$tmp/gocgo.log" || why="not ready in 20 s (its loops and collections)"
+        kill -TERM "$bg" 2>/dev/null
+        finish "$bgrp" 10
+        [ -z "$why" ] && ! grep -q '^got SIGTERM' "$tmp/gocgo.log" && why="SIGTERM not seen through os/signal (exit $rc)"
+        if [ -z "$why" ] && [ "$m" != plain ] &&
+            [ "$(grep -c 'netpoll-preload: .*Go program' "$tmp/gocgo.log")" != 1 ]; then
+            why="want one line from the shim stepping aside"
+        fi
+        if [ -n "$why" ]; then fail "$m" "$why" "$tmp/gocgo.log"; else ok "$m" "stepped aside; loops, collections and SIGTERM as plain"; fi
+    done
+}
+
 case_daemon() {
     have "$CC" "$py" || return
     if ! "$CC" -std=c11 -D_GNU_SOURCE -O2 -pthread -o "$out/daemon_echo" "$here/daemon_echo.c" \
@@ -1064,7 +1101,7 @@ case_ruby() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby interrupt; do
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static go-cgo daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby interrupt; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
