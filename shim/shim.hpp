@@ -54,6 +54,8 @@ struct Thread {
     std::atomic<const uint32_t *> wait_word{nullptr};
     std::atomic<np_fd *> wait_fd{nullptr};
     std::atomic<int> wait_mode{0};
+    // glibc robust mutexes it holds (see robust_enter in sync.cpp).
+    int robust_held = 0;
     std::atomic<int> poking{0};        // interrupters at work on wait_fd
     // In a call that waits in the kernel (kernel_call): its worker's tid,
     // which signals for it are forwarded to, and forwarders at work.

@@ -20,6 +20,7 @@
 
 #include "real.hpp"
 #include "shim.hpp"
+#include "tcb.hpp"
 
 namespace shim {
 
@@ -53,6 +54,44 @@ constexpr int kKindMask = 3, kRecursive = 1, kErrorCheck = 2;
 constexpr int kGlibcOnly = 16 | 32 | 64 | 128; // robust, PI, PP, pshared
 
 bool glibc_mutex(pthread_mutex_t *m) { return field<int>(m, kMKind) & kGlibcOnly; }
+
+// The mutexes left to glibc (robust ones: LMDB's writer mutex; process-
+// shared ones) name their owner by the TCB's tid, which is the worker's and
+// changes when the thread moves: an unlock on another worker fails with
+// EPERM and leaves the mutex held for ever (slapd hung so), and two threads
+// of one worker look like one owner (a recursive one lets both in).  While
+// a green thread holds one, its TCB carries an id of its own instead,
+// within FUTEX_TID_MASK and above any pid (pid_max is 2^22 at most), which
+// worker switches leave alone.  The kernel reads a robust futex's tid only
+// when an OS thread exits, from that OS thread's registered robust list (a
+// worker's), never a green TCB's.  PI mutexes, whose owner the kernel
+// checks, keep the worker's tid (netpoll-preload(7), LIMITS).
+constexpr int kPI = 32;
+bool tid_owned(pthread_mutex_t *m) { return !(field<int>(m, kMKind) & kPI); }
+
+Thread *robust_thread(pthread_mutex_t *m) {
+    if (!on() || !tid_owned(m) || tcb_tid_offset < 0) return nullptr;
+    Thread *t = self();
+    return t && !t->is_main && t->tcb ? t : nullptr;
+}
+void robust_enter(Thread *t) {
+    if (t->robust_held++) return;
+    npshim_thread_set_tls(t->g, t->tcb, 1);
+    field<pid_t>(t->tcb, tcb_tid_offset) = pid_t(0x20000000 | (npshim_thread_id(t->g) & 0x1fffffff));
+}
+void robust_leave(Thread *t) {
+    if (--t->robust_held) return;
+    npshim_thread_set_tls(t->g, t->tcb, 0);
+    field<pid_t>(t->tcb, tcb_tid_offset) = pid_t(real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0));
+}
+template <class F> int robust_lock(pthread_mutex_t *m, F lock) {
+    Thread *t = robust_thread(m);
+    if (!t) return lock();
+    robust_enter(t);
+    int r = lock();
+    if (r != 0 && r != EOWNERDEAD) robust_leave(t);
+    return r;
+}
 
 int mutex_lock(pthread_mutex_t *m, int64_t deadline, bool try_only) {
     int type = field<int>(m, kMKind) & kKindMask;
@@ -315,17 +354,17 @@ extern "C" {
 // ---- mutex --------------------------------------------------------------------
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
-    if (!on() || glibc_mutex(m)) return real.pthread_mutex_lock(m);
+    if (!on() || glibc_mutex(m)) return robust_lock(m, [&] { return real.pthread_mutex_lock(m); });
     return mutex_lock(m, 0, false);
 }
 
 int pthread_mutex_trylock(pthread_mutex_t *m) {
-    if (!on() || glibc_mutex(m)) return real.pthread_mutex_trylock(m);
+    if (!on() || glibc_mutex(m)) return robust_lock(m, [&] { return real.pthread_mutex_trylock(m); });
     return mutex_lock(m, 0, true);
 }
 
 int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abs) {
-    if (!on() || glibc_mutex(m)) return real.pthread_mutex_timedlock(m, abs);
+    if (!on() || glibc_mutex(m)) return robust_lock(m, [&] { return real.pthread_mutex_timedlock(m, abs); });
     if (bad_abs(abs)) return EINVAL;
     return mutex_lock(m, deadline_from_abs(CLOCK_REALTIME, abs), false);
 }
@@ -334,14 +373,19 @@ int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct ti
     if (bad_abs(abs)) return EINVAL;
     if (!on() || glibc_mutex(m)) {
         static auto fn = reinterpret_cast<decltype(&pthread_mutex_clocklock)>(dlsym(RTLD_NEXT, "pthread_mutex_clocklock"));
-        return fn(m, clock, abs);
+        return robust_lock(m, [&] { return fn(m, clock, abs); });
     }
     if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
     return mutex_lock(m, deadline_from_abs(clock, abs), false);
 }
 
 int pthread_mutex_unlock(pthread_mutex_t *m) {
-    if (!on() || glibc_mutex(m)) return real.pthread_mutex_unlock(m);
+    if (!on() || glibc_mutex(m)) {
+        int r = real.pthread_mutex_unlock(m);
+        if (r == 0)
+            if (Thread *t = robust_thread(m); t && t->robust_held) robust_leave(t);
+        return r;
+    }
     return mutex_unlock(m);
 }
 

@@ -72,7 +72,8 @@ busy:busy.c:
 fork_paths:fork_paths.c:
 short_reads:short_reads.c:
 mmsg:mmsg.c:
-futex_ops:futex_ops.c:'
+futex_ops:futex_ops.c:
+glibc_mutex:glibc_mutex.c:'
 
 passed=0
 failed=0
