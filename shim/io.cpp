@@ -239,13 +239,14 @@ ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool don
     np_fd *seen_pd = e ? fd_registered_now(e) : nullptr;
     uint32_t seq = seen_pd ? npshim_io_seq(seen_pd, mode) : 0;
     unsigned drained = 0;
+    int nb = -1; // the program's O_NONBLOCK, once asked (after a fork, a system call)
     if (d && (d->pd = seen_pd) && !dontwait) {
         uint64_t m = e->drained.load(std::memory_order_relaxed);
-        if (m && m == ((uint64_t(npshim_io_events(seen_pd)) << 1) | 1) && !fd_prog_nonblock(fd))
+        if (m && m == ((uint64_t(npshim_io_events(seen_pd)) << 1) | 1) && !(nb = fd_prog_nonblock(fd)))
             drained = NPSHIM_DRAINED;
     }
     ssize_t r = drained ? -EAGAIN : op(fd, ctx);
-    if (r != -EAGAIN || dontwait || !e || fd_prog_nonblock(fd)) return keep.pass(r);
+    if (r != -EAGAIN || dontwait || !e || (nb < 0 ? fd_prog_nonblock(fd) : nb)) return keep.pass(r);
     np_fd *pd = fd_registered(fd, e);
     // Closed since the attempt (and the number maybe reused): the call was
     // on the file that is gone, as a close during a parked call (Go's

@@ -454,11 +454,17 @@ Thread *thread_of(pthread_t th) {
 
 void init_once() {
     static std::atomic<int> state{0}; // 0 not yet, 1 deciding, 2 decided
+    static std::atomic<pid_t> decider{0};
     int s = 0;
     if (!state.compare_exchange_strong(s, 1)) {
-        while (state.load() != 2) sched_yield();
+        // Called back from inside the decision (dlsym's malloc is the
+        // program's own, a jemalloc that takes its locks): off meanwhile.
+        // Another thread waits, without a call that would come back here.
+        if (decider.load() == pid_t(::gettid())) return;
+        while (state.load() != 2) __builtin_ia32_pause();
         return;
     }
+    decider.store(pid_t(::gettid()));
     int decided = 0;
     const char *off = secure_getenv("NP_SHIM");
     // The real functions first: stepping aside passes every call to them.
@@ -485,6 +491,7 @@ void init_once() {
         decided = 1;
     }
     active = decided;
+    decider.store(0);
     state.store(2);
 }
 
