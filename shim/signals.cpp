@@ -171,6 +171,10 @@ uint64_t mask_bits(const sigset_t &m) {
 // to: a thread that raised it goes no further (xz re-raises the signal that
 // stopped it, then would exit 0).
 void default_action_now(int sig) {
+    if (sig == SIGSTOP) { // no action to set, never blocked: the kernel's stop, for this thread first
+        real.syscall(SYS_tgkill, getpid(), real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0), sig, 0, 0, 0);
+        return;
+    }
     struct sigaction dfl = {}, was;
     dfl.sa_handler = SIG_DFL;
     real_sigaction()(sig, &dfl, &was);
@@ -809,7 +813,11 @@ int pthread_kill(pthread_t th, int sig) {
     info.si_uid = getuid();
     if (!handled) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
-        if (t == self() && sig != SIGKILL && sig != SIGSTOP) {
+        // SIGSTOP too: sent to the process, the kernel gives it to the OS
+        // main thread (the catcher), and this worker would go on running
+        // the program until that thread is scheduled and stops the group
+        // (traffic_crashlog's kill(getpid(), SIGSTOP) then ran on).
+        if (t == self() && sig != SIGKILL) {
             if (!sigismember(&t->sigmask, sig)) {
                 default_action_now(sig); // raise(): before it returns
                 return 0;

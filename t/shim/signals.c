@@ -36,7 +36,9 @@
  *               process to its own group, kill(0, sig), as smbd ends; and
  *               raised again by their handler after it put the default
  *               back (gzip's cleanup): the process ends as the handler
- *               returns, before the program's next step
+ *               returns, before the program's next step.  And SIGSTOP to
+ *               itself (kill, raise): it stops before the call returns,
+ *               and goes on at SIGCONT
  *   waits       handlers run while a thread waits in pthread_join (the
  *               process's signal, every other thread blocking it, and the
  *               handler posting the semaphore a dispatcher waits on: the
@@ -1039,6 +1041,22 @@ static int mode_reraise(const char *sigs, const char *how)
     }
 }
 
+/* "stopself HOW FD": stops itself with kill(getpid(), SIGSTOP) or raise,
+ * then writes a byte to FD.
+ * traffic_crashlog waits so for its server's crash: nothing may run
+ * before a SIGCONT (it wrote a crash log at every start). */
+static int mode_stopself(const char *how, const char *fds)
+{
+    alarm(20);
+    int fd = atoi(fds);
+    if (strcmp(how, "raise") == 0) {
+        raise(SIGSTOP);
+    } else {
+        kill(getpid(), SIGSTOP);
+    }
+    return write(fd, "R", 1) == 1 ? 0 : 67;
+}
+
 /* "restore SIG": git's shape.  With every signal blocked, a handler is set
  * and the old action kept; that one is SIG_DFL (not the library's), and put
  * back it is the default again: raised, the signal ends the process. */
@@ -1269,6 +1287,32 @@ static void test_defaults(void)
         char *argv4[] = {"signals", "restore", sig, NULL};
         dies_of(argv4, sigs[i], "raised after its old action, kept while all were blocked, was put back (63: the "
                                 "old action was not SIG_DFL)");
+        const char *stops[] = {"kill", "raise"};
+        for (int round = 0; i == 0 && round < 12; round++) {
+            CHECK(pipe(p) == 0, "pipe");
+            char fd[16];
+            snprintf(fd, sizeof fd, "%d", p[1]);
+            char *argv6[] = {"signals", "stopself", (char *)stops[round % 2], fd, NULL};
+            pid = self_spawn(argv6);
+            close(p[1]);
+            int st6 = 0;
+            while (waitpid(pid, &st6, WUNTRACED) < 0 && errno == EINTR) {}
+            st_sleep_ms(20);
+            fcntl(p[0], F_SETFL, O_NONBLOCK);
+            char b;
+            ssize_t early = read(p[0], &b, 1);
+            CHECK(WIFSTOPPED(st6) && early != 1, "stopped itself by %s: %s%s", stops[round % 2],
+                  WIFSTOPPED(st6) ? "stopped" : st_status_str(st6),
+                  early == 1 ? ", but ran on past the stop first" : "");
+            if (WIFSTOPPED(st6)) kill(pid, SIGCONT);
+            fcntl(p[0], F_SETFL, 0);
+            CHECK(early == 1 || read(p[0], &b, 1) == 1, "stopped itself by %s: nothing after SIGCONT",
+                  stops[round % 2]);
+            st6 = st_wait_status(pid);
+            CHECK(WIFEXITED(st6) && WEXITSTATUS(st6) == 0, "stopped itself by %s: %s", stops[round % 2],
+                  st_status_str(st6));
+            close(p[0]);
+        }
         for (int round = 0; round < 10; round++) {
             CHECK(pipe(p) == 0, "pipe");
             char fd[16];
@@ -1903,6 +1947,7 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "restore") == 0) return mode_restore(argv[2]);
     if (argc > 2 && strcmp(argv[1], "kill0") == 0) return mode_kill0(argv[2]);
     if (argc > 3 && strcmp(argv[1], "reraise") == 0) return mode_reraise(argv[2], argv[3]);
+    if (argc > 3 && strcmp(argv[1], "stopself") == 0) return mode_stopself(argv[2], argv[3]);
     if (argc > 2 && strcmp(argv[1], "busy") == 0) return mode_busy(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
