@@ -454,17 +454,23 @@ case_nginx() {
     done
 }
 
-# ---- 7. a static Go program ---------------------------------------------------------------
+# ---- 7. Go programs, static and with cgo ------------------------------------------------
+# go_build DIR SOURCE BINARY CGO: SOURCE built offline into DIR/BINARY with
+# CGO_ENABLED=CGO; a failure is the case's (plain), its log in DIR.log.
+go_build() {
+    mkdir -p "$1"
+    cp "$here/$2" "$1/main.go"
+    if ! (cd "$1" && CGO_ENABLED=$4 GOCACHE=${GOCACHE:-$out/go-cache} GO111MODULE=off \
+        timeout -s KILL 180 go build -o "$3" main.go) > "$1.log" 2>&1; then
+        fail plain "go build (CGO_ENABLED=$4) failed" "$1.log"
+        return 1
+    fi
+}
+
 case_go_static() {
     have go || return
     gdir=$tmp/go
-    mkdir -p "$gdir"
-    cp "$here/static_hello.go" "$gdir/main.go"
-    if ! (cd "$gdir" && CGO_ENABLED=0 GOCACHE=${GOCACHE:-$out/go-cache} GO111MODULE=off \
-        timeout -s KILL 120 go build -o hello main.go) > "$tmp/go.log" 2>&1; then
-        fail plain "go build failed" "$tmp/go.log"
-        return
-    fi
+    go_build "$gdir" static_hello.go hello 0 || return
     for m in $modes; do
         spent "$m" && continue
         if [ "$m" = plain ]; then
@@ -486,7 +492,6 @@ case_go_static() {
     done
 }
 
-# ---- 8. a daemon -------------------------------------------------------------------------------
 # A Go program built with cgo: its threads come from pthread_create, and
 # its runtime preempts them with SIGURG.  Under nprun the shim steps aside
 # with one line, and the program runs as it does plain: goroutines in tight
@@ -495,13 +500,7 @@ case_go_static() {
 case_go_cgo() {
     have go cc || return
     gdir=$tmp/gocgo
-    mkdir -p "$gdir"
-    cp "$here/cgo_preempt.go" "$gdir/main.go"
-    if ! (cd "$gdir" && CGO_ENABLED=1 GOCACHE=${GOCACHE:-$out/go-cache} GO111MODULE=off \
-        timeout -s KILL 180 go build -o cgo main.go) > "$tmp/gocgo.log" 2>&1; then
-        fail plain "go build (cgo) failed" "$tmp/gocgo.log"
-        return
-    fi
+    go_build "$gdir" cgo_preempt.go cgo 1 || return
     for m in $modes; do
         spent "$m" && continue
         why=
@@ -524,6 +523,7 @@ case_go_cgo() {
     done
 }
 
+# ---- 8. a daemon -------------------------------------------------------------------------------
 case_daemon() {
     have "$CC" "$py" || return
     if ! "$CC" -std=c11 -D_GNU_SOURCE -O2 -pthread -o "$out/daemon_echo" "$here/daemon_echo.c" \
