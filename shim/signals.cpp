@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -845,11 +846,40 @@ int signalfd(int fd, const sigset_t *mask, int flags) {
     return r;
 }
 
+// SIGSTOP sent to our own group: the kernel wakes one thread to take it
+// (the OS main thread, parked), and the caller's worker would run on until
+// that one stops the group.  Whoever takes it stops every thread, the
+// caller too at its next return from a system call; so the caller waits,
+// yielding, for the signal to leave the process's pending set (a SIGCONT
+// meanwhile drops it: no stop then, as with the kernel's).  Without /proc,
+// as before.
+static void group_stop_taken() {
+    const uint64_t stop = bit(SIGSTOP);
+    for (int i = 0; i < 100000; i++) {
+        long fd = real.syscall(SYS_openat, AT_FDCWD, long("/proc/self/status"), O_RDONLY | O_CLOEXEC, 0, 0, 0);
+        if (fd < 0) return;
+        char buf[4096];
+        long n = real.syscall(SYS_read, fd, long(buf), sizeof buf - 1, 0, 0, 0);
+        real.syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+        if (n <= 0) return;
+        buf[n] = 0;
+        const char *p = strstr(buf, "\nShdPnd:");
+        if (!p) return;
+        if (!(strtoull(p + 9, nullptr, 16) & stop)) return;
+        real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+    }
+}
+
 int kill(pid_t pid, int sig) {
     static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
     Thread *t = on() ? self() : nullptr;
     if (!t || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
     if (pid == getpid()) return raise(sig);
+    if (sig == SIGSTOP && (pid == 0 || pid == -getpgrp())) {
+        int r = fn(pid, sig);
+        if (r == 0) group_stop_taken();
+        return r;
+    }
     // Our own process group (smbd ends itself with kill(0, SIGTERM)): the
     // others get it from the kernel, this process as raise gives it, before
     // kill returns; the kernel drops our copy, ignored for the moment.
@@ -866,6 +896,16 @@ int kill(pid_t pid, int sig) {
         return r;
     }
     return raise(sig);
+}
+
+// glibc's killpg calls its kill directly: our group's share would be
+// missed.
+int killpg(pid_t pgrp, int sig) {
+    if (pgrp < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return kill(-pgrp, sig);
 }
 
 int raise(int sig) {

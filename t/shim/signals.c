@@ -1041,15 +1041,22 @@ static int mode_reraise(const char *sigs, const char *how)
     }
 }
 
-/* "stopself HOW FD": stops itself with kill(getpid(), SIGSTOP) or raise,
- * then writes a byte to FD.
+/* "stopself HOW FD": stops itself with kill(getpid(), SIGSTOP), raise, or
+ * to its own process group (kill(0), killpg), then writes a byte to FD.
  * traffic_crashlog waits so for its server's crash: nothing may run
  * before a SIGCONT (it wrote a crash log at every start). */
 static int mode_stopself(const char *how, const char *fds)
 {
     alarm(20);
     int fd = atoi(fds);
-    if (strcmp(how, "raise") == 0) {
+    if (strcmp(how, "group") == 0 || strcmp(how, "killpg") == 0) {
+        if (setpgid(0, 0) != 0) return 68; /* a group of its own: not the test's */
+        int gate[2];
+        if (pipe(gate) != 0) return 69;
+        st_spawn(die_parked, (void *)(intptr_t)gate[0]); /* another thread to stop */
+        if (how[0] == 'g') kill(0, SIGSTOP);
+        else killpg(getpgrp(), SIGSTOP);
+    } else if (strcmp(how, "raise") == 0) {
         raise(SIGSTOP);
     } else {
         kill(getpid(), SIGSTOP);
@@ -1287,12 +1294,12 @@ static void test_defaults(void)
         char *argv4[] = {"signals", "restore", sig, NULL};
         dies_of(argv4, sigs[i], "raised after its old action, kept while all were blocked, was put back (63: the "
                                 "old action was not SIG_DFL)");
-        const char *stops[] = {"kill", "raise"};
-        for (int round = 0; i == 0 && round < 12; round++) {
+        const char *stops[] = {"kill", "raise", "group", "killpg"};
+        for (int round = 0; i == 0 && round < 16; round++) {
             CHECK(pipe(p) == 0, "pipe");
             char fd[16];
             snprintf(fd, sizeof fd, "%d", p[1]);
-            char *argv6[] = {"signals", "stopself", (char *)stops[round % 2], fd, NULL};
+            char *argv6[] = {"signals", "stopself", (char *)stops[round % 4], fd, NULL};
             pid = self_spawn(argv6);
             close(p[1]);
             int st6 = 0;
@@ -1301,15 +1308,15 @@ static void test_defaults(void)
             fcntl(p[0], F_SETFL, O_NONBLOCK);
             char b;
             ssize_t early = read(p[0], &b, 1);
-            CHECK(WIFSTOPPED(st6) && early != 1, "stopped itself by %s: %s%s", stops[round % 2],
+            CHECK(WIFSTOPPED(st6) && early != 1, "stopped itself by %s: %s%s", stops[round % 4],
                   WIFSTOPPED(st6) ? "stopped" : st_status_str(st6),
                   early == 1 ? ", but ran on past the stop first" : "");
             if (WIFSTOPPED(st6)) kill(pid, SIGCONT);
             fcntl(p[0], F_SETFL, 0);
             CHECK(early == 1 || read(p[0], &b, 1) == 1, "stopped itself by %s: nothing after SIGCONT",
-                  stops[round % 2]);
+                  stops[round % 4]);
             st6 = st_wait_status(pid);
-            CHECK(WIFEXITED(st6) && WEXITSTATUS(st6) == 0, "stopped itself by %s: %s", stops[round % 2],
+            CHECK(WIFEXITED(st6) && WEXITSTATUS(st6) == 0, "stopped itself by %s: %s", stops[round % 4],
                   st_status_str(st6));
             close(p[0]);
         }
