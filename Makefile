@@ -68,8 +68,8 @@ CFLAGS_COMMON := -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -Iinclude -I
 LIB_CXXFLAGS  := -std=c++20 -fvisibility=hidden -fvisibility-inlines-hidden $(TLS_CFLAGS) $(CFLAGS_COMMON)
 LIB_SRCS := $(wildcard src/*.cpp) ports/epoll.cpp ports/poll.cpp
 ifeq ($(HAVE_IO_URING),1)
-LIB_SRCS += ports/io_uring.cpp
-LIB_LIBS += -luring
+# liburing is loaded with the first ring (ports/uring_link.cpp).
+LIB_SRCS += ports/io_uring.cpp ports/uring_link.cpp
 endif
 ifeq ($(HAVE_JEMALLOC),1)
 # Built once from Debian's source package, its TLS one that a dlopen can
@@ -99,9 +99,13 @@ LIB_LIBS += -lpthread -ldl
 # shared libgcc_s, the one glibc's pthread_exit and cancellation unwind
 # with: a static copy would be handed that one's frames by our
 # personality routine, and abort on the first destructor it has to run.
+# That one is reached when an unwind runs (src/unwind_link.cpp), not
+# loaded with the library: its constructor's CPU probe cost every process.
 ifeq ($(SANFLAGS)$(HAVE_JEMALLOC),1)
-STATIC_CXXRT := -static-libstdc++
+STATIC_CXXRT := -static-libstdc++ -static-libgcc
+UNWIND_LINK := src/unwind_link.cpp
 endif
+LIB_SRCS := $(filter-out $(if $(UNWIND_LINK),,src/unwind_link.cpp),$(LIB_SRCS))
 LIB_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/switch.o
 LIB_SO   := $(B)/lib/libnetpoll.so.$(VERSION)
 LIB_HDRS := $(wildcard src/*.hpp) include/netpoll.h $(B)/config.mk
@@ -283,7 +287,7 @@ bench-quick: deps-bench $(BENCH_BINS)
 # Built against the public header and the shim's private seam only (no
 # -Isrc); it needs libnetpoll.so.1, found next to it ($ORIGIN).
 SHIM_SRCS := $(filter-out shim/nprun.c,$(wildcard shim/*.cpp))
-SHIM_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(SHIM_SRCS))
+SHIM_OBJS := $(patsubst %.cpp,$(B)/obj/%.o,$(SHIM_SRCS)) $(if $(UNWIND_LINK),$(B)/obj/shim/unwind_link.o)
 SHIM_SO   := $(B)/lib/libnetpoll-preload.so
 SHIM_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -Iinclude $(SANFLAGS)
 
@@ -291,6 +295,10 @@ SHIM_CXXFLAGS := -std=c++20 -O2 -g -fPIC -fno-omit-frame-pointer -Wall -Wextra -
 shim: $(SHIM_SO)
 
 $(B)/obj/shim/%.o: shim/%.cpp $(wildcard shim/*.hpp) shim/real.def include/netpoll.h include/netpoll_shim.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(SHIM_CXXFLAGS) -c $< -o $@
+
+$(B)/obj/shim/unwind_link.o: src/unwind_link.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(SHIM_CXXFLAGS) -c $< -o $@
 

@@ -51,11 +51,11 @@ std::atomic<uint32_t> main_waits{0};   // main called pthread_exit: wait for the
 // While main is green, the OS main thread takes the process's signals for
 // on_signal to route.  The ones a signalfd reads must stay pending in the
 // kernel instead, as they do when every thread blocks them: it blocks
-// them too, told through catcher_word (bumped also when main ends).
+// them too, told through catcher_word.
 std::atomic<uint32_t> catcher_word{0};
 std::atomic<uint64_t> catcher_blocked{0};
 std::atomic<uint64_t> catcher_applied{0};
-std::atomic<bool> catcher_on{false}, main_ended{false};
+std::atomic<bool> catcher_on{false};
 
 } // namespace
 
@@ -98,12 +98,12 @@ void take_ids() {
     if (memcmp(u, ids.uid, sizeof u) != 0) sys(SYS_setresuid, ids.uid[0], ids.uid[1], ids.uid[2]);
 }
 
-// The OS main thread's wait for the green main.  Its own mask starts
-// empty: the one it came with (exec passes the caller's on) is main's
-// now, which the routing keeps (route_blocked); left on this thread, a
+// The OS main thread, while main is green, until the process exits.  Its
+// own mask starts empty: the one it came with (exec passes the caller's
+// on) is main's now, which the routing keeps (route_blocked); left on this thread, a
 // signal blocked at exec would stay pending here for ever, whatever main
 // unblocks (haproxy -W re-executes itself with its signals blocked).
-void catcher_loop() {
+[[noreturn]] void catcher_loop() {
     sigset_t none;
     sigemptyset(&none);
     real.pthread_sigmask(SIG_SETMASK, &none, nullptr);
@@ -124,10 +124,6 @@ void catcher_loop() {
             take_ids();
             ids.state.store(2, std::memory_order_release);
             sys(SYS_futex, long(&ids.state), FUTEX_WAKE_PRIVATE, 1);
-        }
-        if (main_ended.load(std::memory_order_acquire)) {
-            catcher_on.store(false, std::memory_order_release);
-            return;
         }
         // Threads that compute with signals waiting: poked every 2 ms.
         struct timespec round = {0, 2000000};
@@ -260,13 +256,12 @@ void *main_entry(void *arg) {
         for (uint32_t n; (n = live.load(std::memory_order_acquire)) != 0;)
             futex_wait(reinterpret_cast<const uint32_t *>(&live), n, 0, false); // handlers run meanwhile
         m->status = 0;
+        tcb_set_unwind_buf(main_tcb, saved);
     }
-    tcb_set_unwind_buf(main_tcb, saved);
-    threads_remove(&main_rec);
-    cur = nullptr;
-    main_ended.store(true, std::memory_order_release);
-    catcher_wake();
-    return nullptr;
+    // What __libc_start_main does after main, done here, on main's green
+    // thread, as exit() called from main is: the OS main thread, parked in
+    // catcher_loop, need not be woken to do it (a wake-up per process).
+    exit(m->status);
 }
 
 std::atomic<int> runtime_state{0}; // 0 not yet, 1 starting, 2 up, 3 failed
@@ -311,7 +306,6 @@ int green_main(int argc, char **argv, char **envp) {
     pthread_sigmask(SIG_SETMASK, nullptr, &main_rec.sigmask);
     route_blocked(&main_rec.sigmask);
     npshim_thread_stack(g, &main_rec.stack_lo, &main_rec.stack_size);
-    pid_t tid = *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset);
     npshim_thread_set_tls(g, main_tcb, 1); // glibc lists it with the OS main thread's tid
     if (park) {
         park_tp = park->tcb;
@@ -319,15 +313,7 @@ int green_main(int argc, char **argv, char **envp) {
     }
     catcher_on.store(true, std::memory_order_release);
     npshim_thread_start(g);
-    catcher_loop();
-    npshim_thread_join(g, nullptr);
-    if (park) {
-        npshim_tp_set(main_tcb);
-        park_tp = nullptr;
-        tcb_free(park->tcb);
-    }
-    *reinterpret_cast<pid_t *>(static_cast<char *>(main_tcb) + tcb_tid_offset) = tid;
-    return m.status;
+    catcher_loop(); // until main's green thread exits the process
 }
 
 // A child of fork has one thread, the caller, and none of the workers:
