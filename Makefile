@@ -22,7 +22,8 @@ DEPS_BUILD := g++ make autoconf pkg-config dpkg-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
 DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu python3 curl wrk redis-server \
               redis-tools nginx abigail-tools mariadb-server mariadb-client apache2 \
-              openjdk-17-jdk-headless postgresql haproxy ruby golang-go
+              openjdk-17-jdk-headless postgresql haproxy ruby golang-go \
+              libtcmalloc-minimal4
 DEPS_BENCH := golang-go libboost-context-dev wrk gnuplot-nox
 
 .PHONY: all check check-valgrind check-asan check-tsan demo bench install clean deps deps-bench lib tests

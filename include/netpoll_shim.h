@@ -48,6 +48,11 @@ int npshim_os_thread_starting(void);
  * the runtime's default; page multiples get a guard page. */
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg,
                          size_t stack_size);
+/* The same on the caller's stack [lo, lo + size) (pthread_attr_setstack):
+ * not guarded, not freed; the thread's record takes its top few hundred
+ * bytes, as glibc's TCB takes the top of such a stack. */
+int npshim_thread_create_on(npshim_thread **t, void *(*fn)(void *), void *arg, void *lo,
+                            size_t size);
 /* The thread pointer entered whenever t runs (its TCB); before start.
  * keep_tid: the TCB keeps the tid it has (the program's main thread). */
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid);

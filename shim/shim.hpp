@@ -45,6 +45,11 @@ struct Thread {
     std::atomic<int> claim{0};
     char name[16] = {};
     sigset_t sigmask;                  // its own, never the worker's
+    stack_t altstack{nullptr, SS_DISABLE, 0}; // its sigaltstack, as told: never the worker's
+    // Fault handlers running (on_fault), and the mask before the outermost:
+    // a siglongjmp out of one puts that back (longjmp_out).
+    int fault_depth = 0;
+    sigset_t fault_before;
     // Cancellation (deferred, at the interposed cancellation points).
     std::atomic<int> cancel_pending{0};
     int cancel_disabled = 0;

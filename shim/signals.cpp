@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
+#include <setjmp.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -427,6 +428,69 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     errno = e;
 }
 
+// The kernel's handler for a fault the program handles (SIGSEGV, SIGBUS,
+// SIGFPE, SIGILL, SIGTRAP, SIGSYS): the kernel runs it where the fault
+// happens, with the worker's mask in the context and the handler's sa_mask
+// added to the worker's.  On a green thread, the thread's mask is the one
+// that counts: during the handler it is the thread's with sa_mask (and the
+// signal) added, pthread_sigmask there reports and changes that, the
+// context's uc_sigmask is the thread's mask before the handler, and what the
+// handler leaves there is the thread's mask after it, as sigreturn restores
+// it (SBCL checks its blockable signals are blocked in its SIGTRAP handler,
+// and sets uc_sigmask to the mask it wants after it).  The worker's own mask
+// comes back as the kernel saved it.  Registers are the kernel's context, so
+// a handler that steps over the fault (moves the pc) does.
+void on_fault(int sig, siginfo_t *info, void *ucv) {
+    lock();
+    struct sigaction a = prog[sig];
+    if (a.sa_flags & SA_RESETHAND) { // the kernel has put the default back: so do we
+        prog[sig] = {};
+        prog[sig].sa_handler = SIG_DFL;
+    }
+    unlock();
+    if (!is_handler(a)) {
+        if (a.sa_handler == SIG_DFL) default_action_now(sig);
+        return;
+    }
+    Thread *t = green() ? self() : nullptr;
+    auto *uc = static_cast<ucontext_t *>(ucv);
+    if (!t || !uc) {
+        if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
+        else a.sa_handler(sig);
+        return;
+    }
+    // The kernel's frame holds a 64-bit mask where glibc's ucontext_t has
+    // its 1024-bit sigset_t: the siginfo follows it there, so only the
+    // kernel's 8 bytes are read and written.
+    constexpr size_t kKernelMask = 8;
+    uint64_t kernel;
+    memcpy(&kernel, &uc->uc_sigmask, kKernelMask);
+    sigset_t before = t->sigmask;
+    sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
+    if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
+    memcpy(&uc->uc_sigmask, &before, kKernelMask);
+    if (t->fault_depth++ == 0) t->fault_before = before;
+    if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
+    else a.sa_handler(sig);
+    t->fault_depth--;
+    sigset_t during = t->sigmask;
+    sigemptyset(&t->sigmask);
+    memcpy(&t->sigmask, &uc->uc_sigmask, kKernelMask);
+    sigdelset(&t->sigmask, SIGKILL);
+    sigdelset(&t->sigmask, SIGSTOP);
+    route_blocked(&t->sigmask);
+    memcpy(&uc->uc_sigmask, &kernel, kKernelMask);
+    mask_narrowed(t, during);
+    // Let in what the mask after it unblocks: a poke, taken once the
+    // kernel's frame returns (or by the catcher, where the fault was in
+    // libc), as sigreturn would let it in.
+    if (sig_pending(t)) poke(t);
+}
+
+bool is_fault(int sig) {
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
+}
+
 // kPoke's handler: ours, sent to this worker for the thread it runs; or
 // the program's SIGURG, which is the process's.
 void on_poke(int sig, siginfo_t *info, void *uc) {
@@ -747,9 +811,30 @@ using namespace shim;
 extern "C" {
 
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
-    if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV ||
-        sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS)
-        return real_sigaction()(sig, act, old); // faults run where they happen
+    if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP)
+        return real_sigaction()(sig, act, old);
+    if (is_fault(sig)) { // faults run where they happen, through on_fault
+        lock();
+        struct sigaction prev = prog[sig];
+        bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
+        unlock();
+        if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
+        if (act) {
+            struct sigaction k = *act;
+            if (is_handler(*act)) {
+                k.sa_sigaction = on_fault;
+                k.sa_flags = act->sa_flags | SA_SIGINFO; // SA_RESETHAND stays the kernel's
+                sigemptyset(&k.sa_mask); // the thread's mask takes sa_mask (on_fault)
+            }
+            if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
+            lock();
+            prog[sig] = *act;
+            recorded.fetch_or(bit(sig), std::memory_order_relaxed);
+            unlock();
+        }
+        if (old) *old = prev;
+        return 0;
+    }
     lock();
     struct sigaction prev = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
@@ -1131,4 +1216,63 @@ int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
     return 0;
 }
 
+} // extern "C"
+
+// sigaltstack on a green thread is the thread's, as the kernel keeps it per
+// thread: recorded and reported, never set on the worker, which runs many
+// threads and keeps its own (stack_guard_thread_init), where the kernel
+// runs SA_ONSTACK fault handlers.  Setting the worker's would leave it the
+// stack of a thread that ends and frees it (SBCL, Rust, libsigsegv), and
+// the next fault handled there would find it unmapped and kill the process.
+extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
+    static auto fn = reinterpret_cast<int (*)(const stack_t *, stack_t *)>(dlsym(RTLD_NEXT, "sigaltstack"));
+    Thread *t = green() ? self() : nullptr;
+    if (!t) return fn(ss, old);
+    if (ss) {
+        if (ss->ss_flags & ~(SS_DISABLE | (1 << 31))) { // SS_AUTODISARM
+            errno = EINVAL;
+            return -1;
+        }
+        if (!(ss->ss_flags & SS_DISABLE) && ss->ss_size < size_t(MINSIGSTKSZ)) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    stack_t prev = t->altstack;
+    if (ss) {
+        t->altstack = *ss;
+        if (ss->ss_flags & SS_DISABLE) t->altstack = stack_t{nullptr, SS_DISABLE, 0};
+    }
+    if (old) *old = prev;
+    return 0;
+}
+
+// A handler that leaves by siglongjmp (emacs's and gawk's on stack
+// overflow) has glibc restore the mask sigsetjmp saved with its own
+// rt_sigprocmask, which sets the worker's: the thread's own mask, with the
+// handler's sa_mask added, would stay so.  The mask before the fault is
+// the thread's again, as the kernel's would be.  glibc's longjmp,
+// _longjmp and siglongjmp are one function; __longjmp_chk is the
+// fortified one.
+namespace {
+using JumpFn = void (*)(struct __jmp_buf_tag *, int);
+[[noreturn]] void longjmp_out(const char *name, JumpFn *fn, struct __jmp_buf_tag *env, int val) {
+    if (!*fn) *fn = reinterpret_cast<JumpFn>(dlsym(RTLD_NEXT, name));
+    Thread *t = on() && green() ? self() : nullptr;
+    if (t && t->fault_depth) {
+        t->fault_depth = 0;
+        if (env->__mask_was_saved) pthread_sigmask(SIG_SETMASK, &t->fault_before, nullptr);
+    }
+    (*fn)(env, val);
+    __builtin_unreachable();
+}
+JumpFn jump_fns[4];
+} // namespace
+
+extern "C" {
+void longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("longjmp", &jump_fns[0], env, val); }
+void _longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("_longjmp", &jump_fns[1], env, val); }
+void siglongjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("siglongjmp", &jump_fns[2], env, val); }
+[[noreturn]] void __longjmp_chk(struct __jmp_buf_tag env[1], int val);
+void __longjmp_chk(struct __jmp_buf_tag env[1], int val) { longjmp_out("__longjmp_chk", &jump_fns[3], env, val); }
 } // extern "C"

@@ -152,9 +152,13 @@ int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline) {
     }
     int r = futex_wait(reinterpret_cast<uint32_t *>(&seq), s, deadline, true);
     atom<uint32_t>(c, kCWaiters).fetch_sub(1, std::memory_order_relaxed);
+    // A signal's handler runs before the mutex is taken again, as glibc runs
+    // it in the futex wait: a handler that takes the same mutex (iperf2's
+    // SIGINT handler signals the condition main() waits on) must not find it
+    // held by its own thread.  The wait ends as a spurious wake-up.
+    if (t && sig_pending(t)) sig_deliver(t);
     pthread_mutex_lock(m);
     test_cancel(t); // with the mutex held again, as POSIX asks
-    if (t && sig_pending(t)) sig_deliver(t); // then a spurious wake-up, as POSIX allows
     return r == -ETIMEDOUT ? ETIMEDOUT : 0;
 }
 

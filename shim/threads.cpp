@@ -144,9 +144,74 @@ void warn(const char *why) {
 // is our poke's, and signal frames would land on goroutine stacks.
 // ThreadSanitizer and MemorySanitizer: their state is the OS thread's.
 // Go marks its executables with a note of its own (.note.go.buildid).
+// Whether a loaded module defines `name`, read from the dynamic symbol
+// tables themselves: dlsym of a missing name mallocs its error message,
+// and init_once can run inside the program's malloc (tcmalloc calls
+// pthread_once from its sbrk hook holding its spin lock: swipl), which
+// that malloc would wait on for ever.
+bool defined_anywhere(const char *name) {
+    struct Q {
+        const char *name;
+        bool found;
+    } q{name, false};
+    dl_iterate_phdr(
+        [](struct dl_phdr_info *info, size_t, void *qv) -> int {
+            auto *q = static_cast<Q *>(qv);
+            const ElfW(Dyn) *dyn = nullptr;
+            for (int i = 0; i < info->dlpi_phnum; i++)
+                if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+                    dyn = reinterpret_cast<const ElfW(Dyn) *>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+            if (!dyn) return 0;
+            const ElfW(Sym) *sym = nullptr;
+            const char *str = nullptr;
+            const uint32_t *gnu = nullptr, *sysv = nullptr;
+            for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
+                ElfW(Addr) p = d->d_un.d_ptr;
+                if (p < info->dlpi_addr) p += info->dlpi_addr; // not relocated (the vdso's)
+                if (d->d_tag == DT_SYMTAB) sym = reinterpret_cast<const ElfW(Sym) *>(p);
+                else if (d->d_tag == DT_STRTAB) str = reinterpret_cast<const char *>(p);
+                else if (d->d_tag == DT_GNU_HASH) gnu = reinterpret_cast<const uint32_t *>(p);
+                else if (d->d_tag == DT_HASH) sysv = reinterpret_cast<const uint32_t *>(p);
+            }
+            if (!sym || !str) return 0;
+            auto match = [&](uint32_t i) {
+                return sym[i].st_shndx != SHN_UNDEF && strcmp(str + sym[i].st_name, q->name) == 0;
+            };
+            if (gnu) {
+                uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom_size = gnu[2];
+                auto *buckets = reinterpret_cast<const uint32_t *>(
+                    reinterpret_cast<const ElfW(Addr) *>(gnu + 4) + bloom_size);
+                const uint32_t *chain = buckets + nbuckets;
+                uint32_t h = 5381;
+                for (const unsigned char *c = reinterpret_cast<const unsigned char *>(q->name); *c; c++)
+                    h = h * 33 + *c;
+                if (!nbuckets) return 0;
+                uint32_t i = buckets[h % nbuckets];
+                if (i < symoffset) return 0;
+                for (;; i++) {
+                    uint32_t hh = chain[i - symoffset];
+                    if ((hh | 1) == (h | 1) && match(i)) {
+                        q->found = true;
+                        return 1;
+                    }
+                    if (hh & 1) break;
+                }
+            } else if (sysv) {
+                for (uint32_t i = 0; i < sysv[1]; i++)
+                    if (match(i)) {
+                        q->found = true;
+                        return 1;
+                    }
+            }
+            return 0;
+        },
+        &q);
+    return q.found;
+}
+
 const char *foreign_runtime() {
-    if (dlsym(RTLD_DEFAULT, "__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
-    if (dlsym(RTLD_DEFAULT, "__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
+    if (defined_anywhere("__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
+    if (defined_anywhere("__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
     bool go = false;
     dl_iterate_phdr(
         [](struct dl_phdr_info *info, size_t, void *found) -> int {
@@ -518,7 +583,14 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     if (!on() || npshim_os_thread_starting()) return real.pthread_create(th, attr, fn, arg);
     size_t size = 0, guard = 4096;
     int detach = PTHREAD_CREATE_JOINABLE;
+    char *given = nullptr; // the program's stack (pthread_attr_setstack): its low end
     if (attr) {
+        // glibc keeps the stack's top, null when none was given, and
+        // reports the low end as that top less the size.
+        void *lo = nullptr;
+        size_t sz = 0;
+        if (pthread_attr_getstack(attr, &lo, &sz) == 0 && uintptr_t(lo) + sz != 0)
+            given = static_cast<char *>(lo);
         pthread_attr_getstacksize(attr, &size);
         pthread_attr_getguardsize(attr, &guard);
         pthread_attr_getdetachstate(attr, &detach);
@@ -528,7 +600,11 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     Thread *t = tcb_new(nullptr, 0, 0);
     if (!t) return EAGAIN;
     npshim_thread *g;
-    if (npshim_thread_create(&g, green_entry, t, stack_bucket(size)) != 0) {
+    // The program's own stack is the thread's: a runtime that scans it
+    // (SBCL's GC, between the stack pointer and the end it allocated) or
+    // guards it finds the thread there.
+    if (given ? npshim_thread_create_on(&g, green_entry, t, given, size) != 0
+              : npshim_thread_create(&g, green_entry, t, stack_bucket(size)) != 0) {
         tcb_free(t->tcb);
         return EAGAIN;
     }

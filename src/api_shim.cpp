@@ -188,6 +188,19 @@ int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size
     return 0;
 }
 
+int npshim_thread_create_on(npshim_thread **t, void *(*fn)(void *), void *arg, void *lo, size_t size) {
+    ErrnoGuard eg;
+    if (!t || !fn || !lo || size < kMinStackSize) return -EINVAL;
+    if (int e = runtime_ensure()) return e;
+    Stack s;
+    s.lo = static_cast<char *>(lo);
+    s.hi = s.lo + size;
+    GThread *g;
+    if (int e = create(nullptr, fn, arg, true, &g, 0, &s)) return e;
+    *t = reinterpret_cast<npshim_thread *>(g);
+    return 0;
+}
+
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid) {
     g_of(t)->tls = tp;
     g_of(t)->keep_tid = keep_tid != 0;

@@ -197,8 +197,10 @@ void dump_after_fork();
 int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
           size_t stack_size = 0);
 // The same, not yet runnable: ready(g) starts it.
+// given: run on that stack (the program's, pthread_attr_setstack), which
+// the runtime neither guards nor frees.
 int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
-           size_t stack_size = 0);
+           size_t stack_size = 0, const Stack *given = nullptr);
 int join(GThread *g, void **result);
 void detach(GThread *g);          // release it when it finishes
 

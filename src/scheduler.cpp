@@ -539,7 +539,9 @@ static void release_thread(GThread *g) {
     Stack s = g->stack;
     g->~GThread();
     Worker *w = cur_worker();
-    if (s.pool != &rt->stacks) s.pool->release(s);
+    if (!s.pool) {
+    } // the program's own stack (pthread_attr_setstack): its to free
+    else if (s.pool != &rt->stacks) s.pool->release(s);
     else if (w) w->stacks.release(rt->stacks, s);
     else rt->stacks.release(s);
     rt->live.fetch_sub(1, std::memory_order_relaxed);
@@ -650,12 +652,16 @@ int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable,
 }
 
 int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
-           size_t stack_size) {
+           size_t stack_size, const Stack *given) {
     if (int e = runtime_ensure()) return e;
     Worker *w = cur_worker();
     Stack s;
     bool ok;
-    if (stack_size && stack_size != rt->stacks.stack_size()) {
+    if (given) {
+        s = *given;
+        s.pool = nullptr;
+        ok = true;
+    } else if (stack_size && stack_size != rt->stacks.stack_size()) {
         StackPool *p = sized_pool(stack_size);
         if (!p) return -EAGAIN;
         ok = p->alloc(&s);

@@ -73,7 +73,8 @@ fork_paths:fork_paths.c:
 short_reads:short_reads.c:
 mmsg:mmsg.c:
 futex_ops:futex_ops.c:
-glibc_mutex:glibc_mutex.c:'
+glibc_mutex:glibc_mutex.c:
+fault_handlers:fault_handlers.c:'
 
 passed=0
 failed=0

@@ -1101,7 +1101,42 @@ case_ruby() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static go-cgo daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby interrupt; do
+# A program linked with tcmalloc (swipl is): tcmalloc's first allocation
+# calls pthread_once from its sbrk hook holding its spin lock, and the
+# shim's start-up runs there.  It must allocate nothing (a failed dlsym
+# mallocs its error message: tcmalloc's lock, for ever).
+case_tcmalloc() {
+    have "$CC" || return
+    lib=$(ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1)
+    if [ -z "$lib" ]; then
+        n=$(echo "$modes" | wc -w)
+        skipped=$((skipped + n))
+        echo "skip $tc: libtcmalloc-minimal4 not installed ($n runs)"
+        return
+    fi
+    printf '%s\n' '#include <pthread.h>' '#include <stdio.h>' '#include <stdlib.h>' \
+        'static void *run(void *a) { char *p = malloc(64); snprintf(p, 64, "ok %ld", (long)a); return p; }' \
+        'int main(void) { char *p = malloc(100); pthread_t t; void *r;' \
+        '  if (!p || pthread_create(&t, NULL, run, (void *)7L) || pthread_join(t, &r)) return 1;' \
+        '  puts(r); free(r); free(p); return 0; }' > "$tmp/tcm.c"
+    if ! "$CC" -O2 -pthread -o "$out/tcmalloc_hello" "$tmp/tcm.c" "$lib" > "$tmp/cc.log" 2>&1; then
+        fail plain "a program linked with tcmalloc does not build" "$tmp/cc.log"
+        return
+    fi
+    for m in $modes; do
+        spent "$m" && continue
+        # shellcheck disable=SC2046
+        got=$(timeout -s KILL 10 $(runner "$m") "$out/tcmalloc_hello" 2> "$tmp/tcm.err")
+        trc=$?
+        if [ "$trc" = 0 ] && [ "$got" = "ok 7" ]; then
+            ok "$m" "starts and runs a thread with tcmalloc as its malloc"
+        else
+            fail "$m" "printed '$got', $(describe "$trc")" "$tmp/tcm.err"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static go-cgo daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby tcmalloc interrupt; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
