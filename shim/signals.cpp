@@ -811,30 +811,7 @@ using namespace shim;
 extern "C" {
 
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
-    if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP)
-        return real_sigaction()(sig, act, old);
-    if (is_fault(sig)) { // faults run where they happen, through on_fault
-        lock();
-        struct sigaction prev = prog[sig];
-        bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
-        unlock();
-        if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
-        if (act) {
-            struct sigaction k = *act;
-            if (is_handler(*act)) {
-                k.sa_sigaction = on_fault;
-                k.sa_flags = act->sa_flags | SA_SIGINFO; // SA_RESETHAND stays the kernel's
-                sigemptyset(&k.sa_mask); // the thread's mask takes sa_mask (on_fault)
-            }
-            if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
-            lock();
-            prog[sig] = *act;
-            recorded.fetch_or(bit(sig), std::memory_order_relaxed);
-            unlock();
-        }
-        if (old) *old = prev;
-        return 0;
-    }
+    if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) return real_sigaction()(sig, act, old);
     lock();
     struct sigaction prev = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
@@ -854,7 +831,13 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         // (route_blocked): the kernel hands it to on_signal.
         bool dfl_routed = !is_handler(*act) && act->sa_handler == SIG_DFL && !ignored_by_default(sig) &&
                           (routed.load(std::memory_order_relaxed) & bit(sig));
-        if (is_handler(*act) || dfl_routed) {
+        if (is_fault(sig)) { // run where they happen, through on_fault
+            if (is_handler(*act)) {
+                k.sa_sigaction = on_fault;
+                k.sa_flags = act->sa_flags | SA_SIGINFO; // SA_RESETHAND stays the kernel's
+                sigemptyset(&k.sa_mask); // the thread's mask takes sa_mask (on_fault)
+            }
+        } else if (is_handler(*act) || dfl_routed) {
             k.sa_sigaction = on_signal;
             k.sa_flags = (act->sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
         }
