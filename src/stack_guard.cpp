@@ -54,7 +54,7 @@ void stack_guard_thread_init() {
     stack_t ss = {};
     ss.ss_sp = m;
     ss.ss_size = kAlt;
-    sigaltstack(&ss, nullptr);
+    sys_sigaltstack(&ss, nullptr); // the worker's own: a preloaded shim keeps a green thread's apart
 }
 
 } // namespace np

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <cstdint>
 #include <ctime>
+#include <csignal>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -253,5 +254,9 @@ inline int sys_open(const char *path, int flags) {
 inline pid_t sys_gettid() { return pid_t(raw_syscall3(SYS_gettid, 0, 0, 0)); }
 
 inline int sys_sched_yield() { return int(sys_result(raw_syscall3(SYS_sched_yield, 0, 0, 0))); }
+
+inline int sys_sigaltstack(const stack_t *ss, stack_t *old) {
+    return int(sys_result(raw_syscall3(SYS_sigaltstack, long(ss), long(old), 0)));
+}
 
 } // namespace np
