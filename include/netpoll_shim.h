@@ -86,6 +86,10 @@ void npshim_thread_set_name(npshim_thread *t, const char *name);
 /* The signal np_dump is taken on (NP_DUMP_SIGNAL) while the engine's
  * handler is still the kernel's for it, else 0. */
 int npshim_dump_signal(void);
+/* Whether *a is the engine's SIGSEGV handler (the report of a green thread
+ * that ran into its guard page), installed where the program had none. */
+struct sigaction;
+int npshim_is_guard_handler(const struct sigaction *a);
 
 /* ---- a futex that parks green threads --------------------------------- */
 

@@ -189,6 +189,38 @@ void default_action_now(int sig) {
     real_sigaction()(sig, &was, nullptr); // stopped, then continued: as it was
 }
 
+// Calls fn(arg) with the stack pointer at top (aligned down to 16), and
+// back.  The frame is kept by %rbp, so unwinders (a backtrace, gccgo's
+// panics, C++ exceptions) walk from the new stack to the caller's.
+extern "C" void np_run_on_stack(void *top, void (*fn)(void *), void *arg);
+#if defined(__x86_64__)
+asm(R"(
+    .text
+    .globl np_run_on_stack
+    .hidden np_run_on_stack
+    .type np_run_on_stack, @function
+np_run_on_stack:
+    .cfi_startproc
+    pushq %rbp
+    .cfi_def_cfa_offset 16
+    .cfi_offset %rbp, -16
+    movq %rsp, %rbp
+    .cfi_def_cfa_register %rbp
+    andq $-16, %rdi
+    movq %rdi, %rsp
+    movq %rdx, %rdi
+    call *%rsi
+    movq %rbp, %rsp
+    popq %rbp
+    .cfi_def_cfa %rsp, 8
+    ret
+    .cfi_endproc
+    .size np_run_on_stack, .-np_run_on_stack
+)");
+#else
+extern "C" void np_run_on_stack(void *, void (*fn)(void *), void *arg) { fn(arg); } // the thread's own stack
+#endif
+
 void mask_narrowed(Thread *t, const sigset_t &before);
 
 // Call the program's handler a for sig on a green thread whose mask was
@@ -198,7 +230,7 @@ void mask_narrowed(Thread *t, const sigset_t &before);
 // with the thread's mask as uc_sigmask, since the kernel's says the
 // worker's, which a handler must not change.  What the handler leaves
 // there is the mask after it, as sigreturn restores it.
-void call_handler(const struct sigaction &a, int sig, siginfo_t *info, const void *kernel, sigset_t *mask) {
+void call_handler_here(const struct sigaction &a, int sig, siginfo_t *info, const void *kernel, sigset_t *mask) {
     if (!(a.sa_flags & SA_SIGINFO)) return a.sa_handler(sig);
     ucontext_t uc;
     if (kernel) memcpy(&uc, kernel, sizeof uc);
@@ -208,6 +240,39 @@ void call_handler(const struct sigaction &a, int sig, siginfo_t *info, const voi
     *mask = uc.uc_sigmask;
     sigdelset(mask, SIGKILL);
     sigdelset(mask, SIGSTOP);
+}
+
+bool on_altstack(const Thread *t, uintptr_t sp) {
+    auto lo = reinterpret_cast<uintptr_t>(t->altstack.ss_sp);
+    return !(t->altstack.ss_flags & SS_DISABLE) && sp >= lo && sp < lo + t->altstack.ss_size;
+}
+
+struct HandlerCall {
+    const struct sigaction *a;
+    int sig;
+    siginfo_t *info;
+    const void *kernel;
+    sigset_t *mask;
+};
+
+void handler_call_thunk(void *p) {
+    auto *c = static_cast<HandlerCall *>(p);
+    call_handler_here(*c->a, c->sig, c->info, c->kernel, c->mask);
+}
+
+// An SA_ONSTACK handler runs on the thread's alternate stack (the one its
+// sigaltstack recorded), as the kernel would run it, unless the thread is
+// on it already: gccgo's runtime checks that its handler runs on the
+// signal stack it set, and throws otherwise.
+void call_handler(const struct sigaction &a, int sig, siginfo_t *info, const void *kernel, sigset_t *mask) {
+    Thread *t = (a.sa_flags & SA_ONSTACK) && green() ? self() : nullptr;
+    if (t && !(t->altstack.ss_flags & SS_DISABLE) && t->altstack.ss_size &&
+        !on_altstack(t, reinterpret_cast<uintptr_t>(__builtin_frame_address(0)))) {
+        HandlerCall c{&a, sig, info, kernel, mask};
+        np_run_on_stack(static_cast<char *>(t->altstack.ss_sp) + t->altstack.ss_size, handler_call_thunk, &c);
+        return;
+    }
+    call_handler_here(a, sig, info, kernel, mask);
 }
 
 // Run the program's handler for sig on the calling (green) thread.
@@ -454,9 +519,22 @@ void on_fault(int sig, siginfo_t *info, void *ucv) {
     }
     Thread *t = green() ? self() : nullptr;
     auto *uc = static_cast<ucontext_t *>(ucv);
-    if (!t || !uc) {
+    if (!t || !uc) { // not green: the mask the kernel would have set, on the OS thread
+        sigset_t during;
+        sigemptyset(&during);
+        if (uc) memcpy(&during, &uc->uc_sigmask, 8); // the kernel's 8 bytes (below)
+        else real.pthread_sigmask(SIG_SETMASK, nullptr, &during);
+        sigorset(&during, &during, &a.sa_mask);
+        if (!(a.sa_flags & SA_NODEFER)) sigaddset(&during, sig);
+        real.pthread_sigmask(SIG_SETMASK, &during, nullptr); // sigreturn restores uc_sigmask
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
         else a.sa_handler(sig);
+        return;
+    }
+    // A fault the thread blocks (one in its own handler, which did not
+    // unblock it): the kernel takes the default action.
+    if (info && info->si_code > 0 && sigismember(&t->sigmask, sig) == 1) {
+        default_action_now(sig);
         return;
     }
     // The kernel's frame holds a 64-bit mask where glibc's ucontext_t has
@@ -818,9 +896,11 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     unlock();
     if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
     // A handler the program did not set is the runtime's dump (nprun
-    // --dump-on): the program is told what it would see without it, the
-    // default, or it keeps that handler as one it inherited.
-    if (!known && is_handler(prev) && sig == npshim_dump_signal()) {
+    // --dump-on) or its guard-page report (SIGSEGV): the program is told
+    // what it would see without them, the default (Rust's std installs its
+    // stack overflow handler only over SIG_DFL), or it keeps that handler
+    // as one it inherited.
+    if (!known && is_handler(prev) && (sig == npshim_dump_signal() || npshim_is_guard_handler(&prev))) {
         prev = {};
         prev.sa_handler = SIG_DFL;
     }
@@ -834,7 +914,12 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         if (is_fault(sig)) { // run where they happen, through on_fault
             if (is_handler(*act)) {
                 k.sa_sigaction = on_fault;
-                k.sa_flags = act->sa_flags | SA_SIGINFO; // SA_RESETHAND stays the kernel's
+                // SA_RESETHAND stays the kernel's.  SA_NODEFER: the worker's
+                // mask stays as it is while the handler runs, so a handler
+                // that leaves without sigreturn (gccgo's unwinds a panic out
+                // of it, after unblocking the signal in the thread's mask)
+                // leaves no fault blocked on the worker for the next one.
+                k.sa_flags = act->sa_flags | SA_SIGINFO | SA_NODEFER;
                 sigemptyset(&k.sa_mask); // the thread's mask takes sa_mask (on_fault)
             }
         } else if (is_handler(*act) || dfl_routed) {
@@ -1222,6 +1307,13 @@ extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
         }
     }
     stack_t prev = t->altstack;
+    if (on_altstack(t, reinterpret_cast<uintptr_t>(__builtin_frame_address(0)))) {
+        prev.ss_flags |= SS_ONSTACK; // as the kernel reports it, and refuses a change there
+        if (ss) {
+            errno = EPERM;
+            return -1;
+        }
+    }
     if (ss) {
         t->altstack = *ss;
         if (ss->ss_flags & SS_DISABLE) t->altstack = stack_t{nullptr, SS_DISABLE, 0};

@@ -260,6 +260,10 @@ void npshim_thread_set_name(npshim_thread *t, const char *name) {
 
 int npshim_dump_signal(void) { return dump_signal_current(); }
 
+int npshim_is_guard_handler(const struct sigaction *a) {
+    return a && (a->sa_flags & SA_SIGINFO) && stack_guard_is_handler(reinterpret_cast<const void *>(a->sa_sigaction));
+}
+
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
     return futex_wait_as(addr, val, deadline, WaitKind::futex, addr);
 }

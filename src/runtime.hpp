@@ -272,5 +272,6 @@ void run_timers_of(Worker *w);
 void check_stack_overflow(GThread *g);
 void stack_guard_install();
 void stack_guard_thread_init();
+bool stack_guard_is_handler(const void *fn);
 
 } // namespace np

@@ -47,6 +47,8 @@ void stack_guard_install() {
     real_sigaction(SIGSEGV, &sa, nullptr);
 }
 
+bool stack_guard_is_handler(const void *fn) { return fn == reinterpret_cast<const void *>(on_segv); }
+
 void stack_guard_thread_init() {
     constexpr size_t kAlt = 64 * 1024;
     void *m = mmap(nullptr, kAlt, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

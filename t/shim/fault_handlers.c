@@ -17,9 +17,21 @@
  *             the thread runs its handler
  *   setstack  threads made with pthread_attr_setstack run on the stack
  *             given, joinable and detached, and pthread_getattr_np reports
- *             it */
+ *             it
+ *   onstack   an SA_ONSTACK handler of a thread with an alternate stack
+ *             runs on it, raised and sent by the process, and sigaltstack
+ *             says so there (gccgo's runtime throws otherwise)
+ *   escape    a fault handler that unblocks its signal and leaves by
+ *             _longjmp (gccgo unwinds a panic out of it): the next faults
+ *             of that thread, and of others, are handled too
+ *   default   the action a program finds for SIGSEGV is SIG_DFL (Rust's
+ *             std sets its overflow handler only over that)
+ *   nested    a fault in a handler of that fault, left blocked, ends the
+ *             process with it, as the kernel's default */
 #include <setjmp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "shim_test.h"
 
@@ -268,14 +280,184 @@ static void test_setstack(void)
     }
 }
 
-int main(void)
+/* ------------------------------------------------------------- onstack -- */
+
+enum { kAlt = 64 * 1024 };
+static char *onstack_alt;
+static atomic_int onstack_self = -1, onstack_proc = -1;
+static void onstack_handler(int sig)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    st_watchdog(60);
+    char here;
+    int on = &here >= onstack_alt && &here < onstack_alt + kAlt;
+    stack_t st;
+    int says = sigaltstack(NULL, &st) == 0 && (st.ss_flags & SS_ONSTACK);
+    if (sig == SIGUSR1) atomic_store(&onstack_self, on && says);
+    else atomic_store(&onstack_proc, on && says);
+}
+
+static void *onstack_thread(void *arg)
+{
+    (void)arg;
+    stack_t ss = {.ss_sp = onstack_alt, .ss_size = kAlt, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) return (void *)1;
+    pthread_kill(pthread_self(), SIGUSR1);
+    sigset_t u;
+    sigemptyset(&u);
+    sigaddset(&u, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &u, NULL); /* the one to take the process's SIGUSR2 */
+    for (int i = 0; i < 2000 && atomic_load(&onstack_proc) < 0; i++) st_sleep_ms(1);
+    stack_t off = {.ss_flags = SS_DISABLE};
+    sigaltstack(&off, NULL);
+    return NULL;
+}
+
+static void test_onstack(void)
+{
+    onstack_alt = malloc(kAlt);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = onstack_handler;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigset_t b, old;
+    sigemptyset(&b);
+    sigaddset(&b, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &b, &old);
+    pthread_t t = st_spawn(onstack_thread, NULL);
+    st_sleep_ms(50);
+    kill(getpid(), SIGUSR2);
+    void *r;
+    pthread_join(t, &r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    CHECK(r == NULL, "sigaltstack failed");
+    CHECK(atomic_load(&onstack_self) == 1, "a raised signal's SA_ONSTACK handler: %s",
+          atomic_load(&onstack_self) < 0 ? "never ran" : "not on the thread's alternate stack, or not told so");
+    CHECK(atomic_load(&onstack_proc) == 1, "the process's signal's SA_ONSTACK handler: %s",
+          atomic_load(&onstack_proc) < 0 ? "never ran" : "not on the thread's alternate stack, or not told so");
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
+    free(onstack_alt);
+}
+
+/* -------------------------------------------------------------- escape -- */
+
+static __thread jmp_buf escape_env;
+static void escape_segv(int sig)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    sigprocmask(SIG_UNBLOCK, &s, NULL); /* as libgo's handler does */
+    _longjmp(escape_env, 1);            /* no mask restored: out, only */
+}
+
+static void *escaper(void *arg)
+{
+    volatile int n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (_setjmp(escape_env) == 0) *(volatile char *)page = 1;
+        else n++;
+        st_sleep_ms(1); /* parked: the thread may move */
+    }
+    (void)arg;
+    return (void *)(intptr_t)n;
+}
+
+static void test_escape(void)
+{
+    protect();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = escape_segv;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    for (int round = 0; round < 3; round++) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) t[i] = st_spawn(escaper, NULL);
+        for (int i = 0; i < 4; i++) {
+            void *r;
+            pthread_join(t[i], &r);
+            CHECK((intptr_t)r == 3, "round %d: %ld of 3 faults handled", round, (long)(intptr_t)r);
+        }
+    }
+    signal(SIGSEGV, SIG_DFL);
+}
+
+/* ------------------------------------------------------------- default -- */
+
+static void test_default(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* a fresh program: exec'ed, not forked, so the start-up is its own */
+        execl("/proc/self/exe", "fault_handlers", "query", (char *)NULL);
+        _exit(127);
+    }
+    int st = st_wait_status(pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SIGSEGV action found at start: %s",
+          WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "a handler, not SIG_DFL" : st_status_str(st));
+}
+
+static int mode_query(void)
+{
+    struct sigaction a;
+    if (sigaction(SIGSEGV, NULL, &a) != 0) return 2;
+    return (a.sa_flags & SA_SIGINFO) || a.sa_handler != SIG_DFL;
+}
+
+/* -------------------------------------------------------------- nested -- */
+
+static void nested_segv(int sig)
+{
+    (void)sig;
+    *(volatile char *)page = 2; /* again, while it is blocked */
+}
+
+static void *nested_thread(void *arg)
+{
+    *(volatile char *)page = 1;
+    return arg;
+}
+
+static int mode_nested(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = nested_segv;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    pthread_join(st_spawn(nested_thread, NULL), NULL);
+    return 3; /* not reached */
+}
+
+static void test_nested(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit none = {0, 0};
+        setrlimit(RLIMIT_CORE, &none); /* no core file left behind */
+        execl("/proc/self/exe", "fault_handlers", "nested", (char *)NULL);
+        _exit(127);
+    }
+    int st = st_wait_status(pid);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "a fault in its own handler: %s, want killed by SIGSEGV",
+          st_status_str(st));
+}
+
+int main(int argc, char **argv)
+{
     page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page == MAP_FAILED) return 2;
-    static const struct st_test tests[] = {
-        {"mask", test_mask}, {"altstack", test_altstack}, {"longjmp", test_longjmp}, {"setstack", test_setstack}};
+    if (argc > 1 && strcmp(argv[1], "query") == 0) return mode_query();
+    if (argc > 1 && strcmp(argv[1], "nested") == 0) return mode_nested();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    st_watchdog(60);
+    static const struct st_test tests[] = {{"mask", test_mask},         {"altstack", test_altstack},
+                                           {"longjmp", test_longjmp},   {"setstack", test_setstack},
+                                           {"onstack", test_onstack},   {"escape", test_escape},
+                                           {"default", test_default},   {"nested", test_nested}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("fault_handlers");
 }
