@@ -44,9 +44,20 @@ struct PollArgs {
     nfds_t n;
 };
 
+// A zero-timeout poll fails with EINTR when a signal is pending for the
+// worker: a poke sent to a thread that, by the time it lands, has nothing
+// left to take (another took the process's signal).  No handler ran: it
+// is no interruption, only nothing ready yet.
+bool eintr_without_handler(Thread *t, uint32_t before) {
+    return errno == EINTR && t && t->handlers_run == before;
+}
+
 ssize_t op_poll(int, void *c) {
     auto *a = static_cast<PollArgs *>(c);
+    Thread *t = self();
+    uint32_t h = t ? t->handlers_run : 0;
     int r = real.poll(a->fds, a->n, 0);
+    if (r < 0 && eintr_without_handler(t, h)) return -EAGAIN;
     return r < 0 ? -errno : r == 0 ? -EAGAIN : r;
 }
 
@@ -57,7 +68,10 @@ struct EpollArgs {
 
 ssize_t op_epoll(int fd, void *c) {
     auto *a = static_cast<EpollArgs *>(c);
+    Thread *t = self();
+    uint32_t h = t ? t->handlers_run : 0;
     int r = real.epoll_wait(fd, a->evs, a->max, 0);
+    if (r < 0 && eintr_without_handler(t, h)) return -EAGAIN;
     return r < 0 ? -errno : r == 0 ? -EAGAIN : r;
 }
 
@@ -112,7 +126,9 @@ int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {
     Thread *t = self();
     npshim_safe_point(); // a loop of polls that never wait must still give way
     test_cancel(t);
+    uint32_t h = t->handlers_run;
     int r = real.poll(fds, n, 0);
+    if (r < 0 && eintr_without_handler(t, h)) r = 0;
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     if (n == 0) {
         if (sleep_until(t, forever ? 0 : deadline) == -EINTR) return int(ret(-EINTR));
@@ -176,7 +192,9 @@ int epoll_green(int ep, struct epoll_event *evs, int max, int64_t deadline, bool
     Thread *t = self();
     npshim_safe_point();
     test_cancel(t);
+    uint32_t h = t->handlers_run;
     int r = real.epoll_wait(ep, evs, max, 0);
+    if (r < 0 && eintr_without_handler(t, h)) r = 0;
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     EpollArgs a{evs, max};
     ssize_t w = park_on(ep, NP_READ, forever ? 0 : deadline, op_epoll, &a);

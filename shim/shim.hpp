@@ -77,6 +77,9 @@ struct Thread {
     // While a poke runs its handlers: the kernel's context of where the
     // thread was, which they are shown.
     const void *poked_at = nullptr;
+    // Handlers of the program run on it so far: a zero-timeout poll that a
+    // poke ended with EINTR, and no handler ran, was not interrupted.
+    uint32_t handlers_run = 0;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it
@@ -199,7 +202,9 @@ template <class F, class R> R kernel_call(F f, R fail, bool restart, bool handof
 // The live legacy threads, for signals sent to the process.
 void threads_add(Thread *t);
 void threads_remove(Thread *t);
-Thread *threads_pick(int sig);      // one that does not block sig, or null
+// One that does not block sig, or null; with owner, stored there under the
+// list's lock, so a thread that ends after the pick sees it named.
+Thread *threads_pick(int sig, std::atomic<Thread *> *owner = nullptr);
 void setxid_fix();                  // once glibc installed its SIGSETXID handler
 void signals_after_fork();          // a forked child: no signal pending for threads gone
 // A child that shares no memory with us: it goes on as a plain thread.

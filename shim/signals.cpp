@@ -231,6 +231,7 @@ void mask_narrowed(Thread *t, const sigset_t &before);
 // worker's, which a handler must not change.  What the handler leaves
 // there is the mask after it, as sigreturn restores it.
 void call_handler_here(const struct sigaction &a, int sig, siginfo_t *info, const void *kernel, sigset_t *mask) {
+    if (Thread *t = green() ? self() : nullptr) t->handlers_run++;
     if (!(a.sa_flags & SA_SIGINFO)) return a.sa_handler(sig);
     ucontext_t uc;
     if (kernel) memcpy(&uc, kernel, sizeof uc);
@@ -402,12 +403,30 @@ void send_to(Thread *t, int sig, const siginfo_t *info) {
     }
 }
 
-// Sent to the process: kept here, as the kernel keeps it, until a thread
-// that lets it through (or waits for it) takes it at its next look.  The
-// thread woken for it is a hint, not its owner: if that one blocks it
-// first, or ends, another is woken.
+// Sent to the process: kept here, as the kernel keeps it, until the
+// thread woken for it (proc_for) takes it at its next look, or one that
+// waits for it in sigwait.  The kernel gives such a signal to the main
+// thread when that one lets it through and sleeps, and programs count on
+// it: CPython runs its handlers only on main, and a main parked in a lock
+// wait is woken by the EINTR of its own wait, never by another thread's
+// handler.  Were it anybody's, a thread that makes calls all the time
+// would take it first, and main would sleep on.  If the one woken blocks
+// it first, or ends, another is woken; none lets it through (null): the
+// first that does takes it.
 std::atomic<uint64_t> proc_pending{0};
 siginfo_t proc_info[65];
+std::atomic<Thread *> proc_for[65];
+
+// The process's pending signals t may take: those woken for it, or for nobody.
+uint64_t proc_takeable(Thread *t) {
+    uint64_t p = proc_pending.load(std::memory_order_seq_cst);
+    for (uint64_t q = p; q; q &= q - 1) {
+        int sig = __builtin_ctzll(q) + 1;
+        Thread *o = proc_for[sig].load(std::memory_order_seq_cst);
+        if (o && o != t) p &= ~bit(sig);
+    }
+    return p;
+}
 
 // Wake a thread to take the process's sig.  One in a kernel wait cannot
 // look, so the signal is sent on to its worker.  The fence pairs with the
@@ -415,7 +434,7 @@ siginfo_t proc_info[65];
 // or this sees the mask that lets it through.
 void wake_for(int sig) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    Thread *t = threads_pick(sig);
+    Thread *t = threads_pick(sig, &proc_for[sig]);
     if (!t) return;
     bool waits = t->sigwaiting.load(std::memory_order_seq_cst) & bit(sig);
     if (!waits && t->kwait_tid.load(std::memory_order_seq_cst)) {
@@ -429,6 +448,12 @@ void wake_for(int sig) {
 
 // A signal for the process: pending for it, a thread woken to take it.
 void to_process(int sig, const siginfo_t *info) {
+    // Named before it is pending: no other thread's next look takes it
+    // meanwhile.  wake_for picks again, after the fence that pairs with a
+    // mask change.  Not pending, it is a new one: the name an earlier one
+    // left is no claim.
+    if (!(proc_pending.load(std::memory_order_seq_cst) & bit(sig))) proc_for[sig].store(nullptr);
+    threads_pick(sig, &proc_for[sig]);
     if (post(nullptr, &proc_pending, &proc_info[sig], sig, *info)) wake_for(sig);
 }
 
@@ -733,13 +758,15 @@ void setxid_fix() {
 // Written only where they differ: a page the child writes is copied.
 void signals_after_fork() {
     if (proc_pending.load()) proc_pending.store(0);
+    for (auto &o : proc_for)
+        if (o.load()) o.store(nullptr);
     if (prog_lock.test()) prog_lock.clear();
     if (rt_queued) rt_queued = 0; // the threads they were for are gone
     if (rt_lock.test()) rt_lock.clear();
 }
 
 bool sig_pending(Thread *t) {
-    uint64_t p = t->sigpending.load(std::memory_order_seq_cst) | proc_pending.load(std::memory_order_seq_cst);
+    uint64_t p = t->sigpending.load(std::memory_order_seq_cst) | proc_takeable(t);
     return p && (p & ~mask_bits(t->sigmask));
 }
 
@@ -749,7 +776,7 @@ int sig_deliver(Thread *t) {
         // The thread's own first, then the process's, as the kernel takes them.
         uint64_t mask = mask_bits(t->sigmask);
         uint64_t own = t->sigpending.load(std::memory_order_seq_cst) & ~mask;
-        uint64_t proc = own ? 0 : proc_pending.load(std::memory_order_seq_cst) & ~mask;
+        uint64_t proc = own ? 0 : proc_takeable(t) & ~mask;
         if (!own && !proc) return r;
         int sig = __builtin_ctzll(own | proc) + 1;
         siginfo_t info;

@@ -477,15 +477,26 @@ void threads_remove(Thread *t) {
 
 // One waiting for it in sigwait, else main (programs expect process
 // signals there), else any that does not block it.  sig 0: any thread.
-Thread *threads_pick(int sig) {
+Thread *threads_pick(int sig, std::atomic<Thread *> *owner) {
     list_lock_take();
-    Thread *pick = nullptr;
+    Thread *pick = nullptr, *was = owner ? owner->load(std::memory_order_seq_cst) : nullptr, *keep = nullptr;
+    bool waiter = false;
     for (Thread *t = list_head; t; t = t->next) {
         if (sig == 0 || (t->sigwaiting.load() & (uint64_t(1) << (sig - 1)))) {
             pick = t;
+            waiter = true;
             break;
         }
         if (!sigismember(&t->sigmask, sig) && (!pick || t->is_main)) pick = t;
+        if (t == was && !sigismember(&t->sigmask, sig)) keep = t;
+    }
+    // The one named already, woken and poked, keeps it while it still may
+    // take it: named again and again (a timer's signal, sent while one is
+    // pending) it would move, and a poke already on its way would end the
+    // first one's call with EINTR and no handler to run.
+    if (owner) {
+        if (keep && !waiter) pick = keep;
+        owner->store(pick, std::memory_order_seq_cst);
     }
     list_lock.clear(std::memory_order_release);
     return pick;

@@ -56,6 +56,10 @@
  *               times, while 800 parked threads block it.  Each one's
  *               handler runs (its self-pipe ends the wait) within the 2 s
  *               the wait allows
+ *   tomain      a signal sent from outside while main waits (sem_wait,
+ *               read, nanosleep) and 4 threads make calls all the time runs
+ *               its handler on main, whose wait ends with EINTR, as the
+ *               kernel gives it to main (CPython's handlers run only there)
  *   compute     a thread that computes, making no call at all, runs the
  *               handler of the process signal it alone lets through within
  *               seconds (gzip, xz and python's loop ignored Ctrl-C)
@@ -1892,6 +1896,107 @@ static void *cx_reader(void *arg)
     return (void *)(intptr_t)blocked_now(SIGTERM);
 }
 
+/* ------------------------------------------------------------- tomain -- */
+/* A signal sent to the process from outside while main waits (sem_wait,
+ * a pipe read, nanosleep) and other threads keep making calls: the kernel
+ * gives it to main, which lets it through and sleeps, and main's wait
+ * ends with EINTR.  CPython runs its handlers only on main, woken so: a
+ * busy thread taking the signal instead left python servers deaf to
+ * SIGTERM (a gRPC server under load never stopped). */
+static atomic_int tm_stop, tm_runs, tm_on_main;
+static pthread_t tm_main;
+static void on_tomain(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&tm_runs, 1);
+    if (pthread_equal(pthread_self(), tm_main)) atomic_fetch_add(&tm_on_main, 1);
+}
+
+static void *tm_echo(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char b[64];
+    ssize_t n;
+    while ((n = recv(fd, b, sizeof b, 0)) > 0) send(fd, b, (size_t)n, 0);
+    return NULL;
+}
+
+static void *tm_busy(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return NULL;
+    pthread_t e = st_spawn(tm_echo, (void *)(intptr_t)sv[1]);
+    char b[32] = {0};
+    while (!atomic_load(&tm_stop)) {
+        send(sv[0], b, sizeof b, 0);
+        recv(sv[0], b, sizeof b, 0);
+    }
+    close(sv[0]);
+    pthread_join(e, NULL);
+    close(sv[1]);
+    return NULL;
+}
+
+static void test_tomain(void)
+{
+    st_phase = "tomain";
+    tm_main = pthread_self();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_tomain; /* no SA_RESTART: main's wait ends with EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    atomic_store(&tm_stop, 0);
+    pthread_t busy[4];
+    for (int i = 0; i < 4; i++) busy[i] = st_spawn(tm_busy, NULL);
+    static const char *ways[] = {"sem_wait", "read", "nanosleep"};
+    for (int round = 0; round < 12; round++) {
+        int way = round % 3;
+        atomic_store(&tm_runs, 0);
+        atomic_store(&tm_on_main, 0);
+        pid_t me = getpid(), kid = fork();
+        if (kid == 0) {
+            struct timespec d = {0, 60 * 1000000};
+            nanosleep(&d, NULL);
+            kill(me, SIGUSR2);
+            _exit(0);
+        }
+        int r = 0, e = 0;
+        alarm(10); /* a wait nothing ends: SIGALRM's default ends the test */
+        if (way == 0) {
+            sem_t s;
+            sem_init(&s, 0, 0);
+            r = sem_wait(&s);
+            e = errno;
+            sem_destroy(&s);
+        } else if (way == 1) {
+            int p[2];
+            CHECK(pipe(p) == 0, "pipe");
+            char c;
+            r = (int)read(p[0], &c, 1);
+            e = errno;
+            close(p[0]);
+            close(p[1]);
+        } else {
+            struct timespec d = {20, 0};
+            r = nanosleep(&d, NULL);
+            e = errno;
+        }
+        alarm(0);
+        st_wait_status(kid);
+        for (int i = 0; i < 200 && atomic_load(&tm_runs) == 0; i++) st_sleep_ms(5);
+        CHECK(r == -1 && e == EINTR && atomic_load(&tm_on_main) == 1 && atomic_load(&tm_runs) == 1,
+              "round %d, main in %s while 4 threads make calls: the wait gave %d (%s), the handler ran %d "
+              "times, %d on main; want EINTR, once, on main",
+              round, ways[way], r, r == -1 ? strerror(e) : "no error", atomic_load(&tm_runs),
+              atomic_load(&tm_on_main));
+    }
+    atomic_store(&tm_stop, 1);
+    for (int i = 0; i < 4; i++) pthread_join(busy[i], NULL);
+    signal(SIGUSR2, SIG_DFL);
+}
+
 static void test_context(void)
 {
     st_phase = "context";
@@ -1977,7 +2082,7 @@ int main(int argc, char **argv)
         {"defaults", test_defaults}, {"waits", test_waits},     {"wait-masks", test_wait_masks},
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
         {"no-spurious", test_no_spurious}, {"bsd-masks", test_bsd_masks},
-        {"compute", test_compute}, {"context", test_context},
+        {"compute", test_compute}, {"context", test_context}, {"tomain", test_tomain},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
