@@ -44,20 +44,25 @@ struct PollArgs {
     nfds_t n;
 };
 
-// A zero-timeout poll fails with EINTR when a signal is pending for the
-// worker: a poke sent to a thread that, by the time it lands, has nothing
-// left to take (another took the process's signal).  No handler ran: it
-// is no interruption, only nothing ready yet.
-bool eintr_without_handler(Thread *t, uint32_t before) {
-    return errno == EINTR && t && t->handlers_run == before;
+// A zero-timeout poll, call().  It fails with EINTR when a signal is
+// pending for the worker: a poke sent to a thread that, by the time it
+// lands, has nothing left to take (another took the process's signal).  No
+// handler ran: it is no interruption, only nothing ready yet, with errno
+// as it was.
+template <class F> int nowait(Thread *t, F call) {
+    int e = errno;
+    uint32_t before = t ? t->handlers_run : 0;
+    int r = call();
+    if (r < 0 && errno == EINTR && t && t->handlers_run == before) {
+        errno = e;
+        return 0;
+    }
+    return r;
 }
 
 ssize_t op_poll(int, void *c) {
     auto *a = static_cast<PollArgs *>(c);
-    Thread *t = self();
-    uint32_t h = t ? t->handlers_run : 0;
-    int r = real.poll(a->fds, a->n, 0);
-    if (r < 0 && eintr_without_handler(t, h)) return -EAGAIN;
+    int r = nowait(self(), [a] { return real.poll(a->fds, a->n, 0); });
     return r < 0 ? -errno : r == 0 ? -EAGAIN : r;
 }
 
@@ -68,10 +73,7 @@ struct EpollArgs {
 
 ssize_t op_epoll(int fd, void *c) {
     auto *a = static_cast<EpollArgs *>(c);
-    Thread *t = self();
-    uint32_t h = t ? t->handlers_run : 0;
-    int r = real.epoll_wait(fd, a->evs, a->max, 0);
-    if (r < 0 && eintr_without_handler(t, h)) return -EAGAIN;
+    int r = nowait(self(), [fd, a] { return real.epoll_wait(fd, a->evs, a->max, 0); });
     return r < 0 ? -errno : r == 0 ? -EAGAIN : r;
 }
 
@@ -126,9 +128,7 @@ int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {
     Thread *t = self();
     npshim_safe_point(); // a loop of polls that never wait must still give way
     test_cancel(t);
-    uint32_t h = t->handlers_run;
-    int r = real.poll(fds, n, 0);
-    if (r < 0 && eintr_without_handler(t, h)) r = 0;
+    int r = nowait(t, [fds, n] { return real.poll(fds, n, 0); });
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     if (n == 0) {
         if (sleep_until(t, forever ? 0 : deadline) == -EINTR) return int(ret(-EINTR));
@@ -192,9 +192,7 @@ int epoll_green(int ep, struct epoll_event *evs, int max, int64_t deadline, bool
     Thread *t = self();
     npshim_safe_point();
     test_cancel(t);
-    uint32_t h = t->handlers_run;
-    int r = real.epoll_wait(ep, evs, max, 0);
-    if (r < 0 && eintr_without_handler(t, h)) r = 0;
+    int r = nowait(t, [ep, evs, max] { return real.epoll_wait(ep, evs, max, 0); });
     if (r != 0 || (!forever && deadline <= np_now())) return r;
     EpollArgs a{evs, max};
     ssize_t w = park_on(ep, NP_READ, forever ? 0 : deadline, op_epoll, &a);
