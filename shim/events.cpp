@@ -198,6 +198,7 @@ int epoll_green(int ep, struct epoll_event *evs, int max, int64_t deadline, bool
     ssize_t w = park_on(ep, NP_READ, forever ? 0 : deadline, op_epoll, &a);
     if (w == -ENOTSUP) {
         int64_t left = forever ? -1 : (deadline - np_now()) / 1000000;
+        if (left > INT_MAX) left = INT_MAX;
         return real.epoll_wait(ep, evs, max, forever ? -1 : left < 0 ? 0 : int(left));
     }
     return int(ret(w));
@@ -240,7 +241,11 @@ int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
         errno = EINVAL;
         return -1;
     }
-    int64_t d = tv ? np_now() + int64_t(tv->tv_sec) * 1000000000 + int64_t(tv->tv_usec) * 1000 : 0;
+    int64_t d = 0;
+    if (tv) {
+        int64_t rel = ns_sat(int64_t(tv->tv_sec), int64_t(tv->tv_usec) * 1000), now = np_now();
+        d = INT64_MAX - now < rel ? INT64_MAX : now + rel;
+    }
     int res = select_green(nfds, r, w, x, d, !tv);
     if (tv) { // Linux reports the time left
         int64_t left = d - np_now();

@@ -53,7 +53,7 @@ int64_t timeo(int fd, int opt) {
     struct timeval tv = {};
     socklen_t len = sizeof tv;
     if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) != 0) return 0;
-    return int64_t(tv.tv_sec) * 1000000000 + int64_t(tv.tv_usec) * 1000;
+    return ns_sat(int64_t(tv.tv_sec), int64_t(tv.tv_usec) * 1000);
 }
 
 std::atomic<uint32_t> timeouts_gen{1};

@@ -240,6 +240,14 @@ struct Errno {
 // ---- time --------------------------------------------------------------
 
 // An absolute time on `clock` as an np_now() deadline (0: none).
+// Seconds and nanoseconds as nanoseconds, saturated at INT64_MAX (and
+// INT64_MIN): a far timeout (skalibs' infinite deadline, tv_sec 2^62)
+// must not wrap to the past.
+inline int64_t ns_sat(int64_t sec, int64_t nsec) {
+    if (sec > (INT64_MAX - 999999999) / 1000000000) return INT64_MAX;
+    if (sec < (INT64_MIN + 999999999) / 1000000000) return INT64_MIN;
+    return sec * 1000000000 + nsec;
+}
 int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs);
 int64_t deadline_from_rel(const struct timespec *rel);
 int64_t deadline_from_ms(int ms);   // <0: none

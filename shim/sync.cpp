@@ -335,14 +335,15 @@ int join_wait(const npshim_thread *g, const uint32_t *addr) {
 }
 
 int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs) {
-    int64_t want = int64_t(abs->tv_sec) * 1000000000 + abs->tv_nsec;
-    int64_t left = want - now_on(clock);
+    int64_t want = ns_sat(int64_t(abs->tv_sec), abs->tv_nsec), at = now_on(clock);
+    if (want == INT64_MAX) return INT64_MAX;
+    int64_t left = want < at ? 0 : want - at;
     int64_t now = np_now();
     return left <= 0 ? now : (INT64_MAX - now < left ? INT64_MAX : now + left);
 }
 
 int64_t deadline_from_rel(const struct timespec *rel) {
-    int64_t d = int64_t(rel->tv_sec) * 1000000000 + rel->tv_nsec, now = np_now();
+    int64_t d = ns_sat(int64_t(rel->tv_sec), rel->tv_nsec), now = np_now();
     if (d <= 0) return now;
     return INT64_MAX - now < d ? INT64_MAX : now + d;
 }

@@ -74,7 +74,8 @@ short_reads:short_reads.c:
 mmsg:mmsg.c:
 futex_ops:futex_ops.c:
 glibc_mutex:glibc_mutex.c:
-fault_handlers:fault_handlers.c:'
+fault_handlers:fault_handlers.c:
+far_timeouts:far_timeouts.c:'
 
 passed=0
 failed=0
