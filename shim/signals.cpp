@@ -1034,20 +1034,18 @@ int signalfd(int fd, const sigset_t *mask, int flags) {
 // meanwhile drops it: no stop then, as with the kernel's).  Without /proc,
 // as before.
 static void group_stop_taken() {
-    const uint64_t stop = bit(SIGSTOP);
-    for (int i = 0; i < 100000; i++) {
-        long fd = real.syscall(SYS_openat, AT_FDCWD, long("/proc/self/status"), O_RDONLY | O_CLOEXEC, 0, 0, 0);
-        if (fd < 0) return;
+    long fd = real.syscall(SYS_openat, AT_FDCWD, long("/proc/self/status"), O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0) return;
+    for (int i = 0; i < 100000; i++) { // read afresh from the start each time
         char buf[4096];
-        long n = real.syscall(SYS_read, fd, long(buf), sizeof buf - 1, 0, 0, 0);
-        real.syscall(SYS_close, fd, 0, 0, 0, 0, 0);
-        if (n <= 0) return;
+        long n = real.syscall(SYS_pread64, fd, long(buf), sizeof buf - 1, 0, 0, 0);
+        if (n <= 0) break;
         buf[n] = 0;
         const char *p = strstr(buf, "\nShdPnd:");
-        if (!p) return;
-        if (!(strtoull(p + 9, nullptr, 16) & stop)) return;
+        if (!p || !(strtoull(p + 9, nullptr, 16) & bit(SIGSTOP))) break;
         real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
     }
+    real.syscall(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 int kill(pid_t pid, int sig) {

@@ -100,9 +100,10 @@ void take_ids() {
 
 // The OS main thread, while main is green, until the process exits.  Its
 // own mask starts empty: the one it came with (exec passes the caller's
-// on) is main's now, which the routing keeps (route_blocked); left on this thread, a
-// signal blocked at exec would stay pending here for ever, whatever main
-// unblocks (haproxy -W re-executes itself with its signals blocked).
+// on) is main's now, which the routing keeps (route_blocked); left on this
+// thread, a signal blocked at exec would stay pending here for ever,
+// whatever main unblocks (haproxy -W re-executes itself with its signals
+// blocked).
 [[noreturn]] void catcher_loop() {
     sigset_t none;
     sigemptyset(&none);
@@ -138,12 +139,6 @@ void warn(const char *why) {
     if (n > 0) real.write ? (void)real.write(2, msg, size_t(n)) : (void)0;
 }
 
-// A program whose own runtime schedules or watches its threads, which then
-// runs without green threads.  Go (built with cgo, its threads come from
-// pthread_create): its scheduler would run on ours, its preemption signal
-// is our poke's, and signal frames would land on goroutine stacks.
-// ThreadSanitizer and MemorySanitizer: their state is the OS thread's.
-// Go marks its executables with a note of its own (.note.go.buildid).
 // Whether a loaded module defines `name`, read from the dynamic symbol
 // tables themselves: dlsym of a missing name mallocs its error message,
 // and init_once can run inside the program's malloc (tcmalloc calls
@@ -209,6 +204,12 @@ bool defined_anywhere(const char *name) {
     return q.found;
 }
 
+// A program whose own runtime schedules or watches its threads, which then
+// runs without green threads.  Go (built with cgo, its threads come from
+// pthread_create): its scheduler would run on ours, its preemption signal
+// is our poke's, and signal frames would land on goroutine stacks.
+// ThreadSanitizer and MemorySanitizer: their state is the OS thread's.
+// Go marks its executables with a note of its own (.note.go.buildid).
 const char *foreign_runtime() {
     if (defined_anywhere("__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
     if (defined_anywhere("__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
