@@ -80,6 +80,10 @@ struct Thread {
     // Handlers of the program run on it so far: a zero-timeout poll that a
     // poke ended with EINTR, and no handler ran, was not interrupted.
     uint32_t handlers_run = 0;
+    // Where the last poke found it in a restarted call libc made, and the
+    // call's number and arguments (restarted_in_libc).
+    uintptr_t restart_pc = 0;
+    uint64_t restart_key = 0;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it

@@ -123,6 +123,83 @@ bool eintr_in_libc(const void *uc) {
     return false;
 }
 
+// The poke found the thread at a system call libc made for the program
+// that the kernel restarts (SA_RESTART is kPoke's), one that waits: stdio's
+// read of a terminal or pipe, an open of a FIFO.  The kernel would run the
+// handler there and then restart the call, or end it with EINTR, so the
+// handler runs there too.  A thread about to make the call is at the same
+// place, so two pokes in a row must find it there, with the same call and
+// arguments: the call was waiting, not one made in passing (in libc, or by
+// this library holding its locks).  Futex waits are left out: libc's own
+// locks, and this library's allocator's, wait there.
+bool waits_restarted(long nr) {
+    switch (nr) {
+    case SYS_read: case SYS_write: case SYS_readv: case SYS_writev: case SYS_pread64: case SYS_pwrite64:
+    case SYS_openat: case SYS_ioctl: case SYS_wait4: case SYS_waitid: case SYS_accept: case SYS_accept4:
+    case SYS_connect: case SYS_recvfrom: case SYS_sendto: case SYS_recvmsg: case SYS_sendmsg:
+    case SYS_recvmmsg: case SYS_sendmmsg: case SYS_flock: case SYS_fcntl: case SYS_mq_timedsend:
+    case SYS_mq_timedreceive: case SYS_splice: case SYS_tee: case SYS_sendfile: case SYS_getrandom:
+    case SYS_copy_file_range:
+#ifdef SYS_open
+    case SYS_open: case SYS_creat:
+#endif
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool restarted_in_libc(Thread *t, const void *uc) {
+    auto *c = static_cast<const ucontext_t *>(uc);
+#if defined(__x86_64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.gregs[REG_RIP]);
+    long nr = long(c->uc_mcontext.gregs[REG_RAX]); // orig_ax, put back for the restart
+    uint64_t args = uint64_t(c->uc_mcontext.gregs[REG_RDI]) * 0x9e3779b97f4a7c15u ^
+                    uint64_t(c->uc_mcontext.gregs[REG_RSI]) ^ uint64_t(c->uc_mcontext.gregs[REG_RDX]) << 17;
+    bool at = reinterpret_cast<const uint8_t *>(pc)[0] == 0x0f && reinterpret_cast<const uint8_t *>(pc)[1] == 0x05;
+#elif defined(__aarch64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.pc);
+    long nr = long(c->uc_mcontext.regs[8]);
+    uint64_t args = c->uc_mcontext.regs[0] * 0x9e3779b97f4a7c15u ^ c->uc_mcontext.regs[1] ^
+                    c->uc_mcontext.regs[2] << 17;
+    bool at = reinterpret_cast<const uint32_t *>(pc)[0] == 0xd4000001; // svc #0
+#else
+    uintptr_t pc = 0;
+    long nr = -1;
+    uint64_t args = 0;
+    bool at = false;
+#endif
+    bool libc = false;
+    for (int i = 0; at && i < n_no_go; i++)
+        if (pc >= no_go[i].lo && pc < no_go[i].hi) libc = no_go[i].libc;
+    if (!libc || !waits_restarted(nr)) {
+        t->restart_pc = 0;
+        return false;
+    }
+    uint64_t key = args ^ uint64_t(nr) << 48;
+    if (t->restart_pc == pc && t->restart_key == key) {
+        t->restart_pc = 0;
+        return true;
+    }
+    t->restart_pc = pc;
+    t->restart_key = key;
+    return false;
+}
+
+// A handler without SA_RESTART ran: the call ends with EINTR instead.
+void end_with_eintr(void *uc) {
+    auto *c = static_cast<ucontext_t *>(uc);
+#if defined(__x86_64__)
+    c->uc_mcontext.gregs[REG_RAX] = -EINTR;
+    c->uc_mcontext.gregs[REG_RIP] += 2;
+#elif defined(__aarch64__)
+    c->uc_mcontext.regs[0] = uint64_t(-EINTR);
+    c->uc_mcontext.pc += 4;
+#else
+    (void)c;
+#endif
+}
+
 uintptr_t pc_of(void *uc) {
 #if defined(__x86_64__)
     return uintptr_t(static_cast<ucontext_t *>(uc)->uc_mcontext.gregs[REG_RIP]);
@@ -602,12 +679,15 @@ void on_poke(int sig, siginfo_t *info, void *uc) {
     if (!ours) {
         if (on() && green() && threads_pick(0)) to_process(sig, info); // landed on a worker
         else on_signal(sig, info, uc);
-    } else if (Thread *t = green() ? self() : nullptr;
-               t && sig_pending(t) && (!in_no_go(pc_of(uc)) || eintr_in_libc(uc))) {
-        const void *outer = t->poked_at;
-        t->poked_at = uc;
-        sig_deliver(t);
-        t->poked_at = outer;
+    } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t)) {
+        bool restarted = false;
+        if (!in_no_go(pc_of(uc)) || eintr_in_libc(uc) || (restarted = restarted_in_libc(t, uc))) {
+            const void *outer = t->poked_at;
+            t->poked_at = uc;
+            int r = sig_deliver(t);
+            t->poked_at = outer;
+            if (restarted && r < 0) end_with_eintr(uc);
+        }
     }
     errno = e;
 }

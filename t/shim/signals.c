@@ -74,6 +74,11 @@
  *               writes there is the thread's mask after it (raise, and a
  *               thread parked in a read); a thread that computes is shown
  *               where it was, in the program's code (profilers sample so)
+ *   libc-waits  main waits where libc calls the kernel out of the library's
+ *               sight (fgets on a pipe, open of a FIFO): a signal runs its
+ *               handler there at once, and the call goes on with SA_RESTART
+ *               or ends with EINTR without it, as in the kernel (a Ctrl-C
+ *               handler waited for the line)
  *
  * The processes that must die are this program again (/proc/self/exe)
  * with a mode argument. */
@@ -2067,6 +2072,114 @@ static void test_context(void)
 #endif
 }
 
+/* ---------------------------------------------------------- libc-waits -- */
+
+/* main waits in a call libc makes inside itself, out of the library's
+ * sight: stdio's read of a pipe (fgets), an open of a FIFO with no writer.
+ * The kernel runs a handler there at once, then restarts the call or ends
+ * it with EINTR; a program's Ctrl-C handler must not wait for the line. */
+static atomic_int lw_runs, lw_on_main, lw_in_call, lw_done;
+static pthread_t lw_main;
+static const char *lw_fifo;
+static int lw_pipe[2];
+
+static void on_lw(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&lw_runs, 1);
+    if (pthread_equal(pthread_self(), lw_main)) atomic_fetch_add(&lw_on_main, 1);
+}
+
+/* Signals main in its call, waits (3 s at most) for the handler, then
+ * ends the call if it is still on: the line, or a writer for the FIFO.
+ * Returns whether the handler ran before that. */
+static void *lw_helper(void *arg)
+{
+    int fifo = (int)(intptr_t)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &m, NULL); /* main alone takes it */
+    while (!atomic_load(&lw_in_call)) st_sleep_ms(1);
+    st_sleep_ms(50);
+    kill(getpid(), SIGUSR2);
+    for (int i = 0; i < 3000 && !atomic_load(&lw_runs); i++) st_sleep_ms(1);
+    intptr_t before = atomic_load(&lw_runs) > 0;
+    if (!fifo) {
+        if (write(lw_pipe[1], "line\n", 5) != 5) return (void *)(intptr_t)-1;
+        return (void *)before;
+    }
+    for (int i = 0; i < 5000 && !atomic_load(&lw_done); i++) {
+        int fd = open(lw_fifo, O_WRONLY | O_NONBLOCK); /* ENXIO until main opens */
+        if (fd >= 0) {
+            close(fd);
+            break;
+        }
+        st_sleep_ms(1);
+    }
+    return (void *)before;
+}
+
+static void test_libc_waits(void)
+{
+    st_phase = "libc-waits";
+    lw_main = pthread_self();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/np-signals-fifo-%d", (int)getpid());
+    lw_fifo = path;
+    for (int fifo = 0; fifo < 2; fifo++)
+        for (int restart = 0; restart < 2; restart++) {
+            const char *what = fifo ? "open of a FIFO" : "fgets on a pipe";
+            atomic_store(&lw_runs, 0);
+            atomic_store(&lw_on_main, 0);
+            atomic_store(&lw_in_call, 0);
+            atomic_store(&lw_done, 0);
+            set_handler(SIGUSR2, on_lw, restart ? SA_RESTART : 0);
+            FILE *in = NULL;
+            if (fifo) {
+                unlink(path);
+                CHECK(mkfifo(path, 0600) == 0, "mkfifo: %s", strerror(errno));
+            } else {
+                CHECK(pipe(lw_pipe) == 0, "pipe: %s", strerror(errno));
+                in = fdopen(lw_pipe[0], "r");
+            }
+            pthread_t h = st_spawn(lw_helper, (void *)(intptr_t)fifo);
+            atomic_store(&lw_in_call, 1);
+            int ok, e;
+            char line[16];
+            if (fifo) {
+                int fd = open(path, O_RDONLY);
+                e = errno;
+                ok = fd >= 0;
+                if (ok) close(fd);
+            } else {
+                ok = fgets(line, sizeof line, in) != NULL;
+                e = errno;
+            }
+            atomic_store(&lw_done, 1);
+            void *before;
+            pthread_join(h, &before);
+            CHECK((intptr_t)before == 1, "%s, %s: the handler had not run 3 s after the signal, while main "
+                  "waited (it ran %d times in all)", what, restart ? "SA_RESTART" : "no SA_RESTART",
+                  atomic_load(&lw_runs));
+            CHECK(atomic_load(&lw_runs) == 1 && atomic_load(&lw_on_main) == 1,
+                  "%s: the handler ran %d times, %d on main; want once, on main", what,
+                  atomic_load(&lw_runs), atomic_load(&lw_on_main));
+            if (restart)
+                CHECK(ok, "%s, SA_RESTART: the call failed (%s); want it restarted", what, strerror(e));
+            else
+                CHECK(!ok && e == EINTR, "%s, no SA_RESTART: the call gave %s; want EINTR", what,
+                      ok ? "success" : strerror(e));
+            if (fifo) {
+                unlink(path);
+            } else {
+                fclose(in);
+                close(lw_pipe[1]);
+            }
+        }
+    set_handler(SIGUSR2, SIG_DFL, 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "sigpipe") == 0) return mode_sigpipe(argc > 2 ? argv[2] : NULL);
@@ -2088,6 +2201,7 @@ int main(int argc, char **argv)
         {"inherited", test_inherited}, {"busy-term", test_busy_term}, {"mask-race", test_mask_race},
         {"no-spurious", test_no_spurious}, {"bsd-masks", test_bsd_masks},
         {"compute", test_compute}, {"context", test_context}, {"tomain", test_tomain},
+        {"libc-waits", test_libc_waits},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("signals");
