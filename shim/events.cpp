@@ -218,7 +218,7 @@ int poll(struct pollfd *fds, nfds_t n, int ms) {
 }
 
 int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t len) {
-    if (len / sizeof *fds < n) __builtin_trap();
+    if (len / sizeof *fds < n) __chk_fail();
     return poll(fds, n, ms);
 }
 

@@ -755,16 +755,16 @@ int dup3(int old, int nfd, int flags) {
 
 // _FORTIFY_SOURCE's entry points (Debian builds with it): checked, then ours.
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen) {
-    if (n > buflen) __builtin_trap();
+    if (n > buflen) __chk_fail();
     return read(fd, buf, n);
 }
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags) {
-    if (n > buflen) __builtin_trap();
+    if (n > buflen) __chk_fail();
     return recv(fd, buf, n, flags);
 }
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
                        socklen_t *alen) {
-    if (n > buflen) __builtin_trap();
+    if (n > buflen) __chk_fail();
     return recvfrom(fd, buf, n, flags, addr, alen);
 }
 

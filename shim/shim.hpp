@@ -13,6 +13,9 @@
 #include <netpoll.h>
 #include <netpoll_shim.h>
 
+// glibc's end for a failed _FORTIFY_SOURCE check: its message, then abort.
+extern "C" [[noreturn]] void __chk_fail(void);
+
 namespace shim {
 
 // ---- state -------------------------------------------------------------

@@ -75,7 +75,8 @@ mmsg:mmsg.c:
 futex_ops:futex_ops.c:
 glibc_mutex:glibc_mutex.c:
 fault_handlers:fault_handlers.c:
-far_timeouts:far_timeouts.c:'
+far_timeouts:far_timeouts.c:
+fortify:fortify.c:'
 
 passed=0
 failed=0
