@@ -204,34 +204,75 @@ bool defined_anywhere(const char *name) {
     return q.found;
 }
 
+// Whether an object carries Go's note (owner "Go", type 4: the build id).
+bool has_go_note(const struct dl_phdr_info *info) {
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) &p = info->dlpi_phdr[i];
+        if (p.p_type != PT_NOTE) continue;
+        auto *at = reinterpret_cast<const char *>(info->dlpi_addr + p.p_vaddr), *end = at + p.p_memsz;
+        while (at + sizeof(ElfW(Nhdr)) <= end) {
+            auto *n = reinterpret_cast<const ElfW(Nhdr) *>(at);
+            const char *name = at + sizeof *n;
+            if ((n->n_namesz == 3 || n->n_namesz == 4) && n->n_type == 4 && memcmp(name, "Go", 3) == 0) return true;
+            at = name + ((n->n_namesz + 3) & ~3u) + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return false;
+}
+
 // A program whose own runtime schedules or watches its threads, which then
 // runs without green threads.  Go (built with cgo, its threads come from
 // pthread_create): its scheduler would run on ours, its preemption signal
 // is our poke's, and signal frames would land on goroutine stacks.
 // ThreadSanitizer and MemorySanitizer: their state is the OS thread's.
-// Go marks its executables with a note of its own (.note.go.buildid).
+// Go marks its executables with a note of its own (.note.go.buildid), and
+// its libraries too: a C program linked with one built with -buildmode=
+// c-shared runs Go's runtime all the same (its preemption, a tgkill of
+// SIGURG, would be taken for our poke: a goroutine that spins never yields).
+// Every object loaded at start is looked at, not the program alone.
 const char *foreign_runtime() {
     if (defined_anywhere("__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
     if (defined_anywhere("__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
     bool go = false;
     dl_iterate_phdr(
         [](struct dl_phdr_info *info, size_t, void *found) -> int {
-            for (int i = 0; i < info->dlpi_phnum; i++) {
-                const ElfW(Phdr) &p = info->dlpi_phdr[i];
-                if (p.p_type != PT_NOTE) continue;
-                auto *at = reinterpret_cast<const char *>(info->dlpi_addr + p.p_vaddr), *end = at + p.p_memsz;
-                while (at + sizeof(ElfW(Nhdr)) <= end) {
-                    auto *n = reinterpret_cast<const ElfW(Nhdr) *>(at);
-                    const char *name = at + sizeof *n;
-                    if ((n->n_namesz == 3 || n->n_namesz == 4) && n->n_type == 4 && memcmp(name, "Go", 3) == 0)
-                        *static_cast<bool *>(found) = true;
-                    at = name + ((n->n_namesz + 3) & ~3u) + ((n->n_descsz + 3) & ~3u);
-                }
-            }
-            return 1; // the program only: it comes first
+            return *static_cast<bool *>(found) = has_go_note(info);
         },
         &go);
-    return go ? "a Go program's runtime schedules its own threads" : nullptr;
+    return go ? "Go's runtime (in the program or a library it links with) schedules its own threads" : nullptr;
+}
+
+// A Go library dlopen'ed once green threads run: too late to step aside,
+// and Go's runtime runs on them.  Its preemption (a tgkill of SIGURG, to
+// the OS thread) is taken for our poke: a goroutine that loops without
+// calls keeps its P for good (with GOMAXPROCS=1, or against a collection's
+// stop); and our signal frames land on goroutine stacks (a C host calling
+// it from 8 threads crashed one run in five).  Said once, with what to do
+// instead, when Go's runtime creates a thread (its constructor starts
+// one): the caller's object is found without a lock (_dl_find_object; not
+// dl_iterate_phdr, whose lock a fork can leave taken in the child) and read
+// from its ELF header, each one once.
+void late_foreign_runtime(void *caller) {
+    static std::atomic<bool> said{false};
+    static std::atomic<void *> plain{nullptr}; // the last caller's object, without the note
+    if (said.load(std::memory_order_relaxed)) return;
+    struct dl_find_object fo;
+    if (_dl_find_object(caller, &fo) != 0 || plain.load(std::memory_order_relaxed) == fo.dlfo_map_start) return;
+    auto *eh = static_cast<const ElfW(Ehdr) *>(fo.dlfo_map_start);
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_phentsize != sizeof(ElfW(Phdr))) return;
+    struct dl_phdr_info info = {};
+    info.dlpi_addr = fo.dlfo_link_map->l_addr;
+    info.dlpi_phdr = reinterpret_cast<const ElfW(Phdr) *>(reinterpret_cast<const char *>(eh) + eh->e_phoff);
+    info.dlpi_phnum = eh->e_phnum;
+    if (!has_go_note(&info)) {
+        plain.store(fo.dlfo_map_start, std::memory_order_relaxed);
+        return;
+    }
+    if (!said.exchange(true)) {
+        static const char msg[] = "netpoll-preload: a Go library loaded with dlopen runs on green threads, where "
+                                  "it may hang or crash; link it with the program, or set NP_SHIM=0\n";
+        if (real.write) (void)real.write(2, msg, sizeof msg - 1);
+    }
 }
 
 void release_tcb(void *tp) {
@@ -608,6 +649,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
         pthread_attr_getdetachstate(attr, &detach);
     }
     if (!size) size = default_stack();
+    late_foreign_runtime(__builtin_return_address(0));
     if (!runtime_up()) return EAGAIN;
     Thread *t = tcb_new(nullptr, 0, 0);
     if (!t) return EAGAIN;

@@ -76,7 +76,8 @@ futex_ops:futex_ops.c:
 glibc_mutex:glibc_mutex.c:
 fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
-fortify:fortify.c:'
+fortify:fortify.c:
+go_library:go_library.c:'
 
 passed=0
 failed=0
