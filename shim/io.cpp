@@ -222,6 +222,9 @@ ssize_t op_sockerr(int fd, void *) {
     return err ? -err : 0;
 }
 
+// Only whether there is something to read (or the end, or an error).
+ssize_t op_ready_in(int fd, void *) { return ready_now(fd, POLLIN) ? 0 : -EAGAIN; }
+
 // One blocking call: the attempt, and when it would block (and the program
 // did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
 // d: a stream read; the attempt is not made when the last read emptied
@@ -306,6 +309,27 @@ Fd *parkable(int fd, Kind *k) {
     *k = fd_kind(fd, e);
     return *k == kUnknown || *k == kDirect || *k == kInternal ? nullptr : e;
 }
+
+} // namespace
+
+// A read libc will make itself (stdio's): parks until fd has something to
+// read, as the read would wait, ended the same ways (SO_RCVTIMEO's EAGAIN,
+// a handler's EINTR, a close's EBADF).  0 also for a file that does not
+// park here, or that the program made non-blocking.
+bool parks_here(int fd) {
+    Kind k;
+    return parkable(fd, &k) != nullptr;
+}
+
+int wait_readable(int fd) {
+    Kind k;
+    Fd *e = parkable(fd, &k);
+    if (!e || fd_prog_nonblock(fd)) return 0;
+    ssize_t r = blocking(fd, e, NP_READ, op_ready_in, nullptr, false);
+    return r < 0 ? int(r) : 0;
+}
+
+namespace {
 
 // A blocking stream write moves everything, as the kernel's would.
 ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {

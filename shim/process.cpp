@@ -191,6 +191,9 @@ int system(const char *cmd) {
 
 int pclose(FILE *f) {
     static auto fn = next_fn<int (*)(FILE *)>("pclose");
+    // libc closes the pipe itself: its number goes from the table first,
+    // or the next file given that number is taken for this one.
+    if (on() && f && fileno(f) >= 0) fd_forget(fileno(f));
     return kernel_call([&] { return fn(f); }, -1, true);
 }
 

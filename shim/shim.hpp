@@ -29,6 +29,11 @@ inline bool on() {
     return active > 0;
 }
 
+// Parks until fd has something to read, for a read libc makes itself
+// (stdio): 0, or the negative errno the read would have failed with (io.cpp).
+int wait_readable(int fd);
+bool parks_here(int fd); // a green thread's blocking read of fd parks
+
 // One per legacy thread: lives right above its TCB (tcb.cpp), or static for
 // the program's main thread.
 struct Thread {

@@ -77,7 +77,8 @@ glibc_mutex:glibc_mutex.c:
 fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
 fortify:fortify.c:
-go_library:go_library.c:'
+go_library:go_library.c:
+stdio_park:stdio_park.c:'
 
 passed=0
 failed=0

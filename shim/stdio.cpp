@@ -1,0 +1,227 @@
+// stdio's reads of sockets, pipes and terminals.  libc fills a FILE's
+// buffer with its own read, which the library never sees: a thread in
+// fgets on a socket held its worker, and a thread-per-connection server
+// that reads its requests so stopped taking connections once its idle
+// clients held every worker sysmon may add.  So the calls that fill the
+// buffer are interposed: when the buffer is empty, the thread parks until
+// the file has something to read, and then libc's read returns at once.
+// The line and block readers go round that for each fill, as glibc's own
+// loops do (iogetline.c, iogetdelim.c, fileops.c), on the FILE's public
+// fields, the ones the getc macro uses.  A fill that the wait cannot
+// cover (a stream switching back from ungetc's area, a wide stream) is
+// left to libc, and blocks its worker as before.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/ioctl.h>
+
+#include "fd_table.hpp"
+#include "real.hpp"
+#include "shim.hpp"
+
+namespace shim {
+namespace {
+
+// glibc's FILE flags (libio.h); the layout is its ABI since 2.1.
+constexpr int kUnbuffered = 0x0002, kNoReads = 0x0004, kNoWrites = 0x0008, kEofSeen = 0x0010, kErrSeen = 0x0020,
+              kLinked = 0x0080, kInBackup = 0x0100, kLineBuf = 0x0200;
+
+size_t buffered(FILE *fp) {
+    return fp->_IO_read_ptr < fp->_IO_read_end ? size_t(fp->_IO_read_end - fp->_IO_read_ptr) : 0;
+}
+
+// A stream whose fills may park: a green thread's, byte-oriented, on a
+// file that parks here.
+bool parks(FILE *fp) {
+    return fp && green() && fp->_fileno >= 0 && fp->_mode <= 0 && parks_here(fp->_fileno);
+}
+
+// Before libc fills fp's empty buffer: park until there is something to
+// read.  A line-buffered or unbuffered stream flushes stdout first, as
+// glibc's fill does before its read (the prompt before the answer).
+// false: the wait failed as libc's read would have (SO_RCVTIMEO, a
+// handler without SA_RESTART, a close); fp has its error flag, errno why.
+bool fill_wait(FILE *fp) {
+    if (buffered(fp) || (fp->_flags & (kNoReads | kEofSeen | kInBackup))) return true;
+    if ((fp->_flags & (kLineBuf | kUnbuffered)) && fp != stdout &&
+        (stdout->_flags & (kLinked | kNoWrites | kLineBuf)) == (kLinked | kLineBuf))
+        fflush(stdout);
+    int r = wait_readable(fp->_fileno);
+    if (r == 0) return true;
+    fp->_flags |= kErrSeen;
+    errno = -r;
+    return false;
+}
+
+// Fills an empty buffer: false at the end, or on an error.
+bool fill(FILE *fp) { return fill_wait(fp) && real.__underflow(fp) != EOF; }
+
+// glibc's fgets: at most n - 1 bytes, up to and with the newline.
+char *fgets_parked(char *s, int n, FILE *fp) {
+    int old_error = fp->_flags & kErrSeen;
+    fp->_flags &= ~kErrSeen;
+    size_t count = 0, left = size_t(n) - 1;
+    while (left) {
+        size_t have = buffered(fp);
+        if (!have) {
+            if (!fill(fp)) break;
+            continue;
+        }
+        size_t take = have < left ? have : left;
+        auto *nl = static_cast<char *>(memchr(fp->_IO_read_ptr, '\n', take));
+        if (nl) take = size_t(nl - fp->_IO_read_ptr) + 1;
+        memcpy(s + count, fp->_IO_read_ptr, take);
+        fp->_IO_read_ptr += take;
+        count += take;
+        left -= take;
+        if (nl) break;
+    }
+    char *r = nullptr;
+    if (count && !((fp->_flags & kErrSeen) && errno != EAGAIN)) {
+        s[count] = '\0';
+        r = s;
+    }
+    fp->_flags |= old_error;
+    return r;
+}
+
+// glibc's getdelim: the line grows in the program's own allocator.
+ssize_t getdelim_parked(char **line, size_t *n, int delim, FILE *fp) {
+    if (fp->_flags & kErrSeen) return -1;
+    if (!*line || !*n) {
+        *n = 120;
+        if (!(*line = static_cast<char *>(malloc(*n)))) return -1;
+    }
+    size_t cur = 0;
+    if (!buffered(fp) && !fill(fp)) return -1;
+    for (;;) {
+        size_t len = buffered(fp);
+        auto *t = static_cast<char *>(memchr(fp->_IO_read_ptr, delim, len));
+        if (t) len = size_t(t - fp->_IO_read_ptr) + 1;
+        size_t needed = cur + len + 1;
+        if (needed > *n) {
+            if (needed < 2 * *n) needed = 2 * *n;
+            auto *bigger = static_cast<char *>(realloc(*line, needed));
+            if (!bigger) return -1;
+            *line = bigger;
+            *n = needed;
+        }
+        memcpy(*line + cur, fp->_IO_read_ptr, len);
+        fp->_IO_read_ptr += len;
+        cur += len;
+        if (t || !fill(fp)) break;
+    }
+    (*line)[cur] = '\0';
+    return ssize_t(cur);
+}
+
+// glibc's fread: what is buffered, then libc's own read of no more than the
+// file holds now (so it does not wait), until all is read, the end, or an error.
+size_t fread_parked(void *p, size_t size, size_t count, FILE *fp) {
+    size_t want = size * count, got = 0;
+    auto *d = static_cast<char *>(p);
+    while (got < want) {
+        if (size_t have = buffered(fp)) {
+            size_t take = have < want - got ? have : want - got;
+            memcpy(d + got, fp->_IO_read_ptr, take);
+            fp->_IO_read_ptr += take;
+            got += take;
+            continue;
+        }
+        if (!fill_wait(fp)) break;
+        int avail = 0;
+        if (!(fp->_flags & (kEofSeen | kInBackup)) && ioctl(fp->_fileno, FIONREAD, &avail) == 0 && avail > 0) {
+            size_t take = size_t(avail) < want - got ? size_t(avail) : want - got;
+            size_t r = real.fread_unlocked(d + got, 1, take, fp);
+            got += r;
+            if (r < take) break;
+        } else if (real.__underflow(fp) == EOF) {
+            break;
+        }
+    }
+    return got / size;
+}
+
+bool mul_ok(size_t size, size_t count) {
+    size_t all;
+    return size && count && !__builtin_mul_overflow(size, count, &all);
+}
+
+class Locked {
+  public:
+    explicit Locked(FILE *fp) : fp_(fp) { flockfile(fp); }
+    ~Locked() { funlockfile(fp_); }
+    Locked(const Locked &) = delete;
+    Locked &operator=(const Locked &) = delete;
+
+  private:
+    FILE *fp_;
+};
+
+// A one-byte read: the fill's wait first, then libc's.
+int byte_wait(FILE *fp) { return !parks(fp) || buffered(fp) || fill_wait(fp) ? 0 : EOF; }
+
+} // namespace
+} // namespace shim
+
+using namespace shim;
+
+extern "C" {
+
+char *fgets(char *s, int n, FILE *fp) {
+    if (n <= 1 || !parks(fp)) return real.fgets(s, n, fp);
+    Locked l(fp);
+    return fgets_parked(s, n, fp);
+}
+char *fgets_unlocked(char *s, int n, FILE *fp) {
+    if (n <= 1 || !parks(fp)) return real.fgets_unlocked(s, n, fp);
+    return fgets_parked(s, n, fp);
+}
+
+ssize_t getdelim(char **line, size_t *n, int delim, FILE *fp) {
+    if (!line || !n || !parks(fp)) return real.getdelim(line, n, delim, fp);
+    Locked l(fp);
+    return getdelim_parked(line, n, delim, fp);
+}
+ssize_t __getdelim(char **line, size_t *n, int delim, FILE *fp) { return getdelim(line, n, delim, fp); }
+ssize_t getline(char **line, size_t *n, FILE *fp) { return getdelim(line, n, '\n', fp); }
+
+size_t fread(void *p, size_t size, size_t count, FILE *fp) {
+    if (!mul_ok(size, count) || !parks(fp)) return real.fread(p, size, count, fp);
+    Locked l(fp);
+    return fread_parked(p, size, count, fp);
+}
+size_t fread_unlocked(void *p, size_t size, size_t count, FILE *fp) {
+    if (!mul_ok(size, count) || !parks(fp)) return real.fread_unlocked(p, size, count, fp);
+    return fread_parked(p, size, count, fp);
+}
+
+// The one-byte readers wait before they lock: what another thread takes
+// meanwhile makes libc's read wait in the kernel, as without the library.
+int fgetc(FILE *fp) { return byte_wait(fp) ? EOF : real.fgetc(fp); }
+int getc(FILE *fp) { return byte_wait(fp) ? EOF : real.getc(fp); }
+int _IO_getc(FILE *fp) { return byte_wait(fp) ? EOF : real._IO_getc(fp); }
+int fgetc_unlocked(FILE *fp) { return byte_wait(fp) ? EOF : real.fgetc_unlocked(fp); }
+int getc_unlocked(FILE *fp) { return byte_wait(fp) ? EOF : real.getc_unlocked(fp); }
+int getchar(void) { return byte_wait(stdin) ? EOF : real.getchar(); }
+int getchar_unlocked(void) { return byte_wait(stdin) ? EOF : real.getchar_unlocked(); }
+// What the getc_unlocked and getchar_unlocked macros call on an empty buffer.
+int __uflow(FILE *fp) { return byte_wait(fp) ? EOF : real.__uflow(fp); }
+int __underflow(FILE *fp) { return byte_wait(fp) ? EOF : real.__underflow(fp); }
+
+// freopen closes the stream's file inside libc and opens the new one,
+// mostly at the same number: that number goes from the table first.
+FILE *freopen(const char *path, const char *mode, FILE *fp) {
+    static auto fn = reinterpret_cast<FILE *(*)(const char *, const char *, FILE *)>(dlsym(RTLD_NEXT, "freopen"));
+    if (on() && fp && fileno(fp) >= 0) fd_forget(fileno(fp));
+    return fn(path, mode, fp);
+}
+FILE *freopen64(const char *path, const char *mode, FILE *fp) {
+    static auto fn = reinterpret_cast<FILE *(*)(const char *, const char *, FILE *)>(dlsym(RTLD_NEXT, "freopen64"));
+    if (on() && fp && fileno(fp) >= 0) fd_forget(fileno(fp));
+    return fn(path, mode, fp);
+}
+
+} // extern "C"
