@@ -1180,6 +1180,18 @@ int raise(int sig) {
     return 0;
 }
 
+// tgkill(2) of the caller's own kernel thread ID, the one gettid(2) gave it
+// (its worker's), is a raise(3), as it is without the library: sent to the
+// worker, which blocks every signal, it would stay pending there and never
+// be delivered. syscall(2) brings SYS_tgkill and SYS_tkill here. Any other
+// ID names a worker, not a thread, and goes to the kernel as it is.
+int tgkill(pid_t tgid, pid_t tid, int sig) {
+    Thread *t = on() ? self() : nullptr;
+    if (t && sig > 0 && sig < 65 && tgid == getpid() && tid == pid_t(::gettid())) return raise(sig);
+    if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+    return int(real.syscall(SYS_tgkill, tgid, tid, sig, 0, 0, 0));
+}
+
 int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     Thread *t = on() ? self() : nullptr;
     if (!t) return real.pthread_sigmask(how, set, old);

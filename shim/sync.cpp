@@ -15,6 +15,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -632,6 +633,10 @@ long syscall(long nr, ...) {
     // ...and programs that predate glibc's wrapper close ranges this way:
     // the engine's own descriptors are stepped over.
     if (nr == SYS_close_range && on()) return close_range(unsigned(a1), unsigned(a2), int(a3));
+    // A thread signalling its own kernel thread ID (what gettid(2) gave it):
+    // see tgkill().
+    if (nr == SYS_tgkill && on()) return tgkill(pid_t(a1), pid_t(a2), int(a3));
+    if (nr == SYS_tkill && on() && pid_t(a1) == pid_t(::gettid())) return tgkill(getpid(), pid_t(a1), int(a2));
     if (nr == SYS_futex && on()) {
         bool priv = a2 & FUTEX_PRIVATE_FLAG;
         int cmd = int(a2) & FUTEX_CMD_MASK;

@@ -18,8 +18,10 @@
  *               thread that does not block it; one sent to a thread that
  *               blocks it is pending there (sigpending) and its handler runs
  *               when the thread unblocks it, before pthread_sigmask returns
- *   raise       raise and pthread_kill(pthread_self()) run the handler on the
- *               caller before they return; pthread_kill reaches its thread
+ *   raise       raise, pthread_kill(pthread_self()) and tgkill/tkill of the
+ *               caller's gettid() (glibc's and syscall's) run the handler on
+ *               the caller before they return; pthread_kill reaches its
+ *               thread
  *   sigwait     every thread blocks the signals, one waits for them
  *               (sigwaitinfo, sigwait, sigtimedwait) while others work:
  *               kill from the process and from a child, sigqueue with its
@@ -91,6 +93,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -496,6 +499,17 @@ static void *raiser(void *arg)
         before = h_mine;
         pthread_kill(pthread_self(), SIGUSR1);
         ok &= h_mine == before + 1;
+        /* the thread's own kernel thread ID, as programs that predate
+         * pthread_kill or emulate a guest's threads (qemu-user) send it */
+        before = h_mine;
+        syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1);
+        ok &= h_mine == before + 1;
+        before = h_mine;
+        tgkill(getpid(), gettid(), SIGUSR1);
+        ok &= h_mine == before + 1;
+        before = h_mine;
+        syscall(SYS_tkill, gettid(), SIGUSR1);
+        ok &= h_mine == before + 1;
         st_sleep_ms(1);
     }
     return (void *)(intptr_t)ok;
@@ -526,7 +540,7 @@ static void test_raise(void)
     for (int i = 0; i < 3; i++) {
         void *ok;
         pthread_join(r[i], &ok);
-        CHECK(ok, "raise/pthread_kill(self): the handler did not run on the caller before it returned");
+        CHECK(ok, "raise/pthread_kill(self)/tgkill(gettid()): the handler did not run on the caller before it returned");
     }
     /* pthread_kill reaches the thread named, among several parked */
     enum { N = 6 };
