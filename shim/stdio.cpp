@@ -45,6 +45,12 @@ bool parks(FILE *fp) {
 // handler without SA_RESTART, a close); fp has its error flag, errno why.
 bool fill_wait(FILE *fp) {
     if (buffered(fp) || (fp->_flags & (kNoReads | kEofSeen | kInBackup))) return true;
+    // The last fill filled the whole buffer: more is most likely there
+    // (a stream being copied), and the check would cost a system call a
+    // fill.  A short fill emptied the file: the next one waits first.
+    if (fp->_IO_buf_end - fp->_IO_buf_base > 1 && fp->_IO_read_base == fp->_IO_buf_base &&
+        fp->_IO_read_end == fp->_IO_buf_end)
+        return true;
     if ((fp->_flags & (kLineBuf | kUnbuffered)) && fp != stdout &&
         (stdout->_flags & (kLinked | kNoWrites | kLineBuf)) == (kLinked | kLineBuf))
         fflush(stdout);
