@@ -11,6 +11,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <spawn.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,8 +153,31 @@ pid_t fork(void) {
     pid_t pid = fn();
     int e = errno;
     if (pid != 0) real_sigmask()(SIG_SETMASK, &worker, nullptr); // the child keeps the thread's
+    if (pid > 0) t->fork_tid = pid_t(gettid()); // the child's parent, should it ask to be traced
     errno = e;
     return pid;
+}
+
+// The kernel takes ptrace requests only from the tracer, an OS thread: the
+// one that attached, or the parent of a child that asked to be traced
+// (PTRACE_TRACEME), the OS thread that forked it.  A thread that traces
+// stays on one worker from its first request (gdb's main thread migrated
+// while it read symbols, and its next PTRACE_GETREGS failed with ESRCH):
+// the one its last fork ran on, where a child it traces was made.
+long ptrace(enum __ptrace_request req, ...) {
+    static auto fn = next_fn<long (*)(enum __ptrace_request, pid_t, void *, void *)>("ptrace");
+    va_list ap;
+    va_start(ap, req);
+    pid_t pid = va_arg(ap, pid_t);
+    void *addr = va_arg(ap, void *);
+    void *data = va_arg(ap, void *);
+    va_end(ap);
+    if (req != PTRACE_TRACEME && on())
+        if (Thread *t = self(); t && !t->ptrace_pinned) {
+            t->ptrace_pinned = true;
+            npshim_thread_pin(t->fork_tid);
+        }
+    return fn(req, pid, addr, data);
 }
 
 pid_t vfork(void) { return fork(); } // the child would run on a green stack it shares

@@ -58,6 +58,10 @@ struct Thread {
     // a siglongjmp out of one puts that back (longjmp_out).
     int fault_depth = 0;
     sigset_t fault_before;
+    // The same for the handlers it runs itself (run_handler): ed leaves its
+    // SIGINT handler by siglongjmp, and SIGINT stayed blocked after.
+    int handler_depth = 0;
+    sigset_t handler_before;
     // Cancellation (deferred, at the interposed cancellation points).
     std::atomic<int> cancel_pending{0};
     int cancel_disabled = 0;
@@ -92,6 +96,10 @@ struct Thread {
     // call's number and arguments (restarted_in_libc).
     uintptr_t restart_pc = 0;
     uint64_t restart_key = 0;
+    // The OS thread (worker) its last fork ran on, and whether it has
+    // pinned itself to one for ptrace (process.cpp).
+    pid_t fork_tid = 0;
+    bool ptrace_pinned = false;
     Thread *prev = nullptr, *next = nullptr; // the live list (threads.cpp)
     uint32_t sleep_word = 0;           // sleeps park on this futex word
     std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it

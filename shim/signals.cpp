@@ -373,7 +373,9 @@ int run_handler(Thread *t, int sig, siginfo_t *info) {
     int e = errno; // a handler must leave errno as it found it; many do not
     const void *at = t->poked_at; // not shown to a handler nested in this one
     t->poked_at = nullptr;
+    if (t->handler_depth++ == 0) t->handler_before = saved;
     call_handler(a, sig, info, at, &saved);
+    t->handler_depth--;
     t->poked_at = at;
     errno = e;
     sigset_t during = t->sigmask;
@@ -1440,7 +1442,7 @@ extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
 }
 
 // A handler that leaves by siglongjmp (emacs's and gawk's on stack
-// overflow) has glibc restore the mask sigsetjmp saved with its own
+// overflow, ed's on SIGINT) has glibc restore the mask sigsetjmp saved with its own
 // rt_sigprocmask, which sets the worker's: the thread's own mask, with the
 // handler's sa_mask added, would stay so.  The mask before the fault is
 // the thread's again, as the kernel's would be.  glibc's longjmp,
@@ -1451,9 +1453,24 @@ using JumpFn = void (*)(struct __jmp_buf_tag *, int);
 [[noreturn]] void longjmp_out(const char *name, JumpFn *fn, struct __jmp_buf_tag *env, int val) {
     if (!*fn) *fn = reinterpret_cast<JumpFn>(dlsym(RTLD_NEXT, name));
     Thread *t = on() && green() ? self() : nullptr;
-    if (t && t->fault_depth) {
+    if (t && (t->fault_depth || t->handler_depth)) {
+        // Out of a handler run_handler ran (the thread's own mask then has
+        // the signal and sa_mask added, which its return would take back).
+        sigset_t before = t->fault_depth ? t->fault_before : t->handler_before;
+        bool poked = t->handler_depth != 0;
         t->fault_depth = 0;
-        if (env->__mask_was_saved) pthread_sigmask(SIG_SETMASK, &t->fault_before, nullptr);
+        t->handler_depth = 0;
+        if (env->__mask_was_saved) pthread_sigmask(SIG_SETMASK, &before, nullptr);
+        // A handler a poke ran: the kernel blocked kPoke on this worker for
+        // on_poke's frame, which the jump leaves without sigreturn (ed's
+        // longjmp saves no mask), so no poke would reach it any more: a
+        // second Ctrl-C at ed's prompt waited for the next line.
+        if (poked && pokes_on) {
+            sigset_t poke;
+            sigemptyset(&poke);
+            sigaddset(&poke, kPoke);
+            real.pthread_sigmask(SIG_UNBLOCK, &poke, nullptr);
+        }
     }
     (*fn)(env, val);
     __builtin_unreachable();

@@ -175,6 +175,8 @@ pid_t npshim_thread_running_tid(const npshim_thread *t) {
     return __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
 }
 
+void npshim_thread_pin(pid_t os_tid) { pin_to(os_tid); }
+
 void npshim_start_lazily(void) { runtime_start_lazily(); }
 
 int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg, size_t stack_size) {

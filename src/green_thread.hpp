@@ -56,6 +56,10 @@ struct GThread {
     // into this thread; null: it runs on its worker's.
     void *tls = nullptr;
     bool keep_tid = false;           // its TCB's tid is not the worker's
+    // Set by the thread itself (npshim_thread_pin): it stays on its home
+    // worker from now on, as a thread without a TCB of its own does, for
+    // state the kernel keeps per OS thread (a ptrace tracer).
+    bool pinned = false;
     // Such a thread may be readied onto another worker while it still runs
     // its last instructions on the old one: taken only once this is false.
     std::atomic<bool> oncpu{false};
@@ -77,6 +81,10 @@ struct GThread {
     char name[16] = {};
     [[no_unique_address]] SanThread san; // sanitizer.hpp (empty without one)
 };
+
+// Whether a started thread may run on another worker than its home: one
+// with a TCB of its own, unless it pinned itself.
+inline bool movable(const GThread *g) { return g->tls && !g->pinned; }
 
 // The next thread of a run queue, while the one before it runs: the lines
 // its switch and return will touch (its saved registers and the frames

@@ -67,7 +67,7 @@ struct RunQueue {
     }
     // Started threads with a TCB of their own: they may run on any worker.
     GThread *take_movable(size_t max) {
-        return take_if(max, SIZE_MAX, [](const GThread *g) { return g->started && g->tls; });
+        return take_if(max, SIZE_MAX, [](const GThread *g) { return g->started && movable(g); });
     }
     bool empty() const { return len.load(std::memory_order_relaxed) == 0; }
 };

@@ -207,6 +207,7 @@ void detach(GThread *g);          // release it when it finishes
 // Park the current green thread; it runs again after ready(g).  The caller
 // has published a Waiter for it already (under whatever lock guards that).
 void park();
+void pin_to(pid_t tid); // scheduler.cpp
 void ready(GThread *g);
 void push_global(GThread *g);  // runnable on any worker
 void local_handoff();          // before a call that blocks the worker unseen

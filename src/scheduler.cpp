@@ -145,11 +145,11 @@ struct LocalUse {
 };
 
 // The threads of a detached local queue: one with a TCB of its own goes to
-// any worker; the rest to the inbox, where sysmon finds them.
+// any worker (unless pinned); the rest to the inbox, where sysmon finds them.
 static void hand_on(Worker *w, GThread *g) {
     while (g) {
         GThread *nx = g->next;
-        if (g->tls) push_global(g);
+        if (movable(g)) push_global(g);
         else push_inbox(w, g);
         g = nx;
     }
@@ -286,7 +286,7 @@ static GThread *pop_placed(Worker *w) {
     for (;;) {
         GThread *g = pop_own(w);
         if (!g) return g;
-        if (is_dormant(w) && (!g->started || g->tls)) { // to those that run
+        if (is_dormant(w) && (!g->started || movable(g))) { // to those that run
             push_global(g);
             continue;
         }
@@ -311,7 +311,7 @@ void ready(GThread *g) {
         // A thread with a TCB of its own may run anywhere: not behind a
         // worker that is blocked in a call the engine cannot see, nor on
         // one that is to run no more.
-        if (g->tls && (away || home->blocked.load(std::memory_order_relaxed))) {
+        if (movable(g) && (away || home->blocked.load(std::memory_order_relaxed))) {
             push_global(g);
             return;
         }
@@ -500,6 +500,31 @@ void park() {
     if (next == g) return; // readied before we got away
     if (next) switch_to(w, g, next);
     else switch_to_g0(w, g);
+}
+
+// The running thread stays on one worker from now on: the one whose OS
+// thread is tid (moving there first), or its own (tid 0, or no worker has
+// it).  The kernel keeps some state per OS thread, not per process: a
+// ptrace tracer is the OS thread that attached, or that forked a child
+// that asked to be traced, and its requests must come from there.
+void pin_to(pid_t tid) {
+    Worker *w = cur_worker();
+    GThread *g = w ? w->cur : nullptr;
+    if (!g) return;
+    Worker *to = w;
+    int n = rt->nworkers.load(std::memory_order_acquire);
+    for (int i = 0; tid && g->tls && i < n; i++)
+        if (__atomic_load_n(&rt->workers[i]->tid, __ATOMIC_RELAXED) == tid) to = rt->workers[i];
+    g->pinned = true;
+    if (to == w) return;
+    // Readied onto its new home (ready() puts a started thread in its
+    // home's inbox, even a dormant one's), then away from this worker: the
+    // new one takes it once it has left (oncpu).
+    w->homed.fetch_sub(1, std::memory_order_relaxed);
+    g->home = to;
+    to->homed.fetch_add(1, std::memory_order_relaxed);
+    ready(g);
+    park();
 }
 
 // ---- thread lifecycle -----------------------------------------------------

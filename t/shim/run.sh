@@ -78,7 +78,9 @@ fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
 fortify:fortify.c:
 go_library:go_library.c:
-stdio_park:stdio_park.c:'
+stdio_park:stdio_park.c:
+ptrace_tracer:ptrace_tracer.c:
+longjmp_poke:longjmp_poke.c:'
 
 passed=0
 failed=0
