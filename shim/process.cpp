@@ -153,7 +153,7 @@ pid_t fork(void) {
     pid_t pid = fn();
     int e = errno;
     if (pid != 0) real_sigmask()(SIG_SETMASK, &worker, nullptr); // the child keeps the thread's
-    if (pid > 0) t->fork_tid = pid_t(gettid()); // the child's parent, should it ask to be traced
+    if (pid > 0) t->fork_tid = kernel_tid(); // the child's parent, should it ask to be traced
     errno = e;
     return pid;
 }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <netpoll.h>
@@ -286,5 +287,27 @@ int join_wait(const npshim_thread *g, const uint32_t *addr);
 inline int futex_wake(const uint32_t *addr, int n) { return npshim_futex_wake(addr, n); }
 // Thread-unique owner ids for mutexes (the tid on plain OS threads).
 int owner_id();
+// A green thread's own ID (not main's): its owner id and gettid().  Above
+// the kernel's PID_MAX_LIMIT, so no task has it.
+inline int green_id(const Thread *t) { return 0x40000000 | int(npshim_thread_id(t->g) & 0x3fffffff); }
+// The live green thread, not main, whose ID is id (threads.cpp), or null.
+Thread *thread_of_id(pid_t id);
+// The calling OS thread's kernel ID: gettid() is interposed (threads.cpp),
+// and the library's own uses (signals forwarded to a worker) need the
+// worker's.
+inline pid_t kernel_tid() {
+    long r;
+#if defined(__x86_64__)
+    __asm__ volatile("syscall" : "=a"(r) : "a"(long(SYS_gettid)) : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_gettid;
+    register long x0 __asm__("x0");
+    __asm__ volatile("svc #0" : "=r"(x0) : "r"(x8) : "memory");
+    r = x0;
+#else
+    r = ::syscall(SYS_gettid);
+#endif
+    return pid_t(r);
+}
 
 } // namespace shim

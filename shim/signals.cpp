@@ -928,7 +928,7 @@ bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff) {
     k->t = t;
     if (handoff) npshim_kernel_wait();
     real.pthread_sigmask(SIG_SETMASK, &t->sigmask, &k->worker);
-    t->kwait_tid.store(pid_t(gettid()), std::memory_order_seq_cst);
+    t->kwait_tid.store(kernel_tid(), std::memory_order_seq_cst);
     if (!sig_pending(t)) return true;
     kernel_wait_end(k); // one came before: no call, its handler runs first
     return false;
@@ -1182,14 +1182,21 @@ int raise(int sig) {
     return 0;
 }
 
-// tgkill(2) of the caller's own kernel thread ID, the one gettid(2) gave it
-// (its worker's), is a raise(3), as it is without the library: sent to the
-// worker, which blocks every signal, it would stay pending there and never
-// be delivered. syscall(2) brings SYS_tgkill and SYS_tkill here. Any other
-// ID names a worker, not a thread, and goes to the kernel as it is.
+// tgkill(2) of the caller's own ID, the one gettid(2) gave it, is a
+// raise(3), as it is without the library; of another thread's, a
+// pthread_kill(3) of that thread: the kernel knows no task by a green
+// thread's ID, and main's is its worker's, which blocks every signal.
+// syscall(2) brings SYS_tgkill and SYS_tkill here.  Any other ID goes to
+// the kernel as it is.
 int tgkill(pid_t tgid, pid_t tid, int sig) {
-    Thread *t = on() ? self() : nullptr;
-    if (t && sig > 0 && sig < 65 && tgid == getpid() && tid == pid_t(::gettid())) return raise(sig);
+    if (on() && tgid == getpid() && sig >= 0 && sig < 65) {
+        if (self() && tid == gettid()) return raise(sig);
+        if (Thread *to = thread_of_id(tid)) {
+            int e = pthread_kill(reinterpret_cast<pthread_t>(to->tcb), sig);
+            if (e) errno = e;
+            return e ? -1 : 0;
+        }
+    }
     if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
     return int(real.syscall(SYS_tgkill, tgid, tid, sig, 0, 0, 0));
 }

@@ -491,6 +491,16 @@ void catcher_copy_ids() {
     ids.state.store(0, std::memory_order_relaxed);
 }
 
+Thread *thread_of_id(pid_t id) {
+    if (!(id & 0x40000000)) return nullptr; // a kernel ID
+    list_lock_take();
+    Thread *found = nullptr;
+    for (Thread *t = list_head; t && !found; t = t->next)
+        if (!t->is_main && t->g && green_id(t) == id) found = t;
+    list_lock.clear(std::memory_order_release);
+    return found;
+}
+
 bool threads_each(bool (*fn)(Thread *)) {
     list_lock_take();
     bool any = false;
@@ -556,6 +566,19 @@ Thread *thread_of(pthread_t th) {
     return tcb_record(tcb);
 }
 
+// The environment as the kernel gave it, read without the program's
+// getenv(): init_once can run before the program's own initialisation
+// (its malloc, called while a library loads, takes a lock here), and a
+// program may define getenv() and secure_getenv() itself, in code not yet
+// ready to run (Firefox's, called that early, jumps to 0).  AT_SECURE is
+// looked at by the caller.
+static const char *own_getenv(const char *name) {
+    size_t n = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return nullptr;
+}
+
 void init_once() {
     static std::atomic<int> state{0}; // 0 not yet, 1 deciding, 2 decided
     static std::atomic<pid_t> decider{0};
@@ -564,13 +587,13 @@ void init_once() {
         // Called back from inside the decision (dlsym's malloc is the
         // program's own, a jemalloc that takes its locks): off meanwhile.
         // Another thread waits, without a call that would come back here.
-        if (decider.load() == pid_t(::gettid())) return;
+        if (decider.load() == kernel_tid()) return;
         while (state.load() != 2) __builtin_ia32_pause();
         return;
     }
-    decider.store(pid_t(::gettid()));
+    decider.store(kernel_tid());
     int decided = 0;
-    const char *off = secure_getenv("NP_SHIM");
+    const char *off = own_getenv("NP_SHIM");
     // The real functions first: stepping aside passes every call to them.
     if (!real_init()) {
         warn("libc lacks a function the shim needs");
@@ -618,6 +641,19 @@ void test_cancel(Thread *t) {
 using namespace shim;
 
 extern "C" {
+
+// Two threads alive at once never share an ID: libc++abi's guard for a
+// function-local static keeps the ID of the thread initialising it, and a
+// second thread that finds its own ID there aborts ("recursive
+// initialization").  The worker's kernel ID would be every green thread's
+// on that worker, so those other than main get their mutex owner id
+// (above the kernel's PID_MAX_LIMIT: it names no other task).  main keeps
+// its worker's, which no other green thread reports.
+pid_t gettid(void) {
+    Thread *t = on() ? cur : nullptr;
+    if (t && !t->is_main) return pid_t(owner_id());
+    return kernel_tid();
+}
 
 int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv, void (*init)(void),
                       void (*fini)(void), void (*rtld_fini)(void), void *stack_end) {

@@ -80,7 +80,9 @@ fortify:fortify.c:
 go_library:go_library.c:
 stdio_park:stdio_park.c:
 ptrace_tracer:ptrace_tracer.c:
-longjmp_poke:longjmp_poke.c:'
+longjmp_poke:longjmp_poke.c:
+thread_ids:thread_ids.c:
+early_env:early_env.c:'
 
 passed=0
 failed=0
