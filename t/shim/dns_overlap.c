@@ -247,7 +247,7 @@ static void wait_go(void) { st_gate_wait(&gate); }
 /* The OS thread each lookup thread was on as its call began and as it
  * returned (its workers, under the shim). */
 static pid_t ran_on[NTHREADS][2];
-static void note_os_thread(int k, int end) { ran_on[k - 1][end] = (pid_t)syscall(SYS_gettid); }
+static void note_os_thread(int k, int end) { ran_on[k - 1][end] = st_os_tid(); }
 
 static int check_ip(const struct in_addr *a, int k) {
     return ntohl(a->s_addr) == (10u << 24 | 53u << 16 | (unsigned)k);
@@ -341,7 +341,7 @@ static void tick_for(struct ticks *r, atomic_int *stop, int ms) {
     memset(r, 0, sizeof *r);
     long end = st_mono_ms() + ms;
     while (st_mono_ms() < end && !(stop && atomic_load(stop))) {
-        r->ntids = add_tid(r->tids, r->ntids, MAX_TIDS, (pid_t)syscall(SYS_gettid));
+        r->ntids = add_tid(r->tids, r->ntids, MAX_TIDS, st_os_tid());
         if (r->n % 20 == 10) {
             int n = st_os_threads();
             if (n > atomic_load(&max_threads)) atomic_store(&max_threads, n);

@@ -34,9 +34,8 @@ extern char **environ;
 /* The SigBlk line of this OS thread (the kernel's mask), as hex. */
 static unsigned long long kernel_sigblk(void)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)syscall(SYS_gettid));
-    FILE *f = fopen(path, "r");
+    char line[256];
+    FILE *f = fopen("/proc/thread-self/status", "r");
     unsigned long long m = ~0ULL;
     while (f && fgets(line, sizeof line, f))
         if (sscanf(line, "SigBlk: %llx", &m) == 1) break;

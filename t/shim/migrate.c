@@ -4,16 +4,31 @@
  * thread in a call the shim cannot see (a raw nanosleep), the other waits
  * on a pipe meanwhile and may be moved to another worker; each checks that
  * errno, its __thread value and their addresses survived, and counts the
- * OS thread changes it saw (gettid). */
+ * OS thread changes it saw (/proc/thread-self). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The kernel's ID of the OS thread running the caller: gettid() names a
+ * green thread under the shim, /proc/thread-self the worker. */
+static pid_t os_tid(void)
+{
+    char buf[64];
+    ssize_t n = readlink("/proc/thread-self", buf, sizeof buf - 1);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, '/');
+    return p ? (pid_t)atoi(p + 1) : -1;
+}
 
 static __thread long tls_value;
 static atomic_int moves, failures;
@@ -44,11 +59,11 @@ static void *waiter(void *arg)
     long *volatile tp = &tls_value;
     tls_value = p->id;
     for (int i = 0; i < 5; i++) {
-        pid_t before = (pid_t)syscall(SYS_gettid);
+        pid_t before = os_tid();
         errno = 1000 + (int)p->id;
         char c;
         ssize_t n = read(p->pipe[0], &c, 1);
-        pid_t after = (pid_t)syscall(SYS_gettid);
+        pid_t after = os_tid();
         if (before != after) atomic_fetch_add(&moves, 1);
         CHECK(n == 1, "read: %zd", n);
         CHECK(ep == &errno && tp == &tls_value, "pair %ld: &errno or &tls_value changed", p->id);

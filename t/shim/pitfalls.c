@@ -179,7 +179,7 @@ struct waiter {
 static void *fd_waiter(void *arg)
 {
     struct waiter *w = arg;
-    w->tid = (pid_t)syscall(SYS_gettid);
+    w->tid = st_os_tid();
     atomic_store(&w->in, 1);
     errno = 0;
     w->n = read(w->fd, &w->got, 1);
