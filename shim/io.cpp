@@ -304,6 +304,12 @@ bool stale(int fd) {
 // shim off) goes straight to libc.
 Fd *parkable(int fd, Kind *k) {
     if (!green()) return nullptr;
+    // Nor in a fault handler: it runs on top of the faulting code, which
+    // may be the shim's own (a SIGSYS a seccomp filter raises for a system
+    // call we make, such as fd_kind's fstat: Firefox's handler then reports
+    // it with sendmsg, which classified its socket, trapped again, and so
+    // on until the green stack overflowed).
+    if (self()->fault_depth) return nullptr;
     Fd *e = fd_entry(fd);
     if (!e) return nullptr;
     *k = fd_kind(fd, e);

@@ -49,6 +49,7 @@ template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsy
 // then no threads, workers or helpers of ours.
 void child_side(const sigset_t *mask) {
     if (mask) real_sigmask()(SIG_SETMASK, mask, nullptr);
+    owner_id_after_fork();
     threads_after_fork();
     helpers_after_fork();
 }

@@ -287,6 +287,7 @@ int join_wait(const npshim_thread *g, const uint32_t *addr);
 inline int futex_wake(const uint32_t *addr, int n) { return npshim_futex_wake(addr, n); }
 // Thread-unique owner ids for mutexes (the tid on plain OS threads).
 int owner_id();
+void owner_id_after_fork(); // in a forked child, before any lock
 // A green thread's own ID (not main's): its owner id and gettid().  Above
 // the kernel's PID_MAX_LIMIT, so no task has it.
 inline int green_id(const Thread *t) { return 0x40000000 | int(npshim_thread_id(t->g) & 0x3fffffff); }

@@ -283,13 +283,29 @@ int errno_ret(int e) {
 
 } // namespace
 
+namespace {
+__thread int owner_cached __attribute__((tls_model("initial-exec")));
+}
+
 int owner_id() {
-    static __thread int id __attribute__((tls_model("initial-exec")));
+    int &id = owner_cached;
     if (__builtin_expect(id != 0, 1)) return id;
     Thread *t = self();
-    if (t && !t->is_main) id = green_id(t);
-    else id = int(real.syscall ? real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0) : getpid());
-    return id;
+    if (t && !t->is_main) return id = green_id(t);
+    if (t || tcb_tid_offset < 0)
+        return id = int(real.syscall ? real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0) : getpid());
+    // Not a thread of ours (a forked child's only thread): its TCB's tid,
+    // read each time, as glibc's own mutexes name their owner.  A child
+    // made by clone() keeps its parent's tid there, and a program may fix
+    // that by comparing it with an error-checking mutex's owner (Firefox's
+    // sandbox launcher asserts they match, then writes the new tid).
+    return field<pid_t>(tcb_current(), size_t(tcb_tid_offset));
+}
+
+// A forked child's only thread is a new thread: the id cached above was
+// its parent thread's (a green id, or the parent's tid).
+void owner_id_after_fork() {
+    if (owner_cached) owner_cached = 0;
 }
 
 namespace {

@@ -52,6 +52,7 @@ struct GThread {
     void *result = nullptr;
     Stack stack;
     uint64_t id = 0;
+    uintptr_t gs = 0;                // its gs base while not running (thread_pointer.hpp)
     // The shim's thread pointer (a TCB of its own), entered at each switch
     // into this thread; null: it runs on its worker's.
     void *tls = nullptr;

@@ -37,6 +37,7 @@ struct Worker {
     pid_t tid = 0;
     void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
+    uintptr_t g0_gs = 0;              // and its gs base while a green thread runs
     GThread *cur = nullptr;           // running green thread, null in g0
     // cur is written only by the worker itself; other threads (sysmon,
     // stats) read it through running().

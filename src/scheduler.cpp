@@ -410,6 +410,7 @@ static inline void switch_to(Worker *w, GThread *from, GThread *to) {
     }
     if (from && from->tls) w->leaving = from;
     enter_tls(w, from, to);
+    gs_switch(from ? &from->gs : &w->g0_gs, to->gs);
     san_switch_begin(w, from, to, from && from == w->dead);
     np_ctx_switch(save, to->sp, nullptr);
     // Back on this thread: on the same worker, unless it has a TCB of its
@@ -423,6 +424,7 @@ static inline void switch_to_g0(Worker *w, GThread *from) {
     w->set_cur(nullptr);
     if (from->tls) w->leaving = from;
     enter_tls(w, from, nullptr);
+    gs_switch(&from->gs, w->g0_gs);
     san_switch_begin(w, from, (GThread *)nullptr, from == w->dead);
     np_ctx_switch(&from->sp, w->g0_sp, nullptr);
     w = cur_worker();
@@ -704,6 +706,7 @@ int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable
     g->arg = arg;
     g->joinable = joinable;
     g->id = next_id.fetch_add(1, std::memory_order_relaxed);
+    g->gs = gs_get(); // its creator's, as clone(2) gives a new thread
     g->sp = np_ctx_make(reinterpret_cast<void *>(top), thread_main);
     rt->live.fetch_add(1, std::memory_order_relaxed);
     // The second thread ever: the workers start-up left for later start.

@@ -52,4 +52,37 @@ inline void tp_set(void *p) {
 #endif
 }
 
+// The gs base (x86-64): not the shim's, the program's, kept per OS thread by
+// the kernel.  Where user space may write it (the same FSGSBASE as
+// tp_fast), code points it at memory of its own and reads %gs:offset across
+// calls that may park: wasm2c's "segue" (Firefox's RLBox-sandboxed
+// libraries) keeps a sandbox's linear memory there.  So each green thread
+// carries its own across switches, as it carries its TCB.  Without FSGSBASE
+// only arch_prctl(ARCH_SET_GS) writes it, and no such code relies on it.
+inline uintptr_t gs_get() {
+#if defined(__x86_64__)
+    if (__builtin_expect(tp_fast(), 1)) {
+        uintptr_t v;
+        __asm__ volatile("rdgsbase %0" : "=r"(v));
+        return v;
+    }
+#endif
+    return 0;
+}
+
+// Save the running context's gs base in *save and enter next's.
+inline void gs_switch(uintptr_t *save, uintptr_t next) {
+#if defined(__x86_64__)
+    if (__builtin_expect(tp_fast(), 1)) {
+        uintptr_t cur;
+        __asm__ volatile("rdgsbase %0" : "=r"(cur));
+        *save = cur;
+        if (cur != next) __asm__ volatile("wrgsbase %0" ::"r"(next) : "memory");
+    }
+#else
+    (void)save;
+    (void)next;
+#endif
+}
+
 } // namespace np

@@ -82,7 +82,10 @@ stdio_park:stdio_park.c:
 ptrace_tracer:ptrace_tracer.c:
 longjmp_poke:longjmp_poke.c:
 thread_ids:thread_ids.c:
-early_env:early_env.c:'
+early_env:early_env.c:
+gs_base:gs_base.c:
+fork_owner:fork_owner.c:
+seccomp_trap:seccomp_trap.c:'
 
 passed=0
 failed=0
