@@ -15,18 +15,23 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
-#include <sys/ioctl.h>
 
 #include "fd_table.hpp"
 #include "real.hpp"
 #include "shim.hpp"
+
+// libio's own steps, exported since glibc 2.2.5 (no header declares them
+// since 2.28): what __underflow does first, and fread's direct read.
+extern "C" int _IO_switch_to_get_mode(FILE *);
+extern "C" int _IO_doallocbuf(FILE *);
+extern "C" ssize_t _IO_file_read(FILE *, void *, ssize_t);
 
 namespace shim {
 namespace {
 
 // glibc's FILE flags (libio.h); the layout is its ABI since 2.1.
 constexpr int kUnbuffered = 0x0002, kNoReads = 0x0004, kNoWrites = 0x0008, kEofSeen = 0x0010, kErrSeen = 0x0020,
-              kLinked = 0x0080, kInBackup = 0x0100, kLineBuf = 0x0200;
+              kLinked = 0x0080, kInBackup = 0x0100, kLineBuf = 0x0200, kPutting = 0x0800;
 
 size_t buffered(FILE *fp) {
     return fp->_IO_read_ptr < fp->_IO_read_end ? size_t(fp->_IO_read_end - fp->_IO_read_ptr) : 0;
@@ -43,8 +48,26 @@ bool parks(FILE *fp) {
 // glibc's fill does before its read (the prompt before the answer).
 // false: the wait failed as libc's read would have (SO_RCVTIMEO, a
 // handler without SA_RESTART, a close); fp has its error flag, errno why.
+bool wait_in(FILE *fp) {
+    int r = wait_readable(fp->_fileno);
+    if (r == 0) return true;
+    fp->_flags |= kErrSeen;
+    errno = -r;
+    return false;
+}
+
 bool fill_wait(FILE *fp) {
     if (buffered(fp) || (fp->_flags & (kNoReads | kEofSeen | kInBackup))) return true;
+    // A read-write stream (fdopen(fd, "r+"), /dev/tty) that was written
+    // to: glibc's fill sends what it holds first, the request (or the
+    // prompt) before its answer is awaited.  Under the lock: the one-byte
+    // readers wait before they take it.
+    if (fp->_flags & kPutting) {
+        flockfile(fp);
+        int r = fp->_flags & kPutting ? _IO_switch_to_get_mode(fp) : 0;
+        funlockfile(fp);
+        if (r == EOF) return false;
+    }
     // The last fill filled the whole buffer: more is most likely there
     // (a stream being copied), and the check would cost a system call a
     // fill.  A short fill emptied the file: the next one waits first.
@@ -54,11 +77,7 @@ bool fill_wait(FILE *fp) {
     if ((fp->_flags & (kLineBuf | kUnbuffered)) && fp != stdout &&
         (stdout->_flags & (kLinked | kNoWrites | kLineBuf)) == (kLinked | kLineBuf))
         fflush(stdout);
-    int r = wait_readable(fp->_fileno);
-    if (r == 0) return true;
-    fp->_flags |= kErrSeen;
-    errno = -r;
-    return false;
+    return wait_in(fp);
 }
 
 // Fills an empty buffer: false at the end, or on an error.
@@ -123,11 +142,19 @@ ssize_t getdelim_parked(char **line, size_t *n, int delim, FILE *fp) {
     return ssize_t(cur);
 }
 
-// glibc's fread: what is buffered, then libc's own read of no more than the
-// file holds now (so it does not wait), until all is read, the end, or an error.
+// glibc's fread (_IO_file_xsgetn): what is buffered, then a fill while
+// less than a buffer is wanted, else a read straight into the caller's
+// memory of a whole number of blocks, which glibc makes whatever the end
+// flag says (a terminal's next line after its ^D).  Each waits first, then
+// libc's read returns what there is: all of it, as a datagram must be read
+// (a SOCK_SEQPACKET record larger than the buffer), not what fits.
 size_t fread_parked(void *p, size_t size, size_t count, FILE *fp) {
     size_t want = size * count, got = 0;
     auto *d = static_cast<char *>(p);
+    if (!fp->_IO_buf_base) {
+        if (fp->_IO_save_base) return real.fread_unlocked(p, size, count, fp); // ungetc's area, no buffer yet
+        _IO_doallocbuf(fp);
+    }
     while (got < want) {
         if (size_t have = buffered(fp)) {
             size_t take = have < want - got ? have : want - got;
@@ -136,18 +163,25 @@ size_t fread_parked(void *p, size_t size, size_t count, FILE *fp) {
             got += take;
             continue;
         }
-        if (!fill_wait(fp)) break;
-        int avail = 0;
-        if (!(fp->_flags & (kEofSeen | kInBackup)) && ioctl(fp->_fileno, FIONREAD, &avail) == 0 && avail > 0) {
-            size_t take = size_t(avail) < want - got ? size_t(avail) : want - got;
-            size_t r = real.fread_unlocked(d + got, 1, take, fp);
-            got += r;
-            if (r < take) break;
-        } else if (real.__underflow(fp) == EOF) {
+        size_t block = size_t(fp->_IO_buf_end - fp->_IO_buf_base);
+        if ((fp->_flags & kInBackup) || want - got < block) {
+            if (!fill(fp)) break;
+            continue;
+        }
+        if (!wait_in(fp)) break;
+        fp->_IO_read_base = fp->_IO_read_ptr = fp->_IO_read_end = fp->_IO_buf_base;
+        fp->_IO_write_base = fp->_IO_write_ptr = fp->_IO_write_end = fp->_IO_buf_base;
+        size_t n = want - got;
+        if (block >= 128) n -= n % block;
+        ssize_t r = _IO_file_read(fp, d + got, ssize_t(n));
+        if (r <= 0) {
+            fp->_flags |= r == 0 ? kEofSeen : kErrSeen;
             break;
         }
+        got += size_t(r);
+        if (fp->_offset != -1) fp->_offset += r;
     }
-    return got / size;
+    return got == want ? count : got / size;
 }
 
 bool mul_ok(size_t size, size_t count) {

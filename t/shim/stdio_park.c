@@ -17,8 +17,19 @@
  *             answers only then
  *   reuse     pclose and freopen close the stream's file inside libc: a
  *             popen's line read 4 times over, and a line read after a
- *             freopen onto a FIFO, at the number a pipe had */
+ *             freopen onto a FIFO, at the number a pipe had
+ *   update    one read-write stream (fdopen "r+") on a socket: a request
+ *             written with fprintf, its answer read at once with fgets,
+ *             getc and getline, no fflush between: the read sends the
+ *             request first, as glibc's does (the peer answers only after
+ *             it; the read waited before it, for ever)
+ *   direct    fread of more than a buffer reads into the caller's memory,
+ *             as glibc's does: SOCK_SEQPACKET records of 6000 bytes come
+ *             whole (not cut to the 4096 the file had ready, the rest
+ *             lost), and a terminal's next line after its ^D is read (the
+ *             end flag stops only fills; fread returned 0) */
 #include <fcntl.h>
+#include <termios.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -391,6 +402,119 @@ static void test_reuse(void)
     unlink(path);
 }
 
+/* -------------------------------------------------------------- update -- */
+
+/* Answers each request line on fd with it upper-cased; "none\n" if no
+ * request comes within 2 s (a read that waited before sending it). */
+static void *upper_peer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 2000) <= 0) {
+            if (write(fd, "none\n", 5) != 5) break;
+            continue;
+        }
+        char b[64];
+        ssize_t n = read(fd, b, sizeof b);
+        if (n <= 0) break;
+        for (ssize_t i = 0; i < n; i++)
+            if (b[i] >= 'a' && b[i] <= 'z') b[i] = (char)(b[i] - 32);
+        if (st_write_all(fd, b, (size_t)n) != 0) break;
+    }
+    return NULL;
+}
+
+static void test_update(void)
+{
+    st_phase = "update";
+    static const char *ways[] = {"fgets", "getc", "getline"};
+    for (int w = 0; w < 3; w++) {
+        int sv[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair: %s", strerror(errno));
+        pthread_t t = st_spawn(upper_peer, (void *)(intptr_t)sv[1]);
+        FILE *f = fdopen(sv[0], "r+");
+        for (int i = 0; i < 2; i++) {
+            char want[32], got[64] = "", *line = NULL;
+            size_t cap = 0, n = 0;
+            int c;
+            fprintf(f, "ask %d\n", i); /* held in f's buffer */
+            snprintf(want, sizeof want, "ASK %d\n", i);
+            switch (w) {
+            case 0:
+                if (!fgets(got, sizeof got, f)) strcpy(got, "(NULL)");
+                break;
+            case 1:
+                while (n < sizeof got - 1 && (c = getc(f)) != EOF && (got[n++] = (char)c) != '\n') {}
+                break;
+            default:
+                if (getline(&line, &cap, f) > 0) snprintf(got, sizeof got, "%s", line);
+                free(line);
+            }
+            CHECK(strcmp(got, want) == 0, "%s after fprintf on an r+ stream: got \"%.20s\", want \"ASK %d\"", ways[w],
+                  got, i);
+            fseek(f, 0, SEEK_CUR); /* reading to writing (ESPIPE, harmless) */
+        }
+        fclose(f);
+        pthread_join(t, NULL);
+        close(sv[1]);
+    }
+}
+
+/* -------------------------------------------------------------- direct -- */
+
+static void *records(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static char b[6000];
+    for (int i = 0; i < 3; i++) {
+        memset(b, 'a' + i, sizeof b);
+        st_sleep_ms(20);
+        if (send(fd, b, sizeof b, 0) != (ssize_t)sizeof b) break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_direct(void)
+{
+    st_phase = "direct";
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0, "socketpair: %s", strerror(errno));
+    pthread_t t = st_spawn(records, (void *)(intptr_t)sv[1]);
+    FILE *in = fdopen(sv[0], "r");
+    static char b[100000];
+    size_t n = fread(b, 1, sizeof b, in), each[3] = {0};
+    for (size_t i = 0; i < n; i++)
+        if (b[i] >= 'a' && b[i] <= 'c') each[b[i] - 'a']++;
+    CHECK(n == 18000 && each[0] == 6000 && each[1] == 6000 && each[2] == 6000 && feof(in),
+          "fread of 3 records of 6000 bytes: %zu bytes (%zu, %zu, %zu), feof %d", n, each[0], each[1], each[2],
+          feof(in));
+    fclose(in);
+    pthread_join(t, NULL);
+
+    /* a terminal: after its ^D, fread of more than a buffer reads again */
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    CHECK(m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0, "pty: %s", strerror(errno));
+    if (m < 0) return;
+    int s = open(ptsname(m), O_RDWR | O_NOCTTY);
+    CHECK(s >= 0, "pty slave: %s", strerror(errno));
+    struct termios tio;
+    tcgetattr(s, &tio);
+    tio.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(s, TCSANOW, &tio);
+    in = fdopen(s, "r");
+    char line[64];
+    CHECK(write(m, "ab\n\004", 4) == 4, "write");
+    CHECK(fgets(line, sizeof line, in) && strcmp(line, "ab\n") == 0, "tty: the first line");
+    CHECK(!fgets(line, sizeof line, in) && feof(in), "tty: ^D is not the end");
+    CHECK(write(m, "more\n\004", 6) == 6, "write");
+    n = fread(b, 1, 5000, in);
+    CHECK(n == 5 && memcmp(b, "more\n", 5) == 0, "tty: fread after ^D gave %zu bytes, want 5 (\"more\\n\")", n);
+    fclose(in);
+    close(m);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -398,7 +522,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     static const struct st_test tests[] = {
         {"idle", test_idle},   {"readers", test_readers}, {"ends", test_ends},
-        {"prompt", test_prompt}, {"reuse", test_reuse}};
+        {"prompt", test_prompt}, {"reuse", test_reuse},     {"update", test_update},
+        {"direct", test_direct}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("stdio_park");
 }
