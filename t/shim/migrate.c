@@ -18,17 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The kernel's ID of the OS thread running the caller: gettid() names a
- * green thread under the shim, /proc/thread-self the worker. */
-static pid_t os_tid(void)
-{
-    char buf[64];
-    ssize_t n = readlink("/proc/thread-self", buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, '/');
-    return p ? (pid_t)atoi(p + 1) : -1;
-}
+#include "os_tid.h"
 
 static __thread long tls_value;
 static atomic_int moves, failures;
@@ -59,11 +49,11 @@ static void *waiter(void *arg)
     long *volatile tp = &tls_value;
     tls_value = p->id;
     for (int i = 0; i < 5; i++) {
-        pid_t before = os_tid();
+        pid_t before = st_os_tid();
         errno = 1000 + (int)p->id;
         char c;
         ssize_t n = read(p->pipe[0], &c, 1);
-        pid_t after = os_tid();
+        pid_t after = st_os_tid();
         if (before != after) atomic_fetch_add(&moves, 1);
         CHECK(n == 1, "read: %zd", n);
         CHECK(ep == &errno && tp == &tls_value, "pair %ld: &errno or &tls_value changed", p->id);

@@ -27,17 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The kernel's ID of the OS thread running the caller: gettid() names a
- * green thread under the shim, /proc/thread-self the worker. */
-static pid_t os_tid(void)
-{
-    char buf[64];
-    ssize_t n = readlink("/proc/thread-self", buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, '/');
-    return p ? (pid_t)atoi(p + 1) : -1;
-}
+#include "os_tid.h"
 
 enum { kBlockers = 4, kRounds = 5, kReads = kBlockers * kRounds };
 
@@ -95,10 +85,10 @@ static void *tracer(void *arg)
     for (int i = 0; i < kBlockers; i++) pthread_create(&b[i], NULL, blocker, NULL);
     int moves = 0, bad = 0;
     for (int i = 0; i < kReads; i++) {
-        pid_t before = os_tid();
+        pid_t before = st_os_tid();
         char c;
         CHECK(read(pipefd[0], &c, 1) == 1, "read");
-        if (os_tid() != before) moves++;
+        if (st_os_tid() != before) moves++;
         if (peek_ip(traced) == -1 || peek_ip(attached) == -1) {
             if (!bad++) printf("FAILED: PTRACE_PEEKUSER after %d reads, %d moves: %s\n", i + 1, moves, strerror(errno));
         }

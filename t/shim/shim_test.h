@@ -142,18 +142,7 @@ static inline int st_os_threads(void)
     return n;
 }
 
-/* The kernel's ID of the OS thread running the caller, from
- * /proc/thread-self: under the shim, gettid() names the green thread
- * (netpoll-preload(7)), and this the worker it runs on now. */
-static inline pid_t st_os_tid(void)
-{
-    char buf[64];
-    ssize_t n = readlink("/proc/thread-self", buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, '/');
-    return p ? (pid_t)atoi(p + 1) : -1;
-}
+#include "os_tid.h"
 
 static inline void *st_nothing(void *arg) { return arg; }
 
