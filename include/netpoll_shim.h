@@ -53,6 +53,16 @@ int npshim_thread_create(npshim_thread **t, void *(*fn)(void *), void *arg,
  * bytes, as glibc's TCB takes the top of such a stack. */
 int npshim_thread_create_on(npshim_thread **t, void *(*fn)(void *), void *arg, void *lo,
                             size_t size);
+/* The caller's own execution, from this call on, as a green thread t on
+ * the stack it runs on, [lo, lo + size) (the program's main thread, once
+ * a second thread is made).  t enters tp when it runs, whose tid stays.
+ * The calling OS thread goes on on the stack [os_lo, os_lo + os_size) with
+ * os_tp entered, in then(t, arg), which must start t (npshim_thread_start)
+ * and never return; t returns 0 from this call, on a worker.  A negative
+ * errno, and nothing changed, if it cannot. */
+int npshim_thread_adopt(npshim_thread **t, void *lo, size_t size, void *tp, void *os_tp,
+                        void (*then)(npshim_thread *t, void *arg), void *arg, void *os_lo,
+                        size_t os_size);
 /* The thread pointer entered whenever t runs (its TCB); before start.
  * keep_tid: the TCB keeps the tid it has (the program's main thread). */
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid);

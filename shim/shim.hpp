@@ -113,6 +113,23 @@ struct Thread {
 Thread *self();
 inline bool green() { return on() && self() != nullptr; }
 Thread *thread_of(pthread_t t);      // null if not one of ours
+// On a plain thread, the frame where the outermost handler the kernel ran
+// there begins (threads.cpp's adopt_main must not make main green inside
+// one: its return would run on a worker).
+extern __thread char *plain_handler_sp;
+class PlainHandler {
+  public:
+    PlainHandler() : prev_(plain_handler_sp) {
+        char *here = static_cast<char *>(__builtin_frame_address(0));
+        if (!prev_ || here > prev_) plain_handler_sp = here; // else nested, or prev_ left by a longjmp
+    }
+    ~PlainHandler() { plain_handler_sp = prev_; }
+    PlainHandler(const PlainHandler &) = delete;
+    PlainHandler &operator=(const PlainHandler &) = delete;
+
+  private:
+    char *prev_;
+};
 // One of ours that has ended and been released (a detached thread, or
 // one joined): glibc must not be given it, its TCB is not glibc's.
 bool thread_gone(pthread_t t);
@@ -158,6 +175,8 @@ bool sig_pending(Thread *t);
 // A thread's mask blocks these: the process's copies wait for a thread
 // that lets them through, whatever their action (see signals.cpp).
 void route_blocked(const sigset_t *mask);
+// A plain thread becomes t: its OS thread's sigaltstack is t's now.
+void altstack_take(Thread *t);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
 // A thread left the list: the process's pending signals wake another.

@@ -582,6 +582,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             sigorset(&t->sigmask, &t->sigmask, &a.sa_mask);
             if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
         }
+        PlainHandler mark; // (looked at on a plain thread only)
         if (t && is_handler(a)) call_handler(a, sig, info, uc, &saved);
         else if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);
@@ -631,6 +632,7 @@ void on_fault(int sig, siginfo_t *info, void *ucv) {
         sigorset(&during, &during, &a.sa_mask);
         if (!(a.sa_flags & SA_NODEFER)) sigaddset(&during, sig);
         real.pthread_sigmask(SIG_SETMASK, &during, nullptr); // sigreturn restores uc_sigmask
+        PlainHandler mark;
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
         else a.sa_handler(sig);
         return;
@@ -1185,7 +1187,8 @@ int raise(int sig) {
 // tgkill(2) of the caller's own ID, the one gettid(2) gave it, is a
 // raise(3), as it is without the library; of another thread's, a
 // pthread_kill(3) of that thread: the kernel knows no task by a green
-// thread's ID, and main's is its worker's, which blocks every signal.
+// thread's ID, and main's (the process ID) names the OS main thread, not
+// the worker that runs main.
 // syscall(2) brings SYS_tgkill and SYS_tkill here.  Any other ID goes to
 // the kernel as it is.
 int tgkill(pid_t tgid, pid_t tid, int sig) {
@@ -1418,8 +1421,22 @@ int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
 // runs SA_ONSTACK fault handlers.  Setting the worker's would leave it the
 // stack of a thread that ends and frees it (SBCL, Rust, libsigsegv), and
 // the next fault handled there would find it unmapped and kill the process.
-extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
+static int os_sigaltstack(const stack_t *ss, stack_t *old) {
     static auto fn = reinterpret_cast<int (*)(const stack_t *, stack_t *)>(dlsym(RTLD_NEXT, "sigaltstack"));
+    return fn(ss, old);
+}
+
+// A plain thread turning green (main, threads.cpp): the alternate stack it
+// set is the thread's from now on, and its OS thread's no more.
+void shim::altstack_take(Thread *t) {
+    stack_t had, off{nullptr, SS_DISABLE, 0};
+    if (os_sigaltstack(nullptr, &had) != 0 || (had.ss_flags & SS_DISABLE)) return;
+    t->altstack = stack_t{had.ss_sp, had.ss_flags & ~SS_ONSTACK, had.ss_size};
+    os_sigaltstack(&off, nullptr);
+}
+
+extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
+    auto fn = os_sigaltstack;
     Thread *t = green() ? self() : nullptr;
     if (!t) return fn(ss, old);
     if (ss) {

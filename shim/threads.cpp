@@ -14,6 +14,7 @@
 #include <link.h>
 #include <linux/futex.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@
 namespace shim {
 
 int active = -1;
+__thread char *plain_handler_sp __attribute__((tls_model("initial-exec")));
 
 namespace {
 
@@ -48,6 +50,9 @@ void *park_tp;          // the OS main thread's TCB while main is green
 int (*program_main)(int, char **, char **);
 std::atomic<uint32_t> live{0};         // legacy threads other than main
 std::atomic<uint32_t> main_waits{0};   // main called pthread_exit: wait for the rest
+// main runs plain, on the OS main thread and stack (main_rec.stack_lo), and
+// its first pthread_create may make it green (adopt_main).
+std::atomic<bool> main_plain{false};
 // While main is green, the OS main thread takes the process's signals for
 // on_signal to route.  The ones a signalfd reads must stay pending in the
 // kernel instead, as they do when every thread blocks them: it blocks
@@ -343,12 +348,15 @@ struct MainArgs {
     int argc;
     char **argv, **envp;
     int status;
+    bool green; // a green thread from the start (else made one by adopt_main)
 };
 
 void *main_entry(void *arg) {
     auto *volatile m = static_cast<MainArgs *>(arg);
-    cur = &main_rec;
-    threads_add(&main_rec);
+    if (m->green) {
+        cur = &main_rec;
+        threads_add(&main_rec);
+    }
     void *saved = tcb_unwind_buf(main_tcb);
     __pthread_unwind_buf_t ub;
     if (_setjmp(reinterpret_cast<struct __jmp_buf_tag *>(ub.__cancel_jmp_buf)) == 0) {
@@ -392,12 +400,107 @@ size_t main_stack_size() {
     return stack_bucket(rl.rlim_cur < 65536 ? 65536 : rl.rlim_cur);
 }
 
+// main on the OS main thread, on its own stack, as without the library,
+// until its first pthread_create (adopt_main): a process that never makes
+// a second thread (most commands a shell runs) stays single-threaded, as
+// unshare(CLONE_NEWUSER) and a zygote's fork require, and starts no
+// runtime at all.  Until then its calls are a plain thread's, which no
+// other thread waits behind.
+[[noreturn]] void plain_main(int argc, char **argv, char **envp) {
+    main_tcb = npshim_os_tp();
+    main_rec.magic = Thread::kMagic;
+    main_rec.tcb = main_tcb;
+    main_rec.is_main = true;
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    if (real.pthread_getattr_np(pthread_self(), &a) == 0) {
+        if (pthread_attr_getstack(&a, &lo, &size) == 0) {
+            main_rec.stack_lo = lo;
+            main_rec.stack_size = size;
+            main_plain.store(true, std::memory_order_release);
+        }
+        pthread_attr_destroy(&a);
+    }
+    MainArgs m{argc, argv, envp, 0, false};
+    main_entry(&m);
+    __builtin_unreachable();
+}
+
+// The OS main thread once main is green: it takes the process's signals,
+// on a stack of its own, main's being main's.
+[[noreturn]] void main_os_side(npshim_thread *g, void *) {
+    main_rec.g = g;
+    threads_add(&main_rec);
+    catcher_on.store(true, std::memory_order_release);
+    npshim_thread_start(g);
+    catcher_loop();
+}
+
+// Whether the caller runs inside a handler the kernel ran on this plain
+// thread: its frames are below the outermost handler's (a handler left by
+// longjmp left a mark above the caller, which counts for nothing).
+bool in_plain_handler(const char *here) { return plain_handler_sp && here < plain_handler_sp; }
+
+// main, on the OS main thread, makes its first thread: from here on it is
+// a green thread on its own stack and TCB (so what it left in its TLS and
+// its frames stay), as when it started as one; the OS main thread goes on
+// as the catcher.  Not inside a signal handler, whose return would then run
+// on a worker, nor on another stack: main then stays a plain thread, as a
+// forked child's caller does.
+void adopt_main() {
+    char *here = static_cast<char *>(__builtin_frame_address(0));
+    char *lo = static_cast<char *>(main_rec.stack_lo);
+    if (cur || !main_plain.load(std::memory_order_acquire)) return;
+    if (kernel_tid() != getpid() || here < lo || here >= lo + main_rec.stack_size || in_plain_handler(here))
+        return;
+    main_plain.store(false, std::memory_order_relaxed); // one try: what fails below would fail again
+    // The catcher's stack: a thread's size (a handler may run there when
+    // every thread blocks a signal), its pages taken only as touched.
+    constexpr size_t kOsStack = 8u << 20, kGuard = 4096;
+    void *os = mmap(nullptr, kOsStack, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (os == MAP_FAILED) return;
+    mprotect(os, kGuard, PROT_NONE);
+    Thread *park = tcb_new(nullptr, 0, 0, true);
+    if (!park) {
+        munmap(os, kOsStack);
+        return;
+    }
+    // No handler on this OS thread until it is the catcher (its loop opens
+    // its mask): main's mask is main's, kept by the routing.
+    sigset_t all, before;
+    sigfillset(&all);
+    real.pthread_sigmask(SIG_SETMASK, &all, &before);
+    main_rec.sigmask = before;
+    route_blocked(&main_rec.sigmask);
+    altstack_take(&main_rec);
+    park_tp = park->tcb;
+    cur = &main_rec;
+    npshim_thread *g;
+    if (npshim_thread_adopt(&g, lo, main_rec.stack_size, main_tcb, park->tcb, main_os_side, nullptr,
+                            static_cast<char *>(os) + kGuard, kOsStack - kGuard) != 0) {
+        cur = nullptr;
+        park_tp = nullptr;
+        if (!(main_rec.altstack.ss_flags & SS_DISABLE)) sigaltstack(&main_rec.altstack, nullptr); // the OS thread's again
+        main_rec.altstack = stack_t{nullptr, SS_DISABLE, 0};
+        tcb_free(park->tcb);
+        munmap(os, kOsStack);
+        real.pthread_sigmask(SIG_SETMASK, &before, nullptr);
+        return;
+    }
+    // Here on a worker, as main's green thread.
+}
+
 // main as a green thread on the program's own TCB (so what constructors
 // left in its TLS stays), while the OS main thread waits on a TCB of its
 // own: a signal handler run there meanwhile is not mistaken for main.
+// When no constructor made a thread, main starts as a plain thread instead
+// (plain_main).
 int green_main(int argc, char **argv, char **envp) {
     if (!on()) return program_main(argc, argv, envp);
-    MainArgs m{argc, argv, envp, 0};
+    if (runtime_state.load(std::memory_order_acquire) == 0) plain_main(argc, argv, envp);
+    MainArgs m{argc, argv, envp, 0, true};
     npshim_thread *g;
     if (!runtime_up() || npshim_thread_create(&g, main_entry, &m, main_stack_size()) != 0) {
         warn("cannot start the runtime");
@@ -429,6 +532,9 @@ int green_main(int argc, char **argv, char **envp) {
 } // namespace
 
 void threads_after_fork() {
+    // The child of main while plain: its first thread makes it green, as in
+    // the parent (adopt_main looks that it is on main's stack still).
+    bool plain = main_plain.load() && !cur;
     if (Thread *t = cur) t->magic = 0; // its green thread stayed in the parent
     cur = nullptr;
     list_head = nullptr;
@@ -441,6 +547,7 @@ void threads_after_fork() {
     // for one (PostgreSQL calls it in every backend it forks).
     if (catcher_on.load()) catcher_on.store(false);
     runtime_state.store(0);
+    main_plain.store(plain);
     npshim_after_fork_child();
     fd_after_fork();
     private_waits_after_fork();
@@ -492,6 +599,7 @@ void catcher_copy_ids() {
 }
 
 Thread *thread_of_id(pid_t id) {
+    if (id == getpid()) return main_rec.g && main_rec.magic == Thread::kMagic ? &main_rec : nullptr;
     if (!(id & 0x40000000)) return nullptr; // a kernel ID
     list_lock_take();
     Thread *found = nullptr;
@@ -647,11 +755,12 @@ extern "C" {
 // second thread that finds its own ID there aborts ("recursive
 // initialization").  The worker's kernel ID would be every green thread's
 // on that worker, so those other than main get their mutex owner id
-// (above the kernel's PID_MAX_LIMIT: it names no other task).  main keeps
-// its worker's, which no other green thread reports.
+// (above the kernel's PID_MAX_LIMIT: it names no other task).  main's is
+// the process ID, as without the library, before and after it turns green
+// (a program that keeps it to tell main apart, or to signal main).
 pid_t gettid(void) {
     Thread *t = on() ? cur : nullptr;
-    if (t && !t->is_main) return pid_t(owner_id());
+    if (t) return t->is_main ? getpid() : pid_t(owner_id());
     return kernel_tid();
 }
 
@@ -687,6 +796,7 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     if (!size) size = default_stack();
     late_foreign_runtime(__builtin_return_address(0));
     if (!runtime_up()) return EAGAIN;
+    if (!cur) adopt_main();
     Thread *t = tcb_new(nullptr, 0, 0);
     if (!t) return EAGAIN;
     npshim_thread *g;

@@ -203,6 +203,18 @@ int npshim_thread_create_on(npshim_thread **t, void *(*fn)(void *), void *arg, v
     return 0;
 }
 
+int npshim_thread_adopt(npshim_thread **t, void *lo, size_t size, void *tp, void *os_tp,
+                        void (*then)(npshim_thread *, void *), void *arg, void *os_lo, size_t os_size) {
+    if (!t || !lo || !size || !then || !os_lo || os_size < kMinStackSize) return -EINVAL;
+    GThread *g;
+    // The callback takes the public handle: GThread * and npshim_thread *
+    // are the same pointer (g_of).
+    auto cb = reinterpret_cast<void (*)(GThread *, void *)>(then);
+    if (int e = adopt(lo, size, tp, cb, arg, os_tp, os_lo, os_size, &g)) return e;
+    *t = reinterpret_cast<npshim_thread *>(g);
+    return 0;
+}
+
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid) {
     g_of(t)->tls = tp;
     g_of(t)->keep_tid = keep_tid != 0;

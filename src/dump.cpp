@@ -136,8 +136,16 @@ __attribute__((no_sanitize("address", "thread"))) int walk_frames(uintptr_t fp, 
     return n;
 }
 
+// The top of g's frames: below its record, which lies at the top of its
+// stack, or the stack's top for one whose record is elsewhere (the
+// program's main thread, adopted on its own stack).
+uintptr_t frames_top(const GThread *g) {
+    uintptr_t at = uintptr_t(g);
+    return at > uintptr_t(g->stack.lo) && at < uintptr_t(g->stack.hi) ? at : uintptr_t(g->stack.hi);
+}
+
 __attribute__((no_sanitize("address", "thread"))) int walk_parked(const GThread *g, uintptr_t *pc) {
-    uintptr_t lo = uintptr_t(g->stack.lo), hi = uintptr_t(g); // frames lie below the GThread
+    uintptr_t lo = uintptr_t(g->stack.lo), hi = frames_top(g);
     uintptr_t sp = uintptr_t(__atomic_load_n(&g->sp, __ATOMIC_RELAXED));
     if (sp < lo || sp + kSavedFrame > hi || (sp & 7)) return 0;
     const char *frame = reinterpret_cast<const char *>(sp);
@@ -201,7 +209,7 @@ __attribute__((no_sanitize("address", "thread"))) void snap(const Ctx &c, GThrea
         s->fd = pd_of_fdmu(reinterpret_cast<const void *>(s->obj))->fd;
     }
     if (s->self) {
-        s->nframes = walk_frames(c.self_fp, uintptr_t(g->stack.lo), uintptr_t(g), s->pc, 0, kMaxFrames);
+        s->nframes = walk_frames(c.self_fp, uintptr_t(g->stack.lo), frames_top(g), s->pc, 0, kMaxFrames);
     } else if (s->worker < 0 && g->started && !s->finished) {
         s->nframes = walk_parked(g, s->pc);
     }

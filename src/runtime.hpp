@@ -202,6 +202,11 @@ int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable,
 // the runtime neither guards nor frees.
 int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
            size_t stack_size = 0, const Stack *given = nullptr);
+// The calling OS thread's own execution as a green thread on [lo, lo+size),
+// the stack it runs on (npshim_thread_adopt); the OS thread goes on with
+// then(g, arg) on [os_lo, os_lo+os_size), which readies g.
+int adopt(void *lo, size_t size, void *tp, void (*then)(GThread *, void *), void *arg, void *os_tp,
+          void *os_lo, size_t os_size, GThread **out);
 int join(GThread *g, void **result);
 void detach(GThread *g);          // release it when it finishes
 

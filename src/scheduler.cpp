@@ -717,6 +717,61 @@ int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable
     return 0;
 }
 
+namespace {
+struct Adoption {
+    GThread *g;
+    void (*then)(GThread *, void *);
+    void *arg;
+    void *os_tp;
+    void *fake; // ASan's fake stack of the context left (never resumed here)
+};
+
+[[noreturn]] void adopted_os_side(void *p) {
+    Adoption a = *static_cast<Adoption *>(p); // that frame is g's: copied before g can run
+#if NP_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+    tp_set(a.os_tp);
+    a.then(a.g, a.arg);
+    abort();
+}
+} // namespace
+
+// The caller's registers are saved in g as a switch away from a thread
+// saves them; g has not started, so its first switch-in on a worker
+// registers it and resumes it here, as a new thread's first run would.
+int adopt(void *lo, size_t size, void *tp, void (*then)(GThread *, void *), void *arg, void *os_tp,
+          void *os_lo, size_t os_size, GThread **out) {
+    if (NP_TSAN) return -ENOTSUP; // the OS thread's new stack would need a fiber of its own
+    if (cur_worker()) return -EINVAL; // a worker, or a green thread already
+    if (int e = runtime_ensure()) return e;
+    GThread *g = make<GThread>(); // kept for the process's life: it never ends as a thread
+    if (!g) return -ENOMEM;
+    g->stack.lo = static_cast<char *>(lo);
+    g->stack.hi = g->stack.lo + size;
+    g->id = next_id.fetch_add(1, std::memory_order_relaxed);
+    g->gs = gs_get();
+    g->tls = tp;
+    g->keep_tid = true;
+    rt->live.fetch_add(1, std::memory_order_relaxed);
+    if (rt->spawned.fetch_add(1, std::memory_order_relaxed) == 1 &&
+        rt->rest_pending.load(std::memory_order_acquire))
+        start_rest();
+    *out = g;
+    Adoption a{g, then, arg, os_tp, nullptr};
+#if NP_ASAN
+    __sanitizer_start_switch_fiber(&a.fake, os_lo, os_size);
+#else
+    (void)os_size;
+#endif
+    void *top = reinterpret_cast<void *>((uintptr_t(os_lo) + os_size) & ~uintptr_t(63));
+    np_ctx_switch(&g->sp, np_ctx_make(top, adopted_os_side), &a);
+    Worker *w = cur_worker();
+    san_switch_end(w, g);
+    after_switch(w);
+    return 0;
+}
+
 int join(GThread *g, void **result) {
     if (g == current_g()) return -EDEADLK;
     if (g->join_state.load(std::memory_order_acquire) != 2) {

@@ -85,7 +85,8 @@ thread_ids:thread_ids.c:
 early_env:early_env.c:
 gs_base:gs_base.c:
 fork_owner:fork_owner.c:
-seccomp_trap:seccomp_trap.c:'
+seccomp_trap:seccomp_trap.c:
+single_thread:single_thread.c:'
 
 passed=0
 failed=0
