@@ -55,6 +55,8 @@
 #                 queue
 #   interrupt     SIGINT to gzip and to python computing, and to sh waiting
 #                 with a trap: each takes it as plain
+#   unshare       unshare -Ur: a new user namespace, which the kernel gives
+#                 a single-threaded process only
 #
 # Servers get SIGTERM at the end and must exit as they do plain (the status
 # is checked). A case whose program is not installed is skipped. Everything
@@ -1136,7 +1138,31 @@ case_tcmalloc() {
     done
 }
 
-for tc in python-http python-echo python-mp curl wrk redis nginx go-static go-cgo daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby tcmalloc interrupt; do
+# ---- unshare -U: a single-threaded process's user namespace ---------------
+# The kernel makes a new user namespace only for a process with one thread
+# (EINVAL otherwise): unshare(1) makes none, and under nprun must have
+# none either.  Skipped where the machine refuses user namespaces plain.
+case_unshare() {
+    have unshare || return
+    for m in $modes; do
+        spent "$m" && continue
+        # shellcheck disable=SC2046
+        got=$(timeout -s KILL 10 $(runner "$m") unshare -Ur sh -c 'id -u; cat /proc/self/uid_map' 2> "$tmp/unshare.err")
+        urc=$?
+        if [ "$m" = plain ] && [ "$urc" != 0 ]; then
+            echo "skip $tc: unshare -U refused here plain ($(head -n 1 "$tmp/unshare.err"))"
+            skipped=$((skipped + 1))
+            return
+        fi
+        if [ "$urc" = 0 ] && [ "$(echo "$got" | head -n 1)" = 0 ]; then
+            ok "$m" "unshare -Ur: root in a new user namespace"
+        else
+            fail "$m" "unshare -Ur printed '$got', $(describe "$urc")" "$tmp/unshare.err"
+        fi
+    done
+}
+
+for tc in python-http python-echo python-mp curl wrk redis nginx go-static go-cgo daemon fork cxx-pool node mariadb apache java postgres make haproxy ruby tcmalloc interrupt unshare; do
     selected "$tc" || continue
     "case_$(echo "$tc" | tr - _)"
 done
