@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "clock.hpp"
+#include "config.hpp"
 #include "errno_guard.hpp"
 #include "libc_real.hpp"
 #include "netpoll_shim.h"
@@ -273,6 +274,11 @@ void npshim_thread_set_name(npshim_thread *t, const char *name) {
 }
 
 int npshim_dump_signal(void) { return dump_signal_current(); }
+
+void npshim_dump_early(void) {
+    Config c;
+    if (config_resolve(nullptr, &c) == 0 && c.dump_signal) dump_signal_install(c.dump_signal);
+}
 
 int npshim_is_guard_handler(const struct sigaction *a) {
     return a && (a->sa_flags & SA_SIGINFO) && stack_guard_is_handler(reinterpret_cast<const void *>(a->sa_sigaction));
