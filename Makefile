@@ -206,7 +206,7 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 check-valgrind: all
 	for s in $(VG_SUITES); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done
 	sh t/shim/run.sh $(B) >/dev/null # builds the shim's test programs
-	for p in "echo_tls 100 5" "http_tls 100 5" stdio_sync cxx_threads; do \
+	for p in "echo_tls 100 5" "http_tls 100 5" stdio_sync cxx_threads single_thread; do \
 	  $(VALGRIND_RUN) env LD_PRELOAD=$(CURDIR)/$(SHIM_SO) NP_PROCS=2 $(B)/t/shim/$$p >/dev/null || exit 1; done
 
 # The suite built with AddressSanitizer and UBSan in a tree of its own
@@ -217,7 +217,7 @@ check-valgrind: all
 # Then the preload shim built so, under some of its test programs (plain
 # builds: libasan is preloaded first, as a sanitizer's runtime must be).
 ASAN_B ?= build-asan
-ASAN_SHIM_TESTS ?= join_detach stdio_sync signals same_fd short_reads mmsg futex_ops stdio_park
+ASAN_SHIM_TESTS ?= join_detach stdio_sync signals same_fd short_reads mmsg futex_ops stdio_park single_thread
 check-asan:
 	$(MAKE) B=$(ASAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" \
 	  tests $(ASAN_B)/lib/libnetpoll-preload.so
