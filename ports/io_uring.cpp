@@ -109,6 +109,9 @@ public:
             e0 = setup();
         }
         if (e0) return e0;
+        int fd = sys_above_stdio(ring_.ring_fd); // a dup is the same ring
+        if (ring_.enter_ring_fd == ring_.ring_fd) ring_.enter_ring_fd = fd;
+        ring_.ring_fd = fd;
         ring_ok_ = true;
         coop_ = p.flags & IORING_SETUP_COOP_TASKRUN;
         if (coop_ && !(handoff_ = static_cast<PollDesc **>(mem_alloc(kHandoffCap * sizeof(PollDesc *)))))

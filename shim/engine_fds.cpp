@@ -5,8 +5,11 @@
 // t/fuzz links alone.)
 #include <cerrno>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 
 #include "fd_table.hpp"
+#include "real.hpp"
 #include "shim.hpp"
 
 #if __has_include(<liburing.h>)
@@ -26,8 +29,31 @@ bool from_engine(const void *caller) {
     return engine && caller && dladdr(caller, &i) && i.dli_fbase == engine;
 }
 
+bool from_shim(const void *caller) {
+    static void *shim = [] {
+        Dl_info i;
+        return dladdr(reinterpret_cast<void *>(&from_shim), &i) ? i.dli_fbase : nullptr;
+    }();
+    Dl_info i;
+    return shim && caller && dladdr(caller, &i) && i.dli_fbase == shim;
+}
+
+// Never 0, 1 or 2: a program started with them closed writes its output
+// there, or opens /dev/null and dup2()s it there, as daemons do.
+int above_stdio(int fd) {
+    if (fd < 0 || fd > 2) return fd;
+    int moved = int(real.syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 3, 0, 0, 0));
+    if (moved < 0) return fd;
+    real.syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    return moved;
+}
+
 int opened(int fd, const void *caller) {
-    if (fd >= 0 && active > 0 && from_engine(caller))
+    if (fd < 0 || active <= 0) return fd;
+    bool engine = from_engine(caller);
+    if (!engine && !from_shim(caller)) return fd; // the program's
+    fd = above_stdio(fd);
+    if (engine)
         if (Fd *e = fd_entry(fd)) e->kind.store(kInternal, std::memory_order_release);
     return fd;
 }
@@ -61,7 +87,11 @@ int io_uring_queue_init_params(unsigned entries, struct io_uring *ring, struct i
         "io_uring_queue_init_params");
     if (!fn) return -ENOSYS;
     int r = fn(entries, ring, p);
-    if (r == 0) shim::opened(ring->ring_fd, __builtin_return_address(0));
+    if (r == 0) { // the ring's descriptor may move: a dup is the same ring
+        int fd = shim::opened(ring->ring_fd, __builtin_return_address(0));
+        if (ring->enter_ring_fd == ring->ring_fd) ring->enter_ring_fd = fd;
+        ring->ring_fd = fd;
+    }
     return r;
 }
 #endif

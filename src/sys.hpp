@@ -247,6 +247,17 @@ inline long sys_futex(uint32_t *word, int op, uint32_t val, const struct timespe
     return sys_result(raw_syscall6(SYS_futex, long(word), op, val, long(ts), long(word2), val3));
 }
 
+// A descriptor the engine keeps, moved above 0, 1 and 2 if it got one of
+// them: a program started with those closed would write its output there,
+// or dup2() /dev/null onto them, as daemons do.
+inline int sys_above_stdio(int fd) {
+    if (fd < 0 || fd > 2) return fd;
+    int moved = sys_fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (moved < 0) return fd;
+    sys_close(fd);
+    return moved;
+}
+
 inline int sys_open(const char *path, int flags) {
     return int(sys_result(raw_syscall3(SYS_openat, AT_FDCWD, long(path), flags)));
 }

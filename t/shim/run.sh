@@ -86,7 +86,8 @@ early_env:early_env.c:
 gs_base:gs_base.c:
 fork_owner:fork_owner.c:
 seccomp_trap:seccomp_trap.c:
-single_thread:single_thread.c:'
+single_thread:single_thread.c:
+closed_stdio:closed_stdio.c:'
 
 passed=0
 failed=0
