@@ -751,14 +751,6 @@ int close_range(unsigned first, unsigned last, int flags) {
 
 void closefrom(int lowfd) { close_range(unsigned(lowfd < 0 ? 0 : lowfd), ~0u, 0); }
 
-int fclose(FILE *f) {
-    if (on() && f) {
-        int fd = fileno(f);
-        if (fd >= 0) fd_forget(fd);
-    }
-    return real.fclose(f);
-}
-
 int dup2(int old, int nfd) {
     if (on() && old != nfd) {
         Fd *e = fd_entry(nfd);

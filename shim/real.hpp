@@ -1,6 +1,7 @@
 // The real libc functions behind the interposed ones, found once with
 // RTLD_NEXT (libfaketime's way): the shim calls these, never its own names.
 #pragma once
+#include <cstdarg>
 #include <cstdio>
 #include <poll.h>
 #include <pthread.h>

@@ -19,6 +19,7 @@
 #include "fd_table.hpp"
 #include "real.hpp"
 #include "shim.hpp"
+#include "stdio.hpp"
 
 // libio's own steps, exported since glibc 2.2.5 (no header declares them
 // since 2.28): what __underflow does first, and fread's direct read.
@@ -29,18 +30,8 @@ extern "C" ssize_t _IO_file_read(FILE *, void *, ssize_t);
 namespace shim {
 namespace {
 
-// glibc's FILE flags (libio.h); the layout is its ABI since 2.1.
-constexpr int kUnbuffered = 0x0002, kNoReads = 0x0004, kNoWrites = 0x0008, kEofSeen = 0x0010, kErrSeen = 0x0020,
-              kLinked = 0x0080, kInBackup = 0x0100, kLineBuf = 0x0200, kPutting = 0x0800;
-
 size_t buffered(FILE *fp) {
     return fp->_IO_read_ptr < fp->_IO_read_end ? size_t(fp->_IO_read_end - fp->_IO_read_ptr) : 0;
-}
-
-// A stream whose fills may park: a green thread's, byte-oriented, on a
-// file that parks here.
-bool parks(FILE *fp) {
-    return fp && green() && fp->_fileno >= 0 && fp->_mode <= 0 && parks_here(fp->_fileno);
 }
 
 // Before libc fills fp's empty buffer: park until there is something to
@@ -188,17 +179,6 @@ bool mul_ok(size_t size, size_t count) {
     size_t all;
     return size && count && !__builtin_mul_overflow(size, count, &all);
 }
-
-class Locked {
-  public:
-    explicit Locked(FILE *fp) : fp_(fp) { flockfile(fp); }
-    ~Locked() { funlockfile(fp_); }
-    Locked(const Locked &) = delete;
-    Locked &operator=(const Locked &) = delete;
-
-  private:
-    FILE *fp_;
-};
 
 // A one-byte read: the fill's wait first, then libc's.
 int byte_wait(FILE *fp) { return !parks(fp) || buffered(fp) || fill_wait(fp) ? 0 : EOF; }

@@ -79,6 +79,7 @@ far_timeouts:far_timeouts.c:
 fortify:fortify.c:
 go_library:go_library.c:
 stdio_park:stdio_park.c:
+stdio_write_park:stdio_write_park.c:
 ptrace_tracer:ptrace_tracer.c:
 longjmp_poke:longjmp_poke.c:
 thread_ids:thread_ids.c:
