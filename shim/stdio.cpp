@@ -11,6 +11,7 @@
 // cover (a stream switching back from ungetc's area, a wide stream) is
 // left to libc, and blocks its worker as before.
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -183,6 +184,15 @@ bool mul_ok(size_t size, size_t count) {
 // A one-byte read: the fill's wait first, then libc's.
 int byte_wait(FILE *fp) { return !parks(fp) || buffered(fp) || fill_wait(fp) ? 0 : EOF; }
 
+// The scanf family: the first fill waits (a request's number on a socket);
+// one a conversion needs midway is libc's, and may block its worker.
+// glibc's headers send every scanf a program calls to these names.
+using VScan = int (*)(FILE *, const char *, va_list);
+int vscan(FILE *fp, const char *fmt, va_list ap) {
+    static VScan fn = reinterpret_cast<VScan>(dlsym(RTLD_NEXT, "__isoc99_vfscanf"));
+    if (byte_wait(fp)) return EOF;
+    return fn(fp, fmt, ap);
+}
 } // namespace
 } // namespace shim
 
@@ -230,6 +240,23 @@ int getchar_unlocked(void) { return byte_wait(stdin) ? EOF : real.getchar_unlock
 // What the getc_unlocked and getchar_unlocked macros call on an empty buffer.
 int __uflow(FILE *fp) { return byte_wait(fp) ? EOF : real.__uflow(fp); }
 int __underflow(FILE *fp) { return byte_wait(fp) ? EOF : real.__underflow(fp); }
+
+int __isoc99_vfscanf(FILE *fp, const char *fmt, va_list ap) { return shim::vscan(fp, fmt, ap); }
+int __isoc99_vscanf(const char *fmt, va_list ap) { return shim::vscan(stdin, fmt, ap); }
+int __isoc99_fscanf(FILE *fp, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = shim::vscan(fp, fmt, ap);
+    va_end(ap);
+    return r;
+}
+int __isoc99_scanf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = shim::vscan(stdin, fmt, ap);
+    va_end(ap);
+    return r;
+}
 
 // freopen closes the stream's file inside libc and opens the new one,
 // mostly at the same number: that number goes from the table first.

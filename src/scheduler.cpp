@@ -80,14 +80,20 @@ size_t stealable(const Worker *thief, const Worker *victim) {
     return gap > 1 ? std::min(fresh, size_t(gap / 2)) : 0;
 }
 
-// Some idle worker should look for work (stealable or global).
+// Some idle worker should look for work: what it could steal from this
+// worker's inbox (inbox), or the global queue.
 static bool is_dormant(const Worker *w) { return w->dormant.load(std::memory_order_relaxed); }
 
-static void wake_idle() {
+static void wake_idle(bool inbox) {
+    std::atomic_thread_fence(std::memory_order_seq_cst); // the push first (see push_global)
     Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
-        if (self && !self->embedded && !stealable(w, self)) continue; // it would take none
+        // A thread in the global queue is any worker's: stealable() counts
+        // only this one's inbox, and a dormant worker's spawn (its thread
+        // did not park when sysmon told it to rest) woke none for it, so
+        // it never started, and its creator's join never returned.
+        if (inbox && self && !self->embedded && !stealable(w, self)) continue; // it would take none
         if (w != cur_worker() && w->state.load(std::memory_order_relaxed) != kRunning && !is_dormant(w)) {
             wake_worker(w);
             return;
@@ -101,6 +107,10 @@ void push_global(GThread *g) {
     rt->global.lock.lock();
     rt->global.push(g);
     rt->global.lock.unlock();
+    // The push before the look at the workers' states: a worker going to
+    // sleep stores its state, then looks at the queues (findrunnable), and
+    // without this each side could see the other's old value.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     Worker *self = cur_worker();
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *w = rt->workers[i];
@@ -320,14 +330,15 @@ void ready(GThread *g) {
         return;
     }
     // Never run: keep it here (cache-warm) where an idle worker can steal it.
-    if (self && !is_dormant(self)) {
+    bool inbox = self && !is_dormant(self);
+    if (inbox) {
         push_inbox(self, g);
     } else {
         rt->global.lock.lock();
         rt->global.push(g);
         rt->global.lock.unlock();
     }
-    wake_idle();
+    wake_idle(inbox);
 }
 
 // ---- switching ------------------------------------------------------------

@@ -5,7 +5,10 @@
  * cover it must stop running the program's threads: connection pairs
  * started afterwards run on at most NP_PROCS OS threads, as before the
  * burst; the OS threads stay, asleep, and serve the next burst (which
- * takes no more OS threads than the first).
+ * takes no more OS threads than the first).  A thread still running on
+ * an added OS thread when it is told to rest starts a thread: the new
+ * one runs (it waited in the global queue with no worker woken for it,
+ * and its creator's join never returned).
  *
  *   blocked_burst */
 #include <dirent.h>
@@ -152,6 +155,43 @@ static int run_pairs(long *rounds) {
     return busy_tasks(&a, &b, PINGS_MS * tick / 10000);
 }
 
+/* Moves the caller onto an OS thread added for a blocked call, computes
+ * there until that one is told to rest (sysmon: more free workers than
+ * NP_PROCS for 100 ms), then starts a thread and joins it.  Whether the
+ * caller moved (under nprun -p 1 it does: its own worker is blocked when
+ * its sleep ends). */
+static int hold[2];
+static void *holder(void *arg) {
+    (void)arg;
+    char c;
+    /* Not read(): the shim would park the thread. */
+    CHECK(syscall(SYS_read, hold[0], &c, 1) == 1, "raw read: %s", strerror(errno));
+    return NULL;
+}
+static atomic_int started_late;
+static void *late(void *arg) {
+    atomic_store(&started_late, 1);
+    return arg;
+}
+static int spawn_after_rest(void) {
+    st_sleep_ms(300); /* the OS threads the bursts added rest first: ours is one of NP_PROCS */
+    CHECK(pipe(hold) == 0, "pipe");
+    pid_t os = st_os_tid();
+    pthread_t h = st_spawn(holder, NULL);
+    st_sleep_ms(50);
+    int moved = st_os_tid() != os;
+    CHECK(write(hold[1], "x", 1) == 1, "write");
+    int64_t until = st_mono_ns() + 400 * 1000000LL; /* busy, not parked: this OS thread goes on running us */
+    while (st_mono_ns() < until) {}
+    pthread_t t = st_spawn(late, NULL);
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&started_late), "the thread started last did not run");
+    pthread_join(h, NULL);
+    close(hold[0]);
+    close(hold[1]);
+    return moved;
+}
+
 int main(void) {
     st_watchdog(60);
     int shim = st_under_shim();
@@ -187,9 +227,13 @@ int main(void) {
     int64_t took2 = burst(&peak2);
     CHECK(took2 < (int64_t)SLEEPERS * SLEEP_MS * 1000000 * 3 / 4, "again: %d blocked threads took %.0f ms",
           SLEEPERS, st_ms(took2));
+
+    st_phase = "a thread started on an OS thread told to rest";
+    int moved = spawn_after_rest();
     printf("blocked_burst: %d sleepers in %.0f ms, then %.0f ms; OS threads at the peaks %d and %d, between %d; "
-           "OS threads busy with %d pairs: %d before the burst, %d after\n",
-           SLEEPERS, st_ms(took), st_ms(took2), peak, peak2, left, PAIRS, before, after);
+           "OS threads busy with %d pairs: %d before the burst, %d after; moved to another OS thread for the late "
+           "start: %s\n",
+           SLEEPERS, st_ms(took), st_ms(took2), peak, peak2, left, PAIRS, before, after, moved ? "yes" : "no");
     if (procs > 0) {
         CHECK(before <= procs, "%d OS threads ran the pairs before the burst (NP_PROCS=%d)", before, procs);
         CHECK(after <= procs, "%d OS threads ran the pairs after the burst (NP_PROCS=%d)", after, procs);

@@ -27,7 +27,9 @@
  *             as glibc's does: SOCK_SEQPACKET records of 6000 bytes come
  *             whole (not cut to the 4096 the file had ready, the rest
  *             lost), and a terminal's next line after its ^D is read (the
- *             end flag stops only fills; fread returned 0) */
+ *             end flag stops only fills; fread returned 0)
+ *   scan      40 threads wait in fscanf on sockets: they park (a few OS
+ *             threads), and each reads its number */
 #include <fcntl.h>
 #include <termios.h>
 #include <poll.h>
@@ -515,6 +517,51 @@ static void test_direct(void)
     close(m);
 }
 
+/* ---------------------------------------------------------------- scan -- */
+
+enum { kScanners = 40 };
+static int scan_fd[kScanners][2];
+static atomic_int scanning;
+static void *scanner(void *arg)
+{
+    int i = (int)(intptr_t)arg, n = -1;
+    FILE *in = fdopen(scan_fd[i][0], "r");
+    if (!in) return (void *)(intptr_t)-1;
+    atomic_fetch_add(&scanning, 1);
+    int r = fscanf(in, "%d", &n);
+    fclose(in);
+    return (void *)(intptr_t)(r == 1 ? n : -1);
+}
+
+static void test_scan(void)
+{
+    st_phase = "scan";
+    st_threads_up();
+    int base = st_os_threads();
+    pthread_t t[kScanners];
+    for (int i = 0; i < kScanners; i++) {
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, scan_fd[i]) == 0, "socketpair: %s", strerror(errno));
+        t[i] = st_spawn(scanner, (void *)(intptr_t)i);
+    }
+    st_wait_for(&scanning, kScanners, 5000);
+    st_sleep_ms(100); /* into their fscanf */
+    int during = st_os_threads();
+    if (st_under_shim())
+        CHECK(during <= base + 8, "%d threads in fscanf on sockets: %d OS threads, %d before; they should park",
+              kScanners, during, base);
+    for (int i = 0; i < kScanners; i++) {
+        char num[16];
+        int n = snprintf(num, sizeof num, "%d\n", 1000 + i);
+        CHECK(st_write_all(scan_fd[i][1], num, (size_t)n) == 0, "write");
+    }
+    for (int i = 0; i < kScanners; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        CHECK((intptr_t)r == 1000 + i, "fscanf %d: got %ld", i, (long)(intptr_t)r);
+        close(scan_fd[i][1]);
+    }
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -522,8 +569,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     static const struct st_test tests[] = {
         {"idle", test_idle},   {"readers", test_readers}, {"ends", test_ends},
-        {"prompt", test_prompt}, {"reuse", test_reuse},     {"update", test_update},
-        {"direct", test_direct}};
+        {"prompt", test_prompt}, {"reuse", test_reuse}, {"update", test_update},
+        {"direct", test_direct}, {"scan", test_scan}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("stdio_park");
 }
