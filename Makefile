@@ -217,7 +217,7 @@ check-valgrind: all
 # Then the preload shim built so, under some of its test programs (plain
 # builds: libasan is preloaded first, as a sanitizer's runtime must be).
 ASAN_B ?= build-asan
-ASAN_SHIM_TESTS ?= join_detach stdio_sync signals same_fd short_reads mmsg futex_ops stdio_park single_thread
+ASAN_SHIM_TESTS ?= join_detach stdio_sync signals same_fd short_reads mmsg futex_ops stdio_park single_thread stdio_write_park
 check-asan:
 	$(MAKE) B=$(ASAN_B) JEMALLOC_DIR=$(abspath $(JEMALLOC_DIR)) SANFLAGS="-fsanitize=address,undefined -fno-sanitize=vptr" \
 	  tests $(ASAN_B)/lib/libnetpoll-preload.so
