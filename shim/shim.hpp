@@ -136,6 +136,7 @@ bool thread_gone(pthread_t t);
 // Signals a signalfd reads: the thread that takes the process's signals
 // leaves them pending in the kernel (threads.cpp).
 void catcher_block(const sigset_t *set);
+bool catcher_blocks(int sig); // a signalfd waits for sig: it stays pending in the kernel
 // The OS main thread takes the calling OS thread's user and group ids
 // (set*id called by main: see setxid_on_own_tcb); returns once it has.
 void catcher_copy_ids();

@@ -1001,6 +1001,31 @@ extern "C" {
 
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     if (!on() || sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) return real_sigaction()(sig, act, old);
+    // What is pending for the caller came under the action it has now: the
+    // kernel would have delivered it already, at the return of the last
+    // system call.  One still waiting for this thread (it computed inside
+    // libc, where no poke runs a handler) is delivered so before the action
+    // changes: CPython, its itimer stopped, put SIGALRM's default back at
+    // exit and died of a SIGALRM pending since.
+    if (act && green()) {
+        Thread *t = self();
+        // Sent to the process and not yet taken by the OS main thread (on
+        // a loaded machine it runs late): taken here, as it would take it,
+        // unless a signalfd waits for it there.
+        lock();
+        bool handled = is_handler(prog[sig]);
+        unlock();
+        if (handled && !catcher_blocks(sig)) {
+            sigset_t one;
+            sigemptyset(&one);
+            sigaddset(&one, sig);
+            siginfo_t info;
+            struct timespec zero = {0, 0};
+            if (real.syscall(SYS_rt_sigtimedwait, long(&one), long(&info), long(&zero), 8, 0, 0) == sig)
+                to_process(sig, &info);
+        }
+        if (t && sig_pending(t)) sig_deliver(t);
+    }
     lock();
     struct sigaction prev = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
@@ -1101,8 +1126,6 @@ int pthread_kill(pthread_t th, int sig) {
     return 0;
 }
 
-// A signal a legacy thread sends its own process goes to that thread when
-// it does not block it (POSIX: delivered before kill returns), as raise.
 int signalfd(int fd, const sigset_t *mask, int flags) {
     static auto fn = reinterpret_cast<int (*)(int, const sigset_t *, int)>(dlsym(RTLD_NEXT, "signalfd"));
     int r = fn(fd, mask, flags);
@@ -1136,7 +1159,28 @@ int kill(pid_t pid, int sig) {
     static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
     Thread *t = on() ? self() : nullptr;
     if (!t || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
-    if (pid == getpid()) return raise(sig);
+    if (pid == getpid()) {
+        // The kernel gives a signal sent to the process to main when main
+        // lets it through, else to some thread that does; the caller gets
+        // it before kill returns only when it is that one (POSIX).  As a
+        // raise from any thread, a Timer thread's os.kill(os.getpid(),
+        // SIGINT) ran CPython's handler there, which only flags main, and
+        // main, parked in a read, waited for ever for its EINTR.  A default
+        // action or an ignored signal is the process's anyway: raise takes
+        // it before kill returns, as the kernel would.
+        lock();
+        struct sigaction a = prog[sig];
+        unlock();
+        if (t->is_main || !is_handler(a) || sig == SIGKILL || sig == SIGSTOP) return raise(sig);
+        siginfo_t info = {};
+        info.si_signo = sig;
+        info.si_code = SI_USER;
+        info.si_pid = getpid();
+        info.si_uid = getuid();
+        to_process(sig, &info);
+        if (sig_pending(t)) sig_deliver(t); // picked itself: before kill returns
+        return 0;
+    }
     if (sig == SIGSTOP && (pid == 0 || pid == -getpgrp())) {
         int r = fn(pid, sig);
         if (r == 0) group_stop_taken();

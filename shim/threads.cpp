@@ -579,6 +579,8 @@ void catcher_block(const sigset_t *set) {
     }
 }
 
+bool catcher_blocks(int sig) { return catcher_blocked.load(std::memory_order_acquire) & (uint64_t(1) << (sig - 1)); }
+
 void *park_tcb_main(void *tp) { return park_tp && tp == park_tp ? main_tcb : nullptr; }
 
 void *main_tcb_of_process() { return main_tcb; }

@@ -88,7 +88,8 @@ gs_base:gs_base.c:
 fork_owner:fork_owner.c:
 seccomp_trap:seccomp_trap.c:
 single_thread:single_thread.c:
-closed_stdio:closed_stdio.c:'
+closed_stdio:closed_stdio.c:
+action_pending:action_pending.c:'
 
 passed=0
 failed=0

@@ -61,7 +61,9 @@
  *   tomain      a signal sent from outside while main waits (sem_wait,
  *               read, nanosleep) and 4 threads make calls all the time runs
  *               its handler on main, whose wait ends with EINTR, as the
- *               kernel gives it to main (CPython's handlers run only there)
+ *               kernel gives it to main (CPython's handlers run only there);
+ *               so does one a thread that lets it through sends with
+ *               kill(getpid()) (python's threading.Timer(0.1, os.kill))
  *   compute     a thread that computes, making no call at all, runs the
  *               handler of the process signal it alone lets through within
  *               seconds (gzip, xz and python's loop ignored Ctrl-C)
@@ -1957,6 +1959,15 @@ static void *tm_busy(void *arg)
     return NULL;
 }
 
+/* Sends SIGUSR2 to its own process every 50 ms until the gate closes;
+ * it does not block SIGUSR2, so it could take the signal itself. */
+static void *tm_killer(void *arg)
+{
+    struct pollfd pf = {.fd = (int)(intptr_t)arg, .events = POLLIN};
+    for (int i = 0; i < 200 && poll(&pf, 1, 50) == 0; i++) kill(getpid(), SIGUSR2);
+    return NULL;
+}
+
 static void test_tomain(void)
 {
     st_phase = "tomain";
@@ -1970,22 +1981,26 @@ static void test_tomain(void)
     pthread_t busy[4];
     for (int i = 0; i < 4; i++) busy[i] = st_spawn(tm_busy, NULL);
     static const char *ways[] = {"sem_wait", "read", "nanosleep"};
-    for (int round = 0; round < 12; round++) {
+    for (int round = 0; round < 18; round++) {
         int way = round % 3;
+        int from_thread = round >= 12; /* else from a child process */
         atomic_store(&tm_runs, 0);
         atomic_store(&tm_on_main, 0);
         /* Sent again every 50 ms until main's wait is over: one sent
          * before main is in it (a slow fork) would only run the handler. */
         int gate[2];
         CHECK(pipe(gate) == 0, "pipe");
-        pid_t me = getpid(), kid = fork();
-        if (kid == 0) {
+        pid_t me = getpid(), kid = 0;
+        pthread_t killer;
+        if (from_thread) killer = st_spawn(tm_killer, (void *)(intptr_t)gate[0]);
+        else kid = fork();
+        if (!from_thread && kid == 0) {
             close(gate[1]);
             struct pollfd pf = {.fd = gate[0], .events = POLLIN};
             for (int i = 0; i < 200 && poll(&pf, 1, 50) == 0; i++) kill(me, SIGUSR2);
             _exit(0);
         }
-        close(gate[0]);
+        if (!from_thread) close(gate[0]);
         int r = 0, e = 0;
         alarm(10); /* a wait nothing ends: SIGALRM's default ends the test */
         if (way == 0) {
@@ -2009,12 +2024,18 @@ static void test_tomain(void)
         }
         alarm(0);
         close(gate[1]);
-        st_wait_status(kid);
+        if (from_thread) {
+            pthread_join(killer, NULL);
+            close(gate[0]);
+        } else {
+            st_wait_status(kid);
+        }
         int runs = atomic_load(&tm_runs);
         CHECK(r == -1 && e == EINTR && runs >= 1 && atomic_load(&tm_on_main) == runs,
-              "round %d, main in %s while 4 threads make calls: the wait gave %d (%s), the handler ran %d "
-              "times, %d on main; want EINTR, and every run on main",
-              round, ways[way], r, r == -1 ? strerror(e) : "no error", runs, atomic_load(&tm_on_main));
+              "round %d, main in %s while 4 threads make calls, sent by %s: the wait gave %d (%s), the handler "
+              "ran %d times, %d on main; want EINTR, and every run on main",
+              round, ways[way], from_thread ? "a thread of its own with kill(getpid())" : "a child", r,
+              r == -1 ? strerror(e) : "no error", runs, atomic_load(&tm_on_main));
     }
     atomic_store(&tm_stop, 1);
     for (int i = 0; i < 4; i++) pthread_join(busy[i], NULL);
