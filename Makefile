@@ -88,6 +88,8 @@ JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_k
                  pthread_cond_timedwait pthread_atfork
 # and the static C++ runtime's (STATIC_CXXRT below).
 JEMALLOC_WRAP += pthread_once __pthread_key_create pthread_sigmask pthread_setname_np pthread_getname_np
+# (stdio's writes: the C++ runtime's terminate message, jemalloc's stats)
+JEMALLOC_WRAP += fprintf fputc fputs fwrite
 LIB_WRAP := $(foreach n,$(JEMALLOC_WRAP),-Wl,--wrap=$(n))
 endif
 LIB_LIBS += -lpthread -ldl

@@ -31,10 +31,11 @@ void npshim_tls_config(long tid_offset, void (*release)(void *tp));
  * signal n): those a legacy thread's own call raises, such as SIGPIPE and
  * faults.  Before the runtime starts. */
 void npshim_worker_signals(uint64_t set);
-/* NP_DUMP_SIGNAL's dump, installed before the runtime starts (the
- * program's main runs without one until its first thread): the dump then
- * says there are no green threads yet.  Its thread starts now. */
-void npshim_dump_early(void);
+/* The NP_* variables read before the runtime starts (the program's main
+ * runs without one until its first thread): a bad value is told now, and
+ * NP_DUMP_SIGNAL's dump is installed (it then says there are no green
+ * threads yet; its thread starts now). */
+void npshim_config_early(void);
 /* Before the runtime starts: it starts one worker, and the others and
  * sysmon when a second thread is created (a process that never makes one
  * pays for one OS thread).  Holds for a forked child's runtime too. */

@@ -39,7 +39,6 @@ namespace shim {
 
 int active = -1;
 __thread char *plain_handler_sp __attribute__((tls_model("initial-exec")));
-static const char *own_getenv(const char *name);
 
 namespace {
 
@@ -423,9 +422,10 @@ size_t main_stack_size() {
         }
         pthread_attr_destroy(&a);
     }
-    // Asked for, a dump answers from the start (and says no green threads
-    // yet): the signal would kill the process otherwise.
-    if (own_getenv("NP_DUMP_SIGNAL")) npshim_dump_early();
+    // The variables' mistakes are told at start, as when the runtime
+    // started here; a dump asked for answers from the start (and says no
+    // green threads yet): the signal would kill the process otherwise.
+    npshim_config_early();
     MainArgs m{argc, argv, envp, 0, false};
     main_entry(&m);
     __builtin_unreachable();

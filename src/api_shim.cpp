@@ -275,7 +275,7 @@ void npshim_thread_set_name(npshim_thread *t, const char *name) {
 
 int npshim_dump_signal(void) { return dump_signal_current(); }
 
-void npshim_dump_early(void) {
+void npshim_config_early(void) {
     Config c;
     if (config_resolve(nullptr, &c) == 0 && c.dump_signal) dump_signal_install(c.dump_signal);
 }

@@ -1,3 +1,4 @@
+#include "libc_real.hpp"
 #include "config.hpp"
 
 #include <cerrno>
@@ -69,6 +70,11 @@ static size_t page_round(size_t n) {
     return (n + pg - 1) & ~(pg - 1);
 }
 
+// The environment's mistakes are told once per process, the first time it
+// is read (at main's start under the shim, else at the runtime's).
+static bool env_told;
+#define ENV_SAY(...) (env_told ? (void)0 : say(__VA_ARGS__))
+
 static void env_procs(Config *c) {
     const char *s = secure_getenv("NP_PROCS");
     if (!s) return;
@@ -77,7 +83,7 @@ static void env_procs(Config *c) {
         c->procs = int(v);
         return;
     }
-    fprintf(stderr, "netpoll: NP_PROCS=\"%s\" is not a number from 1 to %d; using %d\n", s,
+    ENV_SAY("netpoll: NP_PROCS=\"%s\" is not a number from 1 to %d; using %d\n", s,
             kMaxProcs, default_procs());
 }
 
@@ -89,7 +95,7 @@ static void env_stack(Config *c) {
         c->stack_size = page_round(size_t(v));
         return;
     }
-    fprintf(stderr,
+    ENV_SAY(
             "netpoll: NP_STACK_SIZE=\"%s\" is not a size from %zuk to 1g "
             "(bytes, k/m/g suffix); using %zuk\n",
             s, kMinStackSize >> 10, kDefaultStackSize >> 10);
@@ -102,7 +108,7 @@ static void env_poller(Config *c) {
         c->poller_from_env = true;
         return;
     }
-    fprintf(stderr, "netpoll: NP_POLLER=\"%s\" is not epoll, io_uring or poll; using epoll\n", s);
+    ENV_SAY("netpoll: NP_POLLER=\"%s\" is not epoll, io_uring or poll; using epoll\n", s);
 }
 
 // Signals the dump cannot be taken on: those that cannot be caught, the
@@ -137,7 +143,7 @@ static void env_dump_signal(Config *c) {
     const char *s = secure_getenv("NP_DUMP_SIGNAL");
     if (!s || !*s) return;
     if ((c->dump_signal = parse_dump_signal(s))) return;
-    fprintf(stderr,
+    ENV_SAY(
             "netpoll: NP_DUMP_SIGNAL=\"%s\" is not a signal a dump can be taken on "
             "(a name such as QUIT or SIGUSR1, or a number; not KILL, STOP or a fault); "
             "no dump on a signal\n",
@@ -166,6 +172,7 @@ int config_resolve(const np_config *cfg, Config *out) {
     env_stack(&c);
     if (!(HAS(poller) && cfg->poller)) env_poller(&c);
     env_dump_signal(&c);
+    env_told = true;
     if (HAS(procs) && cfg->procs) c.procs = cfg->procs;
     if (HAS(stack_size) && cfg->stack_size) c.stack_size = page_round(cfg->stack_size);
     if (HAS(flags)) c.embedded = cfg->flags & NP_CONFIG_EMBEDDED;

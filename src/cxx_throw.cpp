@@ -10,9 +10,11 @@
 #include <cstring>
 #include <new>
 
+#include "libc_real.hpp"
+
 namespace {
 [[noreturn]] void fatal(const char *what, const char *detail) {
-    fprintf(stderr, "netpoll: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    np::say("netpoll: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     abort();
 }
 } // namespace

@@ -81,7 +81,7 @@ struct Out {
 
     void flush() {
         if (f) {
-            if (n && fwrite(buf, 1, n, f) != n) failed = true;
+            if (n && real_fwrite(buf, 1, n, f) != n) failed = true;
         } else {
             for (size_t off = 0; off < n;) {
                 ssize_t r = sys_write(fd, buf + off, n - off);
@@ -629,7 +629,7 @@ void dump_signal_install(int sig) {
     std::lock_guard<Mutex> lk(install_mu);
     if (!thread_started) {
         if (int e = start_os_thread(dump_thread, nullptr)) {
-            fprintf(stderr, "netpoll: NP_DUMP_SIGNAL: cannot start the dump thread: %s\n", strerror(e));
+            say("netpoll: NP_DUMP_SIGNAL: cannot start the dump thread: %s\n", strerror(e));
             return;
         }
         thread_started = true;
@@ -643,7 +643,7 @@ void dump_signal_install(int sig) {
     bool has_handler = (cur.sa_flags & SA_SIGINFO) ? cur.sa_sigaction != nullptr
                                                    : cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN;
     if (has_handler) {
-        fprintf(stderr, "netpoll: NP_DUMP_SIGNAL: the program handles signal %d (SIG%s) itself; no dump on it\n",
+        say("netpoll: NP_DUMP_SIGNAL: the program handles signal %d (SIG%s) itself; no dump on it\n",
                 sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
         return;
     }

@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "libc_real.hpp"
 #include "config.h"
 
 #include "clock.hpp"
@@ -73,11 +74,11 @@ int ports_create(Runtime *r, const Config &c) {
         r->cfg.poller = PollerKind::epoll;
         int e2 = create_all(r, PollerKind::epoll);
         if (e2) {
-            fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s), and epoll too (%s): not started\n",
+            say("netpoll: NP_POLLER=%s unavailable (%s), and epoll too (%s): not started\n",
                     poller_name(c.poller), strerror(-e), strerror(-e2));
             r->cfg.poller = c.poller;
         } else {
-            fprintf(stderr, "netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
+            say("netpoll: NP_POLLER=%s unavailable (%s); using epoll\n",
                     poller_name(c.poller), strerror(-e));
             e = 0;
         }

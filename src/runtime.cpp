@@ -68,7 +68,7 @@ void start_rest() {
     while (rt->nworkers.load(std::memory_order_relaxed) < rt->cfg.procs) {
         int n = rt->nworkers.load(std::memory_order_relaxed);
         if (!add_worker()) {
-            fprintf(stderr, "netpoll: cannot start worker %d\n", n);
+            say("netpoll: cannot start worker %d\n", n);
             break;
         }
     }
@@ -123,7 +123,7 @@ int runtime_start(const np_config *cfg) {
     __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
     for (int i = 0, n = r->nworkers; i < n; i++) {
         if (int pe = start_os_thread(worker_main, r->workers[i], &r->workers[i]->thread)) {
-            fprintf(stderr, "netpoll: cannot start worker %d: %s\n", i, strerror(pe));
+            say("netpoll: cannot start worker %d: %s\n", i, strerror(pe));
             if (i == 0) abort();
             r->nworkers = i;
             break;

@@ -277,7 +277,7 @@ void sysmon_start() {
     // happen at well-defined points (np_stats counts them).
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->max_workers)));
     int e = seen ? start_os_thread(sysmon_main, seen, &rt->sysmon) : ENOMEM;
-    if (e) fprintf(stderr, "netpoll: cannot start sysmon: %s\n", strerror(e));
+    if (e) say("netpoll: cannot start sysmon: %s\n", strerror(e));
     else rt->sysmon_running = true;
 }
 
