@@ -97,6 +97,13 @@ void npshim_safe_point(void);
  * (waitpid, flock, system): threads runnable behind it move where other
  * workers run them. */
 void npshim_kernel_wait(void);
+/* The program is about to install a seccomp filter (or runs under one):
+ * from now on, in this process and its forked children, the engine's own
+ * threads make no system call the program would not make itself (sysmon's
+ * procfs reads, other threads' CPU clocks, membarrier), which the filter
+ * may refuse by a signal those threads cannot take, and guess without
+ * them.  Returns once no such call is under way. */
+void npshim_sandboxed(void);
 /* The running green thread, or NULL on a plain OS thread. */
 npshim_thread *npshim_thread_self(void);
 /* Its name in np_dump (pthread_setname_np's): up to 15 bytes are kept. */

@@ -59,10 +59,14 @@ int64_t timeo(int fd, int opt) {
 std::atomic<uint32_t> timeouts_gen{1};
 
 // The generation first: a change made while these are read is seen next time.
+// Under a seccomp filter they are not asked (Firefox's refuses): those
+// set through setsockopt here (fd_timeout_set) are all that is known.
 void read_timeouts(int fd, Fd *e) {
     uint32_t gen = timeouts_gen.load(std::memory_order_acquire);
-    e->rcvtimeo = timeo(fd, SO_RCVTIMEO);
-    e->sndtimeo = timeo(fd, SO_SNDTIMEO);
+    if (!sandboxed.load(std::memory_order_relaxed)) {
+        e->rcvtimeo = timeo(fd, SO_RCVTIMEO);
+        e->sndtimeo = timeo(fd, SO_SNDTIMEO);
+    }
     e->timeo_gen.store(gen, std::memory_order_release);
 }
 
@@ -99,6 +103,7 @@ static Kind anon_kind(int fd, Fd *e) {
                     {"anon_inode:inotify", 0},
                     {"anon_inode:[fanotify]", 0}};
     char path[40], link[64];
+    if (sandboxed.load(std::memory_order_relaxed)) return kDirect; // as without procfs
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(path, link, sizeof link - 1);
     if (n <= 0) return kDirect; // no procfs: the call as it is
@@ -133,15 +138,19 @@ Kind fd_kind(int fd, Fd *e) {
         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
         k = type == SOCK_STREAM ? kStream : kDgram;
         // Not SCTP or MPTCP: a read of theirs may stop at a message's end.
+        // (Not asked under a seccomp filter: then a short read proves nothing.)
         int proto = -1;
         len = sizeof proto;
-        e->drains = k == kStream && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
+        e->drains = k == kStream && !sandboxed.load(std::memory_order_relaxed) &&
+                    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
                     (proto == 0 || proto == IPPROTO_TCP);
         if (e->drains && proto == IPPROTO_TCP) e->drains = !tcp_ulp(fd);
         read_timeouts(fd, e);
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
         k = kPollable;
-        e->nowait = S_ISFIFO(st.st_mode); // until a call says otherwise
+        // Until a call says otherwise; never under a seccomp filter, which
+        // may refuse preadv2 and pwritev2 (Firefox's does, by SIGSYS).
+        e->nowait = S_ISFIFO(st.st_mode) && !sandboxed.load(std::memory_order_relaxed);
         e->write_direct = S_ISCHR(st.st_mode) && !isatty(fd);
     } else if ((st.st_mode & S_IFMT) == 0) {
         k = anon_kind(fd, e);
@@ -228,8 +237,15 @@ void fd_files_shared() {
     if (!shared.load(std::memory_order_relaxed)) shared.store(true, std::memory_order_relaxed);
 }
 
+void fd_timeout_set(int fd, int opt, const void *val, socklen_t len) {
+    Fd *e = fd_entry(fd);
+    if (!e || !val || len < sizeof(struct timeval)) return;
+    auto *tv = static_cast<const struct timeval *>(val);
+    (opt == SO_RCVTIMEO ? e->rcvtimeo : e->sndtimeo) = ns_sat(int64_t(tv->tv_sec), int64_t(tv->tv_usec) * 1000);
+}
+
 int64_t fd_timeout(int fd, Fd *e, int mode) {
-    if (shared.load(std::memory_order_relaxed)) {
+    if (shared.load(std::memory_order_relaxed) && !sandboxed.load(std::memory_order_relaxed)) {
         auto k = Kind(e->kind.load(std::memory_order_acquire));
         if (k == kStream || k == kDgram) return timeo(fd, mode == NP_READ ? SO_RCVTIMEO : SO_SNDTIMEO);
     }

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <sys/socket.h>
 
 #include <netpoll.h>
 
@@ -65,6 +66,8 @@ struct Fd {
 void fd_flags_changed();              // after an F_SETFL or FIONBIO
 bool tcp_ulp(int fd);                 // kernel TLS or another upper layer on it
 void fd_timeouts_changed();           // after a SO_RCVTIMEO or SO_SNDTIMEO
+// ...which under a seccomp filter (not asked of the kernel then) is kept here.
+void fd_timeout_set(int fd, int opt, const void *val, socklen_t len);
 // Another process may now share our open files (we forked or spawned, or
 // are a forked child): their O_NONBLOCK and timeouts can change without a
 // call here, so from now on they are read from the kernel when they count.

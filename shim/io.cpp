@@ -114,6 +114,8 @@ struct Buf {
     Drain *drain;
 };
 
+// Not tried under a seccomp filter (see note_seccomp_filter), checked at
+// each try: a call that began before the filter went in may retry after.
 // RWF_NOWAIT refused (EOPNOTSUPP: a named FIFO, an older kernel; EINVAL,
 // ENOSYS: older still): this file goes the readiness way from now on, and
 // so does this call.  Any other result is the call's.
@@ -126,7 +128,7 @@ bool nowait_refused(ssize_t r, Buf *a) {
 
 ssize_t op_read(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->nowait) {
+    if (a->nowait && !sandboxed.load(std::memory_order_relaxed)) {
         struct iovec v = {a->b, a->n};
         ssize_t r = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
@@ -142,7 +144,7 @@ ssize_t op_recv(int fd, void *c) {
 }
 ssize_t op_write(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->nowait) { // all that fits; PIPE_BUF or less all or nothing, as O_NONBLOCK's
+    if (a->nowait && !sandboxed.load(std::memory_order_relaxed)) { // all that fits; PIPE_BUF or less all or nothing, as O_NONBLOCK's
         struct iovec v = {a->b, a->n};
         ssize_t r = pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
@@ -157,7 +159,7 @@ ssize_t op_send(int fd, void *c) {
 }
 ssize_t op_readv(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->nowait) {
+    if (a->nowait && !sandboxed.load(std::memory_order_relaxed)) {
         ssize_t r = preadv2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
     }
@@ -188,7 +190,7 @@ ssize_t op_sendv(int fd, void *c) {
 // else readiness, then at most what a writable pipe takes at once.
 ssize_t op_writev(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    if (a->nowait) {
+    if (a->nowait && !sandboxed.load(std::memory_order_relaxed)) {
         ssize_t r = pwritev2(fd, a->iov, a->iovcnt, -1, RWF_NOWAIT);
         if (!nowait_refused(r, a)) return neg(r);
     }
@@ -795,8 +797,10 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
         reinterpret_cast<int (*)(int, int, int, const void *, socklen_t)>(dlsym(RTLD_NEXT, "setsockopt"));
     int r = real_setsockopt(fd, level, opt, val, len);
     // The socket's timeouts, for every descriptor of it: each reads them again.
-    if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on())
+    if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on()) {
+        if (sandboxed.load(std::memory_order_relaxed)) fd_timeout_set(fd, opt, val, len);
         fd_timeouts_changed();
+    }
     // Kernel TLS: a read may stop at a record's end, with more queued.
     if (r == 0 && level == IPPROTO_TCP && opt == TCP_ULP && on())
         if (Fd *e = fd_entry(fd)) e->drains = false;

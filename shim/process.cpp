@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <dlfcn.h>
+#include <linux/seccomp.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -318,3 +320,49 @@ int execle(const char *path, const char *arg, ...) {
 }
 
 } // extern "C"
+
+// ---- seccomp filters ----------------------------------------------------
+
+namespace shim {
+
+std::atomic<bool> sandboxed{false};
+
+// A seccomp filter allows the calls the program makes and refuses others,
+// often by SIGSYS (Firefox's content processes: its handler fakes ENOSYS,
+// or crashes on purpose).  On a thread that blocks every signal (sysmon,
+// a worker between threads) the kernel cannot deliver that SIGSYS, and
+// kills the process instead.  So before the filter goes in, the engine
+// stops its optional calls (npshim_sandboxed) and the shim its probes:
+// RWF_NOWAIT reads and writes of pipes (readiness instead), getsockopt for
+// a socket's protocol and timeouts (the ones set through setsockopt here
+// are kept), /proc/self/fd links.  Set before the call: a filter that then
+// fails to go in leaves us guessing a little more, harmless.  A call
+// without a program (prog null) installs nothing: it is how Firefox and
+// Chromium ask whether the kernel has seccomp (EFAULT says yes), in
+// processes that stay unfiltered.
+void note_seccomp_filter(bool filter, const void *prog) {
+    if (filter && !prog) return;
+    if (sandboxed.exchange(true, std::memory_order_seq_cst)) return;
+    if (on()) npshim_sandboxed();
+}
+
+// systemd's SystemCallFilter=, a container's profile, a sandboxed parent's
+// exec: the filter came with the process.  PR_GET_SECCOMP is what such
+// filters allow (it is how libseccomp and systemd look).
+void note_inherited_filter() {
+    static auto fn = reinterpret_cast<int (*)(int, ...)>(dlsym(RTLD_NEXT, "prctl"));
+    if (fn && fn(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER) note_seccomp_filter(false, nullptr);
+}
+
+} // namespace shim
+
+extern "C" int prctl(int op, ...) {
+    static auto fn = reinterpret_cast<int (*)(int, ...)>(dlsym(RTLD_NEXT, "prctl"));
+    va_list ap;
+    va_start(ap, op);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+    unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    if (op == PR_SET_SECCOMP) note_seccomp_filter(a2 == SECCOMP_MODE_FILTER, reinterpret_cast<const void *>(a3));
+    return fn(op, a2, a3, a4, a5);
+}

@@ -30,6 +30,13 @@ inline bool on() {
     return active > 0;
 }
 
+// The program installed a seccomp filter, or runs under one (process.cpp):
+// from then on the shim makes no call of its own that the program would
+// not make (see note_seccomp_filter).
+extern std::atomic<bool> sandboxed;
+void note_seccomp_filter(bool filter, const void *prog); // strict mode: false
+void note_inherited_filter(); // at start-up: a filter the process came with
+
 // Parks until fd has something to read, for a read libc makes itself
 // (stdio): 0, or the negative errno the read would have failed with (io.cpp).
 int wait_readable(int fd);

@@ -16,6 +16,8 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -725,6 +727,12 @@ long syscall(long nr, ...) {
         }
     }
     if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
+    // A seccomp filter about to go in (Chromium's sandbox code, Firefox's,
+    // libseccomp's fallback use syscall(2)): see note_seccomp_filter.
+    if (nr == SYS_seccomp && (a1 == SECCOMP_SET_MODE_FILTER || a1 == SECCOMP_SET_MODE_STRICT))
+        note_seccomp_filter(a1 == SECCOMP_SET_MODE_FILTER, reinterpret_cast<const void *>(a3));
+    if (nr == SYS_prctl && a1 == PR_SET_SECCOMP)
+        note_seccomp_filter(a2 == SECCOMP_MODE_FILTER, reinterpret_cast<const void *>(a3));
     // A process made with a raw clone (vsftpd's sessions, in namespaces of
     // their own) is a forked child: our threads and workers stay here.
     if (nr == SYS_clone || nr == SYS_clone3) {

@@ -734,6 +734,7 @@ void init_once() {
         decided = 1;
     }
     active = decided;
+    if (decided) note_inherited_filter();
     decider.store(0);
     state.store(2);
 }

@@ -255,6 +255,8 @@ void npshim_safe_point(void) { preempt_point(); }
 
 void npshim_kernel_wait(void) { local_handoff(); }
 
+void npshim_sandboxed(void) { sysmon_sandboxed(); }
+
 void npshim_after_fork_child(void) {
     for (size_t w = 0; w < kBuckets / 64; w++) // waiters of threads that are gone
         for (uint64_t m = bucket_used[w].load(std::memory_order_relaxed); m; m &= m - 1)

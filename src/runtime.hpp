@@ -259,6 +259,8 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
+// npshim_sandboxed: sysmon's optional calls stop (returns once none is under way).
+void sysmon_sandboxed();
 // Another worker: for the threads a blocked one cannot run (sysmon), or
 // one of procs that start-up left for later (start_rest).
 bool add_worker();

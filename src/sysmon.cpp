@@ -14,6 +14,7 @@
 #include "sys.hpp"
 
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 
 namespace np {
 
@@ -32,6 +33,30 @@ constexpr int64_t kSettle = 100'000'000; // more free workers than procs this lo
 constexpr int64_t kSettleEvery = 10'000'000; // how often that is looked at
 constexpr int64_t kScavengeEvery = 500'000'000; // idle stack pages go back
 
+// The program installed a seccomp filter (npshim_sandboxed): from then on
+// sysmon makes none of the calls the program itself would not make, which
+// such a filter may refuse (Firefox's content sandbox traps procfs opens,
+// membarrier and other threads' CPU clocks).  A trap on sysmon's thread,
+// which blocks every signal, kills the process (the kernel's SIGSYS
+// cannot be delivered there), and a refusal elsewhere costs a trip
+// through the program's handler.  Without them it guesses as without
+// procfs: a worker stuck that long may be computing, so its threads
+// wait for the wall clock (ignored_slice) and its own queue stays.
+std::atomic<bool> sandboxed{false};
+// How many such calls sysmon has begun and not finished: once sandboxed
+// is set, the filter goes in only when none is left (Dekker's way, both
+// sides sequentially consistent).
+std::atomic<int> risky{0};
+
+// Whether sysmon may make such a call now; if so, done_risky() after it.
+bool begin_risky() {
+    risky.fetch_add(1, std::memory_order_seq_cst);
+    if (!sandboxed.load(std::memory_order_seq_cst)) return true;
+    risky.fetch_sub(1, std::memory_order_release);
+    return false;
+}
+void done_risky() { risky.fetch_sub(1, std::memory_order_release); }
+
 struct Seen {
     uint64_t switches = 0;
     int64_t since = 0;
@@ -46,7 +71,10 @@ int64_t worker_cpu_ns(const Worker *w) {
     if (tid <= 0) return -1;
     clockid_t clk = clockid_t((~unsigned(tid) << 3) | 6); // CPUCLOCK_SCHED, per thread
     struct timespec ts;
-    if (raw_syscall3(SYS_clock_gettime, clk, long(&ts), 0) != 0) return -1;
+    if (!begin_risky()) return -1;
+    long r = raw_syscall3(SYS_clock_gettime, clk, long(&ts), 0);
+    done_risky();
+    if (r != 0) return -1;
     return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
@@ -84,7 +112,9 @@ bool handoff(Worker *w, bool long_stall) {
 bool in_kernel_wait(const Worker *w) {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
+    if (!begin_risky()) return false; // not known: maybe computing
     int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+    done_risky();
     if (fd < 0) return false;
     ssize_t n = sys_read(fd, buf, sizeof buf - 1);
     sys_close(fd);
@@ -100,8 +130,31 @@ bool in_kernel_wait(const Worker *w) {
 // that worker computes instead of sleeping in the kernel.
 bool fence_ready;
 
+// Under a seccomp filter membarrier is not made (npshim_sandboxed); on x86
+// the old way stands in, as .NET's FlushProcessWriteBuffers without it:
+// taking the access away from a dirty page of ours makes the kernel
+// interrupt every CPU running one of our threads to flush its TLB, and
+// that interrupt is the barrier.  mprotect is what sandboxes allow (JITs
+// need it).  Without either, a thread readied on a worker that then
+// computes waits until that worker switches (a spin-wait for it, never).
+void *fence_page; // sysmon's alone
+
+bool fence_by_tlb_flush() {
+#if defined(__x86_64__) || defined(__i386__)
+    if (!fence_page) return false;
+    if (raw_syscall3(SYS_mprotect, long(fence_page), 4096, PROT_READ | PROT_WRITE) != 0) return false;
+    __atomic_fetch_add(static_cast<long *>(fence_page), 1, __ATOMIC_SEQ_CST); // dirty: no flush skipped
+    return raw_syscall3(SYS_mprotect, long(fence_page), 4096, PROT_NONE) == 0;
+#else
+    return false;
+#endif
+}
+
 bool fence_workers() {
-    return fence_ready && raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    if (!begin_risky()) return fence_by_tlb_flush();
+    bool ok = fence_ready && raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    done_risky();
+    return ok || fence_by_tlb_flush();
 }
 
 // Whose own queue sysmon may take: asleep in a call, or computing past its
@@ -269,10 +322,18 @@ void *sysmon_main(void *arg) {
 
 } // namespace
 
+void sysmon_sandboxed() {
+    sandboxed.store(true, std::memory_order_seq_cst);
+    while (risky.load(std::memory_order_seq_cst)) sys_sched_yield();
+}
+
 void sysmon_start() {
     // Once per process (and per forked child's): its later barriers are
     // then cheap interrupts of the CPUs running its threads.
-    fence_ready = raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    fence_ready = !sandboxed.load(std::memory_order_seq_cst) &&
+                  raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    void *pg = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    fence_page = pg == MAP_FAILED ? nullptr : pg;
     // Allocated here, not in the thread: the engine's allocations all
     // happen at well-defined points (np_stats counts them).
     Seen *seen = static_cast<Seen *>(mem_zalloc(sizeof(Seen) * size_t(rt->max_workers)));

@@ -83,6 +83,7 @@ stdio_write_park:stdio_write_park.c:
 ptrace_tracer:ptrace_tracer.c:
 longjmp_poke:longjmp_poke.c:
 thread_ids:thread_ids.c:
+seccomp_sandbox:seccomp_sandbox.c:
 early_env:early_env.c:
 gs_base:gs_base.c:
 fork_owner:fork_owner.c:
