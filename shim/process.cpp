@@ -325,8 +325,6 @@ int execle(const char *path, const char *arg, ...) {
 
 namespace shim {
 
-std::atomic<bool> sandboxed{false};
-
 // A seccomp filter allows the calls the program makes and refuses others,
 // often by SIGSYS (Firefox's content processes: its handler fakes ENOSYS,
 // or crashes on purpose).  On a thread that blocks every signal (sysmon,
