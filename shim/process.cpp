@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fd_table.hpp"
+#include "real.hpp"
 #include "shim.hpp"
 
 namespace shim {
@@ -147,9 +148,11 @@ using namespace shim;
 extern "C" {
 
 pid_t fork(void) {
-    static auto fn = next_fn<pid_t (*)()>("fork");
-    if (on()) fd_files_shared(); // the child shares our open files and their flags
-    Thread *t = on() ? self() : nullptr;
+    // As the waits below, the function found at start-up: a handler may fork.
+    bool shimmed = on();
+    auto fn = real.fork;
+    if (shimmed) fd_files_shared(); // the child shares our open files and their flags
+    Thread *t = shimmed ? self() : nullptr;
     if (!t) return fn();
     sigset_t worker;
     real_sigmask()(SIG_SETMASK, &t->sigmask, &worker);
@@ -186,7 +189,8 @@ long ptrace(enum __ptrace_request req, ...) {
 pid_t vfork(void) { return fork(); } // the child would run on a green stack it shares
 
 pid_t _Fork(void) {
-    static auto fn = next_fn<pid_t (*)()>("_Fork");
+    on(); // real.* are set (async-signal-safe: as the waits below)
+    auto fn = real._Fork;
     ForkLike f;
     pid_t pid = fn();
     if (pid == 0) f.child();
@@ -226,14 +230,21 @@ int pclose(FILE *f) {
 
 pid_t wait(int *status) { return waitpid(-1, status, 0); }
 
+// The waits take the real functions found at start-up (real.def), not a
+// lazy static: a SIGCHLD handler reaps with them, and one that lands while
+// the thread it interrupts is inside a first call's dlsym would enter the
+// static's guard again (recursive_init_error, abort). tdb's robust-mutex
+// probe, run by smbd at start, does just that.
 pid_t waitpid(pid_t pid, int *status, int options) {
-    static auto fn = next_fn<decltype(&waitpid)>("waitpid");
+    on(); // real.* are set
+    auto fn = real.waitpid;
     if (options & WNOHANG) return fn(pid, status, options);
     return kernel_call([&] { return fn(pid, status, options); }, pid_t(-1), false);
 }
 
 int waitid(idtype_t type, id_t id, siginfo_t *info, int options) {
-    static auto fn = next_fn<decltype(&waitid)>("waitid");
+    on();
+    auto fn = real.waitid;
     if (options & WNOHANG) return fn(type, id, info, options);
     return kernel_call([&] { return fn(type, id, info, options); }, -1, false);
 }
@@ -241,7 +252,8 @@ int waitid(idtype_t type, id_t id, siginfo_t *info, int options) {
 pid_t wait3(int *status, int options, struct rusage *ru) { return wait4(-1, status, options, ru); }
 
 pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru) {
-    static auto fn = next_fn<decltype(&wait4)>("wait4");
+    on();
+    auto fn = real.wait4;
     if (options & WNOHANG) return fn(pid, status, options, ru);
     return kernel_call([&] { return fn(pid, status, options, ru); }, pid_t(-1), false);
 }
@@ -267,7 +279,8 @@ int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t 
 }
 
 int execve(const char *path, char *const argv[], char *const envp[]) {
-    static auto fn = next_fn<decltype(&execve)>("execve");
+    on(); // real.* are set (async-signal-safe: as the waits below)
+    auto fn = real.execve;
     return with_own_mask([&] { return fn(path, argv, envp); });
 }
 

@@ -90,7 +90,8 @@ fork_owner:fork_owner.c:
 seccomp_trap:seccomp_trap.c:
 single_thread:single_thread.c:
 closed_stdio:closed_stdio.c:
-action_pending:action_pending.c:'
+action_pending:action_pending.c:
+sigchld_first_wait:sigchld_first_wait.c:'
 
 passed=0
 failed=0
