@@ -137,7 +137,14 @@ Kind fd_kind(int fd, Fd *e) {
     if (k != kUnknown) return k;
     struct stat st;
     if (fstat(fd, &st) != 0) return kUnknown; // EBADF: let the call say so
-    if (S_ISSOCK(st.st_mode)) {
+    if (S_ISSOCK(st.st_mode) && sandboxed.load(std::memory_order_relaxed)) {
+        // A socket first seen under a seccomp filter: its type would take a
+        // getsockopt the program did not make, which Chromium's renderer
+        // filter answers by crashing the process.  Its calls go to libc as
+        // they are (a blocking one holds its worker, as a call the library
+        // cannot see does); the sockets seen before the filter keep theirs.
+        k = kDirect;
+    } else if (S_ISSOCK(st.st_mode)) {
         int type = 0;
         socklen_t len = sizeof type;
         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
