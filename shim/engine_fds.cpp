@@ -20,22 +20,21 @@
 namespace shim {
 namespace {
 
-bool from_engine(const void *caller) {
-    static void *engine = [] {
-        Dl_info i;
-        return dladdr(reinterpret_cast<void *>(&np_init), &i) ? i.dli_fbase : nullptr;
-    }();
+// The load address of the object holding `in`, or null.
+void *object_of(const void *in) {
     Dl_info i;
-    return engine && caller && dladdr(caller, &i) && i.dli_fbase == engine;
+    return in && dladdr(in, &i) ? i.dli_fbase : nullptr;
 }
 
-bool from_shim(const void *caller) {
-    static void *shim = [] {
-        Dl_info i;
-        return dladdr(reinterpret_cast<void *>(&from_shim), &i) ? i.dli_fbase : nullptr;
-    }();
-    Dl_info i;
-    return shim && caller && dladdr(caller, &i) && i.dli_fbase == shim;
+// The caller's object, looked up once per call (epoll_create1 runs for
+// every short-lived set); the engine's and the shim's found once.
+bool from_engine(void *caller_obj) {
+    static void *engine = object_of(reinterpret_cast<void *>(&np_init));
+    return engine && caller_obj == engine;
+}
+bool from_shim(void *caller_obj) {
+    static void *shim = object_of(reinterpret_cast<void *>(&object_of));
+    return shim && caller_obj == shim;
 }
 
 // Never 0, 1 or 2: a program started with them closed writes its output
@@ -50,8 +49,9 @@ int above_stdio(int fd) {
 
 int opened(int fd, const void *caller) {
     if (fd < 0 || active <= 0) return fd;
-    bool engine = from_engine(caller);
-    if (!engine && !from_shim(caller)) return fd; // the program's
+    void *obj = object_of(caller);
+    bool engine = from_engine(obj);
+    if (!engine && !from_shim(obj)) return fd; // the program's
     fd = above_stdio(fd);
     if (engine)
         if (Fd *e = fd_entry(fd)) e->kind.store(kInternal, std::memory_order_release);
