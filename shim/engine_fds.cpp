@@ -66,18 +66,18 @@ template <class T> T next(const char *name) { return reinterpret_cast<T>(dlsym(R
 extern "C" {
 
 int epoll_create(int size) {
-    static auto fn = shim::next<int (*)(int)>("epoll_create");
-    return shim::opened(fn(size), __builtin_return_address(0));
+    shim::on(); // real.* are set
+    return shim::opened(shim::real.epoll_create(size), __builtin_return_address(0));
 }
 
 int epoll_create1(int flags) {
-    static auto fn = shim::next<int (*)(int)>("epoll_create1");
-    return shim::opened(fn(flags), __builtin_return_address(0));
+    shim::on(); // real.* are set
+    return shim::opened(shim::real.epoll_create1(flags), __builtin_return_address(0));
 }
 
 int eventfd(unsigned int count, int flags) {
-    static auto fn = shim::next<int (*)(unsigned int, int)>("eventfd");
-    return shim::opened(fn(count, flags), __builtin_return_address(0));
+    shim::on(); // real.* are set
+    return shim::opened(shim::real.eventfd(count, flags), __builtin_return_address(0));
 }
 
 #ifdef SHIM_LIBURING

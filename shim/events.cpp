@@ -224,8 +224,7 @@ int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t len) {
 
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
     if (!green()) {
-        static auto fn = reinterpret_cast<decltype(&ppoll)>(dlsym(RTLD_NEXT, "ppoll"));
-        return fn(fds, n, ts, mask);
+        return real.ppoll(fds, n, ts, mask);
     }
     if (ts && bad_ts(ts)) {
         errno = EINVAL;
@@ -258,8 +257,7 @@ int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
 
 int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
     if (!green()) {
-        static auto fn = reinterpret_cast<decltype(&pselect)>(dlsym(RTLD_NEXT, "pselect"));
-        return fn(nfds, r, w, x, ts, mask);
+        return real.pselect(nfds, r, w, x, ts, mask);
     }
     if (ts && bad_ts(ts)) {
         errno = EINVAL;
@@ -276,8 +274,7 @@ int epoll_wait(int ep, struct epoll_event *evs, int max, int ms) {
 
 int epoll_pwait(int ep, struct epoll_event *evs, int max, int ms, const sigset_t *mask) {
     if (!green()) {
-        static auto fn = reinterpret_cast<decltype(&epoll_pwait)>(dlsym(RTLD_NEXT, "epoll_pwait"));
-        return fn(ep, evs, max, ms, mask);
+        return real.epoll_pwait(ep, evs, max, ms, mask);
     }
     WaitMask wm(self(), mask);
     return epoll_green(ep, evs, max, ms_deadline(ms), ms < 0);
@@ -285,12 +282,7 @@ int epoll_pwait(int ep, struct epoll_event *evs, int max, int ms, const sigset_t
 
 int epoll_pwait2(int ep, struct epoll_event *evs, int max, const struct timespec *ts, const sigset_t *mask) {
     if (!green()) {
-        static auto fn = reinterpret_cast<decltype(&epoll_pwait2)>(dlsym(RTLD_NEXT, "epoll_pwait2"));
-        if (!fn) {
-            errno = ENOSYS;
-            return -1;
-        }
-        return fn(ep, evs, max, ts, mask);
+        return real.epoll_pwait2(ep, evs, max, ts, mask);
     }
     if (ts && bad_ts(ts)) {
         errno = EINVAL;

@@ -29,8 +29,8 @@ namespace {
 
 np_fd *const kBusy = reinterpret_cast<np_fd *>(1);
 
-Fd *table;
-size_t table_n;
+std::atomic<Fd *> table{nullptr};
+std::atomic<size_t> table_n{0};
 // One past the highest number looked up: the entries above it were never
 // written, so a forked child's sweep stops there (and leaves their pages
 // untouched).
@@ -43,15 +43,22 @@ void note_used(size_t fd) {
 }
 
 // Sized by the hard open-file limit (only touched entries cost memory).
-void table_init() {
+// Made without a lock, so that a signal handler's call, landing inside the
+// first one on the same thread, makes its own instead of waiting for good:
+// the first size and the first mapping stand, a loser's goes.
+Fd *table_init() {
+    size_t want = 1u << 16, n = 0;
     struct rlimit rl;
-    size_t n = 1u << 16;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) n = rl.rlim_max;
-    if (n > (1u << 24)) n = 1u << 24;
-    void *m = mmap(nullptr, n * sizeof(Fd), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return;
-    table = static_cast<Fd *>(m); // all-zero is a valid empty Fd
-    table_n = n;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY) want = rl.rlim_max;
+    if (want > (1u << 24)) want = 1u << 24;
+    if (!table_n.compare_exchange_strong(n, want, std::memory_order_acq_rel)) want = n;
+    void *m = mmap(nullptr, want * sizeof(Fd), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    Fd *t = nullptr; // all-zero is a valid empty Fd
+    if (table.compare_exchange_strong(t, static_cast<Fd *>(m), std::memory_order_acq_rel)) return static_cast<Fd *>(m);
+    munmap(m, want * sizeof(Fd));
+    return t;
 }
 
 int64_t timeo(int fd, int opt) {
@@ -78,18 +85,11 @@ void read_timeouts(int fd, Fd *e) {
 } // namespace
 
 Fd *fd_entry(int fd) {
-    if (!table) {
-        static std::atomic<int> once{0};
-        int z = 0;
-        if (once.compare_exchange_strong(z, 1)) {
-            table_init();
-            once.store(2);
-        }
-        while (once.load() != 2) sched_yield();
-    }
-    if (fd < 0 || size_t(fd) >= table_n) return nullptr;
+    Fd *t = table.load(std::memory_order_acquire);
+    if (!t && !(t = table_init())) return nullptr;
+    if (fd < 0 || size_t(fd) >= table_n.load(std::memory_order_relaxed)) return nullptr;
     if (size_t(fd) >= table_used.load(std::memory_order_relaxed)) note_used(size_t(fd));
-    return &table[fd];
+    return &t[fd];
 }
 
 void fd_timeouts_changed() { timeouts_gen.fetch_add(1, std::memory_order_acq_rel); }
@@ -265,12 +265,11 @@ int64_t fd_timeout(int fd, Fd *e, int mode) {
 }
 
 bool fd_prog_nonblock(int fd) {
-    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
     Fd *e = fd_entry(fd);
     uint32_t gen = flags_gen.load(std::memory_order_acquire);
     if (e && e->nb_gen.load(std::memory_order_acquire) == gen && !shared.load(std::memory_order_relaxed))
         return e->nb;
-    int fl = fcntl_real(fd, F_GETFL);
+    int fl = real.fcntl(fd, F_GETFL);
     bool nb = fl >= 0 && (fl & O_NONBLOCK);
     if (e && fl >= 0) {
         e->nb = nb;
@@ -282,8 +281,9 @@ bool fd_prog_nonblock(int fd) {
 
 void fd_after_fork() {
     fd_files_shared(); // with the parent
-    for (size_t fd = 0, n = table_used.load(std::memory_order_relaxed); fd < n; fd++) {
-        Fd &e = table[fd];
+    Fd *t = table.load(std::memory_order_relaxed);
+    for (size_t fd = 0, n = t ? table_used.load(std::memory_order_relaxed) : 0; fd < n; fd++) {
+        Fd &e = t[fd];
         if (e.kind.load(std::memory_order_relaxed) == kInternal) real.close(int(fd));
         if (e.kind.load(std::memory_order_relaxed) == kUnknown && !e.pd.load(std::memory_order_relaxed)) continue;
         e.pd.store(nullptr, std::memory_order_relaxed);

@@ -13,7 +13,6 @@
 #include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <dlfcn.h>
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -41,9 +40,8 @@ bool ready_now(int fd, short ev) {
 // Not ready, and open that way: a pipe's write end read (or its read end
 // written) is never ready, and the call itself fails at once (EBADF).
 bool must_wait(int fd, short ev) {
-    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
     if (ready_now(fd, ev)) return false;
-    int fl = fcntl_real(fd, F_GETFL);
+    int fl = real.fcntl(fd, F_GETFL);
     return fl >= 0 && (fl & O_ACCMODE) != (ev == POLLIN ? O_WRONLY : O_RDONLY);
 }
 
@@ -634,12 +632,11 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     if (!e || k != kStream || fd_prog_nonblock(fd)) return real.connect(fd, addr, len);
     Errno keep;
     // No per-call flag for connect: O_NONBLOCK only for the call itself.
-    static auto fcntl_real = reinterpret_cast<int (*)(int, int, ...)>(dlsym(RTLD_NEXT, "fcntl"));
-    int fl = fcntl_real(fd, F_GETFL);
-    if (fl < 0 || fcntl_real(fd, F_SETFL, fl | O_NONBLOCK) < 0) return real.connect(fd, addr, len);
+    int fl = real.fcntl(fd, F_GETFL);
+    if (fl < 0 || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return real.connect(fd, addr, len);
     int r = real.connect(fd, addr, len);
     int err = errno;
-    fcntl_real(fd, F_SETFL, fl);
+    real.fcntl(fd, F_SETFL, fl);
     if (r != 0 && err == EAGAIN) return real.connect(fd, addr, len); // a full unix backlog: the kernel's wait
     if (r == 0 || err != EINPROGRESS) {
         errno = err;
@@ -665,11 +662,9 @@ int close(int fd) {
 // and cached: a change of any file's flags here makes every cache stale.
 // Once another process may share the file (a fork or spawn, either side)
 // the cache is not used (fd_files_shared).
-static int fcntl_common(int fd, int cmd, void *arg, const char *name) {
-    using Fn = int (*)(int, int, ...);
-    static Fn f = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl"));
-    static Fn f64 = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "fcntl64"));
-    Fn fn = name[5] == '6' && f64 ? f64 : f;
+static int fcntl_common(int fd, int cmd, void *arg, bool is64) {
+    on(); // real.* are set
+    auto fn = is64 ? real.fcntl64 : real.fcntl;
     int r = cmd == F_SETLKW || cmd == F_OFD_SETLKW ? kernel_call([&] { return fn(fd, cmd, arg); }, -1, false)
                                                    : fn(fd, cmd, arg);
     if (r >= 0 && on()) {
@@ -684,7 +679,7 @@ int fcntl(int fd, int cmd, ...) {
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_common(fd, cmd, arg, "fcntl");
+    return fcntl_common(fd, cmd, arg, false);
 }
 
 int fcntl64(int fd, int cmd, ...) {
@@ -692,29 +687,33 @@ int fcntl64(int fd, int cmd, ...) {
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    return fcntl_common(fd, cmd, arg, "fcntl64");
+    return fcntl_common(fd, cmd, arg, true);
 }
 
 int flock(int fd, int op) {
-    static auto fn = reinterpret_cast<int (*)(int, int)>(dlsym(RTLD_NEXT, "flock"));
+    on(); // real.* are set
+    auto fn = real.flock;
     if (op & LOCK_NB) return fn(fd, op);
     return kernel_call([&] { return fn(fd, op); }, -1, false);
 }
 
 int lockf(int fd, int cmd, off_t len) {
-    static auto fn = reinterpret_cast<int (*)(int, int, off_t)>(dlsym(RTLD_NEXT, "lockf"));
+    on(); // real.* are set
+    auto fn = real.lockf;
     if (cmd != F_LOCK) return fn(fd, cmd, len);
     return kernel_call([&] { return fn(fd, cmd, len); }, -1, false);
 }
 
 int lockf64(int fd, int cmd, off64_t len) {
-    static auto fn = reinterpret_cast<int (*)(int, int, off64_t)>(dlsym(RTLD_NEXT, "lockf64"));
+    on(); // real.* are set
+    auto fn = real.lockf64;
     if (cmd != F_LOCK) return fn(fd, cmd, len);
     return kernel_call([&] { return fn(fd, cmd, len); }, -1, false);
 }
 
 int ioctl(int fd, unsigned long req, ...) {
-    static auto fn = reinterpret_cast<int (*)(int, unsigned long, ...)>(dlsym(RTLD_NEXT, "ioctl"));
+    on(); // real.* are set
+    auto fn = real.ioctl;
     va_list ap;
     va_start(ap, req);
     void *arg = va_arg(ap, void *);
@@ -725,7 +724,8 @@ int ioctl(int fd, unsigned long req, ...) {
 }
 
 int dup(int old) {
-    static auto fn = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "dup"));
+    on(); // real.* are set
+    auto fn = real.dup;
     int r = fn(old);
     if (r >= 0 && on()) fd_reset(r);
     return r;
@@ -734,7 +734,8 @@ int dup(int old) {
 // Closing a range: every registration in it is dropped first, and the
 // engine's own descriptors are stepped over.
 int close_range(unsigned first, unsigned last, int flags) {
-    static auto fn = reinterpret_cast<int (*)(unsigned, unsigned, int)>(dlsym(RTLD_NEXT, "close_range"));
+    on(); // real.* are set
+    auto fn = real.close_range;
     if (!on() || (flags & CLOSE_RANGE_CLOEXEC)) return fn(first, last, flags);
     unsigned lo = first;
     for (unsigned fd = first; fd <= last; fd++) {
@@ -793,9 +794,8 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, st
 }
 
 int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
-    static auto real_setsockopt =
-        reinterpret_cast<int (*)(int, int, int, const void *, socklen_t)>(dlsym(RTLD_NEXT, "setsockopt"));
-    int r = real_setsockopt(fd, level, opt, val, len);
+    on(); // real.* are set
+    int r = real.setsockopt(fd, level, opt, val, len);
     // The socket's timeouts, for every descriptor of it: each reads them again.
     if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on()) {
         if (sandboxed.load(std::memory_order_relaxed)) fd_timeout_set(fd, opt, val, len);

@@ -29,8 +29,8 @@ namespace {
 using SigmaskFn = int (*)(int, const sigset_t *, sigset_t *);
 
 SigmaskFn real_sigmask() {
-    static SigmaskFn fn = reinterpret_cast<SigmaskFn>(dlsym(RTLD_NEXT, "pthread_sigmask"));
-    return fn;
+    on(); // real.* are set
+    return real.pthread_sigmask;
 }
 
 template <class F> auto with_own_mask(F f) {
@@ -199,7 +199,8 @@ pid_t _Fork(void) {
 }
 
 int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...) {
-    static auto real_clone = next_fn<int (*)(int (*)(void *), void *, int, void *, ...)>("clone");
+    on(); // real.* are set
+    auto real_clone = real.clone;
     va_list ap;
     va_start(ap, arg);
     pid_t *ptid = va_arg(ap, pid_t *);
@@ -215,13 +216,15 @@ int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...) {
 }
 
 int system(const char *cmd) {
-    static auto fn = next_fn<int (*)(const char *)>("system");
+    on(); // real.* are set
+    auto fn = real.system;
     if (on()) fd_files_shared();
     return kernel_call([&] { return fn(cmd); }, -1, true);
 }
 
 int pclose(FILE *f) {
-    static auto fn = next_fn<int (*)(FILE *)>("pclose");
+    on(); // real.* are set
+    auto fn = real.pclose;
     // libc closes the pipe itself: its number goes from the table first,
     // or the next file given that number is taken for this one.
     if (on() && f && fileno(f) >= 0) fd_forget(fileno(f));
@@ -259,21 +262,24 @@ pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru) {
 }
 
 FILE *popen(const char *cmd, const char *mode) {
-    static auto fn = next_fn<FILE *(*)(const char *, const char *)>("popen");
+    on(); // real.* are set
+    auto fn = real.popen;
     if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(cmd, mode); });
 }
 
 int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                 const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-    static auto fn = next_fn<decltype(&posix_spawn)>("posix_spawn");
+    on(); // real.* are set
+    auto fn = real.posix_spawn;
     if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(pid, path, fa, attr, argv, envp); });
 }
 
 int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
                  const posix_spawnattr_t *attr, char *const argv[], char *const envp[]) {
-    static auto fn = next_fn<decltype(&posix_spawnp)>("posix_spawnp");
+    on(); // real.* are set
+    auto fn = real.posix_spawnp;
     if (on()) fd_files_shared();
     return with_own_mask([&] { return fn(pid, file, fa, attr, argv, envp); });
 }
@@ -287,7 +293,8 @@ int execve(const char *path, char *const argv[], char *const envp[]) {
 int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
 
 int execvpe(const char *file, char *const argv[], char *const envp[]) {
-    static auto fn = next_fn<decltype(&execvpe)>("execvpe");
+    on(); // real.* are set
+    auto fn = real.execvpe;
     return with_own_mask([&] { return fn(file, argv, envp); });
 }
 
@@ -361,14 +368,14 @@ void note_seccomp_filter(bool filter, const void *prog) {
 // exec: the filter came with the process.  PR_GET_SECCOMP is what such
 // filters allow (it is how libseccomp and systemd look).
 void note_inherited_filter() {
-    static auto fn = reinterpret_cast<int (*)(int, ...)>(dlsym(RTLD_NEXT, "prctl"));
-    if (fn && fn(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER) note_seccomp_filter(false, nullptr);
+    if (real.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER) note_seccomp_filter(false, nullptr);
 }
 
 } // namespace shim
 
 extern "C" int prctl(int op, ...) {
-    static auto fn = reinterpret_cast<int (*)(int, ...)>(dlsym(RTLD_NEXT, "prctl"));
+    on(); // real.* are set
+    auto fn = real.prctl;
     va_list ap;
     va_start(ap, op);
     unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);

@@ -30,8 +30,8 @@ namespace {
 using SigactionFn = int (*)(int, const struct sigaction *, struct sigaction *);
 
 SigactionFn real_sigaction() {
-    static SigactionFn fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
-    return fn;
+    on(); // real.* are set
+    return real.sigaction;
 }
 
 // The program's own dispositions; the kernel has on_signal for each one
@@ -41,17 +41,27 @@ struct sigaction prog[65];
 std::atomic<uint64_t> recorded{0};
 std::atomic_flag prog_lock = ATOMIC_FLAG_INIT;
 
-void lock() {
+// Held with every signal blocked on the OS thread: a handler that lands
+// while its thread holds it (in sigaction, in pthread_kill) and comes to
+// on_signal would otherwise spin for good on a lock its own thread holds.
+sigset_t lock() {
+    sigset_t all, saved;
+    sigfillset(&all);
+    real.pthread_sigmask(SIG_BLOCK, &all, &saved);
     while (prog_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+    return saved;
 }
-void unlock() { prog_lock.clear(std::memory_order_release); }
+void unlock(const sigset_t &saved) {
+    prog_lock.clear(std::memory_order_release);
+    real.pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+}
 
 uint64_t bit(int sig) { return uint64_t(1) << (sig - 1); }
 
 // The process itself, through glibc's kill (ours sends to ourselves first).
 int kill_process(int sig) {
-    static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
-    return fn(getpid(), sig);
+    on(); // real.* are set
+    return real.kill(getpid(), sig);
 }
 
 // ---- Signals for a thread that computes ----------------------------------
@@ -355,13 +365,13 @@ void call_handler(const struct sigaction &a, int sig, siginfo_t *info, const voi
 
 // Run the program's handler for sig on the calling (green) thread.
 int run_handler(Thread *t, int sig, siginfo_t *info) {
-    lock();
+    sigset_t held = lock();
     struct sigaction a = prog[sig];
     if (a.sa_flags & SA_RESETHAND) {
         prog[sig].sa_handler = SIG_DFL;
         prog[sig].sa_flags &= ~SA_SIGINFO;
     }
-    unlock();
+    unlock(held);
     if (!is_handler(a)) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 1;
         default_action_now(sig); // terminate, core, stop: the kernel's
@@ -573,9 +583,9 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             errno = e;
             return;
         }
-        lock();
+        sigset_t held = lock();
         struct sigaction a = prog[sig];
-        unlock();
+        unlock(held);
         sigset_t saved;
         if (t && is_handler(a)) {
             saved = t->sigmask;
@@ -611,13 +621,13 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
 // comes back as the kernel saved it.  Registers are the kernel's context, so
 // a handler that steps over the fault (moves the pc) does.
 void on_fault(int sig, siginfo_t *info, void *ucv) {
-    lock();
+    sigset_t held = lock();
     struct sigaction a = prog[sig];
     if (a.sa_flags & SA_RESETHAND) { // the kernel has put the default back: so do we
         prog[sig] = {};
         prog[sig].sa_handler = SIG_DFL;
     }
-    unlock();
+    unlock(held);
     if (!is_handler(a)) {
         if (a.sa_handler == SIG_DFL) default_action_now(sig);
         return;
@@ -713,10 +723,10 @@ void dump_replaced(int sig) {
 // at SIG_DFL (sigwait on a signal every thread blocks; route_blocked).
 void catch_for_wait(int sig) {
     if (sig == kPoke && pokes_on) return; // on_poke takes it, and passes the program's on
-    lock();
+    sigset_t held = lock();
     struct sigaction a = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
-    unlock();
+    unlock(held);
     if (!known) real_sigaction()(sig, nullptr, &a);
     if (is_handler(a) || a.sa_handler == SIG_IGN) return;
     struct sigaction k = {};
@@ -724,10 +734,10 @@ void catch_for_wait(int sig) {
     k.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&k.sa_mask);
     real_sigaction()(sig, &k, nullptr);
-    lock();
+    held = lock();
     prog[sig] = a;
     recorded.fetch_or(bit(sig), std::memory_order_relaxed);
-    unlock();
+    unlock(held);
 }
 
 // Signals a program's thread blocks while their action is the default
@@ -884,10 +894,10 @@ uint64_t pokes_install() {
     k.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&k.sa_mask);
     if (real_sigaction()(kPoke, &k, nullptr) != 0) return 0;
-    lock();
+    sigset_t held = lock();
     prog[kPoke] = prev;
     recorded.fetch_or(bit(kPoke), std::memory_order_relaxed);
-    unlock();
+    unlock(held);
     pokes_on = true;
     return bit(kPoke);
 }
@@ -1012,9 +1022,9 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         // Sent to the process and not yet taken by the OS main thread (on
         // a loaded machine it runs late): taken here, as it would take it,
         // unless a signalfd waits for it there.
-        lock();
+        sigset_t held = lock();
         bool handled = is_handler(prog[sig]);
-        unlock();
+        unlock(held);
         if (handled && !catcher_blocks(sig)) {
             sigset_t one;
             sigemptyset(&one);
@@ -1026,10 +1036,10 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         }
         if (t && sig_pending(t)) sig_deliver(t);
     }
-    lock();
+    sigset_t held = lock();
     struct sigaction prev = prog[sig];
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
-    unlock();
+    unlock(held);
     if (!known && real_sigaction()(sig, nullptr, &prev) != 0) return -1;
     // A handler the program did not set is the runtime's dump (nprun
     // --dump-on) or its guard-page report (SIGSEGV): the program is told
@@ -1068,10 +1078,10 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
             sigemptyset(&k.sa_mask);
         }
         if (real_sigaction()(sig, &k, nullptr) != 0) return -1;
-        lock();
+        sigset_t held = lock();
         prog[sig] = *act;
         recorded.fetch_or(bit(sig), std::memory_order_relaxed);
-        unlock();
+        unlock(held);
     }
     if (old) *old = prev;
     return 0;
@@ -1092,9 +1102,9 @@ int pthread_kill(pthread_t th, int sig) {
     if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_kill(th, sig);
     if (sig < 0 || sig > 64) return EINVAL;
     if (sig == 0) return 0;
-    lock();
+    sigset_t held = lock();
     struct sigaction a = prog[sig];
-    unlock();
+    unlock(held);
     bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
     siginfo_t info = {};
     info.si_signo = sig;
@@ -1127,8 +1137,8 @@ int pthread_kill(pthread_t th, int sig) {
 }
 
 int signalfd(int fd, const sigset_t *mask, int flags) {
-    static auto fn = reinterpret_cast<int (*)(int, const sigset_t *, int)>(dlsym(RTLD_NEXT, "signalfd"));
-    int r = fn(fd, mask, flags);
+    on(); // real.* are set
+    int r = real.signalfd(fd, mask, flags);
     if (r >= 0 && on() && mask) catcher_block(mask);
     return r;
 }
@@ -1156,8 +1166,8 @@ static void group_stop_taken() {
 }
 
 int kill(pid_t pid, int sig) {
-    static auto fn = reinterpret_cast<int (*)(pid_t, int)>(dlsym(RTLD_NEXT, "kill"));
     Thread *t = on() ? self() : nullptr;
+    auto fn = real.kill;
     if (!t || sig <= 0 || sig > 64 || sigismember(&t->sigmask, sig)) return fn(pid, sig);
     if (pid == getpid()) {
         // The kernel gives a signal sent to the process to main when main
@@ -1168,9 +1178,9 @@ int kill(pid_t pid, int sig) {
         // main, parked in a read, waited for ever for its EINTR.  A default
         // action or an ignored signal is the process's anyway: raise takes
         // it before kill returns, as the kernel would.
-        lock();
+        sigset_t held = lock();
         struct sigaction a = prog[sig];
-        unlock();
+        unlock(held);
         if (t->is_main || !is_handler(a) || sig == SIGKILL || sig == SIGSTOP) return raise(sig);
         siginfo_t info = {};
         info.si_signo = sig;
@@ -1217,8 +1227,7 @@ int killpg(pid_t pgrp, int sig) {
 int raise(int sig) {
     Thread *t = on() ? self() : nullptr;
     if (!t) {
-        static auto fn = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "raise"));
-        return fn(sig);
+        return real.raise(sig);
     }
     int e = pthread_kill(reinterpret_cast<pthread_t>(t->tcb), sig);
     if (e) {
@@ -1272,8 +1281,8 @@ int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
 // The thread's own pending signals (sent to it, or to the process while
 // every thread blocks them), with what the kernel holds for the process.
 int sigpending(sigset_t *set) {
-    static auto fn = reinterpret_cast<int (*)(sigset_t *)>(dlsym(RTLD_NEXT, "sigpending"));
     Thread *t = on() ? self() : nullptr;
+    auto fn = real.sigpending;
     if (!t) return fn(set);
     if (fn(set) != 0) return -1;
     uint64_t mine = t->sigpending.load(std::memory_order_acquire) | proc_pending.load(std::memory_order_acquire);
@@ -1285,8 +1294,7 @@ int sigpending(sigset_t *set) {
 int sigsuspend(const sigset_t *mask) {
     Thread *t = on() ? self() : nullptr;
     if (!t) {
-        static auto fn = reinterpret_cast<int (*)(const sigset_t *)>(dlsym(RTLD_NEXT, "sigsuspend"));
-        return fn(mask);
+        return real.sigsuspend(mask);
     }
     sigset_t saved = t->sigmask;
     t->sigmask = *mask;
@@ -1305,8 +1313,7 @@ int sigsuspend(const sigset_t *mask) {
 int pause(void) {
     Thread *t = on() ? self() : nullptr;
     if (!t) {
-        static auto fn = reinterpret_cast<int (*)()>(dlsym(RTLD_NEXT, "pause"));
-        return fn();
+        return real.pause();
     }
     sigset_t m = t->sigmask;
     return sigsuspend(&m);
@@ -1314,8 +1321,7 @@ int pause(void) {
 
 int sigwait(const sigset_t *set, int *sig) {
     if (!on() || !self()) {
-        static auto fn = reinterpret_cast<int (*)(const sigset_t *, int *)>(dlsym(RTLD_NEXT, "sigwait"));
-        return fn(set, sig);
+        return real.sigwait(set, sig);
     }
     int r;
     while ((r = wait_for(set, nullptr, 0)) == -EINTR) {} // sigwait is not interrupted
@@ -1325,8 +1331,7 @@ int sigwait(const sigset_t *set, int *sig) {
 
 int sigwaitinfo(const sigset_t *set, siginfo_t *info) {
     if (!on() || !self()) {
-        static auto fn = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *)>(dlsym(RTLD_NEXT, "sigwaitinfo"));
-        return fn(set, info);
+        return real.sigwaitinfo(set, info);
     }
     siginfo_t i;
     int r = wait_for(set, &i, 0);
@@ -1337,9 +1342,7 @@ int sigwaitinfo(const sigset_t *set, siginfo_t *info) {
 
 int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts) {
     if (!on() || !self()) {
-        static auto fn = reinterpret_cast<int (*)(const sigset_t *, siginfo_t *, const struct timespec *)>(
-            dlsym(RTLD_NEXT, "sigtimedwait"));
-        return fn(set, info, ts);
+        return real.sigtimedwait(set, info, ts);
     }
     siginfo_t i;
     int r = wait_for(set, &i, ts ? deadline_from_rel(ts) : 0);
@@ -1466,8 +1469,8 @@ int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
 // stack of a thread that ends and frees it (SBCL, Rust, libsigsegv), and
 // the next fault handled there would find it unmapped and kill the process.
 static int os_sigaltstack(const stack_t *ss, stack_t *old) {
-    static auto fn = reinterpret_cast<int (*)(const stack_t *, stack_t *)>(dlsym(RTLD_NEXT, "sigaltstack"));
-    return fn(ss, old);
+    on(); // real.* are set
+    return real.sigaltstack(ss, old);
 }
 
 // A plain thread turning green (main, threads.cpp): the alternate stack it
@@ -1518,8 +1521,7 @@ extern "C" int sigaltstack(const stack_t *ss, stack_t *old) {
 // fortified one.
 namespace {
 using JumpFn = void (*)(struct __jmp_buf_tag *, int);
-[[noreturn]] void longjmp_out(const char *name, JumpFn *fn, struct __jmp_buf_tag *env, int val) {
-    if (!*fn) *fn = reinterpret_cast<JumpFn>(dlsym(RTLD_NEXT, name));
+[[noreturn]] void longjmp_out(JumpFn fn, struct __jmp_buf_tag *env, int val) {
     Thread *t = on() && green() ? self() : nullptr;
     if (t && (t->fault_depth || t->handler_depth)) {
         // Out of a handler run_handler ran (the thread's own mask then has
@@ -1540,16 +1542,16 @@ using JumpFn = void (*)(struct __jmp_buf_tag *, int);
             real.pthread_sigmask(SIG_UNBLOCK, &poke, nullptr);
         }
     }
-    (*fn)(env, val);
+    fn(env, val);
     __builtin_unreachable();
 }
-JumpFn jump_fns[4];
 } // namespace
 
 extern "C" {
-void longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("longjmp", &jump_fns[0], env, val); }
-void _longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("_longjmp", &jump_fns[1], env, val); }
-void siglongjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out("siglongjmp", &jump_fns[2], env, val); }
+// on() first: real.* are set (a jump may come before the shim's constructor).
+void longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real.longjmp), env, val); }
+void _longjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real._longjmp), env, val); }
+void siglongjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real.siglongjmp), env, val); }
 [[noreturn]] void __longjmp_chk(struct __jmp_buf_tag env[1], int val);
-void __longjmp_chk(struct __jmp_buf_tag env[1], int val) { longjmp_out("__longjmp_chk", &jump_fns[3], env, val); }
+void __longjmp_chk(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real.__longjmp_chk), env, val); }
 } // extern "C"

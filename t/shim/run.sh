@@ -91,7 +91,8 @@ seccomp_trap:seccomp_trap.c:
 single_thread:single_thread.c:
 closed_stdio:closed_stdio.c:
 action_pending:action_pending.c:
-sigchld_first_wait:sigchld_first_wait.c:'
+sigchld_first_wait:sigchld_first_wait.c:
+handler_first_call:handler_first_call.c:'
 
 passed=0
 failed=0

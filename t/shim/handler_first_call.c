@@ -1,0 +1,102 @@
+// Async-signal-safe calls made by a signal handler that lands while the
+// thread it interrupts is in its own first call of the same function: the
+// shim must have found libc's function before (a lazy lookup's static
+// guard, entered again from the handler, aborts with recursive_init_error).
+// Each round is a fresh exec, so each has first calls; a short interval
+// timer keeps kernel signals coming.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int pipefd[2], sock[2];
+static atomic_int handled;
+
+// What a handler may do: each call is on the list of async-signal-safe
+// functions, or commonly made there (ioctl for a terminal's size).
+static void calls(void) {
+    int n = 0;
+    struct timespec zero = {0, 0};
+    struct pollfd p = {pipefd[0], POLLIN, 0};
+    sigset_t none;
+    sigemptyset(&none);
+    (void)fcntl(pipefd[0], F_GETFL);
+    (void)ioctl(pipefd[0], FIONREAD, &n);
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &none);
+    (void)ppoll(&p, 1, &zero, NULL);
+    fd_set r;
+    FD_ZERO(&r);
+    FD_SET(pipefd[0], &r);
+    (void)pselect(pipefd[0] + 1, &r, NULL, NULL, &zero, NULL);
+    int one = 1;
+    (void)setsockopt(sock[0], SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int d = dup(pipefd[1]);
+    if (d >= 0) close(d);
+    (void)flock(pipefd[0], LOCK_SH | LOCK_NB);
+    struct sigaction old;
+    (void)sigaction(SIGUSR2, NULL, &old);
+    (void)kill(getpid(), 0);
+    (void)raise(0);
+    sigset_t pend;
+    (void)sigpending(&pend);
+    stack_t ss;
+    (void)sigaltstack(NULL, &ss);
+}
+
+static void on_alrm(int sig) {
+    (void)sig;
+    int e = errno;
+    calls();
+    atomic_fetch_add(&handled, 1);
+    errno = e;
+}
+
+static int round_once(void) {
+    if (pipe(pipefd) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sock) != 0) return 2;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alrm;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 20}, {0, 20}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    calls(); // the first calls, with signals landing on them
+    for (int i = 0; i < 200 && atomic_load(&handled) < 3; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    return atomic_load(&handled) > 0 ? 0 : 3;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "round") == 0) return round_once();
+    for (int i = 0; i < 40; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            execl("/proc/self/exe", argv[0], "round", (char *)NULL);
+            _exit(127);
+        }
+        int st = 0;
+        while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            printf("round %d: status %#x\n", i, st);
+            return 1;
+        }
+    }
+    puts("ok");
+    return 0;
+}
