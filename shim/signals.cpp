@@ -19,6 +19,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "quiet_lock.hpp"
 #include "real.hpp"
 #include "shim.hpp"
 #include "tcb.hpp"
@@ -39,22 +40,10 @@ SigactionFn real_sigaction() {
 // reads as zeros, so it is told by this bit).
 struct sigaction prog[65];
 std::atomic<uint64_t> recorded{0};
-std::atomic_flag prog_lock = ATOMIC_FLAG_INIT;
+QuietLock prog_lock; // a handler that lands in sigaction comes to on_signal
 
-// Held with every signal blocked on the OS thread: a handler that lands
-// while its thread holds it (in sigaction, in pthread_kill) and comes to
-// on_signal would otherwise spin for good on a lock its own thread holds.
-sigset_t lock() {
-    sigset_t all, saved;
-    sigfillset(&all);
-    real.pthread_sigmask(SIG_BLOCK, &all, &saved);
-    while (prog_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
-    return saved;
-}
-void unlock(const sigset_t &saved) {
-    prog_lock.clear(std::memory_order_release);
-    real.pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-}
+sigset_t lock() { return prog_lock.take(); }
+void unlock(const sigset_t &held) { prog_lock.give(held); }
 
 uint64_t bit(int sig) { return uint64_t(1) << (sig - 1); }
 
@@ -405,23 +394,7 @@ struct Queued {
 constexpr int kQueued = 256;
 Queued rt_queue[kQueued];
 int rt_queued;
-std::atomic_flag rt_lock = ATOMIC_FLAG_INIT;
-
-// The queue's lock, taken on the OS thread that takes the process's
-// signals too: no signal may interrupt its holder.
-struct RtGuard {
-    sigset_t old;
-    RtGuard() {
-        sigset_t all;
-        sigfillset(&all);
-        real.pthread_sigmask(SIG_BLOCK, &all, &old);
-        while (rt_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
-    }
-    ~RtGuard() {
-        rt_lock.clear(std::memory_order_release);
-        real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    }
-};
+QuietLock rt_lock; // taken on the OS thread that takes the process's signals too
 
 bool realtime(int sig) { return sig >= 32; }
 
@@ -429,7 +402,7 @@ bool realtime(int sig) { return sig >= 32; }
 // signal queued behind one pending already (nobody to wake).
 bool post(Thread *t, std::atomic<uint64_t> *bits, siginfo_t *slot, int sig, const siginfo_t &info) {
     if (realtime(sig)) {
-        RtGuard g;
+        QuietHold g(rt_lock);
         if (bits->load(std::memory_order_seq_cst) & bit(sig)) {
             if (rt_queued < kQueued) rt_queue[rt_queued++] = Queued{t, sig, info};
             return false;
@@ -453,7 +426,7 @@ bool unpost(Thread *t, std::atomic<uint64_t> *bits, siginfo_t *slot, int sig, si
         if (out) *out = *slot;
         return true;
     }
-    RtGuard g;
+    QuietHold g(rt_lock);
     if (!(bits->load(std::memory_order_seq_cst) & bit(sig))) return false;
     if (out) *out = *slot;
     for (int i = 0; i < rt_queued; i++)
@@ -854,9 +827,9 @@ void signals_after_fork() {
     if (proc_pending.load()) proc_pending.store(0);
     for (auto &o : proc_for)
         if (o.load()) o.store(nullptr);
-    if (prog_lock.test()) prog_lock.clear();
+    prog_lock.after_fork();
     if (rt_queued) rt_queued = 0; // the threads they were for are gone
-    if (rt_lock.test()) rt_lock.clear();
+    rt_lock.after_fork();
 }
 
 bool sig_pending(Thread *t) {

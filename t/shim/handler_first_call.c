@@ -3,7 +3,10 @@
 // shim must have found libc's function before (a lazy lookup's static
 // guard, entered again from the handler, aborts with recursive_init_error).
 // Each round is a fresh exec, so each has first calls; a short interval
-// timer keeps kernel signals coming.
+// timer keeps kernel signals coming.  Then the same handler, with tgkill
+// of a thread's ID and close added, lands on threads being made and ended
+// and on first I/O on new descriptors: whatever lock the library holds
+// there, a handler must not find it held by its own thread.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -17,12 +20,13 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static int pipefd[2], sock[2];
-static atomic_int handled;
+static atomic_int handled, churning, last_tid;
 
 // What a handler may do: each call is on the list of async-signal-safe
 // functions, or commonly made there (ioctl for a terminal's size).
@@ -59,8 +63,26 @@ static void on_alrm(int sig) {
     (void)sig;
     int e = errno;
     calls();
+    if (atomic_load(&churning)) {
+        int t = atomic_load(&last_tid);
+        if (t) (void)syscall(SYS_tgkill, getpid(), t, 0); // ESRCH once it has ended
+        int d = dup(sock[1]);
+        if (d >= 0) close(d);
+    }
     atomic_fetch_add(&handled, 1);
     errno = e;
+}
+
+static void *churn(void *arg) {
+    (void)arg;
+    atomic_store(&last_tid, (int)syscall(SYS_gettid));
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return (void *)1;
+    char c = 'x';
+    void *bad = write(sv[0], &c, 1) == 1 && read(sv[1], &c, 1) == 1 ? NULL : (void *)1;
+    close(sv[0]);
+    close(sv[1]);
+    return bad;
 }
 
 static int round_once(void) {
@@ -76,6 +98,17 @@ static int round_once(void) {
     for (int i = 0; i < 200 && atomic_load(&handled) < 3; i++) {
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
+    }
+    // Threads made and ended, each with a first write on a new socket.
+    struct itimerval slower = {{0, 100}, {0, 100}};
+    setitimer(ITIMER_REAL, &slower, NULL);
+    atomic_store(&churning, 1);
+    for (int i = 0; i < 100; i++) {
+        pthread_t th;
+        if (pthread_create(&th, NULL, churn, NULL) != 0) return 4;
+        void *r;
+        pthread_join(th, &r);
+        if (r != NULL) return 5;
     }
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
