@@ -15,6 +15,10 @@
 namespace np {
 namespace {
 
+// epoll_pwait2 refused (ENOSYS, EPERM), or not to be made (ports_sandboxed):
+// every worker's idle wait takes milliseconds from then on.
+std::atomic<bool> ns_wait_off{false};
+
 class EpollPort final : public Port {
 public:
     int init() {
@@ -82,7 +86,20 @@ private:
 
     int wait(struct epoll_event *evs, int cap, int64_t delay) {
         for (;;) {
-            int n = sys_epoll_wait(epfd_, evs, cap, delay_to_ms(delay));
+            // A positive delay to the nanosecond where the kernel has
+            // epoll_pwait2: epoll_pwait's milliseconds round a timer due in
+            // 5 us up to 1 ms, so every short sleep or timed wait of a
+            // green thread took 1 ms or more (the kernel's take ~55 us).
+            int n;
+            if (delay > 0 && !ns_wait_off.load(std::memory_order_relaxed)) {
+                n = sys_epoll_wait_ns(epfd_, evs, cap, delay);
+                if (n < 0 && (errno == ENOSYS || errno == EPERM)) { // an old kernel, valgrind, a filter
+                    ns_wait_off.store(true, std::memory_order_relaxed);
+                    continue;
+                }
+            } else {
+                n = sys_epoll_wait(epfd_, evs, cap, delay_to_ms(delay));
+            }
             if (n >= 0) return n;
             // EINTR: with a timeout the caller recomputes it; else retry.
             if (errno != EINTR || delay > 0) return 0;
@@ -119,6 +136,8 @@ private:
 };
 
 } // namespace
+
+void ports_sandboxed() { ns_wait_off.store(true, std::memory_order_seq_cst); }
 
 Port *port_epoll_create(int *err) {
     auto *p = new EpollPort();

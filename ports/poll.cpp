@@ -215,7 +215,7 @@ public:
                 blocked_ = delay != 0;
                 in_call_ = true;
             }
-            n = sys_poll(snap_.fds, nfds_t(cnt), delay_to_ms(delay));
+            n = sys_poll(snap_.fds, nfds_t(cnt), delay);
             int err = errno;
             {
                 std::lock_guard<Mutex> g(mu_);

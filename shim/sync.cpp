@@ -54,8 +54,14 @@ void word_unlock(std::atomic<uint32_t> &w) { w.store(0, std::memory_order_releas
 // lock 0 (0 free, 1 held, 2 held with waiters), count 4, owner 8, kind 16.
 constexpr size_t kMLock = 0, kMCount = 4, kMOwner = 8, kMKind = 16;
 constexpr int kKindMask = 3, kRecursive = 1, kErrorCheck = 2;
-constexpr int kGlibcOnly = 16 | 32 | 64 | 128; // robust, PI, PP, pshared
+constexpr int kGlibcOnly = 16 | 64 | 128; // robust, PP, pshared
 
+// A priority-inheritance mutex of one process is ours, as a plain one (the
+// priority it would lend is the worker's, shared by all of that worker's
+// threads): glibc's names its owner by the OS thread, which the kernel
+// checks at a contended unlock, so a thread that parked holding one and
+// came back on another worker could not unlock it (EPERM, the mutex held
+// for ever: PulseAudio's threaded mainloop then aborts, as in Blender).
 bool glibc_mutex(pthread_mutex_t *m) { return field<int>(m, kMKind) & kGlibcOnly; }
 
 // The mutexes left to glibc (robust ones: LMDB's writer mutex; process-
@@ -294,7 +300,13 @@ int owner_id() {
     if (__builtin_expect(id != 0, 1)) return id;
     Thread *t = self();
     if (t && !t->is_main) return id = green_id(t);
-    if (t || tcb_tid_offset < 0)
+    // The main thread: the process ID, its tid before its first
+    // pthread_create, and what gettid() gives it after, on whichever
+    // worker it runs.  The worker's tid differed: a recursive mutex
+    // taken before the first thread and again after deadlocked (a GLib
+    // class_init calling g_bus_get_sync).
+    if (t) return id = getpid();
+    if (tcb_tid_offset < 0)
         return id = int(real.syscall ? real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0) : getpid());
     // Not a thread of ours (a forked child's only thread): its TCB's tid,
     // read each time, as glibc's own mutexes name their owner.  A child

@@ -74,6 +74,11 @@ Port *port_epoll_create(int *err);
 Port *port_io_uring_create(int *err);
 Port *port_poll_create(int *err);
 
+// A seccomp filter is in place or coming (npshim_sandboxed): the ports keep
+// to the waits every filter knows, not epoll_pwait2 (Linux 5.11), which a
+// filter may trap (a SIGSYS the program's handler takes for an attack).
+void ports_sandboxed();
+
 // epoll's timeout rule, shared by the ports that take milliseconds:
 // <0 forever, 0 none, under 1 ms rounds up to 1 ms, else truncated, capped.
 inline int delay_to_ms(int64_t ns) {

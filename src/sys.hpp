@@ -216,12 +216,29 @@ inline int sys_epoll_wait(int epfd, struct epoll_event *evs, int cap, int timeou
         raw_syscall6(SYS_epoll_pwait, epfd, long(evs), cap, timeout_ms, 0, kKernelSigsetSize)));
 }
 
-// ppoll with no mask: aarch64 has no poll.
-inline int sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms) {
-    struct timespec ts = {timeout_ms / 1000, long(timeout_ms % 1000) * 1000000};
-    struct timespec *tp = timeout_ms < 0 ? nullptr : &ts;
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441 // the same number on x86-64 and aarch64
+#endif
+
+// epoll_pwait2 with no mask: the delay to the nanosecond (<0 forever).
+// Linux 5.11 and later; ENOSYS before (EPERM under some seccomp filters).
+inline int sys_epoll_wait_ns(int epfd, struct epoll_event *evs, int cap, int64_t delay_ns) {
+    struct timespec ts = {time_t(delay_ns / 1000000000), long(delay_ns % 1000000000)};
+    struct timespec *tp = delay_ns < 0 ? nullptr : &ts;
 #ifdef NP_FAULTS
-    if (timeout_ms != 0 && fault_wait()) return int(fault_fail(EINTR));
+    if (delay_ns != 0 && fault_wait()) return int(fault_fail(EINTR));
+#endif
+    return int(sys_result(raw_syscall6(SYS_epoll_pwait2, epfd, long(evs), cap, long(tp), 0, kKernelSigsetSize)));
+}
+
+// ppoll with no mask: aarch64 has no poll.  The delay in nanoseconds (<0
+// forever): ppoll takes a timespec, so a timer due in 50 us is not
+// rounded up to poll's 1 ms.
+inline int sys_poll(struct pollfd *fds, nfds_t n, int64_t delay_ns) {
+    struct timespec ts = {time_t(delay_ns / 1000000000), long(delay_ns % 1000000000)};
+    struct timespec *tp = delay_ns < 0 ? nullptr : &ts;
+#ifdef NP_FAULTS
+    if (delay_ns != 0 && fault_wait()) return int(fault_fail(EINTR));
 #endif
     return int(sys_result(raw_syscall6(SYS_ppoll, long(fds), long(n), long(tp), 0, kKernelSigsetSize, 0)));
 }

@@ -10,6 +10,7 @@
 
 #include "clock.hpp"
 #include "libc_real.hpp"
+#include "port.hpp"
 #include "runtime.hpp"
 #include "sys.hpp"
 
@@ -323,6 +324,7 @@ void *sysmon_main(void *arg) {
 } // namespace
 
 void sysmon_sandboxed() {
+    ports_sandboxed();
     sandboxed.store(true, std::memory_order_seq_cst);
     while (risky.load(std::memory_order_seq_cst)) sys_sched_yield();
 }

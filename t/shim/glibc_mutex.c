@@ -4,9 +4,13 @@
  * their owner by the thread's id:
  *
  *   handover  for each kind (robust, shared, shared recursive, shared
- *             error-checking), a holder sleeps with it while 3 threads
- *             block on it: every unlock succeeds, each waiter gets it in
- *             turn, 20 rounds, none left waiting
+ *             error-checking; and priority-inheritance ones, plain and
+ *             recursive, which the library takes as its own: glibc's would
+ *             refuse the unlock of a holder that came back on another
+ *             worker, as PulseAudio's mainloop lock in Blender did), a
+ *             holder sleeps with it while 3 threads block on it: every
+ *             unlock succeeds, each waiter gets it in turn, 20 rounds,
+ *             none left waiting
  *   owner     a shared recursive mutex held by one thread is not entered by
  *             another (trylock: EBUSY), whichever worker each runs on; an
  *             error-checking one refuses an unlock by a thread that does
@@ -35,10 +39,11 @@ static void *contender(void *arg)
     return NULL;
 }
 
-static void init_kind(int robust, int shared, int type)
+static void init_kind(int robust, int shared, int type, int pi)
 {
     pthread_mutexattr_t at;
     pthread_mutexattr_init(&at);
+    if (pi) pthread_mutexattr_setprotocol(&at, PTHREAD_PRIO_INHERIT);
     if (robust) pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
     if (shared) pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_settype(&at, type);
@@ -50,15 +55,17 @@ static void test_handover(void)
 {
     static const struct {
         const char *name;
-        int robust, shared, type;
+        int robust, shared, type, pi;
     } kinds[] = {
-        {"robust", 1, 0, PTHREAD_MUTEX_NORMAL},
-        {"robust shared", 1, 1, PTHREAD_MUTEX_NORMAL},
-        {"shared recursive", 0, 1, PTHREAD_MUTEX_RECURSIVE},
-        {"shared error-checking", 0, 1, PTHREAD_MUTEX_ERRORCHECK},
+        {"robust", 1, 0, PTHREAD_MUTEX_NORMAL, 0},
+        {"robust shared", 1, 1, PTHREAD_MUTEX_NORMAL, 0},
+        {"shared recursive", 0, 1, PTHREAD_MUTEX_RECURSIVE, 0},
+        {"shared error-checking", 0, 1, PTHREAD_MUTEX_ERRORCHECK, 0},
+        {"priority-inheritance", 0, 0, PTHREAD_MUTEX_NORMAL, 1},
+        {"priority-inheritance recursive", 0, 0, PTHREAD_MUTEX_RECURSIVE, 1},
     };
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        init_kind(kinds[k].robust, kinds[k].shared, kinds[k].type);
+        init_kind(kinds[k].robust, kinds[k].shared, kinds[k].type, kinds[k].pi);
         atomic_store(&entries, 0);
         atomic_store(&bad_unlock, 0);
         atomic_store(&overlap, 0);
@@ -87,7 +94,7 @@ static void *other(void *arg)
 static void test_owner(void)
 {
     for (int type = 0; type < 2; type++) {
-        init_kind(0, 1, type ? PTHREAD_MUTEX_ERRORCHECK : PTHREAD_MUTEX_RECURSIVE);
+        init_kind(0, 1, type ? PTHREAD_MUTEX_ERRORCHECK : PTHREAD_MUTEX_RECURSIVE, 0);
         atomic_store(&step, 0);
         pthread_t t = st_spawn(other, NULL);
         CHECK(pthread_mutex_lock(&mx) == 0, "lock");

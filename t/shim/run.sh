@@ -92,7 +92,11 @@ single_thread:single_thread.c:
 closed_stdio:closed_stdio.c:
 action_pending:action_pending.c:
 sigchld_first_wait:sigchld_first_wait.c:
-handler_first_call:handler_first_call.c:'
+handler_first_call:handler_first_call.c:
+short_sleeps:short_sleeps.c:
+main_mutex:main_mutex.c:
+nested_signal:nested_signal.c:
+fork_thread_end:fork_thread_end.c:'
 
 passed=0
 failed=0

@@ -8,6 +8,9 @@
  * gettid() (the process ID, as for any main thread) and stack attributes
  * stay; it waits in blocking calls that other threads end; it recurses
  * 2 MiB deep on its own stack; a thread signals it by the ID it kept.
+ * A recursive and an error-checking mutex main locked while alone stay
+ * main's: it unlocks them after (GStreamer's state and stream locks, held
+ * across the start of a pad's task thread, which then took them).
  * Phases also made in a forked child (a daemon that makes threads after
  * its fork), and from a signal handler (a thread made there), and
  * pthread_exit from main with threads left. */
@@ -64,6 +67,26 @@ static void *writer(void *arg)
     return NULL;
 }
 
+static pthread_mutex_t held_rec, held_check;
+static void *try_held(void *arg)
+{
+    (void)arg;
+    int r = pthread_mutex_trylock(&held_rec), c = pthread_mutex_trylock(&held_check);
+    CHECK(r == 0 && c == 0, "a thread's trylock of the mutexes main released: %s, %s", strerror(r), strerror(c));
+    if (r == 0) pthread_mutex_unlock(&held_rec);
+    if (c == 0) pthread_mutex_unlock(&held_check);
+    return NULL;
+}
+
+static void init_type(pthread_mutex_t *m, int type)
+{
+    pthread_mutexattr_t at;
+    pthread_mutexattr_init(&at);
+    pthread_mutexattr_settype(&at, type);
+    pthread_mutex_init(m, &at);
+    pthread_mutexattr_destroy(&at);
+}
+
 static void *signaller(void *arg)
 {
     (void)arg;
@@ -117,6 +140,12 @@ static void before_and_after(const char *who, int shimmed)
     stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0};
     CHECK(sigaltstack(&ss, NULL) == 0, "%s: sigaltstack", who);
 
+    init_type(&held_rec, PTHREAD_MUTEX_RECURSIVE);
+    init_type(&held_check, PTHREAD_MUTEX_ERRORCHECK);
+    CHECK(pthread_mutex_lock(&held_rec) == 0 && pthread_mutex_lock(&held_rec) == 0 &&
+              pthread_mutex_lock(&held_check) == 0,
+          "%s: locks while alone", who);
+
     st_phase = "first thread";
     CHECK(pipe(pipe_fd) == 0, "pipe");
     pthread_t t;
@@ -137,6 +166,11 @@ static void before_and_after(const char *who, int shimmed)
     char c = 0;
     CHECK(read(pipe_fd[0], &c, 1) == 1 && c == 'x', "%s: main's read of the thread's byte", who);
     CHECK(pthread_join(t, NULL) == 0, "%s: join", who);
+    int u1 = pthread_mutex_unlock(&held_rec), u2 = pthread_mutex_unlock(&held_rec);
+    int u3 = pthread_mutex_unlock(&held_check);
+    CHECK(u1 == 0 && u2 == 0 && u3 == 0, "%s: main's unlocks of what it locked while alone: %s, %s, %s", who,
+          strerror(u1), strerror(u2), strerror(u3));
+    CHECK(pthread_create(&t, NULL, try_held, NULL) == 0 && pthread_join(t, NULL) == 0, "%s: try_held thread", who);
     if (shimmed)
         CHECK(st_os_tid() != getpid(), "%s: main still on the OS main thread (%d) with threads made", who,
               (int)st_os_tid());
