@@ -344,7 +344,9 @@ void *green_entry(void *arg) {
         // It forked and this is the child, where it went on as a plain
         // thread (threads_after_fork): no worker is under it to return to.
         // As glibc's start_thread ends a process's last thread, the child
-        // exits with 0 once the threads it made since have ended.
+        // exits with 0 once the threads it made since have ended, after the
+        // thread's own destructors (thread_local, then pthread keys).
+        tcb_thread_end(t->tcb);
         main_waits.store(1, std::memory_order_release);
         for (uint32_t n; (n = live.load(std::memory_order_acquire)) != 0;)
             futex_wait(reinterpret_cast<const uint32_t *>(&live), n, 0, false);
