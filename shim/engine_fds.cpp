@@ -3,9 +3,11 @@
 // wake-up eventfd).  They are noted as they are made, by who called: the
 // engine's code.  (Not in fd_table.cpp, which
 // t/fuzz links alone.)
+#include <atomic>
 #include <cerrno>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "fd_table.hpp"
@@ -47,12 +49,38 @@ int above_stdio(int fd) {
     return moved;
 }
 
+// The shim's short-lived epoll sets (a poll(2) or select(2) over several
+// descriptors, a private wait) live as long as the wait, and a worker added
+// later keeps its epoll set and eventfd: at the lowest free number they
+// would hold one the program just closed (its read(2) of it gets no EBADF,
+// as CPython's test_ssl checks) or would get next from open(2) or socket(2),
+// where POSIX gives the lowest free one.  So they move high: to half the
+// open-file limit, at most 1024 (the kernel's table grows to the number, so
+// not to the limit itself).  The program can meet one at its first number
+// only for the few instructions before the move.  With no room up there,
+// it stays where it is, above 0, 1 and 2.
+int above_program(int fd) {
+    static std::atomic<long> found{0}; // no guard: poll(2) is async-signal-safe
+    long lowest = found.load(std::memory_order_relaxed);
+    if (!lowest) {
+        struct rlimit rl;
+        if (real.syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, long(&rl), 0, 0) != 0) lowest = 3;
+        else lowest = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > 1024 ? 1024 : long(rl.rlim_cur / 2);
+        found.store(lowest, std::memory_order_relaxed);
+    }
+    if (fd < 0 || fd >= lowest) return fd;
+    int moved = int(real.syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, lowest, 0, 0, 0));
+    if (moved < 0) return above_stdio(fd); // the limit lowered since, or full there
+    real.syscall(SYS_close, fd, 0, 0, 0, 0, 0);
+    return moved;
+}
+
 int opened(int fd, const void *caller) {
     if (fd < 0 || active <= 0) return fd;
     void *obj = object_of(caller);
     bool engine = from_engine(obj);
     if (!engine && !from_shim(obj)) return fd; // the program's
-    fd = above_stdio(fd);
+    fd = above_program(fd);
     if (engine)
         if (Fd *e = fd_entry(fd)) e->kind.store(kInternal, std::memory_order_release);
     return fd;

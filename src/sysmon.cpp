@@ -29,6 +29,9 @@ constexpr int64_t kBlocked = 1'000'000;
 // leaves the workers' shares uneven (see steal()).
 constexpr int64_t kStuckLong = 10'000'000;
 constexpr int64_t kTimeSlice = 10'000'000; // then ask the running thread to yield
+// Threads a running worker readied for itself wait this long in its own
+// queue, with another worker idle, before that one is let take them.
+constexpr int64_t kLocalWait = 1'000'000;
 constexpr int64_t kMinSleep = 20'000, kMaxSleep = 10'000'000;
 constexpr int64_t kSettle = 100'000'000; // more free workers than procs this long: one rests
 constexpr int64_t kSettleEvery = 10'000'000; // how often that is looked at
@@ -61,6 +64,7 @@ void done_risky() { risky.fetch_sub(1, std::memory_order_release); }
 struct Seen {
     uint64_t switches = 0;
     int64_t since = 0;
+    int64_t local_since = 0; // first seen with threads in its own queue (0: none)
     int64_t slice_cpu = -1; // the worker's CPU time when its slice ran out
 };
 
@@ -163,6 +167,43 @@ bool fence_workers() {
 bool asleep_or_fenced(const Worker *w) {
     if (in_kernel_wait(w)) return true;
     return w->hogged.load(std::memory_order_relaxed) && fence_workers();
+}
+
+// take_local's test for a worker that runs: the barrier alone.
+bool fenced(const Worker *) { return fence_workers(); }
+
+// Some worker other than w sleeps in its poller, free to run threads.
+bool idle_other(const Worker *w) {
+    for (int i = 0; i < rt->nworkers; i++) {
+        const Worker *o = rt->workers[i];
+        if (o != w && o->state.load(std::memory_order_relaxed) != kRunning &&
+            !o->dormant.load(std::memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+// Under the shim, the threads a running worker readied for itself wait in
+// its own queue, which no other worker takes, until the thread it runs
+// switches: a thread that readies another, then computes for a few
+// milliseconds, over and over, keeps it waiting while another worker
+// idles (D's collector resumes main by a signal, computes 3 ms, stops it
+// again: main's restarted nanosleep never slept, and never ended).  After
+// kLocalWait with a worker idle, they go where that one takes them, as
+// the kernel runs a woken thread on an idle CPU.
+bool spread_local(Worker *w, Seen *s, int64_t now) {
+    if (!tls_release || w->state.load(std::memory_order_relaxed) != kRunning ||
+        !w->local_n.load(std::memory_order_relaxed) || !idle_other(w)) {
+        s->local_since = 0;
+        return false;
+    }
+    if (!s->local_since) {
+        s->local_since = now;
+        return false;
+    }
+    if (now - s->local_since < kLocalWait) return false;
+    s->local_since = 0;
+    return take_local(w, fenced);
 }
 
 // Workers that run threads: not dormant, and not asleep in a call (the
@@ -272,6 +313,7 @@ void *sysmon_main(void *arg) {
             if (waiters && w->state.load(std::memory_order_relaxed) == kRunning &&
                 now - w->last_poll.load(std::memory_order_relaxed) > kPollGap && netpoll(w, 0) > 0)
                 acted = true;
+            if (spread_local(w, &seen[i], now)) acted = true;
             uint64_t sw = w->switches.load(std::memory_order_relaxed);
             if (w->state.load(std::memory_order_relaxed) != kRunning || sw != seen[i].switches ||
                 !w->running()) {

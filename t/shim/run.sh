@@ -96,7 +96,9 @@ handler_first_call:handler_first_call.c:
 short_sleeps:short_sleeps.c:
 main_mutex:main_mutex.c:
 nested_signal:nested_signal.c:
-fork_thread_end:fork_thread_end.c:'
+fork_thread_end:fork_thread_end.c:
+stop_resume:stop_resume.c:
+fd_numbers:fd_numbers.c:'
 
 passed=0
 failed=0
