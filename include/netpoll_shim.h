@@ -122,6 +122,9 @@ int npshim_is_guard_handler(const struct sigaction *a);
  * deadline (absolute np_now(); <= 0 none).  0 woken, -EAGAIN the value
  * differed, -ETIMEDOUT.  Works from plain OS threads too. */
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline);
+/* npshim_futex_wait, but on a plain OS thread (not green) a signal's handler
+ * run there before the deadline ends it with -EINTR, as glibc's sem waits. */
+int npshim_futex_wait_intr(const uint32_t *addr, uint32_t val, int64_t deadline);
 /* npshim_futex_wait without a deadline, shown in np_dump as a join of t
  * (the shim's pthread_join parks on a word of its own, where signals and
  * cancellation reach it). */

@@ -124,6 +124,9 @@ Thread *thread_of(pthread_t t);      // null if not one of ours
 // there begins (threads.cpp's adopt_main must not make main green inside
 // one: its return would run on a worker).
 extern __thread char *plain_handler_sp;
+// On a plain thread, set when a handler without SA_RESTART ran there (the
+// kernel restarts the shim's own waits: their callers look at this).
+extern __thread bool plain_no_restart;
 class PlainHandler {
   public:
     PlainHandler() : prev_(plain_handler_sp) {

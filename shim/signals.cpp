@@ -566,6 +566,7 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
             if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
         }
         PlainHandler mark; // (looked at on a plain thread only)
+        if (!t && is_handler(a) && !(a.sa_flags & SA_RESTART)) plain_no_restart = true;
         if (t && is_handler(a)) call_handler(a, sig, info, uc, &saved);
         else if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, uc);
         else if (is_handler(a)) a.sa_handler(sig);

@@ -268,10 +268,17 @@ int sem_wait_until(sem_t *s, int64_t deadline, bool try_only) {
         if (try_only) return EAGAIN;
         test_cancel(t);
         d.fetch_add(uint64_t(1) << 32, std::memory_order_seq_cst);
-        int r = futex_wait(reinterpret_cast<uint32_t *>(&d), 0, deadline, true);
+        // A plain thread (main before its first pthread_create) runs a
+        // handler on itself (on_signal): the wait ends with EINTR then, as
+        // glibc's does (Python's Event.wait relies on it): a timed one
+        // always, an untimed one if the handler had no SA_RESTART.
+        if (!t) plain_no_restart = false;
+        int r = t ? futex_wait(reinterpret_cast<uint32_t *>(&d), 0, deadline, true)
+                  : npshim_futex_wait_intr(reinterpret_cast<const uint32_t *>(&d), 0, deadline);
         d.fetch_sub(uint64_t(1) << 32, std::memory_order_relaxed);
         test_cancel(t);
         if (r == -ETIMEDOUT) return ETIMEDOUT;
+        if (r == -EINTR && !t && (deadline || plain_no_restart)) return EINTR;
         // Linux restarts sem_wait after SA_RESTART handlers (a futex wait
         // without a timeout); a timed wait ends with EINTR all the same.
         if (t && sig_pending(t)) {

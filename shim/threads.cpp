@@ -39,6 +39,7 @@ namespace shim {
 
 int active = -1;
 __thread char *plain_handler_sp __attribute__((tls_model("initial-exec")));
+__thread bool plain_no_restart __attribute__((tls_model("initial-exec")));
 
 namespace {
 

@@ -107,7 +107,8 @@ ssize_t io_loop(PollDesc *pd, int mode, unsigned flags, npshim_op op, void *ctx)
 
 // A park on *addr while it holds val (npshim_futex_wait), shown in np_dump
 // as waiting for why on obj.
-int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind why, const void *obj) {
+int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind why, const void *obj,
+                  bool intr = false) {
     ErrnoGuard eg;
     if (!addr) return -EINVAL;
     if (deadline > 0 && deadline <= now_ns()) {
@@ -139,7 +140,7 @@ int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind
         // meanwhile, so the timer may be firing on its old one right now.
         if (timed && !timer_del(&t))
             while (!ft.done.load(std::memory_order_acquire)) yield();
-    } else if (!w.wait(timed ? deadline : -1)) {
+    } else if (w.intr = intr, !w.wait(timed ? deadline : -1)) {
         b.lk.lock();
         bool still = w.state.load(std::memory_order_relaxed) == kQueued;
         if (still) {
@@ -147,7 +148,12 @@ int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind
             w.state.store(kTimedOut, std::memory_order_relaxed);
         }
         b.lk.unlock();
-        if (!still) w.wait(); // woken at the last moment: take that wake-up
+        if (!still) {
+            w.intr = false;
+            w.wait(); // woken at the last moment: take that wake-up
+        } else if (intr && !(timed && now_ns() >= deadline)) {
+            return -EINTR; // a handler ran on this thread, before the deadline
+        }
     }
     return w.state.load(std::memory_order_relaxed) == kTimedOut ? -ETIMEDOUT : 0;
 }
@@ -288,6 +294,10 @@ int npshim_is_guard_handler(const struct sigaction *a) {
 
 int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline) {
     return futex_wait_as(addr, val, deadline, WaitKind::futex, addr);
+}
+
+int npshim_futex_wait_intr(const uint32_t *addr, uint32_t val, int64_t deadline) {
+    return futex_wait_as(addr, val, deadline, WaitKind::futex, addr, true);
 }
 
 int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val) {

@@ -12,8 +12,9 @@
 namespace np {
 
 // Sleep while *w == expect, at most until the absolute monotonic deadline
-// (INT64_MAX or <0: no deadline).  Returns early on any wake or signal.
-inline void futex_wait(std::atomic<uint32_t> *w, uint32_t expect, int64_t deadline = -1) {
+// (INT64_MAX or <0: no deadline).  Returns early on any wake or signal:
+// true if a signal's handler ended it (EINTR).
+inline bool futex_wait(std::atomic<uint32_t> *w, uint32_t expect, int64_t deadline = -1) {
     struct timespec ts, *tp = nullptr;
     if (deadline >= 0 && deadline != INT64_MAX) {
         ts.tv_sec = deadline / 1000000000;
@@ -21,8 +22,9 @@ inline void futex_wait(std::atomic<uint32_t> *w, uint32_t expect, int64_t deadli
         tp = &ts;
     }
     // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time.
-    sys_futex(reinterpret_cast<uint32_t *>(w), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect, tp,
-              nullptr, FUTEX_BITSET_MATCH_ANY);
+    return sys_futex(reinterpret_cast<uint32_t *>(w), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect, tp,
+                     nullptr, FUTEX_BITSET_MATCH_ANY) < 0 &&
+           errno == EINTR;
 }
 
 inline void futex_wake(std::atomic<uint32_t> *w, int n = INT_MAX) {

@@ -809,7 +809,13 @@ bool Waiter::wait(int64_t deadline) {
     }
     while (futex.load(std::memory_order_acquire) == 0) {
         if (deadline >= 0 && deadline != INT64_MAX && now_ns() >= deadline) return false;
-        futex_wait(&futex, 0, deadline);
+        // An interruptible wait ends when a signal's handler ran on this
+        // thread.  The kernel restarts an untimed futex wait after an
+        // SA_RESTART handler (the shim installs its own so), never a timed
+        // one: so such a wait always has a deadline, an hour at most.
+        int64_t d = deadline;
+        if (intr && (d < 0 || d == INT64_MAX)) d = now_ns() + 3600 * int64_t(1000000000);
+        if (futex_wait(&futex, 0, d) && intr) return false;
     }
     return true;
 }

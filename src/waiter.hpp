@@ -18,6 +18,7 @@ struct Waiter {
     std::atomic<int> state{0};             // owner-defined (e.g. signalled/timed out)
     int result = 0;
     uintptr_t tag = 0;                     // owner-defined (e.g. mutex owner id)
+    bool intr = false;                     // OS thread: a handler run here ends wait()
 
     Waiter();                              // binds to the calling thread
     // Block the caller until wake().  The waiter must already be published

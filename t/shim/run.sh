@@ -73,6 +73,7 @@ fork_paths:fork_paths.c:
 short_reads:short_reads.c:
 mmsg:mmsg.c:
 futex_ops:futex_ops.c:
+plain_sem_eintr:plain_sem_eintr.c:
 glibc_mutex:glibc_mutex.c:
 fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
