@@ -596,6 +596,18 @@ namespace {
 constexpr int64_t kSharedRecheckFirst = 50'000, kSharedRecheckMax = 10'000'000;
 
 int futex_wait_any(const uint32_t *addr, uint32_t val, int64_t deadline, bool priv) {
+    if (priv && green()) return futex_wait(addr, val, deadline, false);
+    // A plain thread (main before its first pthread_create), where a
+    // handler runs on the thread itself: it ends the wait with EINTR, as it
+    // ends the kernel's FUTEX_WAIT (a timed one always, an untimed one
+    // after a handler without SA_RESTART; else the wait goes on, its word
+    // looked at again).
+    if (priv && on())
+        for (;;) {
+            plain_no_restart = false;
+            int r = npshim_futex_wait_intr(addr, val, deadline);
+            if (r != -EINTR || deadline || plain_no_restart) return r;
+        }
     if (priv) return futex_wait(addr, val, deadline, false);
     // A thread that is not green (a forked child's, the OS main thread)
     // blocks anyway: let it wait in the kernel, where another process's

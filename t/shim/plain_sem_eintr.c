@@ -4,6 +4,7 @@
  *
  *   timed     sem_clockwait, handler without SA_RESTART: EINTR at once
  *   untimed   sem_wait, handler without SA_RESTART: EINTR at once
+ *   futex     syscall(SYS_futex, FUTEX_WAIT_PRIVATE), untimed, the same
  *   restart   sem_wait, handler with SA_RESTART: goes on, then takes the
  *             post a second signal's handler makes
  *
@@ -15,6 +16,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +74,15 @@ int main(void) {
     e = errno;
     waitpid(c, NULL, 0);
     if (r != -1 || e != EINTR || got != 1 || now() - t0 > 3) return fail("untimed", r, e, now() - t0);
+
+    got = 0;
+    c = send_later(SIGUSR1, 100);
+    t0 = now();
+    static int word;
+    r = (int)syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    e = errno;
+    waitpid(c, NULL, 0);
+    if (r != -1 || e != EINTR || got != 1 || now() - t0 > 3) return fail("futex", r, e, now() - t0);
 
     got = 0;
     sa.sa_flags = SA_RESTART;
