@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "shim_test.h"
+
 static int pipefd[2], sock[2];
 static atomic_int handled, churning, last_tid;
 
@@ -117,19 +119,7 @@ static int round_once(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "round") == 0) return round_once();
-    for (int i = 0; i < 40; i++) {
-        pid_t p = fork();
-        if (p == 0) {
-            execl("/proc/self/exe", argv[0], "round", (char *)NULL);
-            _exit(127);
-        }
-        int st = 0;
-        while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            printf("round %d: status %#x\n", i, st);
-            return 1;
-        }
-    }
+    if (st_exec_rounds(argv[0], 40) != 0) return 1;
     puts("ok");
     return 0;
 }

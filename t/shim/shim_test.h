@@ -334,6 +334,26 @@ static inline int st_wait_status(pid_t pid)
     return r == pid ? st : -1;
 }
 
+/* rounds fresh processes, each this program run again with the argument
+ * "round" (so each has its first calls again): 0 once every one exits 0,
+ * else 1, with the round and its status said. */
+static inline int st_exec_rounds(const char *argv0, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            execl("/proc/self/exe", argv0, "round", (char *)NULL);
+            _exit(127);
+        }
+        int st = st_wait_status(p);
+        if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            printf("round %d: status %#x\n", i, st);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The child's wait status, or, if it has not ended within ms, its status
  * after SIGKILL (a failure then leaves no process behind). */
 static inline int st_wait_status_within(pid_t pid, long ms)
