@@ -35,6 +35,7 @@ struct Worker {
     int id = 0;
     pthread_t thread{};
     pid_t tid = 0;
+    int stat_fd = -1; // sysmon's: its /proc stat file, kept open (in_kernel_wait)
     void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     uintptr_t g0_gs = 0;              // and its gs base while a green thread runs
@@ -219,7 +220,7 @@ void push_global(GThread *g);  // runnable on any worker
 void local_handoff();          // before a call that blocks the worker unseen
 // sysmon: hand on the threads w readied for itself while w sleeps in the
 // kernel (asleep says so); false if it could not.
-bool take_local(Worker *w, bool (*asleep)(const Worker *));
+bool take_local(Worker *w, bool (*asleep)(Worker *));
 void wake_worker(Worker *w);   // it has new work: wake it however it waits
 // How many of victim's never-run threads thief may take (scheduler.cpp).
 size_t stealable(const Worker *thief, const Worker *victim);

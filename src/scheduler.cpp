@@ -190,7 +190,7 @@ void local_handoff() {
 // Any other call that blocks unseen (stdio's read, a read the shim does not
 // park) would strand those threads until it returns, and the call may wait
 // for one of them: sysmon takes them (Go's handoff of a P in a system call).
-bool take_local(Worker *w, bool (*asleep)(const Worker *)) {
+bool take_local(Worker *w, bool (*asleep)(Worker *)) {
     if (!w->local_n.load(std::memory_order_relaxed)) return false;
     __atomic_store_n(&w->local_claim, 1, __ATOMIC_SEQ_CST); // seen before the look below
     GThread *g = nullptr;

@@ -113,6 +113,10 @@ inline ssize_t sys_write(int fd, const void *buf, size_t n) {
     return sys_result(raw_syscall3(SYS_write, fd, long(buf), long(n)));
 }
 
+inline ssize_t sys_pread(int fd, void *buf, size_t n, off_t off) {
+    return sys_result(raw_syscall6(SYS_pread64, fd, long(buf), long(n), long(off), 0, 0));
+}
+
 inline ssize_t sys_readv(int fd, const struct iovec *iov, int cnt) {
     NP_FAULT_IOV(kFaultRead, fd, iov, cnt);
     return sys_result(raw_syscall3(SYS_readv, fd, long(iov), cnt));

@@ -16,6 +16,7 @@
 
 #include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 namespace np {
 
@@ -112,17 +113,52 @@ bool handoff(Worker *w, bool long_stall) {
     return false;
 }
 
+// Where the engine keeps a descriptor for good: above the numbers the
+// program uses, as the shim's own (half the open-file limit, at most
+// 1024), so that the program's open(2) still gets the lowest free one.
+int above_program(int fd) {
+    struct rlimit rl;
+    if (fd < 0 || raw_syscall6(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, long(&rl), 0, 0) != 0) return sys_above_stdio(fd);
+    long lowest = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > 1024 ? 1024 : long(rl.rlim_cur / 2);
+    if (fd >= lowest) return fd;
+    int moved = sys_fcntl(fd, F_DUPFD_CLOEXEC, int(lowest));
+    if (moved < 0) return sys_above_stdio(fd);
+    sys_close(fd);
+    return moved;
+}
+
+// w's /proc stat file, read from the start.  It stays open: opened at each
+// look, it took the program's lowest free number for a moment, and a
+// daemon that closed its stdout and opened its log there met another
+// number.  The contents name the thread, which tells a number the program
+// closed and used again (its close_range of all) from ours: that one is
+// left to it, and ours opened again.
+ssize_t read_stat(Worker *w, char *buf, size_t n) {
+    pid_t tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
+    char head[24];
+    size_t hl = size_t(snprintf(head, sizeof head, "%d (", int(tid)));
+    for (int tries = 0; tries < 2; tries++) {
+        if (w->stat_fd < 0) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(tid));
+            int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) return -1;
+            w->stat_fd = above_program(fd);
+        }
+        ssize_t got = sys_pread(w->stat_fd, buf, n, 0);
+        if (got > ssize_t(hl) && memcmp(buf, head, hl) == 0) return got;
+        w->stat_fd = -1;
+    }
+    return -1;
+}
+
 // Whether w's OS thread sleeps in the kernel (a blocking call), not
 // computing: Go tells the two apart at each system call; here procfs says.
-bool in_kernel_wait(const Worker *w) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
+bool in_kernel_wait(Worker *w) {
+    char buf[256];
     if (!begin_risky()) return false; // not known: maybe computing
-    int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = read_stat(w, buf, sizeof buf - 1);
     done_risky();
-    if (fd < 0) return false;
-    ssize_t n = sys_read(fd, buf, sizeof buf - 1);
-    sys_close(fd);
     if (n <= 0) return false;
     buf[n] = 0;
     const char *p = strrchr(buf, ')'); // the name may hold spaces
@@ -164,13 +200,13 @@ bool fence_workers() {
 
 // Whose own queue sysmon may take: asleep in a call, or computing past its
 // time slice (hogged) once the barrier has made its marks visible.
-bool asleep_or_fenced(const Worker *w) {
+bool asleep_or_fenced(Worker *w) {
     if (in_kernel_wait(w)) return true;
     return w->hogged.load(std::memory_order_relaxed) && fence_workers();
 }
 
 // take_local's test for a worker that runs: the barrier alone.
-bool fenced(const Worker *) { return fence_workers(); }
+bool fenced(Worker *) { return fence_workers(); }
 
 // Some worker other than w sleeps in its poller, free to run threads.
 bool idle_other(const Worker *w) {

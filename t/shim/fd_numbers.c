@@ -12,10 +12,18 @@
  * A thread polls two pipes (and then selects on them) for a second while
  * main closes a descriptor below the pipes' and checks the number is
  * closed and is the one open(2) gives next.  (The runtime's lasting
- * descriptors, made at the first pthread_create(), are not checked.) */
+ * descriptors, made at the first pthread_create(), are not checked.)
+ *
+ * blocked_worker: a thread sleeps in a system call the library does not
+ * see (made by hand, as a program's own assembly or a library's raw call
+ * would), and the library looks at its worker's state in /proc while main
+ * opens and closes /dev/null in a loop: each open must give the lowest
+ * free number.  Opened for each look, the /proc file took that number for
+ * a moment, many times a second. */
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 
 #include "shim_test.h"
 
@@ -62,11 +70,69 @@ static void test_closed_number(void)
     }
 }
 
+static int blk[2];
+
+/* read(2) made by hand: the library sees no call, its worker just sleeps. */
+static long raw_read(int fd, void *b, size_t n)
+{
+#if defined(__x86_64__)
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "0"((long)SYS_read), "D"((long)fd), "S"(b), "d"(n) : "rcx", "r11", "memory");
+    return r;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_read;
+    register long x0 __asm__("x0") = fd;
+    register long x1 __asm__("x1") = (long)b;
+    register long x2 __asm__("x2") = (long)n;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+    return x0;
+#else
+    return read(fd, b, n);
+#endif
+}
+
+static void *raw_blocker(void *arg)
+{
+    (void)arg;
+    char c;
+    CHECK(raw_read(blk[0], &c, 1) == 1, "raw read of the pipe");
+    return NULL;
+}
+
+static void test_blocked_worker(void)
+{
+    CHECK(pipe2(blk, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    /* Twice: the first round lets the runtime add the worker it adds for
+     * a blocked one (its descriptors are made then, and not checked). */
+    for (int round = 0; round < 2; round++) {
+        st_phase = round ? "checked round" : "warm-up round";
+        int hole = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        CHECK(hole >= 0, "open /dev/null: %s", strerror(errno));
+        close(hole);
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, raw_blocker, NULL) == 0, "pthread_create");
+        int64_t end = st_mono_ns() + 400000000;
+        long opens = 0, wrong = 0, first_wrong = -1;
+        while (st_mono_ns() < end && opens < 2000000) {
+            int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd != hole && wrong++ == 0) first_wrong = fd;
+            if (fd >= 0) close(fd);
+            opens++;
+        }
+        if (round)
+            CHECK(wrong == 0, "%ld of %ld opens gave another number than the lowest free one, %d (first: %ld)", wrong,
+                  opens, hole, first_wrong);
+        CHECK(write(blk[1], "x", 1) == 1, "write: %s", strerror(errno));
+        pthread_join(th, NULL);
+    }
+    close(blk[0]), close(blk[1]);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
-    static const struct st_test tests[] = {{"closed_number", test_closed_number}};
+    static const struct st_test tests[] = {{"closed_number", test_closed_number}, {"blocked_worker", test_blocked_worker}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("fd_numbers");
 }
