@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -106,6 +107,8 @@ struct Buf {
     const struct msghdr *cmsg;
     struct mmsghdr *mmsg; // recvmmsg, sendmmsg: the vector and its length
     unsigned vlen;
+    int in;       // sendfile: the file sent, and where from
+    off_t *inoff;
     bool pollable;
     bool nowait; // a pipe the kernel reads and writes per call without blocking
     Fd *e;
@@ -220,6 +223,18 @@ ssize_t op_sockerr(int fd, void *) {
     if (!ready_now(fd, POLLOUT)) return -EAGAIN;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -errno;
     return err ? -err : 0;
+}
+
+// sendfile(2) has no per-call flag, and blocks on the socket as long as
+// it is full: O_NONBLOCK for the call itself, as connect's.
+ssize_t op_sendfile(int fd, void *c) {
+    auto *a = static_cast<Buf *>(c);
+    int fl = real.fcntl(fd, F_GETFL);
+    if (fl < 0 || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return neg(real.sendfile(fd, a->in, a->inoff, a->n));
+    ssize_t r = real.sendfile(fd, a->in, a->inoff, a->n);
+    Errno keep;
+    real.fcntl(fd, F_SETFL, fl);
+    return neg(r);
 }
 
 // Only whether there is something to read (or the end, or an error).
@@ -647,6 +662,28 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     if (w == -EAGAIN && e->sndtimeo) w = -EINPROGRESS; // SO_SNDTIMEO ran out, as the kernel says
     return int(ret(keep.pass(w)));
 }
+
+// To a stream socket: parks while the socket is full, and moves all of
+// count, or up to the end of the file, as the kernel's blocking call.
+ssize_t sendfile(int out, int in, off_t *off, size_t count) {
+    Kind k;
+    Fd *e = parkable(out, &k);
+    if (!e || k != kStream || count == 0 || fd_prog_nonblock(out)) return real.sendfile(out, in, off, count);
+    Buf a{};
+    a.in = in;
+    a.inoff = off;
+    size_t done = 0;
+    while (done < count) {
+        a.n = count - done;
+        ssize_t r = blocking(out, e, NP_WRITE, op_sendfile, &a, false);
+        if (r < 0) return done ? ssize_t(done) : ret(r);
+        if (r == 0) break; // the end of the file
+        done += size_t(r);
+    }
+    return ssize_t(done);
+}
+
+ssize_t sendfile64(int out, int in, off64_t *off, size_t count) { return sendfile(out, in, off, count); }
 
 int close(int fd) {
     if (!on()) return real.close(fd);

@@ -473,8 +473,12 @@ void yield() {
     check_stack_overflow(g); // even when nothing else runs and we stay
     g->why.store(WaitKind::runnable, std::memory_order_relaxed);
     if ((++w->tick % 61) != 0 && local_any(w) && w->q.empty()) {
-        // The fast path: only local threads, no lock.
-        switch_to(w, g, local_rotate(w, g));
+        // The fast path: only local threads, no lock.  sysmon may have
+        // taken them all since the look (spread_local): then g comes back
+        // and stays, as switching to itself would wait for ever for it to
+        // leave its CPU.
+        GThread *next = local_rotate(w, g);
+        if (next != g) switch_to(w, g, next);
         return;
     }
     // Timers, the inbox, the global queue, or nothing to yield to.

@@ -99,7 +99,9 @@ main_mutex:main_mutex.c:
 nested_signal:nested_signal.c:
 fork_thread_end:fork_thread_end.c:
 stop_resume:stop_resume.c:
-fd_numbers:fd_numbers.c:'
+fd_numbers:fd_numbers.c:
+sendfile_park:sendfile_park.c:
+yield_spread:yield_spread.c:'
 
 passed=0
 failed=0
