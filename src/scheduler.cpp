@@ -252,7 +252,8 @@ static inline GThread *inbox_pop(Worker *w) {
 // neither local yielders nor remote wake-ups can starve the other.
 static inline GThread *pop_own(Worker *w) {
     bool inbox = !w->q.empty();
-    if (local_any(w) && (!inbox || (w->tick & 1))) return local_pop(w);
+    if (local_any(w) && (!inbox || (w->tick & 1)))
+        if (GThread *g = local_pop(w)) return g; // none if sysmon took them since the look
     if (inbox)
         if (GThread *g = inbox_pop(w)) return g;
     return local_pop(w);
