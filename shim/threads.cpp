@@ -145,11 +145,53 @@ void warn(const char *why) {
     if (n > 0) real.write ? (void)real.write(2, msg, size_t(n)) : (void)0;
 }
 
-// Whether a loaded module defines `name`, read from the dynamic symbol
-// tables themselves: dlsym of a missing name mallocs its error message,
-// and init_once can run inside the program's malloc (tcmalloc calls
-// pthread_once from its sbrk hook holding its spin lock: swipl), which
-// that malloc would wait on for ever.
+// Whether the object `info` describes defines `name`, read from its
+// dynamic symbol table itself: dlsym of a missing name mallocs its error
+// message, and init_once can run inside the program's malloc (tcmalloc
+// calls pthread_once from its sbrk hook holding its spin lock: swipl),
+// which that malloc would wait on for ever.
+bool defines(const struct dl_phdr_info *info, const char *name) {
+    const ElfW(Dyn) *dyn = nullptr;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = reinterpret_cast<const ElfW(Dyn) *>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (!dyn) return false;
+    const ElfW(Sym) *sym = nullptr;
+    const char *str = nullptr;
+    const uint32_t *gnu = nullptr, *sysv = nullptr;
+    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
+        ElfW(Addr) p = d->d_un.d_ptr;
+        if (p < info->dlpi_addr) p += info->dlpi_addr; // not relocated (the vdso's)
+        if (d->d_tag == DT_SYMTAB) sym = reinterpret_cast<const ElfW(Sym) *>(p);
+        else if (d->d_tag == DT_STRTAB) str = reinterpret_cast<const char *>(p);
+        else if (d->d_tag == DT_GNU_HASH) gnu = reinterpret_cast<const uint32_t *>(p);
+        else if (d->d_tag == DT_HASH) sysv = reinterpret_cast<const uint32_t *>(p);
+    }
+    if (!sym || !str) return false;
+    auto match = [&](uint32_t i) { return sym[i].st_shndx != SHN_UNDEF && strcmp(str + sym[i].st_name, name) == 0; };
+    if (gnu) {
+        uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom_size = gnu[2];
+        auto *buckets =
+            reinterpret_cast<const uint32_t *>(reinterpret_cast<const ElfW(Addr) *>(gnu + 4) + bloom_size);
+        const uint32_t *chain = buckets + nbuckets;
+        uint32_t h = 5381;
+        for (const unsigned char *c = reinterpret_cast<const unsigned char *>(name); *c; c++) h = h * 33 + *c;
+        if (!nbuckets) return false;
+        uint32_t i = buckets[h % nbuckets];
+        if (i < symoffset) return false;
+        for (;; i++) {
+            uint32_t hh = chain[i - symoffset];
+            if ((hh | 1) == (h | 1) && match(i)) return true;
+            if (hh & 1) break;
+        }
+    } else if (sysv) {
+        for (uint32_t i = 0; i < sysv[1]; i++)
+            if (match(i)) return true;
+    }
+    return false;
+}
+
+// Whether a loaded module defines `name` (see defines).
 bool defined_anywhere(const char *name) {
     struct Q {
         const char *name;
@@ -158,53 +200,7 @@ bool defined_anywhere(const char *name) {
     dl_iterate_phdr(
         [](struct dl_phdr_info *info, size_t, void *qv) -> int {
             auto *q = static_cast<Q *>(qv);
-            const ElfW(Dyn) *dyn = nullptr;
-            for (int i = 0; i < info->dlpi_phnum; i++)
-                if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-                    dyn = reinterpret_cast<const ElfW(Dyn) *>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-            if (!dyn) return 0;
-            const ElfW(Sym) *sym = nullptr;
-            const char *str = nullptr;
-            const uint32_t *gnu = nullptr, *sysv = nullptr;
-            for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
-                ElfW(Addr) p = d->d_un.d_ptr;
-                if (p < info->dlpi_addr) p += info->dlpi_addr; // not relocated (the vdso's)
-                if (d->d_tag == DT_SYMTAB) sym = reinterpret_cast<const ElfW(Sym) *>(p);
-                else if (d->d_tag == DT_STRTAB) str = reinterpret_cast<const char *>(p);
-                else if (d->d_tag == DT_GNU_HASH) gnu = reinterpret_cast<const uint32_t *>(p);
-                else if (d->d_tag == DT_HASH) sysv = reinterpret_cast<const uint32_t *>(p);
-            }
-            if (!sym || !str) return 0;
-            auto match = [&](uint32_t i) {
-                return sym[i].st_shndx != SHN_UNDEF && strcmp(str + sym[i].st_name, q->name) == 0;
-            };
-            if (gnu) {
-                uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom_size = gnu[2];
-                auto *buckets = reinterpret_cast<const uint32_t *>(
-                    reinterpret_cast<const ElfW(Addr) *>(gnu + 4) + bloom_size);
-                const uint32_t *chain = buckets + nbuckets;
-                uint32_t h = 5381;
-                for (const unsigned char *c = reinterpret_cast<const unsigned char *>(q->name); *c; c++)
-                    h = h * 33 + *c;
-                if (!nbuckets) return 0;
-                uint32_t i = buckets[h % nbuckets];
-                if (i < symoffset) return 0;
-                for (;; i++) {
-                    uint32_t hh = chain[i - symoffset];
-                    if ((hh | 1) == (h | 1) && match(i)) {
-                        q->found = true;
-                        return 1;
-                    }
-                    if (hh & 1) break;
-                }
-            } else if (sysv) {
-                for (uint32_t i = 0; i < sysv[1]; i++)
-                    if (match(i)) {
-                        q->found = true;
-                        return 1;
-                    }
-            }
-            return 0;
+            return q->found = defines(info, q->name);
         },
         &q);
     return q.found;
@@ -236,6 +232,11 @@ bool has_go_note(const struct dl_phdr_info *info) {
 // c-shared runs Go's runtime all the same (its preemption, a tgkill of
 // SIGURG, would be taken for our poke: a goroutine that spins never yields).
 // Every object loaded at start is looked at, not the program alone.
+// The note is not always there: a build with -ldflags=-buildid= (as
+// reproducible builds do) has none, and its goroutines then ran on green
+// threads (a spinning one hung the program).  cgo exports crosscall2, its
+// entry for C calling Go, from every executable or c-shared library that
+// has it (not from a C program linked with a c-archive, which stays unseen).
 const char *foreign_runtime() {
     if (defined_anywhere("__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
     if (defined_anywhere("__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
@@ -245,6 +246,7 @@ const char *foreign_runtime() {
             return *static_cast<bool *>(found) = has_go_note(info);
         },
         &go);
+    if (!go) go = defined_anywhere("crosscall2");
     return go ? "Go's runtime (in the program or a library it links with) schedules its own threads" : nullptr;
 }
 
@@ -270,7 +272,7 @@ void late_foreign_runtime(void *caller) {
     info.dlpi_addr = fo.dlfo_link_map->l_addr;
     info.dlpi_phdr = reinterpret_cast<const ElfW(Phdr) *>(reinterpret_cast<const char *>(eh) + eh->e_phoff);
     info.dlpi_phnum = eh->e_phnum;
-    if (!has_go_note(&info)) {
+    if (!has_go_note(&info) && !defines(&info, "crosscall2")) { // see foreign_runtime
         plain.store(fo.dlfo_map_start, std::memory_order_relaxed);
         return;
     }

@@ -79,6 +79,7 @@ fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
 fortify:fortify.c:
 go_library:go_library.c:
+go_no_note:go_no_note.c:
 stdio_park:stdio_park.c:
 stdio_write_park:stdio_write_park.c:
 ptrace_tracer:ptrace_tracer.c:
