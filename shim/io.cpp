@@ -231,10 +231,9 @@ ssize_t op_sendfile(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
     int fl = real.fcntl(fd, F_GETFL);
     if (fl < 0 || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return neg(real.sendfile(fd, a->in, a->inoff, a->n));
-    ssize_t r = real.sendfile(fd, a->in, a->inoff, a->n);
-    Errno keep;
+    ssize_t r = neg(real.sendfile(fd, a->in, a->inoff, a->n));
     real.fcntl(fd, F_SETFL, fl);
-    return neg(r);
+    return r;
 }
 
 // Only whether there is something to read (or the end, or an error).
