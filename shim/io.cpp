@@ -844,3 +844,8 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
 }
 
 } // extern "C"
+
+// See shim.hpp: the library's own calls come here, not to the program's.
+namespace shim {
+int own_close_range(unsigned first, unsigned last, int flags) __attribute__((alias("close_range")));
+} // namespace shim

@@ -153,7 +153,10 @@ pid_t fork(void) {
     auto fn = real.fork;
     if (shimmed) fd_files_shared(); // the child shares our open files and their flags
     Thread *t = shimmed ? self() : nullptr;
-    if (!t) return fn();
+    if (!t) {
+        if (shimmed) main_stack_now();
+        return fn();
+    }
     sigset_t worker;
     real_sigmask()(SIG_SETMASK, &t->sigmask, &worker);
     pid_t pid = fn();
@@ -360,6 +363,7 @@ namespace shim {
 // processes that stay unfiltered.
 void note_seccomp_filter(bool filter, const void *prog) {
     if (filter && !prog) return;
+    main_stack_now();
     if (sandboxed.exchange(true, std::memory_order_seq_cst)) return;
     if (on()) npshim_sandboxed();
 }

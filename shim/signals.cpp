@@ -1220,7 +1220,7 @@ int raise(int sig) {
 // the kernel as it is.
 int tgkill(pid_t tgid, pid_t tid, int sig) {
     if (on() && tgid == getpid() && sig >= 0 && sig < 65) {
-        if (self() && tid == gettid()) return raise(sig);
+        if (self() && tid == own_gettid()) return raise(sig);
         if (Thread *to = thread_of_id(tid)) {
             int e = pthread_kill(reinterpret_cast<pthread_t>(to->tcb), sig);
             if (e) errno = e;
@@ -1529,3 +1529,8 @@ void siglongjmp(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real.
 [[noreturn]] void __longjmp_chk(struct __jmp_buf_tag env[1], int val);
 void __longjmp_chk(struct __jmp_buf_tag env[1], int val) { longjmp_out((on(), real.__longjmp_chk), env, val); }
 } // extern "C"
+
+// See shim.hpp: the library's own calls come here, not to the program's.
+namespace shim {
+int own_tgkill(pid_t tgid, pid_t tid, int sig) __attribute__((alias("tgkill")));
+} // namespace shim

@@ -681,21 +681,21 @@ long syscall(long nr, ...) {
     if (nr == SYS_close && on()) return close(int(a1));
     // ...and programs that predate glibc's wrapper close ranges this way:
     // the engine's own descriptors are stepped over.
-    if (nr == SYS_close_range && on()) return close_range(unsigned(a1), unsigned(a2), int(a3));
+    if (nr == SYS_close_range && on()) return own_close_range(unsigned(a1), unsigned(a2), int(a3));
     // A thread signalling its own kernel thread ID (what gettid(2) gave it):
     // see tgkill().
     // libc++abi and Chromium ask the thread's ID this way (see gettid()).
-    if (nr == SYS_gettid && on()) return gettid();
-    if (nr == SYS_tgkill && on()) return tgkill(pid_t(a1), pid_t(a2), int(a3));
-    if (nr == SYS_tkill && on() && (pid_t(a1) == gettid() || thread_of_id(pid_t(a1))))
-        return tgkill(getpid(), pid_t(a1), int(a2));
+    if (nr == SYS_gettid && on()) return own_gettid();
+    if (nr == SYS_tgkill && on()) return own_tgkill(pid_t(a1), pid_t(a2), int(a3));
+    if (nr == SYS_tkill && on() && (pid_t(a1) == own_gettid() || thread_of_id(pid_t(a1))))
+        return own_tgkill(getpid(), pid_t(a1), int(a2));
     // The scheduling calls given the caller's own ID act on its worker, as
     // they did when that ID was the worker's (GLib copies a thread's
     // settings to the threads it starts this way).
     if ((nr == SYS_sched_getattr || nr == SYS_sched_setattr || nr == SYS_sched_getaffinity ||
          nr == SYS_sched_setaffinity || nr == SYS_sched_getparam || nr == SYS_sched_setparam ||
          nr == SYS_sched_getscheduler || nr == SYS_sched_setscheduler) &&
-        a1 != 0 && on() && pid_t(a1) == gettid())
+        a1 != 0 && on() && pid_t(a1) == own_gettid())
         a1 = 0;
     if (nr == SYS_futex && on()) {
         bool priv = a2 & FUTEX_PRIVATE_FLAG;

@@ -426,17 +426,7 @@ size_t main_stack_size() {
     main_rec.magic = Thread::kMagic;
     main_rec.tcb = main_tcb;
     main_rec.is_main = true;
-    pthread_attr_t a;
-    void *lo;
-    size_t size;
-    if (real.pthread_getattr_np(pthread_self(), &a) == 0) {
-        if (pthread_attr_getstack(&a, &lo, &size) == 0) {
-            main_rec.stack_lo = lo;
-            main_rec.stack_size = size;
-            main_plain.store(true, std::memory_order_release);
-        }
-        pthread_attr_destroy(&a);
-    }
+    main_plain.store(true, std::memory_order_release); // its stack is looked up when needed (main_stack)
     // The variables' mistakes are told at start, as when the runtime
     // started here; a dump asked for answers from the start (and says no
     // green threads yet): the signal would kill the process otherwise.
@@ -463,18 +453,50 @@ size_t main_stack_size() {
 // longjmp left a mark above the caller, which counts for nothing).
 bool in_plain_handler(const char *here) { return plain_handler_sp && here < plain_handler_sp; }
 
+// main's stack, looked up when main is adopted, not at start: glibc reads it from
+// /proc/self/maps, a cost a process that never makes a thread (a command
+// a shell runs) would pay for nothing.
+bool main_stack() {
+    if (main_rec.stack_size) return true;
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    if (real.pthread_getattr_np(pthread_self(), &a) != 0) return false;
+    bool ok = pthread_attr_getstack(&a, &lo, &size) == 0;
+    pthread_attr_destroy(&a);
+    if (!ok) return false;
+    main_rec.stack_lo = lo;
+    main_rec.stack_size = size;
+    return true;
+}
+
+} // namespace
+
+void main_stack_now() {
+    if (!cur && main_plain.load(std::memory_order_acquire) && kernel_tid() == getpid() &&
+        !in_plain_handler(static_cast<char *>(__builtin_frame_address(0)))) // glibc's lookup mallocs
+        main_stack();
+}
+
+namespace {
+
 // main, on the OS main thread, makes its first thread: from here on it is
 // a green thread on its own stack and TCB (so what it left in its TLS and
 // its frames stay), as when it started as one; the OS main thread goes on
 // as the catcher.  Not inside a signal handler, whose return would then run
 // on a worker, nor on another stack: main then stays a plain thread, as a
 // forked child's caller does.
+
 void adopt_main() {
     char *here = static_cast<char *>(__builtin_frame_address(0));
-    char *lo = static_cast<char *>(main_rec.stack_lo);
     if (cur || !main_plain.load(std::memory_order_acquire)) return;
-    if (kernel_tid() != getpid() || here < lo || here >= lo + main_rec.stack_size || in_plain_handler(here))
+    if (kernel_tid() != getpid() || in_plain_handler(here)) return;
+    if (!main_stack()) {
+        main_plain.store(false, std::memory_order_relaxed);
         return;
+    }
+    char *lo = static_cast<char *>(main_rec.stack_lo);
+    if (here < lo || here >= lo + main_rec.stack_size) return;
     main_plain.store(false, std::memory_order_relaxed); // one try: what fails below would fail again
     // The catcher's stack: a thread's size (a handler may run there when
     // every thread blocks a signal), its pages taken only as touched.
@@ -1059,3 +1081,8 @@ int sched_yield(void) {
 }
 
 } // extern "C"
+
+// See shim.hpp: the library's own calls come here, not to the program's.
+namespace shim {
+pid_t own_gettid() __attribute__((alias("gettid")));
+} // namespace shim

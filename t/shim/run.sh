@@ -102,7 +102,8 @@ fork_thread_end:fork_thread_end.c:
 stop_resume:stop_resume.c:
 fd_numbers:fd_numbers.c:
 sendfile_park:sendfile_park.c:
-yield_spread:yield_spread.c:'
+yield_spread:yield_spread.c:
+own_wrappers:own_wrappers.c:'
 
 passed=0
 failed=0
