@@ -848,4 +848,5 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
 // See shim.hpp: the library's own calls come here, not to the program's.
 namespace shim {
 int own_close_range(unsigned first, unsigned last, int flags) __attribute__((alias("close_range")));
+int own_close(int fd) __attribute__((alias("close")));
 } // namespace shim

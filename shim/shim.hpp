@@ -327,16 +327,18 @@ void owner_id_after_fork(); // in a forked child, before any lock
 inline int green_id(const Thread *t) { return 0x40000000 | int(npshim_thread_id(t->g) & 0x3fffffff); }
 // The live green thread, not main, whose ID is id (threads.cpp), or null.
 Thread *thread_of_id(pid_t id);
-// The library's own gettid(), tgkill() and close_range(), for its own
-// calls (syscall() passes SYS_gettid, SYS_tgkill and SYS_close_range to
-// them).  Called by name they would go through the PLT, and a program may
-// define those names itself, as glibc lacked them before 2.30 and 2.34:
-// netdata's gettid() is syscall(SYS_gettid), which would then call the
-// program's gettid() again, without end.  Aliases (threads.cpp,
-// signals.cpp, io.cpp), hidden like the rest of the namespace.
+// The library's own gettid(), tgkill(), close_range() and close(), for
+// its own calls (syscall() passes SYS_gettid, SYS_tgkill, SYS_close_range
+// and SYS_close to them).  Called by name they would go through the PLT,
+// and a program may define those names itself, as glibc lacked the first
+// three before 2.30 and 2.34: netdata's gettid() is syscall(SYS_gettid),
+// which would then call the program's gettid() again, without end.
+// Aliases (threads.cpp, signals.cpp, io.cpp), hidden like the rest of the
+// namespace.
 pid_t own_gettid();
 int own_tgkill(pid_t tgid, pid_t tid, int sig);
 int own_close_range(unsigned first, unsigned last, int flags);
+int own_close(int fd);
 // The calling OS thread's kernel ID: gettid() is interposed (threads.cpp),
 // and the library's own uses (signals forwarded to a worker) need the
 // worker's.

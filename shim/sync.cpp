@@ -678,7 +678,7 @@ long syscall(long nr, ...) {
     long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
     va_end(ap);
     // libuv closes its descriptors this way: the number must be forgotten.
-    if (nr == SYS_close && on()) return close(int(a1));
+    if (nr == SYS_close && on()) return own_close(int(a1));
     // ...and programs that predate glibc's wrapper close ranges this way:
     // the engine's own descriptors are stepped over.
     if (nr == SYS_close_range && on()) return own_close_range(unsigned(a1), unsigned(a2), int(a3));

@@ -1,6 +1,6 @@
-/* own_wrappers: a program that defines gettid(), tgkill() and close_range()
- * itself, as syscall(2) wrappers (glibc lacked them before 2.30 and 2.34;
- * netdata defines gettid() so).  The executable's definitions come first
+/* own_wrappers: a program that defines gettid(), tgkill(), close_range()
+ * and close() itself, as syscall(2) wrappers (glibc lacked the first three
+ * before 2.30 and 2.34; netdata defines gettid() so).  The executable's definitions come first
  * for every library, the shim's calls by name too: the shim's syscall()
  * must not hand SYS_gettid, SYS_tgkill or SYS_close_range back to these
  * by name, or each calls the other until the stack runs out.  Each case
@@ -11,7 +11,9 @@
  *   tgkill       tgkill(getpid(), gettid(), SIGUSR1) in a thread: its
  *                handler runs on that thread before the call returns
  *   close_range  close_range() of two pipes: all four closed, a lower
- *                descriptor left open */
+ *                descriptor left open
+ *   close        close() of a pipe another thread reads: the reader is
+ *                woken (EBADF, or the end of the file), the pipe closed */
 #include <fcntl.h>
 #include <sys/syscall.h>
 
@@ -23,6 +25,7 @@ int close_range(unsigned first, unsigned last, int flags)
 {
     return (int)syscall(SYS_close_range, first, last, flags);
 }
+int close(int fd) { return (int)syscall(SYS_close, fd); }
 
 static _Atomic(pthread_t) handled_on;
 static void on_usr1(int s)
@@ -71,6 +74,27 @@ static void case_close_range(void)
     CHECK(write(keep[1], "x", 1) == 1, "write to the kept pipe: %s", strerror(errno));
 }
 
+static void *reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    return (void *)(intptr_t)read(fd, &c, 1);
+}
+
+static void case_close(void)
+{
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, reader, (void *)(intptr_t)p[0]) == 0, "pthread_create");
+    usleep(100 * 1000); /* parked in its read */
+    CHECK(close(p[0]) == 0 && close(p[1]) == 0, "close: %s", strerror(errno));
+    void *r;
+    pthread_join(th, &r); /* the watchdog ends a reader never woken */
+    CHECK((intptr_t)r <= 0, "the reader read %ld", (long)(intptr_t)r);
+    CHECK(fcntl(p[0], F_GETFD) < 0 && errno == EBADF, "close left the pipe open");
+}
+
 static void *run_case(void *fn)
 {
     ((void (*)(void))fn)();
@@ -98,6 +122,7 @@ static void in_child(void (*fn)(void))
 static void t_gettid(void) { st_phase = "gettid"; in_child(case_gettid); }
 static void t_tgkill(void) { st_phase = "tgkill"; in_child(case_tgkill); }
 static void t_close_range(void) { st_phase = "close_range"; in_child(case_close_range); }
+static void t_close(void) { st_phase = "close"; in_child(case_close); }
 
 int main(void)
 {
@@ -106,6 +131,7 @@ int main(void)
         {"gettid", t_gettid},
         {"tgkill", t_tgkill},
         {"close_range", t_close_range},
+        {"close", t_close},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     long f = atomic_load(&st_failures);
