@@ -244,12 +244,16 @@ ssize_t op_ready_in(int fd, void *) { return ready_now(fd, POLLIN) ? 0 : -EAGAIN
 // d: a stream read; the attempt is not made when the last read emptied
 // the socket and no readiness has come since (it could only say EAGAIN:
 // one system call in three of a request and its answer).
-ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d) {
+// more: the rest of a call that moved something already (a stream send,
+// a MSG_WAITALL receive): a handler that runs before it ends the call
+// (-EINTR here, the count so far to the program), as the kernel returns a
+// short count from such a call once a signal comes.
+ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d, bool more) {
     Errno keep; // a call that succeeds leaves errno alone, whatever its attempts set
     Thread *t = self();
     npshim_safe_point();
     test_cancel(t);
-    if (sig_pending(t)) sig_deliver(t); // before the call: nothing to interrupt yet
+    if (sig_pending(t) && sig_deliver(t) != 0 && more) return -EINTR; // else nothing to interrupt yet
     uint32_t closes = e ? e->closes.load(std::memory_order_seq_cst) : 0;
     // Registered already: whether another operation runs between this
     // attempt and the park (npshim_io then tries again before it waits).
@@ -286,16 +290,18 @@ ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool don
         if (!interrupted || r != -ETIMEDOUT) break;
         test_cancel(t);
         // A signal: its handler runs here; the call restarts only if it
-        // asked SA_RESTART and the socket has no timeout (as Linux does).
+        // asked SA_RESTART, the socket has no timeout, and nothing moved
+        // yet (as Linux does).
         int h = sig_deliver(t); // 0: a process's signal another thread took
-        if (h < 0 || (h > 0 && timeout)) return -EINTR;
+        if (h < 0 || (h > 0 && (timeout || more))) return -EINTR;
     }
     if (r == -ETIMEDOUT) r = -EAGAIN; // what the kernel says when SO_*TIMEO runs out
     return keep.pass(r);
 }
 
-ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d = nullptr) {
-    ssize_t r = blocking_call(fd, e, mode, op, ctx, dontwait, d);
+ssize_t blocking(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool dontwait, Drain *d = nullptr,
+                 bool more = false) {
+    ssize_t r = blocking_call(fd, e, mode, op, ctx, dontwait, d, more);
     if (d && e) // short: it took all there was when its attempt began
         e->drained.store(d->pd && r > 0 && size_t(r) < d->want ? (uint64_t(d->events) << 1) | 1 : 0,
                          std::memory_order_relaxed);
@@ -358,7 +364,7 @@ ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
     do {
         a->b = const_cast<char *>(base + done);
         a->n = n - done;
-        ssize_t r = blocking(fd, e, NP_WRITE, op, a, a->flags & MSG_DONTWAIT);
+        ssize_t r = blocking(fd, e, NP_WRITE, op, a, a->flags & MSG_DONTWAIT, nullptr, done > 0);
         if (r < 0) return done ? ssize_t(done) : r;
         done += size_t(r);
     } while (loop && done < n);
@@ -375,7 +381,7 @@ int mmsg_calls(int fd, Fd *e, int mode, npshim_op op, struct mmsghdr *vec, unsig
     while (done < vlen) {
         a.mmsg = vec + done;
         a.vlen = vlen - done;
-        ssize_t r = blocking(fd, e, mode, op, &a, flags & MSG_DONTWAIT);
+        ssize_t r = blocking(fd, e, mode, op, &a, flags & MSG_DONTWAIT, nullptr, done > 0);
         if (r <= 0) return done ? int(done) : int(ret(r));
         done += unsigned(r);
         if (once) break;
@@ -402,7 +408,7 @@ ssize_t recv_common(int fd, void *buf, size_t n, int flags, struct sockaddr *add
     while (done < n) {
         a.b = static_cast<char *>(buf) + done;
         a.n = n - done;
-        ssize_t r = blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT);
+        ssize_t r = blocking(fd, e, NP_READ, op_recv, &a, flags & MSG_DONTWAIT, nullptr, done > 0);
         if (r <= 0) return done ? ssize_t(done) : ret(r);
         done += size_t(r);
     }
@@ -517,7 +523,7 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
         }
         if (!n) break;
         a.iovcnt = n;
-        ssize_t r = blocking(fd, e, NP_WRITE, a.pollable ? op_writev : op_sendv, &a, false);
+        ssize_t r = blocking(fd, e, NP_WRITE, a.pollable ? op_writev : op_sendv, &a, false, nullptr, done > 0);
         if (r <= 0) return done ? done : ret(r);
         done += r;
         // Past what went: whole buffers, then into the one it stopped in.
@@ -605,7 +611,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     a.cmsg = &m;
     size_t done = 0;
     for (size_t first = 0;;) {
-        ssize_t r = blocking(fd, e, NP_WRITE, op_sendmsg, &a, false);
+        ssize_t r = blocking(fd, e, NP_WRITE, op_sendmsg, &a, false, nullptr, done > 0);
         if (r < 0) return done ? ssize_t(done) : ret(r);
         done += size_t(r);
         if (done >= total) return ssize_t(done);
@@ -674,7 +680,7 @@ ssize_t sendfile(int out, int in, off_t *off, size_t count) {
     size_t done = 0;
     while (done < count) {
         a.n = count - done;
-        ssize_t r = blocking(out, e, NP_WRITE, op_sendfile, &a, false);
+        ssize_t r = blocking(out, e, NP_WRITE, op_sendfile, &a, false, nullptr, done > 0);
         if (r < 0) return done ? ssize_t(done) : ret(r);
         if (r == 0) break; // the end of the file
         done += size_t(r);

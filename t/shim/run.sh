@@ -103,7 +103,8 @@ stop_resume:stop_resume.c:
 fd_numbers:fd_numbers.c:
 sendfile_park:sendfile_park.c:
 yield_spread:yield_spread.c:
-own_wrappers:own_wrappers.c:'
+own_wrappers:own_wrappers.c:
+signal_partial:signal_partial.c:'
 
 passed=0
 failed=0
