@@ -388,8 +388,9 @@ ssize_t npshim_io(np_fd *p, int mode, int64_t deadline, unsigned flags, uint32_t
     if ((flags & NPSHIM_DRAINED) && mode == NP_READ && !pd->hangup.load(std::memory_order_acquire))
         flags |= NPSHIM_WAIT_FIRST;
     // The deadline is this call's (SO_RCVTIMEO, a poll timeout): the
-    // direction's lock makes it the only one using it.
-    if (deadline) pd_set_deadline(pd, deadline, mode);
+    // direction's lock makes it the only one using it.  One the shim
+    // expired meanwhile to interrupt the caller (a signal for it) stays.
+    if (deadline) pd_set_deadline(pd, deadline, mode, true);
     ssize_t r = io_loop(pd, mode, flags, op, ctx);
     if (deadline) pd_set_deadline(pd, 0, mode);
     return r;

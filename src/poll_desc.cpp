@@ -261,9 +261,9 @@ static void arm(Timer *t, void (*fn)(void *, uintptr_t), PollDesc *pd, uintptr_t
     timer_add(t, when);
 }
 
-void pd_set_deadline(PollDesc *pd, int64_t d, int mode) {
+void pd_set_deadline(PollDesc *pd, int64_t d, int mode, bool keep_expired) {
     pd->lock.lock();
-    if (pd->closing) {
+    if (pd->closing || (keep_expired && (((mode & NP_READ) && pd->rd < 0) || ((mode & NP_WRITE) && pd->wd < 0)))) {
         pd->lock.unlock();
         return;
     }

@@ -101,7 +101,9 @@ int pd_open(PollDesc *pd);                       // reset state for a new fd
 int pd_check_err(PollDesc *pd, int mode);        // 0 or -EBADF/-ETIMEDOUT/-ENOTSUP
 int pd_reset(PollDesc *pd, int mode);            // check errors, drop stale pdReady
 int pd_wait(PollDesc *pd, int mode);             // park until ready or error
-void pd_set_deadline(PollDesc *pd, int64_t d, int mode);
+// keep_expired: not over a deadline already expired (an interrupter's,
+// set between a caller's publishing its wait and its call's own deadline).
+void pd_set_deadline(PollDesc *pd, int64_t d, int mode, bool keep_expired = false);
 void pd_unblock(PollDesc *pd);                   // close: wake both with -EBADF
 int pd_retire(PollDesc *pd);  // close but for close(2) (api_io.cpp); -EBADF if closing
 // Poller: readiness for mode (NP_READ|NP_WRITE bits); collects the woken.
