@@ -48,9 +48,17 @@ bool loaded() {
 } // namespace
 
 // The first call of all: without liburing, no ring (the poller choice then
-// reports io_uring unavailable).  The others follow a ring made.
+// reports io_uring unavailable).  The others follow a ring made.  The ring
+// is made through the name in the global scope when there is one: a preload
+// shim defines it to note the ring's descriptor as the engine's own (its
+// close(2) and close_range(2) step over it, and it moves above the
+// program's numbers; shim/engine_fds.cpp), as it does the engine's
+// epoll_create1() and eventfd().  This hidden definition would hide it.
 int io_uring_queue_init_params(unsigned entries, struct io_uring *ring, struct io_uring_params *p) {
-    return loaded() ? fns.queue_init_params(entries, ring, p) : -ENOSYS;
+    using Init = int (*)(unsigned, struct io_uring *, struct io_uring_params *);
+    if (!loaded()) return -ENOSYS;
+    static Init global = reinterpret_cast<Init>(dlsym(RTLD_DEFAULT, "io_uring_queue_init_params"));
+    return (global ? global : fns.queue_init_params)(entries, ring, p);
 }
 void io_uring_queue_exit(struct io_uring *ring) { fns.queue_exit(ring); }
 int io_uring_wait_cqe_timeout(struct io_uring *ring, struct io_uring_cqe **cqe, struct __kernel_timespec *ts) {

@@ -110,9 +110,16 @@ int eventfd(unsigned int count, int flags) {
 
 #ifdef SHIM_LIBURING
 // liburing makes the ring with a system call of its own: its ring_fd.
+// The engine loads liburing itself, out of the global scope
+// (ports/uring_link.cpp), and calls here through it: liburing is then found
+// in its handle, not next.
 int io_uring_queue_init_params(unsigned entries, struct io_uring *ring, struct io_uring_params *p) {
-    static auto fn = shim::next<int (*)(unsigned, struct io_uring *, struct io_uring_params *)>(
-        "io_uring_queue_init_params");
+    using Init = int (*)(unsigned, struct io_uring *, struct io_uring_params *);
+    static auto fn = [] {
+        Init f = shim::next<Init>("io_uring_queue_init_params");
+        void *h = f ? nullptr : dlopen("liburing.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        return h ? reinterpret_cast<Init>(dlsym(h, "io_uring_queue_init_params")) : f;
+    }();
     if (!fn) return -ENOSYS;
     int r = fn(entries, ring, p);
     if (r == 0) { // the ring's descriptor may move: a dup is the same ring

@@ -104,7 +104,8 @@ fd_numbers:fd_numbers.c:
 sendfile_park:sendfile_park.c:
 yield_spread:yield_spread.c:
 own_wrappers:own_wrappers.c:
-signal_partial:signal_partial.c:'
+signal_partial:signal_partial.c:
+uring_fds:uring_fds.c:'
 
 passed=0
 failed=0
