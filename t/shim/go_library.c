@@ -10,7 +10,12 @@
 #include "shim_test.h"
 #include <sys/syscall.h>
 
-int go_library_linked(void); /* go_library_lib.c */
+/* go_no_note.c is this test with another library. */
+#ifndef GO_TEST
+#define GO_TEST "go_library"
+#define GO_LINKED go_library_linked
+#endif
+int GO_LINKED(void); /* NAME_lib.c */
 
 static _Thread_local volatile sig_atomic_t urgs;
 
@@ -36,7 +41,7 @@ static void *preempt_self(void *arg)
 int main(void)
 {
     st_watchdog(30);
-    CHECK(go_library_linked() == 4, "go_library_lib.c not linked");
+    CHECK(GO_LINKED() == 4, "%s_lib.c not linked", GO_TEST);
     struct sigaction sa = {.sa_sigaction = on_urg, .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGURG, &sa, NULL) == 0, "sigaction: %s", strerror(errno));
@@ -44,5 +49,5 @@ int main(void)
     pthread_t t[4];
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, preempt_self, NULL);
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-    return st_finish("go_library");
+    return st_finish(GO_TEST);
 }
