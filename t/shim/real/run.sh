@@ -1054,6 +1054,10 @@ case_haproxy() {
         while ! grep -q 'Reloading HAProxy' "$tmp/haproxy.log" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
         sleep 0.5
         again=$(timeout -s KILL 10 curl -s "http://127.0.0.1:$port/")
+        # The reload executes the master again: its SIGTERM is its own only
+        # once it runs its loop, as at the start (a SIGTERM before kills it,
+        # plain too).
+        timeout -s KILL 20 "$py" -c "$haproxy_cli_up" "$tmp/haproxy.sock"
         workers=$(cat /proc/"$bg"/task/*/children 2>/dev/null | wc -w)
         stop "$bg" "$bgrp" TERM
         if [ "$got" != haproxy-ok ] || [ "$again" != haproxy-ok ]; then
