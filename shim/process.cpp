@@ -45,6 +45,19 @@ template <class F> auto with_own_mask(F f) {
     return r;
 }
 
+// An exec or a spawn: the new image gets the ignored signals as ignored
+// (ignore_routed), and the calling thread's mask.
+template <class F> auto for_new_image(F f) {
+    uint64_t ign = on() ? ignore_routed() : 0;
+    auto r = with_own_mask(f);
+    if (ign) {
+        int e = errno;
+        reroute(ign);
+        errno = e;
+    }
+    return r;
+}
+
 template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsym(RTLD_NEXT, name)); }
 
 // The child's side of every way to make a process that shares no memory
@@ -268,7 +281,7 @@ FILE *popen(const char *cmd, const char *mode) {
     on(); // real.* are set
     auto fn = real.popen;
     if (on()) fd_files_shared();
-    return with_own_mask([&] { return fn(cmd, mode); });
+    return for_new_image([&] { return fn(cmd, mode); });
 }
 
 int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
@@ -276,7 +289,7 @@ int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *
     on(); // real.* are set
     auto fn = real.posix_spawn;
     if (on()) fd_files_shared();
-    return with_own_mask([&] { return fn(pid, path, fa, attr, argv, envp); });
+    return for_new_image([&] { return fn(pid, path, fa, attr, argv, envp); });
 }
 
 int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
@@ -284,13 +297,13 @@ int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t 
     on(); // real.* are set
     auto fn = real.posix_spawnp;
     if (on()) fd_files_shared();
-    return with_own_mask([&] { return fn(pid, file, fa, attr, argv, envp); });
+    return for_new_image([&] { return fn(pid, file, fa, attr, argv, envp); });
 }
 
 int execve(const char *path, char *const argv[], char *const envp[]) {
     on(); // real.* are set (async-signal-safe: as the waits below)
     auto fn = real.execve;
-    return with_own_mask([&] { return fn(path, argv, envp); });
+    return for_new_image([&] { return fn(path, argv, envp); });
 }
 
 int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
@@ -298,7 +311,7 @@ int execv(const char *path, char *const argv[]) { return execve(path, argv, envi
 int execvpe(const char *file, char *const argv[], char *const envp[]) {
     on(); // real.* are set
     auto fn = real.execvpe;
-    return with_own_mask([&] { return fn(file, argv, envp); });
+    return for_new_image([&] { return fn(file, argv, envp); });
 }
 
 int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }

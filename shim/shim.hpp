@@ -189,6 +189,10 @@ void private_waits_after_fork();
 bool sig_pending(Thread *t);
 // A thread's mask blocks these: the process's copies wait for a thread
 // that lets them through, whatever their action (see signals.cpp).
+// The ignored signals the library catches, set back to SIG_IGN around an
+// exec or a spawn (their bits), and caught again after (signals.cpp).
+uint64_t ignore_routed();
+void reroute(uint64_t sigs);
 void route_blocked(const sigset_t *mask);
 // A plain thread becomes t: its OS thread's sigaltstack is t's now.
 void altstack_take(Thread *t);

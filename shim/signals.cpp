@@ -702,7 +702,14 @@ void catch_for_wait(int sig) {
     bool known = recorded.load(std::memory_order_relaxed) & bit(sig);
     unlock(held);
     if (!known) real_sigaction()(sig, nullptr, &a);
-    if (is_handler(a) || a.sa_handler == SIG_IGN) return;
+    // SIG_IGN is caught too: the kernel drops an ignored signal at once only
+    // when the thread it is sent to does not block it, and the OS main thread
+    // that takes the process's signals blocks none.  A program that blocks a
+    // signal it inherited ignored (SIGINT of a job a shell started with &)
+    // and sigwaits for it would wait for ever.  Taken by a thread that lets
+    // it through, it is dropped then (run_handler), as the kernel drops it.
+    // SIGCHLD ignored stays the kernel's: that also reaps the children.
+    if (is_handler(a) || (a.sa_handler == SIG_IGN && sig == SIGCHLD)) return;
     struct sigaction k = {};
     k.sa_sigaction = on_signal;
     k.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -723,6 +730,39 @@ void catch_for_wait(int sig) {
 std::atomic<uint64_t> routed{0};
 
 } // namespace
+
+// An ignored signal the library catches (catch_for_wait, a routed
+// SIG_IGN) would reach a new image as SIG_DFL, exec resetting what is
+// caught: that image must find it ignored (SIGINT of a job a shell started
+// with &, nohup's SIGHUP).  So it goes back to SIG_IGN for an exec or a
+// spawn, and is caught again after (ignore_routed(), reroute()).
+uint64_t ignore_routed() {
+    uint64_t want = recorded.load(std::memory_order_relaxed), done = 0;
+    for (int sig = 1; sig < 65 && want; sig++) {
+        if (!(want & bit(sig))) continue;
+        sigset_t held = lock();
+        bool ign = !is_handler(prog[sig]) && prog[sig].sa_handler == SIG_IGN;
+        unlock(held);
+        struct sigaction k;
+        if (!ign || real_sigaction()(sig, nullptr, &k) != 0 || !(k.sa_flags & SA_SIGINFO) || k.sa_sigaction != on_signal)
+            continue;
+        struct sigaction ig = {};
+        ig.sa_handler = SIG_IGN;
+        if (real_sigaction()(sig, &ig, nullptr) == 0) done |= bit(sig);
+    }
+    return done;
+}
+
+void reroute(uint64_t sigs) {
+    for (int sig = 1; sig < 65 && sigs; sig++) {
+        if (!(sigs & bit(sig))) continue;
+        struct sigaction k = {};
+        k.sa_sigaction = on_signal;
+        k.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&k.sa_mask);
+        real_sigaction()(sig, &k, nullptr);
+    }
+}
 
 void route_blocked(const sigset_t *mask) {
     uint64_t want = mask_bits(*mask) & ~routed.load(std::memory_order_relaxed);
@@ -1029,7 +1069,10 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
         struct sigaction k = *act;
         // A handler, or the default action of a signal some thread blocks
         // (route_blocked): the kernel hands it to on_signal.
-        bool dfl_routed = !is_handler(*act) && act->sa_handler == SIG_DFL && !ignored_by_default(sig) &&
+        // SIG_IGN as well (catch_for_wait), but for ignored SIGCHLD, which
+        // also tells the kernel to reap the children.
+        bool dfl_routed = !is_handler(*act) && !ignored_by_default(sig) &&
+                          (act->sa_handler == SIG_DFL || act->sa_handler == SIG_IGN) &&
                           (routed.load(std::memory_order_relaxed) & bit(sig));
         if (is_fault(sig)) { // run where they happen, through on_fault
             if (is_handler(*act)) {
@@ -1086,7 +1129,13 @@ int pthread_kill(pthread_t th, int sig) {
     info.si_pid = getpid();
     info.si_uid = getuid();
     if (!handled) {
-        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) return 0;
+        if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) {
+            // Dropped, unless the thread blocks it: the kernel then keeps it
+            // pending for the thread, for a sigwait (run_handler drops it if
+            // the thread lets it through later).
+            if (sigismember(&t->sigmask, sig)) send_to(t, sig, &info);
+            return 0;
+        }
         // SIGSTOP too: sent to the process, the kernel gives it to the OS
         // main thread (the catcher), and this worker would go on running
         // the program until that thread is scheduled and stops the group

@@ -93,6 +93,7 @@ seccomp_trap:seccomp_trap.c:
 single_thread:single_thread.c:
 closed_stdio:closed_stdio.c:
 action_pending:action_pending.c:
+ignored_sigwait:ignored_sigwait.c:
 sigchld_first_wait:sigchld_first_wait.c:
 handler_first_call:handler_first_call.c:
 short_sleeps:short_sleeps.c:
