@@ -35,7 +35,7 @@ struct Worker {
     int id = 0;
     pthread_t thread{};
     pid_t tid = 0;
-    int stat_fd = -1; // sysmon's: its /proc stat file, kept open (in_kernel_wait)
+    std::atomic<int> stat_fd{-1}; // its /proc stat file, kept open for sysmon (in_kernel_wait)
     void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     uintptr_t g0_gs = 0;              // and its gs base while a green thread runs
@@ -260,6 +260,8 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
+// A worker's own first step: its /proc stat file for sysmon, opened now.
+void sysmon_worker_started(Worker *w);
 // npshim_sandboxed: sysmon's optional calls stop (returns once none is under way).
 void sysmon_sandboxed();
 // Another worker: for the threads a blocked one cannot run (sysmon), or

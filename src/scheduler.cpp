@@ -994,6 +994,7 @@ void *worker_main(void *arg) {
     // same offset in two threads means static TLS, the same in all.
     if (off == __atomic_load_n(&starter_off, __ATOMIC_RELAXED)) __atomic_store_n(&tls_worker_static, off, __ATOMIC_RELAXED);
     __atomic_store_n(&w->tid, sys_gettid(), __ATOMIC_RELAXED); // sysmon and np_dump read it
+    sysmon_worker_started(w);
     w->port->bind_owner();
     stack_guard_thread_init();
     // Under the shim: the signals a legacy thread's own call raises

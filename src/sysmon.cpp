@@ -127,27 +127,36 @@ int above_program(int fd) {
     return moved;
 }
 
-// w's /proc stat file, read from the start.  It stays open: opened at each
-// look, it took the program's lowest free number for a moment, and a
-// daemon that closed its stdout and opened its log there met another
-// number.  The contents name the thread, which tells a number the program
-// closed and used again (its close_range of all) from ours: that one is
-// left to it, and ours opened again.
+// w's /proc stat file, opened once.  Opened at each look, it took the
+// program's lowest free number for a moment, and a daemon that closed its
+// stdout and opened its log there met another number.  The worker opens it
+// as it starts (sysmon_worker_started), so that it is one of the
+// runtime's descriptors from the start, as its epoll set is; sysmon opens
+// it again only if the program closed that number.  -1: none.
+int open_stat(Worker *w) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
+    int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    fd = above_program(fd);
+    int none = -1;
+    if (w->stat_fd.compare_exchange_strong(none, fd)) return fd;
+    sys_close(fd); // the other side's came first
+    return none;
+}
+
+// Read from the start.  The contents name the thread, which tells a number
+// the program closed and used again (its close_range of all) from ours:
+// that one is left to it, and ours opened again.
 ssize_t read_stat(Worker *w, char *buf, size_t n) {
-    pid_t tid = __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
     char head[24];
-    size_t hl = size_t(snprintf(head, sizeof head, "%d (", int(tid)));
+    size_t hl = size_t(snprintf(head, sizeof head, "%d (", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED))));
     for (int tries = 0; tries < 2; tries++) {
-        if (w->stat_fd < 0) {
-            char path[64];
-            snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(tid));
-            int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) return -1;
-            w->stat_fd = above_program(fd);
-        }
-        ssize_t got = sys_pread(w->stat_fd, buf, n, 0);
+        int fd = w->stat_fd.load();
+        if (fd < 0 && (fd = open_stat(w)) < 0) return -1;
+        ssize_t got = sys_pread(fd, buf, n, 0);
         if (got > ssize_t(hl) && memcmp(buf, head, hl) == 0) return got;
-        w->stat_fd = -1;
+        w->stat_fd.compare_exchange_strong(fd, -1);
     }
     return -1;
 }
@@ -405,6 +414,12 @@ void sysmon_sandboxed() {
     ports_sandboxed();
     sandboxed.store(true, std::memory_order_seq_cst);
     while (risky.load(std::memory_order_seq_cst)) sys_sched_yield();
+}
+
+void sysmon_worker_started(Worker *w) {
+    if (!begin_risky()) return;
+    if (w->stat_fd.load() < 0) open_stat(w);
+    done_risky();
 }
 
 void sysmon_start() {
