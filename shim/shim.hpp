@@ -187,12 +187,12 @@ ssize_t park_private(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, n
 void private_waits_after_fork();
 // Signals for t that its mask lets through.
 bool sig_pending(Thread *t);
-// A thread's mask blocks these: the process's copies wait for a thread
-// that lets them through, whatever their action (see signals.cpp).
 // The ignored signals the library catches, set back to SIG_IGN around an
 // exec or a spawn (their bits), and caught again after (signals.cpp).
 uint64_t ignore_routed();
 void reroute(uint64_t sigs);
+// A thread's mask blocks these: the process's copies wait for a thread
+// that lets them through, whatever their action (see signals.cpp).
 void route_blocked(const sigset_t *mask);
 // A plain thread becomes t: its OS thread's sigaltstack is t's now.
 void altstack_take(Thread *t);

@@ -737,14 +737,16 @@ std::atomic<uint64_t> routed{0};
 // with &, nohup's SIGHUP).  So it goes back to SIG_IGN for an exec or a
 // spawn, and is caught again after (ignore_routed(), reroute()).
 uint64_t ignore_routed() {
-    uint64_t want = recorded.load(std::memory_order_relaxed), done = 0;
-    for (int sig = 1; sig < 65 && want; sig++) {
-        if (!(want & bit(sig))) continue;
-        sigset_t held = lock();
-        bool ign = !is_handler(prog[sig]) && prog[sig].sa_handler == SIG_IGN;
-        unlock(held);
+    uint64_t rec = recorded.load(std::memory_order_relaxed), ign = 0, done = 0;
+    if (!rec) return 0;
+    sigset_t held = lock();
+    for (int sig = 1; sig < 65; sig++)
+        if ((rec & bit(sig)) && !is_handler(prog[sig]) && prog[sig].sa_handler == SIG_IGN) ign |= bit(sig);
+    unlock(held);
+    for (int sig = 1; sig < 65 && ign; sig++) {
         struct sigaction k;
-        if (!ign || real_sigaction()(sig, nullptr, &k) != 0 || !(k.sa_flags & SA_SIGINFO) || k.sa_sigaction != on_signal)
+        if (!(ign & bit(sig)) || real_sigaction()(sig, nullptr, &k) != 0 || !(k.sa_flags & SA_SIGINFO) ||
+            k.sa_sigaction != on_signal)
             continue;
         struct sigaction ig = {};
         ig.sa_handler = SIG_IGN;

@@ -222,6 +222,12 @@ bool has_go_note(const struct dl_phdr_info *info) {
     return false;
 }
 
+// Go's code in this object: its note, or, without one (a build with
+// -ldflags=-buildid=, as reproducible builds do), the crosscall2 that cgo
+// exports from every executable or c-shared library that has it (not from
+// a C program linked with a c-archive, which stays unseen).
+bool go_object(const struct dl_phdr_info *info) { return has_go_note(info) || defines(info, "crosscall2"); }
+
 // A program whose own runtime schedules or watches its threads, which then
 // runs without green threads.  Go (built with cgo, its threads come from
 // pthread_create): its scheduler would run on ours, its preemption signal
@@ -231,22 +237,17 @@ bool has_go_note(const struct dl_phdr_info *info) {
 // its libraries too: a C program linked with one built with -buildmode=
 // c-shared runs Go's runtime all the same (its preemption, a tgkill of
 // SIGURG, would be taken for our poke: a goroutine that spins never yields).
-// Every object loaded at start is looked at, not the program alone.
-// The note is not always there: a build with -ldflags=-buildid= (as
-// reproducible builds do) has none, and its goroutines then ran on green
-// threads (a spinning one hung the program).  cgo exports crosscall2, its
-// entry for C calling Go, from every executable or c-shared library that
-// has it (not from a C program linked with a c-archive, which stays unseen).
+// Every object loaded at start is looked at, not the program alone; one
+// without the note ran its goroutines on green threads (go_object).
 const char *foreign_runtime() {
     if (defined_anywhere("__tsan_init")) return "a ThreadSanitizer build keeps its state per OS thread";
     if (defined_anywhere("__msan_init")) return "a MemorySanitizer build keeps its state per OS thread";
     bool go = false;
     dl_iterate_phdr(
         [](struct dl_phdr_info *info, size_t, void *found) -> int {
-            return *static_cast<bool *>(found) = has_go_note(info);
+            return *static_cast<bool *>(found) = go_object(info);
         },
         &go);
-    if (!go) go = defined_anywhere("crosscall2");
     return go ? "Go's runtime (in the program or a library it links with) schedules its own threads" : nullptr;
 }
 
@@ -272,7 +273,7 @@ void late_foreign_runtime(void *caller) {
     info.dlpi_addr = fo.dlfo_link_map->l_addr;
     info.dlpi_phdr = reinterpret_cast<const ElfW(Phdr) *>(reinterpret_cast<const char *>(eh) + eh->e_phoff);
     info.dlpi_phnum = eh->e_phnum;
-    if (!has_go_note(&info) && !defines(&info, "crosscall2")) { // see foreign_runtime
+    if (!go_object(&info)) {
         plain.store(fo.dlfo_map_start, std::memory_order_relaxed);
         return;
     }

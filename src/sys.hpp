@@ -12,6 +12,7 @@
 #include <csignal>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -275,6 +276,20 @@ inline int sys_above_stdio(int fd) {
     if (fd < 0 || fd > 2) return fd;
     int moved = sys_fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (moved < 0) return fd;
+    sys_close(fd);
+    return moved;
+}
+
+// One kept for good, above the numbers the program uses, as the preload
+// shim moves its own: half the open-file limit, at most 1024, so that the
+// program's open(2) still gets the lowest free number.
+inline int sys_above_program(int fd) {
+    struct rlimit rl;
+    if (fd < 0 || raw_syscall6(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, long(&rl), 0, 0) != 0) return sys_above_stdio(fd);
+    long lowest = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > 1024 ? 1024 : long(rl.rlim_cur / 2);
+    if (fd >= lowest) return fd;
+    int moved = sys_fcntl(fd, F_DUPFD_CLOEXEC, int(lowest));
+    if (moved < 0) return sys_above_stdio(fd);
     sys_close(fd);
     return moved;
 }

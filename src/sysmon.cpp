@@ -16,7 +16,6 @@
 
 #include <linux/membarrier.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 
 namespace np {
 
@@ -113,20 +112,6 @@ bool handoff(Worker *w, bool long_stall) {
     return false;
 }
 
-// Where the engine keeps a descriptor for good: above the numbers the
-// program uses, as the shim's own (half the open-file limit, at most
-// 1024), so that the program's open(2) still gets the lowest free one.
-int above_program(int fd) {
-    struct rlimit rl;
-    if (fd < 0 || raw_syscall6(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, long(&rl), 0, 0) != 0) return sys_above_stdio(fd);
-    long lowest = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur / 2 > 1024 ? 1024 : long(rl.rlim_cur / 2);
-    if (fd >= lowest) return fd;
-    int moved = sys_fcntl(fd, F_DUPFD_CLOEXEC, int(lowest));
-    if (moved < 0) return sys_above_stdio(fd);
-    sys_close(fd);
-    return moved;
-}
-
 // w's /proc stat file, opened once.  Opened at each look, it took the
 // program's lowest free number for a moment, and a daemon that closed its
 // stdout and opened its log there met another number.  The worker opens it
@@ -138,7 +123,7 @@ int open_stat(Worker *w) {
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", int(__atomic_load_n(&w->tid, __ATOMIC_RELAXED)));
     int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    fd = above_program(fd);
+    fd = sys_above_program(fd);
     int none = -1;
     if (w->stat_fd.compare_exchange_strong(none, fd)) return fd;
     sys_close(fd); // the other side's came first
