@@ -106,7 +106,8 @@ sendfile_park:sendfile_park.c:
 yield_spread:yield_spread.c:
 own_wrappers:own_wrappers.c:
 signal_partial:signal_partial.c:
-uring_fds:uring_fds.c:'
+uring_fds:uring_fds.c:
+c11_threads:c11_threads.c:'
 
 passed=0
 failed=0
