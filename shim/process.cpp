@@ -47,9 +47,24 @@ template <class F> auto with_own_mask(F f) {
 
 // An exec or a spawn: the new image gets the ignored signals as ignored
 // (ignore_routed), and the calling thread's mask.
+// ...and the calling thread's CPU affinity, which is kept off its worker
+// (Thread::affinity): put there for the call, which holds the worker.
+template <class F> auto with_own_affinity(F f) {
+    Thread *t = on() ? self() : nullptr;
+    cpu_set_t worker;
+    if (!t || !t->has_affinity || real.sched_getaffinity(0, sizeof worker, &worker) != 0 ||
+        real.sched_setaffinity(0, sizeof t->affinity, &t->affinity) != 0)
+        return f();
+    auto r = f();
+    int e = errno;
+    real.sched_setaffinity(0, sizeof worker, &worker);
+    errno = e;
+    return r;
+}
+
 template <class F> auto for_new_image(F f) {
     uint64_t ign = on() ? ignore_routed() : 0;
-    auto r = with_own_mask(f);
+    auto r = with_own_affinity([&] { return with_own_mask(f); });
     if (ign) {
         int e = errno;
         reroute(ign);
@@ -63,8 +78,9 @@ template <class T> T next_fn(const char *name) { return reinterpret_cast<T>(dlsy
 // The child's side of every way to make a process that shares no memory
 // with us: the forking thread's mask (the worker's blocks every signal),
 // then no threads, workers or helpers of ours.
-void child_side(const sigset_t *mask) {
+void child_side(const sigset_t *mask, const cpu_set_t *cpus = nullptr) {
     if (mask) real_sigmask()(SIG_SETMASK, mask, nullptr);
+    if (cpus) real.sched_setaffinity(0, sizeof *cpus, cpus);
     owner_id_after_fork();
     threads_after_fork();
     helpers_after_fork();
@@ -74,18 +90,23 @@ void child_side(const sigset_t *mask) {
 // atfork lock is held from the prepare handler to the child's.
 sigset_t atfork_mask;
 bool atfork_masked;
+cpu_set_t atfork_cpus; // the forking thread's own affinity, if it set one
+bool atfork_pinned;
 
 void atfork_prepare() {
     atfork_masked = false;
+    atfork_pinned = false;
     if (!on()) return;
     fd_files_shared(); // the child shares our open files and their flags
     if (Thread *t = self()) {
         atfork_mask = t->sigmask;
         atfork_masked = true;
+        atfork_cpus = t->affinity;
+        atfork_pinned = t->has_affinity;
     }
 }
 
-void atfork_child() { child_side(atfork_masked ? &atfork_mask : nullptr); }
+void atfork_child() { child_side(atfork_masked ? &atfork_mask : nullptr, atfork_pinned ? &atfork_cpus : nullptr); }
 
 // A child made without glibc's fork and its handlers (_Fork, clone, a raw
 // clone system call): the same steps around the call.

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
@@ -113,6 +114,12 @@ struct Thread {
     std::atomic<uint32_t> ended{0};    // 1 once its body is done: joiners park on it
     size_t stack_size = 0, guard_size = 0;
     void *stack_lo = nullptr;
+    // The CPU affinity it gave itself (pthread_setaffinity_np,
+    // sched_setaffinity), kept here as its name is: set on its worker, it
+    // bound every thread that worker runs, and the processes they start
+    // (libzmq pins its I/O threads so, and a child's nproc said 1).
+    bool has_affinity = false;
+    cpu_set_t affinity;
 };
 
 // The calling legacy thread's record, or null on a plain OS thread (the

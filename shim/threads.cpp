@@ -866,8 +866,11 @@ int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *
     t->stack_size = size < have ? size : have;
     t->stack_lo = static_cast<char *>(lo) + (have - t->stack_size);
     tcb_set_stack(t->tcb, t->stack_lo, t->stack_size, guard);
-    if (Thread *me = cur) t->sigmask = me->sigmask; // inherited, as POSIX says
-    else pthread_sigmask(SIG_SETMASK, nullptr, &t->sigmask);
+    if (Thread *me = cur) {
+        t->sigmask = me->sigmask; // inherited, as POSIX says
+        t->has_affinity = me->has_affinity; // and its CPUs, as Linux's clone does
+        t->affinity = me->affinity;
+    } else pthread_sigmask(SIG_SETMASK, nullptr, &t->sigmask);
     npshim_thread_set_tls(g, t->tcb, 0);
     *th = reinterpret_cast<pthread_t>(t->tcb);
     live.fetch_add(1, std::memory_order_relaxed);
@@ -1019,6 +1022,67 @@ int pthread_getname_np(pthread_t th, char *buf, size_t len) {
     if (len <= strlen(t->name)) return ERANGE;
     strcpy(buf, t->name);
     return 0;
+}
+
+// A green thread's CPU affinity is its own, as an OS thread's is: kept in
+// its record (Thread::affinity), never set on its worker, which runs other
+// threads too.  It reads back what it set; one never set reads as the
+// worker's, which is the process's.  The children it forks or spawns get
+// it (process.cpp).
+static int own_affinity_set(Thread *t, size_t size, const cpu_set_t *set) {
+    cpu_set_t want, allowed;
+    if (size > sizeof want) { // wider than glibc's set: no room to keep it
+        for (size_t i = sizeof want; i < size; i++)
+            if (reinterpret_cast<const unsigned char *>(set)[i]) return EINVAL;
+        size = sizeof want;
+    }
+    CPU_ZERO(&want);
+    memcpy(&want, set, size);
+    if (real.sched_getaffinity(0, sizeof allowed, &allowed) != 0) return errno;
+    CPU_AND(&allowed, &allowed, &want);
+    if (CPU_COUNT(&allowed) == 0) return EINVAL; // as the kernel: none it may run on
+    t->affinity = want;
+    t->has_affinity = true;
+    return 0;
+}
+
+static int own_affinity_get(Thread *t, size_t size, cpu_set_t *set) {
+    // The worker's first, for its checks of size (EINVAL) and its zeroing.
+    if (real.sched_getaffinity(0, size, set) != 0) return errno;
+    if (t->has_affinity) {
+        memset(set, 0, size);
+        memcpy(set, &t->affinity, size < sizeof t->affinity ? size : sizeof t->affinity);
+    }
+    return 0;
+}
+
+int pthread_setaffinity_np(pthread_t th, size_t size, const cpu_set_t *set) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_setaffinity_np(th, size, set);
+    return own_affinity_set(t, size, set);
+}
+
+int pthread_getaffinity_np(pthread_t th, size_t size, cpu_set_t *set) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_getaffinity_np(th, size, set);
+    return own_affinity_get(t, size, set);
+}
+
+// The same asked of the calling thread by its ID (0, or what gettid() gave).
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *set) {
+    Thread *t = on() && (pid == 0 || pid == own_gettid()) ? self() : nullptr;
+    if (!t) return real.sched_setaffinity(pid, size, set);
+    int e = own_affinity_set(t, size, set);
+    if (e) errno = e;
+    return e ? -1 : 0;
+}
+
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set) {
+    Thread *t = on() && (pid == 0 || pid == own_gettid()) ? self() : nullptr;
+    if (!t) return real.sched_getaffinity(pid, size, set);
+    int e = own_affinity_get(t, size, set);
+    if (e) errno = e;
+    return e ? -1 : 0;
 }
 
 int pthread_cancel(pthread_t th) {

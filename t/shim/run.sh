@@ -85,6 +85,7 @@ stdio_write_park:stdio_write_park.c:
 ptrace_tracer:ptrace_tracer.c:
 longjmp_poke:longjmp_poke.c:
 thread_ids:thread_ids.c:
+thread_affinity:thread_affinity.c:
 seccomp_sandbox:seccomp_sandbox.c:
 early_env:early_env.c:
 gs_base:gs_base.c:
