@@ -222,6 +222,11 @@ int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t len) {
     return poll(fds, n, ms);
 }
 
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask, size_t len) {
+    if (len / sizeof *fds < n) __chk_fail();
+    return ppoll(fds, n, ts, mask);
+}
+
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
     if (!green()) {
         return real.ppoll(fds, n, ts, mask);

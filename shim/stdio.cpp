@@ -75,11 +75,13 @@ bool fill_wait(FILE *fp) {
 // Fills an empty buffer: false at the end, or on an error.
 bool fill(FILE *fp) { return fill_wait(fp) && real.__underflow(fp) != EOF; }
 
-// glibc's fgets: at most n - 1 bytes, up to and with the newline.
-char *fgets_parked(char *s, int n, FILE *fp) {
+// glibc's fgets: at most n - 1 bytes, up to and with the newline.  With
+// the buffer's size (__fgets_chk), at most that many, and a line that
+// fills it is an overflow, as glibc's check finds it.
+char *fgets_parked(char *s, int n, FILE *fp, size_t size = SIZE_MAX) {
     int old_error = fp->_flags & kErrSeen;
     fp->_flags &= ~kErrSeen;
-    size_t count = 0, left = size_t(n) - 1;
+    size_t count = 0, left = size_t(n) - 1 < size ? size_t(n) - 1 : size;
     while (left) {
         size_t have = buffered(fp);
         if (!have) {
@@ -97,6 +99,7 @@ char *fgets_parked(char *s, int n, FILE *fp) {
     }
     char *r = nullptr;
     if (count && !((fp->_flags & kErrSeen) && errno != EAGAIN)) {
+        if (count >= size) __chk_fail();
         s[count] = '\0';
         r = s;
     }
@@ -210,6 +213,20 @@ char *fgets_unlocked(char *s, int n, FILE *fp) {
     return fgets_parked(s, n, fp);
 }
 
+// The fortified entry points (_FORTIFY_SOURCE, a buffer of known size
+// and a length that is not): glibc's checks, then the same reads.
+char *__fgets_chk(char *s, size_t size, int n, FILE *fp) {
+    if (n <= 0) return nullptr;
+    if (n <= 1 || !parks(fp)) return real.__fgets_chk(s, size, n, fp);
+    Locked l(fp);
+    return fgets_parked(s, n, fp, size);
+}
+char *__fgets_unlocked_chk(char *s, size_t size, int n, FILE *fp) {
+    if (n <= 0) return nullptr;
+    if (n <= 1 || !parks(fp)) return real.__fgets_unlocked_chk(s, size, n, fp);
+    return fgets_parked(s, n, fp, size);
+}
+
 ssize_t getdelim(char **line, size_t *n, int delim, FILE *fp) {
     if (!line || !n || !parks(fp)) return real.getdelim(line, n, delim, fp);
     Locked l(fp);
@@ -226,6 +243,17 @@ size_t fread(void *p, size_t size, size_t count, FILE *fp) {
 size_t fread_unlocked(void *p, size_t size, size_t count, FILE *fp) {
     if (!mul_ok(size, count) || !parks(fp)) return real.fread_unlocked(p, size, count, fp);
     return fread_parked(p, size, count, fp);
+}
+
+size_t __fread_chk(void *p, size_t len, size_t size, size_t count, FILE *fp) {
+    size_t all;
+    if (__builtin_mul_overflow(size, count, &all) || all > len) __chk_fail();
+    return fread(p, size, count, fp);
+}
+size_t __fread_unlocked_chk(void *p, size_t len, size_t size, size_t count, FILE *fp) {
+    size_t all;
+    if (__builtin_mul_overflow(size, count, &all) || all > len) __chk_fail();
+    return fread_unlocked(p, size, count, fp);
 }
 
 // The one-byte readers wait before they lock: what another thread takes
