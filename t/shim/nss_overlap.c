@@ -273,22 +273,26 @@ struct datagram {
 };
 
 /* Answers every nscd request and DNS query DELAY_MS after it came, many at
- * once; ends when the parent closes its end of the pipe. */
+ * once; ends when the parent closes its end of the pipe.  A connection
+ * whose request has not come yet (its client not run since its connect,
+ * on a loaded machine) waits in the poll set, never in a read that would
+ * hold up the others. */
 static void server(int ls, int us, int quit) {
-    static struct conn c[256];
+    static struct conn c[256]; /* due 0: its request not read yet */
     static struct datagram d[256];
+    static struct pollfd p[3 + 256];
     int n = 0, nd = 0;
     fcntl(us, F_SETFL, O_NONBLOCK);
     for (;;) {
         long t = st_mono_ms(), wait = -1;
         for (int i = 0; i < n;) {
-            if (c[i].due <= t) {
+            if (c[i].due && c[i].due <= t) {
                 (void)!write(c[i].fd, c[i].o.b, c[i].o.n);
                 close(c[i].fd);
                 c[i] = c[--n];
                 continue;
             }
-            if (wait < 0 || c[i].due - t < wait) wait = c[i].due - t;
+            if (c[i].due && (wait < 0 || c[i].due - t < wait)) wait = c[i].due - t;
             i++;
         }
         for (int i = 0; i < nd;) {
@@ -300,8 +304,11 @@ static void server(int ls, int us, int quit) {
             if (wait < 0 || d[i].due - t < wait) wait = d[i].due - t;
             i++;
         }
-        struct pollfd p[3] = {{ls, POLLIN, 0}, {us, POLLIN, 0}, {quit, POLLIN, 0}};
-        if (poll(p, 3, (int)wait) < 0 && errno != EINTR) _exit(1);
+        p[0] = (struct pollfd){ls, n < 256 ? POLLIN : 0, 0};
+        p[1] = (struct pollfd){us, POLLIN, 0};
+        p[2] = (struct pollfd){quit, POLLIN, 0};
+        for (int i = 0; i < n; i++) p[3 + i] = (struct pollfd){c[i].due ? -1 : c[i].fd, POLLIN, 0};
+        if (poll(p, (nfds_t)(3 + n), (int)wait) < 0 && errno != EINTR) _exit(1);
         if (p[2].revents) _exit(0);
         for (;;) {
             unsigned char buf[512];
@@ -317,25 +324,27 @@ static void server(int ls, int us, int quit) {
             d[nd].due = st_mono_ms() + DELAY_MS;
             nd++;
         }
+        /* Requests come: the client sends its whole request at once. */
+        for (int i = n - 1; i >= 0; i--) {
+            if (c[i].due || !p[3 + i].revents) continue;
+            int type;
+            char key[1024];
+            if (read_request(c[i].fd, &type, key, sizeof key) == 0) respond(type, key, &c[i].o);
+            else c[i].o.n = 0;
+            if (c[i].o.n == 0 || c[i].o.n > sizeof c[i].o.b) {
+                close(c[i].fd);
+                c[i] = c[--n];
+                continue;
+            }
+            c[i].due = st_mono_ms() + DELAY_MS;
+        }
         if (!(p[0].revents & POLLIN)) continue;
         int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) continue;
-        /* The client sends its request right after connecting. */
-        struct timeval tv = {1, 0};
+        struct timeval tv = {1, 0}; /* a request cut short ends its connection */
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        int type;
-        char key[1024];
-        if (n == 256 || read_request(fd, &type, key, sizeof key) != 0) {
-            close(fd);
-            continue;
-        }
-        respond(type, key, &c[n].o);
-        if (c[n].o.n == 0 || c[n].o.n > sizeof c[n].o.b) {
-            close(fd);
-            continue;
-        }
         c[n].fd = fd;
-        c[n].due = st_mono_ms() + DELAY_MS;
+        c[n].due = 0;
         n++;
     }
 }
