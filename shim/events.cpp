@@ -336,7 +336,9 @@ int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req, stru
 unsigned sleep(unsigned s) {
     struct timespec ts = {time_t(s), 0}, rem = {0, 0};
     if (nanosleep(&ts, &rem) == 0) return 0;
-    return unsigned(rem.tv_sec + (rem.tv_nsec ? 1 : 0));
+    // The whole seconds left, as glibc's sleep() counts them (2.7 s left is
+    // 2, 0.7 s is 0): a loop of sleep(left) ends when glibc's would.
+    return unsigned(rem.tv_sec);
 }
 
 int usleep(useconds_t us) {

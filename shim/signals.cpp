@@ -249,6 +249,15 @@ uint64_t mask_bits(const sigset_t &m) {
 // to: a thread that raised it goes no further (xz re-raises the signal that
 // stopped it, then would exit 0).
 void default_action_now(int sig) {
+    // The signal of NP_DUMP_SIGNAL, left at SIG_DFL by the program, has the
+    // runtime's dump for its action in the kernel: sent to the process, it
+    // is dumped and the program goes on, as when it comes from outside.
+    // Taken here as the default, a raise(3) or kill(getpid()) of it ended
+    // the process instead.
+    if (sig != SIGSTOP && sig == npshim_dump_signal()) {
+        real.syscall(SYS_kill, getpid(), sig, 0, 0, 0, 0);
+        return;
+    }
     if (sig == SIGSTOP) { // no action to set, never blocked: the kernel's stop, for this thread first
         real.syscall(SYS_tgkill, getpid(), real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0), sig, 0, 0, 0);
         return;

@@ -291,9 +291,17 @@ void release_tcb(void *tp) {
 // The size glibc gives a thread by default: RLIMIT_STACK, as pthread_create.
 size_t default_stack() {
     if (const char *v = secure_getenv("NP_STACK_SIZE")) { // nprun -s
+        // Read as the runtime reads it (src/config.cpp), k, m and g
+        // suffixes included: NP_STACK_SIZE=256k set by hand was taken by
+        // the runtime without a word and ignored here.
         char *end;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (*end == 0 && n >= 16384 && n <= (1ull << 30)) return size_t(n);
+        unsigned long long n = *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+        unsigned shift = 0;
+        if (n && *end) {
+            const char *units = "kKmMgG", *u = strchr(units, *end);
+            if (u) shift = 10 * unsigned(1 + (u - units) / 2), end++;
+        }
+        if (n && *end == 0 && n <= (1ull << 30) >> shift && n << shift >= 16384) return size_t(n << shift);
     }
     pthread_attr_t a;
     size_t s = 0;

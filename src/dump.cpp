@@ -579,6 +579,12 @@ void dump_job(void *arg) {
 // ---- the signal -----------------------------------------------------------
 
 std::atomic<uint32_t> requests{0};
+// The requests the dump thread has taken: a thread (re)started counts from
+// here, not from what requests holds when it first runs, so a signal that
+// came between the handler's install and that moment (a program that
+// raises it at once) is dumped, and so are those a forked child got before
+// its own thread started.
+std::atomic<uint32_t> taken{0};
 int installed_sig = 0;
 bool thread_started = false; // in this process (not in a forked child)
 Mutex install_mu;
@@ -590,7 +596,7 @@ void on_dump_signal(int) {
 }
 
 void *dump_thread(void *) {
-    uint32_t seen = requests.load(std::memory_order_acquire);
+    uint32_t seen = taken.load(std::memory_order_relaxed);
     for (;;) {
         uint32_t now = requests.load(std::memory_order_acquire);
         if (now == seen) {
@@ -598,6 +604,7 @@ void *dump_thread(void *) {
             continue;
         }
         seen = now;
+        taken.store(now, std::memory_order_relaxed);
         Out *o = static_cast<Out *>(mem_alloc(sizeof(Out)));
         if (!o) continue;
         new (o) Out();

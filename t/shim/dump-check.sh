@@ -92,5 +92,16 @@ pid=
 if [ "$rc" = 0 ] && grep -q '^done$' "$tmp/out"; then ok "the program went on and exited 0"
 else fail "the program ended with status $rc after the dump"; sed 's/^/     | /' "$tmp/err" | tail -n 5; fi
 
+# The program sends the signal itself: raise(3) and kill(getpid()) from a
+# green thread, and raise(3) before any thread, as the dump thread starts.
+# Each dumps and goes on; they ended the process, as the default action.
+for how in self early; do
+    timeout -k 5 30 "$nprun" -p 1 --dump-on QUIT -- "$prog" "$how" > "$tmp/out" 2> "$tmp/err"
+    rc=$?
+    if [ "$rc" = 0 ] && grep -q '^done$' "$tmp/out" && grep -q '^netpoll: .*green threads' "$tmp/err"; then
+        ok "$how: the program's own SIGQUIT dumps, and it goes on"
+    else fail "$how: status $rc, dump lines $(grep -c . "$tmp/err")"; fi
+done
+
 echo "dump: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

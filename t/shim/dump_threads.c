@@ -39,7 +39,29 @@ __attribute__((noinline)) void *legacy_sleeper(void *arg) {
     return arg;
 }
 
-int main(void) {
+/* "self": the program sends the dump signal itself, with raise(3) and
+ * kill(getpid()) from main, a green thread by then; "early": raise(3)
+ * first thing, before any thread.  Either way the dump comes and the
+ * program goes on, as on a SIGQUIT from outside. */
+static int self_sent(const char *how) {
+    if (how[0] == 'e') {
+        raise(SIGQUIT);
+        usleep(500000); /* the dump thread writes */
+        printf("done\n");
+        return 0;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, legacy_sleeper, NULL) != 0) return 1;
+    raise(SIGQUIT);
+    usleep(300000);
+    kill(getpid(), SIGQUIT);
+    usleep(300000);
+    printf("done\n");
+    return 0; /* the sleeper ends with the process */
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) return self_sent(argv[1]);
     static const struct { const char *name; void *(*fn)(void *); } kinds[] = {
         {"reader", legacy_reader}, {"locker", legacy_locker},
         {"waiter", legacy_waiter}, {"sleeper", legacy_sleeper},

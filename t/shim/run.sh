@@ -108,6 +108,8 @@ yield_spread:yield_spread.c:
 own_wrappers:own_wrappers.c:
 signal_partial:signal_partial.c:
 uring_fds:uring_fds.c:
+sleep_left:sleep_left.c:
+default_stack:default_stack.c:
 c11_threads:c11_threads.c:'
 
 passed=0
