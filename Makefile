@@ -82,7 +82,7 @@ LIB_LIBS += -Wl,--whole-archive $(JEMALLOC_A) -Wl,--no-whole-archive
 # libc's own functions (__wrap_* in src/libc_real.cpp; t/imports-check.sh),
 # and its fork handlers to src/heap_fork.cpp (a child resets the heap when
 # it first uses it).  Not in internal-tests, which no shim is preloaded into.
-JEMALLOC_WRAP := close sched_yield syscall pthread_create pthread_join pthread_key_create \
+JEMALLOC_WRAP := close sched_yield sched_getaffinity sched_setaffinity syscall pthread_create pthread_join pthread_key_create \
                  pthread_setspecific pthread_mutex_init pthread_mutex_lock pthread_mutex_trylock \
                  pthread_mutex_unlock pthread_cond_init pthread_cond_signal pthread_cond_wait \
                  pthread_cond_timedwait pthread_atfork

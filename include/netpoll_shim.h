@@ -71,6 +71,11 @@ int npshim_thread_adopt(npshim_thread **t, void *lo, size_t size, void *tp, void
 /* The thread pointer entered whenever t runs (its TCB); before start.
  * keep_tid: the TCB keeps the tid it has (the program's main thread). */
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid);
+/* Owner fields (a pthread_mutex_t's __owner) of glibc's own recursive
+ * locks, which name their holder by the TCB's tid: a thread that parks
+ * holding one gives it, and its TCB, an id of its own, as for a robust
+ * mutex, until it lets go.  At most 4; before the runtime starts. */
+void npshim_tid_owner_words(int *const *words, int n);
 /* Its stack: lowest usable byte and size. */
 void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size);
 uint64_t npshim_thread_id(const npshim_thread *t);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
@@ -22,21 +23,44 @@
 namespace shim {
 namespace {
 
-// The load address of the object holding `in`, or null.
-void *object_of(const void *in) {
-    Dl_info i;
-    return in && dladdr(in, &i) ? i.dli_fbase : nullptr;
+// The executable segment holding `in`, found once by dl_iterate_phdr(),
+// which takes only ld.so's list lock.  Not dladdr() at each call: it takes
+// dl_load_lock, which a thread parked in a library's constructor under
+// dlopen() may hold (scheduler.cpp, enter_tls), and a worker added meanwhile
+// for the threads that wait for it makes its epoll set here.
+struct Segment {
+    uintptr_t lo = 0, hi = 0;
+};
+int find_segment(struct dl_phdr_info *info, size_t, void *arg) {
+    auto *s = static_cast<Segment *>(arg);
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+        if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X) && s->lo >= lo && s->lo < lo + ph.p_memsz) {
+            *s = Segment{lo, lo + ph.p_memsz};
+            return 1;
+        }
+    }
+    return 0;
+}
+Segment segment_of(const void *in) {
+    Segment s{reinterpret_cast<uintptr_t>(in), 0};
+    if (!dl_iterate_phdr(find_segment, &s)) s = Segment{};
+    return s;
+}
+bool within(const Segment &s, const void *caller) {
+    auto a = reinterpret_cast<uintptr_t>(caller);
+    return a >= s.lo && a < s.hi;
 }
 
-// The caller's object, looked up once per call (epoll_create1 runs for
-// every short-lived set); the engine's and the shim's found once.
-bool from_engine(void *caller_obj) {
-    static void *engine = object_of(reinterpret_cast<void *>(&np_init));
-    return engine && caller_obj == engine;
+// The engine's code and the shim's, found once.
+bool from_engine(const void *caller) {
+    static Segment engine = segment_of(reinterpret_cast<void *>(&np_init));
+    return within(engine, caller);
 }
-bool from_shim(void *caller_obj) {
-    static void *shim = object_of(reinterpret_cast<void *>(&object_of));
-    return shim && caller_obj == shim;
+bool from_shim(const void *caller) {
+    static Segment shim = segment_of(reinterpret_cast<void *>(&segment_of));
+    return within(shim, caller);
 }
 
 // Never 0, 1 or 2: a program started with them closed writes its output
@@ -77,9 +101,8 @@ int above_program(int fd) {
 
 int opened(int fd, const void *caller) {
     if (fd < 0 || active <= 0) return fd;
-    void *obj = object_of(caller);
-    bool engine = from_engine(obj);
-    if (!engine && !from_shim(obj)) return fd; // the program's
+    bool engine = from_engine(caller);
+    if (!engine && !from_shim(caller)) return fd; // the program's
     fd = above_program(fd);
     if (engine)
         if (Fd *e = fd_entry(fd)) e->kind.store(kInternal, std::memory_order_release);

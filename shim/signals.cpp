@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <setjmp.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -538,6 +539,36 @@ void mask_narrowed(Thread *t, const sigset_t &before) {
     for (; p; p &= p - 1) wake_for(__builtin_ctzll(p) + 1);
 }
 
+// timer_create(2) with SIGEV_THREAD_ID names the thread to signal by its
+// kernel tid, which a program takes from gettid(2): a green thread's own
+// id, which the kernel refuses (EINVAL; a per-thread CPU-time profiler's
+// timer).  Such a timer is made for the OS main thread, which takes the
+// process's signals, and its expirations (SI_TIMER, with the kernel's
+// timer id) are sent on to the thread named, with the timer's siginfo, as
+// pthread_kill(3) sends; once that thread has ended they are dropped, as
+// the kernel drops them.
+constexpr int kThreadTimers = 256;
+std::atomic<int> timer_kid[kThreadTimers];     // the kernel's timer id + 1, 0 free
+std::atomic<pid_t> timer_tid[kThreadTimers];   // the green thread's id
+void timer_note(int kid, pid_t tid) {
+    for (int i = 0; i < kThreadTimers; i++)
+        if (timer_kid[i].load(std::memory_order_acquire) == kid + 1) timer_kid[i].store(0, std::memory_order_release);
+    if (!tid) return;
+    for (int i = 0; i < kThreadTimers; i++) {
+        int z = 0;
+        if (!timer_kid[i].compare_exchange_strong(z, -1, std::memory_order_acq_rel)) continue; // taken
+        timer_tid[i].store(tid, std::memory_order_relaxed);
+        timer_kid[i].store(kid + 1, std::memory_order_release);
+        return;
+    }
+}
+// The green thread a timer's expiration is for (0: none), by the kernel's id.
+pid_t timer_target(int kid) {
+    for (int i = 0; i < kThreadTimers; i++)
+        if (timer_kid[i].load(std::memory_order_acquire) == kid + 1) return timer_tid[i].load(std::memory_order_relaxed);
+    return 0;
+}
+
 // The kernel's handler for every signal the program handles or waits for.
 // It runs on a thread that takes signals: the OS main thread, parked while
 // main is a green thread, or a thread outside the runtime.
@@ -546,6 +577,13 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
     // Routed from the OS main thread while main is green; a plain thread
     // of the program (a forked child's, one glibc made) takes it itself.
     bool route = on() && !green() && park_tcb_main(tcb_current());
+    if (route && info && info->si_code == SI_TIMER) {
+        if (pid_t id = timer_target(info->si_timerid)) {
+            if (Thread *t = thread_of_id(id)) send_to(t, sig, info);
+            errno = e;
+            return;
+        }
+    }
     if (route && threads_pick(0)) {
         to_process(sig, info);
     } else {
@@ -1289,6 +1327,29 @@ int tgkill(pid_t tgid, pid_t tid, int sig) {
     }
     if (!real.syscall) real.syscall = reinterpret_cast<decltype(real.syscall)>(dlsym(RTLD_NEXT, "syscall"));
     return int(real.syscall(SYS_tgkill, tgid, tid, sig, 0, 0, 0));
+}
+
+int timer_create(clockid_t clk, struct sigevent *sev, timer_t *id) {
+    static auto fn = reinterpret_cast<decltype(&timer_create)>(dlsym(RTLD_NEXT, "timer_create"));
+    struct sigevent mine;
+    pid_t target = 0;
+    if (on() && sev && sev->sigev_notify == SIGEV_THREAD_ID && sev->_sigev_un._tid != getpid() &&
+        thread_of_id(sev->_sigev_un._tid)) {
+        target = sev->_sigev_un._tid;
+        mine = *sev;
+        mine._sigev_un._tid = getpid(); // the OS main thread: on_signal sends it on
+        sev = &mine;
+    }
+    int r = fn(clk, sev, id);
+    if (r == 0 && target) timer_note(int(reinterpret_cast<intptr_t>(*id)), target);
+    return r;
+}
+
+int timer_delete(timer_t id) {
+    static auto fn = reinterpret_cast<decltype(&timer_delete)>(dlsym(RTLD_NEXT, "timer_delete"));
+    int r = fn(id);
+    if (r == 0) timer_note(int(reinterpret_cast<intptr_t>(id)), 0);
+    return r;
 }
 
 int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {

@@ -90,8 +90,10 @@ void robust_enter(Thread *t) {
 }
 void robust_leave(Thread *t) {
     if (--t->robust_held) return;
-    npshim_thread_set_tls(t->g, t->tcb, 0);
+    // The worker's tid again, unless it still holds one of ld.so's locks
+    // under its own id: npshim_thread_set_tls() then puts that one back.
     field<pid_t>(t->tcb, tcb_tid_offset) = pid_t(real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0));
+    npshim_thread_set_tls(t->g, t->tcb, 0);
 }
 template <class F> int robust_lock(pthread_mutex_t *m, F lock) {
     Thread *t = robust_thread(m);

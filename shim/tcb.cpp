@@ -461,6 +461,45 @@ bool tcb_made_here(const void *tcb) { return in_slabs(tcb); }
 
 void *tcb_current() { return tp(); }
 
+// ld.so's dl_load_lock, dl_load_write_lock and dl_load_tls_lock, three
+// recursive pthread_mutex_t side by side in _rtld_global, are locked with
+// libc's own pthread_mutex_lock(), which names the owner by the TCB's tid:
+// the worker's, for every green thread it runs.  dlopen() and dlclose() hold
+// dl_load_lock while a library's constructors and destructors run, which
+// may park (a constructor that starts a thread and joins it, or reads a
+// pipe).  The engine gives such a thread an id of its own as it parks
+// (scheduler.cpp, enter_tls).  dl_iterate_phdr() holds the middle one
+// while its callback runs: found there, by its owner and kind, and the
+// other two checked to be recursive mutexes beside it.
+namespace {
+char *rtld_global;
+pthread_mutex_t *rtld_write_lock;
+int find_write_lock(struct dl_phdr_info *, size_t, void *) {
+    pid_t me = *reinterpret_cast<pid_t *>(static_cast<char *>(tp()) + tcb_tid_offset);
+    for (size_t o = sizeof(pthread_mutex_t); o + 2 * sizeof(pthread_mutex_t) <= 8192; o += 8) {
+        auto *m = reinterpret_cast<pthread_mutex_t *>(rtld_global + o);
+        if (m->__data.__lock && m->__data.__count == 1 && m->__data.__owner == me &&
+            (m->__data.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP) {
+            rtld_write_lock = m;
+            break;
+        }
+    }
+    return 1;
+}
+} // namespace
+
+void tcb_rtld_locks() {
+    rtld_global = static_cast<char *>(dlsym(RTLD_DEFAULT, "_rtld_global"));
+    if (!rtld_global) return;
+    dl_iterate_phdr(find_write_lock, nullptr);
+    pthread_mutex_t *m = rtld_write_lock;
+    if (!m || (m[-1].__data.__kind & 3) != PTHREAD_MUTEX_RECURSIVE_NP ||
+        (m[1].__data.__kind & 3) != PTHREAD_MUTEX_RECURSIVE_NP)
+        return;
+    int *words[3] = {&m[-1].__data.__owner, &m[0].__data.__owner, &m[1].__data.__owner};
+    npshim_tid_owner_words(words, 3);
+}
+
 Thread *tcb_record(void *tcb) {
     // Only memory of our slabs is read: a pthread_t of a thread glibc made
     // itself (SIGEV_THREAD, AIO) has its TCB at the very top of its stack.

@@ -31,6 +31,9 @@ void tcb_set_unwind_buf(void *tcb, void *buf);
 void *tcb_unwind_buf(void *tcb);
 void tcb_clear_exiting(void *tcb);
 void tcb_after_fork();              // the pool's lock, as a forked child finds it
+// ld.so's recursive locks, named by the TCB's tid: told to the engine
+// (npshim_tid_owner_words), found where this glibc keeps them.
+void tcb_rtld_locks();
 extern long tcb_tid_offset;
 extern size_t tcb_sizeof_pthread;
 

@@ -769,6 +769,7 @@ void init_once() {
         warn("this glibc's thread layout is not one the shim knows");
     } else {
         npshim_tls_config(tcb_tid_offset, release_tcb);
+        tcb_rtld_locks();
         // Raised by a thread's own call, these are that thread's: workers
         // take them (the default action, or the handler on that thread).
         uint64_t sync = 0;

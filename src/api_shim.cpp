@@ -223,8 +223,21 @@ int npshim_thread_adopt(npshim_thread **t, void *lo, size_t size, void *tp, void
 }
 
 void npshim_thread_set_tls(npshim_thread *t, void *tp, int keep_tid) {
-    g_of(t)->tls = tp;
-    g_of(t)->keep_tid = keep_tid != 0;
+    GThread *g = g_of(t);
+    g->tls = tp;
+    g->keep_tid = keep_tid != 0;
+    // Back from an id of its own (a robust mutex let go) while it still
+    // holds a lock of npshim_tid_owner_words under that id: it keeps it.
+    if (!keep_tid && tp && tcb_tid_off >= 0 && g->started && claim_owner_words(own_tid(g), own_tid(g))) {
+        g->word_tid = true;
+        *reinterpret_cast<pid_t *>(static_cast<char *>(tp) + tcb_tid_off) = own_tid(g);
+    }
+}
+
+void npshim_tid_owner_words(int *const *words, int n) {
+    if (n > int(sizeof tid_owner_words / sizeof *tid_owner_words)) n = int(sizeof tid_owner_words / sizeof *tid_owner_words);
+    for (int i = 0; i < n; i++) tid_owner_words[i] = words[i];
+    tid_owner_nwords = n;
 }
 
 void npshim_thread_stack(const npshim_thread *t, void **lo, size_t *size) {

@@ -61,7 +61,7 @@ static bool parse_size(const char *s, unsigned long long *out) {
 // the machine.  One system call, where sysconf reads sysfs.
 static int default_procs() {
     cpu_set_t set;
-    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    long n = sys_sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > kMaxProcs ? kMaxProcs : int(n);
 }
 

@@ -57,6 +57,10 @@ struct GThread {
     // into this thread; null: it runs on its worker's.
     void *tls = nullptr;
     bool keep_tid = false;           // its TCB's tid is not the worker's
+    // It parked holding a lock of glibc's own that names its owner by the
+    // TCB's tid (npshim_tid_owner_words): its TCB and the lock carry an id
+    // of its own until it lets go of the lock (see enter_tls).
+    bool word_tid = false;
     // Set by the thread itself (npshim_thread_pin): it stays on its home
     // worker from now on, as a thread without a TCB of its own does, for
     // state the kernel keeps per OS thread (a ptrace tracer).

@@ -187,6 +187,13 @@ int __wrap_fputs(const char *s, FILE *f) { return REAL(fputs)(s, f); }
 size_t __wrap_fwrite(const void *p, size_t size, size_t n, FILE *f) { return REAL(fwrite)(p, size, n, f); }
 int __wrap_close(int fd) { return np::sys_close(fd); }
 int __wrap_sched_yield() { return np::sys_sched_yield(); }
+// Its CPU count and its background threads' pins: the OS thread's own.
+int __wrap_sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set) {
+    return np::sys_sched_getaffinity(pid, size, set);
+}
+int __wrap_sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *set) {
+    return np::sys_sched_setaffinity(pid, size, set);
+}
 
 // jemalloc reads and writes files through syscall(SYS_read, ...) and the
 // like: six arguments, as many as any system call takes.

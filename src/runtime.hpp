@@ -147,6 +147,10 @@ inline Worker *cur_worker() {
     return tls_worker;
 }
 extern long tcb_tid_off;
+extern int *tid_owner_words[4];        // npshim_tid_owner_words: owner fields
+extern int tid_owner_nwords;
+pid_t own_tid(const GThread *g);       // a thread's id of its own, above any pid
+bool claim_owner_words(pid_t from, pid_t to); // owner fields at from: to; any?
 extern uint64_t worker_sync_signals;   // a kernel sigset: unblocked on workers
 extern void (*tls_release)(void *tp);  // the shim frees a finished thread's TCB
 

@@ -43,6 +43,8 @@ long tls_worker_off;
 long tls_worker_static;
 long starter_off; // the thread that started the workers: its tls_worker's offset
 long tcb_tid_off = -1;
+int *tid_owner_words[4];
+int tid_owner_nwords;
 uint64_t worker_sync_signals;
 void (*tls_release)(void *tp);
 
@@ -377,6 +379,28 @@ static inline void after_switch(Worker *w) {
     if (w->dead) finish_dead(w);
 }
 
+// glibc's own recursive locks that name their owner by the TCB's tid (the
+// dynamic linker's dl_load_lock, held while dlopen() and dlclose() run a
+// library's constructors and destructors, which may park): a thread that
+// parks holding one would leave it to the worker's tid, so another thread
+// of that worker would take it as its own (a second dlopen() returning the
+// library while its constructor still runs) and the holder, woken on
+// another worker, could not unlock it (EPERM, ignored by ld.so: every later
+// dlopen(), dlsym() or exit() of another worker's thread waits for ever).
+// So as it leaves holding one, the lock and its TCB take its own id, as
+// the shim does for a robust mutex (sync.cpp); once it let go of them all,
+// its TCB takes its worker's tid again.
+pid_t own_tid(const GThread *g) { return pid_t(0x20000000 | (g->id & 0x1fffffff)); }
+bool claim_owner_words(pid_t from, pid_t to) {
+    bool any = false;
+    for (int i = 0; i < tid_owner_nwords; i++)
+        if (__atomic_load_n(tid_owner_words[i], __ATOMIC_RELAXED) == from) {
+            if (from != to) __atomic_store_n(tid_owner_words[i], to, __ATOMIC_RELAXED);
+            any = true;
+        }
+    return any;
+}
+
 // Enter to's TCB (or the worker's own) before switching to it.  Only
 // here, right before the assembly switch, so no C code runs with a TCB that
 // is not its thread's; the TCB learns its worker (tls_worker) and its
@@ -388,11 +412,22 @@ static inline void enter_tls(Worker *w, GThread *from, GThread *to) {
     // A TCB may be shared with a parked OS thread (the program's main
     // thread): it must not see this worker there once the thread left.
     long off = __atomic_load_n(&tls_worker_off, __ATOMIC_RELAXED);
-    if (from && from->tls) *reinterpret_cast<Worker **>(static_cast<char *>(from->tls) + off) = nullptr;
+    if (from && from->tls) {
+        char *tcb = static_cast<char *>(from->tls);
+        *reinterpret_cast<Worker **>(tcb + off) = nullptr;
+        // Only the thread leaving can hold such a lock under w->tid: one
+        // that left holding one carries its own id (above).
+        if (tcb_tid_off >= 0 && !from->keep_tid && !from->word_tid &&
+            claim_owner_words(w->tid, own_tid(from))) {
+            from->word_tid = true;
+            *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = own_tid(from);
+        }
+    }
     if (to && to->tls) {
         char *tcb = static_cast<char *>(to->tls);
         *reinterpret_cast<Worker **>(tcb + off) = w;
-        if (tcb_tid_off >= 0 && !to->keep_tid) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
+        if (to->word_tid && !claim_owner_words(own_tid(to), own_tid(to))) to->word_tid = false;
+        if (tcb_tid_off >= 0 && !to->keep_tid && !to->word_tid) *reinterpret_cast<pid_t *>(tcb + tcb_tid_off) = w->tid;
     }
     tp_set(next);
 }

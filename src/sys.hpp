@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <ctime>
 #include <csignal>
+#include <cstring>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -301,6 +303,17 @@ inline int sys_open(const char *path, int flags) {
 inline pid_t sys_gettid() { return pid_t(raw_syscall3(SYS_gettid, 0, 0, 0)); }
 
 inline int sys_sched_yield() { return int(sys_result(raw_syscall3(SYS_sched_yield, 0, 0, 0))); }
+
+// glibc's: 0, with the bytes past what the kernel wrote cleared.
+inline int sys_sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set) {
+    long n = raw_syscall3(SYS_sched_getaffinity, pid, long(size), long(set));
+    if (n < 0) return int(sys_result(n));
+    memset(reinterpret_cast<char *>(set) + n, 0, size - size_t(n));
+    return 0;
+}
+inline int sys_sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *set) {
+    return int(sys_result(raw_syscall3(SYS_sched_setaffinity, pid, long(size), long(set))));
+}
 
 inline int sys_sigaltstack(const stack_t *ss, stack_t *old) {
     return int(sys_result(raw_syscall3(SYS_sigaltstack, long(ss), long(old), 0)));

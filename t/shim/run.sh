@@ -75,6 +75,8 @@ mmsg:mmsg.c:
 futex_ops:futex_ops.c:
 plain_sem_eintr:plain_sem_eintr.c:
 glibc_mutex:glibc_mutex.c:
+dl_lock:dl_lock.c:
+thread_timer:thread_timer.c:
 fault_handlers:fault_handlers.c:
 far_timeouts:far_timeouts.c:
 fortify:fortify.c:
