@@ -707,7 +707,7 @@ int close(int fd) {
 static int fcntl_common(int fd, int cmd, void *arg, bool is64) {
     on(); // real.* are set
     auto fn = is64 ? real.fcntl64 : real.fcntl;
-    int r = cmd == F_SETLKW || cmd == F_OFD_SETLKW ? kernel_call([&] { return fn(fd, cmd, arg); }, -1, false)
+    int r = cmd == F_SETLKW || cmd == F_OFD_SETLKW ? kernel_call([&] { return fn(fd, cmd, arg); }, -1, false, true, true)
                                                    : fn(fd, cmd, arg);
     if (r >= 0 && on()) {
         if (cmd == F_SETFL) fd_flags_changed();

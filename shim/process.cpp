@@ -279,14 +279,14 @@ pid_t waitpid(pid_t pid, int *status, int options) {
     on(); // real.* are set
     auto fn = real.waitpid;
     if (options & WNOHANG) return fn(pid, status, options);
-    return kernel_call([&] { return fn(pid, status, options); }, pid_t(-1), false);
+    return kernel_call([&] { return fn(pid, status, options); }, pid_t(-1), false, true, true);
 }
 
 int waitid(idtype_t type, id_t id, siginfo_t *info, int options) {
     on();
     auto fn = real.waitid;
     if (options & WNOHANG) return fn(type, id, info, options);
-    return kernel_call([&] { return fn(type, id, info, options); }, -1, false);
+    return kernel_call([&] { return fn(type, id, info, options); }, -1, false, true, true);
 }
 
 pid_t wait3(int *status, int options, struct rusage *ru) { return wait4(-1, status, options, ru); }
@@ -295,7 +295,7 @@ pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru) {
     on();
     auto fn = real.wait4;
     if (options & WNOHANG) return fn(pid, status, options, ru);
-    return kernel_call([&] { return fn(pid, status, options, ru); }, pid_t(-1), false);
+    return kernel_call([&] { return fn(pid, status, options, ru); }, pid_t(-1), false, true, true);
 }
 
 FILE *popen(const char *cmd, const char *mode) {

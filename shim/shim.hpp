@@ -86,6 +86,10 @@ struct Thread {
     // In a call that waits in the kernel (kernel_call): its worker's tid,
     // which signals for it are forwarded to, and forwarders at work.
     std::atomic<pid_t> kwait_tid{0};
+    // pthread_cancel's poke of that worker: 1 sent, 0 the call was ended
+    // with EINTR, 2 it was not in the call yet (cancel_kernel_wait).
+    std::atomic<int> cancel_kick{0};
+    std::atomic<bool> kwait_cancel{false}; // that call is a cancellation point
     std::atomic<int> forwarding{0};
     std::atomic<uint64_t> forwarded{0};    // sent on with tgkill: siginfo has the sender
     // Signals sent to it (pthread_kill, or routed to it), run by the thread
@@ -243,19 +247,25 @@ struct KernelWait {
     Thread *t;
     sigset_t worker;
 };
-bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff = true);
+bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff = true, bool cancel = false);
 void kernel_wait_end(KernelWait *k);   // handlers of late signals run here
+// A cancellation point waiting so (waitpid, F_SETLKW): pthread_cancel
+// pokes its worker, whose handler ends the call with EINTR (signals.cpp).
+void cancel_kernel_wait(Thread *t);
 // f() as such a call; fail is its result for EINTR (restart: never EINTR,
-// as system() and pclose(), which wait again by themselves).
-template <class F, class R> R kernel_call(F f, R fail, bool restart, bool handoff = true) {
+// as system() and pclose(), which wait again by themselves).  cancel: a
+// cancellation point, acted on before the call and when it ends with EINTR.
+template <class F, class R> R kernel_call(F f, R fail, bool restart, bool handoff = true, bool cancel = false) {
     Thread *t = green() ? self() : nullptr;
     if (!t) return f();
     for (;;) {
+        if (cancel) test_cancel(t);
         KernelWait k;
-        if (kernel_wait_begin(t, &k, handoff)) {
+        if (kernel_wait_begin(t, &k, handoff, cancel)) {
             R r = f();
             int e = errno;
             kernel_wait_end(&k);
+            if (cancel && r == fail && e == EINTR) test_cancel(t);
             errno = e;
             return r;
         }
@@ -332,6 +342,8 @@ int join_wait(const npshim_thread *g, const uint32_t *addr);
 inline int futex_wake(const uint32_t *addr, int n) { return npshim_futex_wake(addr, n); }
 // Thread-unique owner ids for mutexes (the tid on plain OS threads).
 int owner_id();
+// The robust mutexes a green thread ends holding: EOWNERDEAD for the next locker.
+void robust_owner_died(Thread *t);
 void owner_id_after_fork(); // in a forked child, before any lock
 // A green thread's own ID (not main's): its owner id and gettid().  Above
 // the kernel's PID_MAX_LIMIT, so no task has it.

@@ -706,11 +706,41 @@ bool is_fault(int sig) {
     return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
 }
 
+// The thread's cancellation point waits in the kernel (kernel_call): a
+// poke that finds it in libc's system call (restarted: SA_RESTART is
+// kPoke's) ends the call with EINTR, and kernel_call acts on the request.
+// Else it had not got there yet: cancel_kernel_wait pokes again.
+bool at_kernel_wait(const void *uc) {
+    auto *c = static_cast<const ucontext_t *>(uc);
+#if defined(__x86_64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.gregs[REG_RIP]);
+    long nr = long(c->uc_mcontext.gregs[REG_RAX]);
+    bool at = reinterpret_cast<const uint8_t *>(pc)[0] == 0x0f && reinterpret_cast<const uint8_t *>(pc)[1] == 0x05;
+#elif defined(__aarch64__)
+    uintptr_t pc = uintptr_t(c->uc_mcontext.pc);
+    long nr = long(c->uc_mcontext.regs[8]);
+    bool at = reinterpret_cast<const uint32_t *>(pc)[0] == 0xd4000001;
+#else
+    uintptr_t pc = 0;
+    long nr = -1;
+    bool at = false;
+#endif
+    for (int i = 0; at && i < n_no_go; i++)
+        if (pc >= no_go[i].lo && pc < no_go[i].hi) return no_go[i].libc && waits_restarted(nr);
+    return false;
+}
+
 // kPoke's handler: ours, sent to this worker for the thread it runs; or
 // the program's SIGURG, which is the process's.
 void on_poke(int sig, siginfo_t *info, void *uc) {
     int e = errno;
     bool ours = info && info->si_code == SI_TKILL && info->si_pid == getpid() && on();
+    Thread *kt = ours && green() ? self() : nullptr;
+    if (kt && kt->cancel_kick.load(std::memory_order_seq_cst) == 1 && kt->kwait_tid.load(std::memory_order_seq_cst)) {
+        bool at = at_kernel_wait(uc);
+        if (at) end_with_eintr(uc);
+        kt->cancel_kick.store(at ? 0 : 2, std::memory_order_seq_cst);
+    }
     if (!ours) {
         if (on() && green() && threads_pick(0)) to_process(sig, info); // landed on a worker
         else on_signal(sig, info, uc);
@@ -999,12 +1029,15 @@ WaitMask::~WaitMask() {
     mask_narrowed(t_, during);
 }
 
-bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff) {
+bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff, bool cancel) {
     k->t = t;
     if (handoff) npshim_kernel_wait();
     real.pthread_sigmask(SIG_SETMASK, &t->sigmask, &k->worker);
+    t->kwait_cancel.store(cancel, std::memory_order_seq_cst);
     t->kwait_tid.store(kernel_tid(), std::memory_order_seq_cst);
-    if (!sig_pending(t)) return true;
+    // A cancel that came before kwait_tid was seen found nothing to poke.
+    bool cancelled = cancel && t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled;
+    if (!sig_pending(t) && !cancelled) return true;
     kernel_wait_end(k); // one came before: no call, its handler runs first
     return false;
 }
@@ -1030,6 +1063,29 @@ void kernel_wait_end(KernelWait *k) {
         if (real.syscall(SYS_rt_sigtimedwait, long(&one), long(&info), long(&zero), 8, 0, 0) != sig) continue;
         if (t->forwarded.fetch_and(~bit(sig), std::memory_order_seq_cst) & bit(sig)) info = t->siginfo;
         send_to(t, sig, &info);
+    }
+}
+
+// Poke until the handler has ended the call (or the thread has left it):
+// one that lands before the thread enters the system call cannot stop it.
+// The handler answers when the worker next runs, which on a busy machine
+// may take a while: wait for the answer, yielding.  A thread that blocks
+// kPoke is not reached so (glibc's SIGCANCEL cannot be blocked).
+void cancel_kernel_wait(Thread *t) {
+    if (!pokes_on || sigismember(&t->sigmask, kPoke)) return;
+    for (int round = 0; round < 1000; round++) {
+        pid_t tid = t->kwait_tid.load(std::memory_order_seq_cst);
+        if (!tid || !t->kwait_cancel.load(std::memory_order_seq_cst)) return; // flock, system: not one
+        t->cancel_kick.store(1, std::memory_order_seq_cst);
+        if (real.syscall(SYS_tgkill, getpid(), tid, kPoke, 0, 0, 0) != 0) return;
+        int k = 1;
+        for (int i = 0; i < 100000 && (k = t->cancel_kick.load(std::memory_order_seq_cst)) == 1; i++) {
+            if (i < 100) __builtin_ia32_pause();
+            else real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+        }
+        if (k == 1) t->cancel_kick.store(0, std::memory_order_seq_cst);
+        if (k != 2) return; // ended, or the poke found another thread there (it left the wait)
+        real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
     }
 }
 
@@ -1163,20 +1219,12 @@ sighandler_t signal(int sig, sighandler_t h) {
                                      : old.sa_handler;
 }
 
-int pthread_kill(pthread_t th, int sig) {
-    Thread *t = on() ? thread_of(th) : nullptr;
-    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_kill(th, sig);
-    if (sig < 0 || sig > 64) return EINVAL;
-    if (sig == 0) return 0;
+// pthread_kill's and pthread_sigqueue's: info is what the thread gets.
+static int signal_thread(Thread *t, int sig, const siginfo_t &info) {
     sigset_t held = lock();
     struct sigaction a = prog[sig];
     unlock(held);
     bool handled = is_handler(a) && sig != SIGKILL && sig != SIGSTOP;
-    siginfo_t info = {};
-    info.si_signo = sig;
-    info.si_code = SI_TKILL;
-    info.si_pid = getpid();
-    info.si_uid = getuid();
     if (!handled) {
         if (a.sa_handler == SIG_IGN || (a.sa_handler == SIG_DFL && ignored_by_default(sig))) {
             // Dropped, unless the thread blocks it: the kernel then keeps it
@@ -1201,11 +1249,49 @@ int pthread_kill(pthread_t th, int sig) {
             send_to(t, sig, &info);
             return 0;
         }
-        return kill_process(sig) == 0 ? 0 : errno; // the default action is the process's
+        // The default action is the process's.  Queued, with its value
+        // (a sigwaitinfo's or signalfd's si_value).
+        int r = info.si_code == SI_QUEUE ? sigqueue(getpid(), sig, info.si_value) : kill_process(sig);
+        return r == 0 ? 0 : errno;
     }
     send_to(t, sig, &info);
     if (t == self()) sig_deliver(t); // raise(): before it returns
     return 0;
+}
+
+int pthread_kill(pthread_t th, int sig) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_kill(th, sig);
+    if (sig < 0 || sig > 64) return EINVAL;
+    if (sig == 0) return 0;
+    siginfo_t info = {};
+    info.si_signo = sig;
+    info.si_code = SI_TKILL;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    return signal_thread(t, sig, info);
+}
+
+// glibc's queues the signal to the TCB's tid, a worker's, which blocks
+// every signal: it was never delivered (a sigwaitinfo for it waited for
+// ever).  As pthread_kill, with the value and SI_QUEUE.
+int pthread_sigqueue(pthread_t th, int sig, const union sigval value) {
+    Thread *t = on() ? thread_of(th) : nullptr;
+    if (!t) {
+        if (on() && thread_gone(th)) return ESRCH;
+        static auto fn = reinterpret_cast<int (*)(pthread_t, int, const union sigval)>(
+            dlsym(RTLD_NEXT, "pthread_sigqueue"));
+        return fn(th, sig, value);
+    }
+    if (sig < 0 || sig > 64) return EINVAL;
+    if (sig == 0) return 0;
+    siginfo_t info = {};
+    info.si_signo = sig;
+    info.si_code = SI_QUEUE;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value = value;
+    return signal_thread(t, sig, info);
 }
 
 int signalfd(int fd, const sigset_t *mask, int flags) {

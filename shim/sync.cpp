@@ -95,6 +95,44 @@ void robust_leave(Thread *t) {
     field<pid_t>(t->tcb, tcb_tid_offset) = pid_t(real.syscall(SYS_gettid, 0, 0, 0, 0, 0, 0));
     npshim_thread_set_tls(t->g, t->tcb, 0);
 }
+} // namespace
+
+// A green thread that ends holding robust mutexes: what the kernel's
+// exit_robust_list does when an OS thread exits, for the green TCB's list
+// (which the kernel never sees, so a locker waited for ever instead of
+// getting EOWNERDEAD).  Each entry whose futex word names this thread's id
+// is marked FUTEX_OWNER_DIED, keeping FUTEX_WAITERS, and one waiter is
+// woken, with a shared wake as the kernel's (glibc waits on robust futexes
+// shared).  PI entries (bit 0 of the link) keep the worker's tid, left to
+// the kernel.
+void robust_owner_died(Thread *t) {
+    if (!t->robust_held) return;
+    uint32_t tid = field<uint32_t>(t->tcb, tcb_tid_offset) & FUTEX_TID_MASK;
+    char *head = static_cast<char *>(tcb_robust_head(t->tcb));
+    long off = field<long>(head, 8);
+    auto died = [&](uintptr_t link) {
+        if (link & 1) return;
+        auto *word = reinterpret_cast<uint32_t *>(link + uintptr_t(off));
+        uint32_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
+        do {
+            if ((v & FUTEX_TID_MASK) != tid) return;
+        } while (!__atomic_compare_exchange_n(word, &v, (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED, false,
+                                              __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+        if (v & FUTEX_WAITERS) real.syscall(SYS_futex, long(word), FUTEX_WAKE, 1, 0, 0, 0);
+    };
+    void *e = field<void *>(head, 0); // at most the kernel's ROBUST_LIST_LIMIT entries
+    for (int n = 0; e && e != head && n < 2048; n++) {
+        void *next = *static_cast<void **>(reinterpret_cast<void *>(uintptr_t(e) & ~uintptr_t(1)));
+        died(uintptr_t(e));
+        e = reinterpret_cast<void *>(uintptr_t(next) & ~uintptr_t(1));
+    }
+    if (void *p = field<void *>(head, 16)) died(uintptr_t(p));
+    t->robust_held = 1;
+    robust_leave(t);
+}
+
+namespace {
+
 template <class F> int robust_lock(pthread_mutex_t *m, F lock) {
     Thread *t = robust_thread(m);
     if (!t) return lock();
@@ -408,9 +446,19 @@ int pthread_mutex_trylock(pthread_mutex_t *m) {
     return mutex_lock(m, 0, true);
 }
 
+// glibc looks at a lock's time only when it has to wait: a free mutex is
+// taken (0), one's own errorcheck mutex is EDEADLK, even with a tv_nsec out
+// of range; else EINVAL.
+static int mutex_lock_bad_abs(pthread_mutex_t *m) {
+    int r = mutex_lock(m, 0, true);
+    if (r != EBUSY) return r;
+    bool own = (field<int>(m, kMKind) & kKindMask) == kErrorCheck && field<int>(m, kMOwner) == owner_id();
+    return own ? EDEADLK : EINVAL;
+}
+
 int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *abs) {
     if (!on() || glibc_mutex(m)) return robust_lock(m, [&] { return real.pthread_mutex_timedlock(m, abs); });
-    if (bad_abs(abs)) return EINVAL;
+    if (bad_abs(abs)) return abs ? mutex_lock_bad_abs(m) : EINVAL;
     return mutex_lock(m, deadline_from_abs(CLOCK_REALTIME, abs), false);
 }
 

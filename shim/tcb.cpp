@@ -460,6 +460,7 @@ bool tcb_setxid_marked(void *tcb) {
 bool tcb_made_here(const void *tcb) { return in_slabs(tcb); }
 
 void *tcb_current() { return tp(); }
+void *tcb_robust_head(void *tcb) { return static_cast<char *>(tcb) + kRobustHead; }
 
 // ld.so's dl_load_lock, dl_load_write_lock and dl_load_tls_lock, three
 // recursive pthread_mutex_t side by side in _rtld_global, are locked with

@@ -35,6 +35,8 @@ void tcb_after_fork();              // the pool's lock, as a forked child finds 
 // (npshim_tid_owner_words), found where this glibc keeps them.
 void tcb_rtld_locks();
 extern long tcb_tid_offset;
+// glibc's robust_list_head in the TCB (list, futex_offset, list_op_pending).
+void *tcb_robust_head(void *tcb);
 extern size_t tcb_sizeof_pthread;
 
 } // namespace shim

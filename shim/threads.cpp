@@ -332,6 +332,7 @@ void thread_end(Thread *t) {
     threads_remove(t);
     sig_thread_gone(); // one it was woken for goes to another
     tcb_thread_end(t->tcb);
+    robust_owner_died(t); // after the destructors, as the kernel at exit
     cur = nullptr;
     // Its record lives until it is joined (or, detached, until it is gone).
     t->ended.store(1, std::memory_order_release);
@@ -1099,7 +1100,10 @@ int pthread_cancel(pthread_t th) {
     if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_cancel(th);
     t->cancel_pending.store(1, std::memory_order_seq_cst);
     // Woken where it is parked, it sees the request at its cancellation point.
-    if (!t->cancel_disabled) interrupt(t);
+    if (!t->cancel_disabled) {
+        interrupt(t);
+        cancel_kernel_wait(t);
+    }
     return 0;
 }
 

@@ -112,7 +112,8 @@ signal_partial:signal_partial.c:
 uring_fds:uring_fds.c:
 sleep_left:sleep_left.c:
 default_stack:default_stack.c:
-c11_threads:c11_threads.c:'
+c11_threads:c11_threads.c:
+thread_gaps:thread_gaps.c:'
 
 passed=0
 failed=0
