@@ -35,8 +35,9 @@ static void *reader(void *arg) {
         if (si.ssi_signo == SIGUSR1) atomic_fetch_add(&got_usr1, 1);
         else if (si.ssi_signo == SIGUSR2) atomic_fetch_add(&got_usr2, 1);
         else if (si.ssi_signo == SIGHUP) {
-            atomic_fetch_add(&got_hup, 1);
+            /* the sender first: main reads from_child once it sees got_hup */
             if (si.ssi_pid != (uint32_t)getpid()) atomic_fetch_add(&from_child, 1);
+            atomic_fetch_add(&got_hup, 1);
         } else if (si.ssi_signo == SIGTERM) {
             atomic_store(&stop, 1);
         }
