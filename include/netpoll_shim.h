@@ -130,12 +130,22 @@ int npshim_futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline);
 /* npshim_futex_wait, but on a plain OS thread (not green) a signal's handler
  * run there before the deadline ends it with -EINTR, as glibc's sem waits. */
 int npshim_futex_wait_intr(const uint32_t *addr, uint32_t val, int64_t deadline);
-/* npshim_futex_wait without a deadline, shown in np_dump as a join of t
+/* npshim_futex_wait, but -EAGAIN too when *stop no longer holds seen, looked
+ * at with *addr under the lock every wake takes: a waker that changes *stop
+ * and then wakes addr (npshim_futex_wake_thread) cannot come between the
+ * caller's last look at its own state and its park, and be lost. */
+int npshim_futex_wait_stop(const uint32_t *addr, uint32_t val, int64_t deadline, const uint32_t *stop,
+                           uint32_t seen);
+/* npshim_futex_wait_stop without a deadline, shown in np_dump as a join of t
  * (the shim's pthread_join parks on a word of its own, where signals and
  * cancellation reach it). */
-int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val);
+int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val, const uint32_t *stop,
+                            uint32_t seen);
 /* Wake up to n waiters on addr; returns how many. */
 int npshim_futex_wake(const uint32_t *addr, int n);
+/* Wake t's wait on addr only (and any plain OS thread's there, which has no
+ * green thread to tell it by): a signal or a cancellation for one thread. */
+int npshim_futex_wake_thread(const uint32_t *addr, const npshim_thread *t);
 
 /* ---- descriptors, without touching the file's flags ---------------- */
 

@@ -143,12 +143,13 @@ bool helper_submit(HelperJob *j) {
 void helper_wait(Thread *t, HelperJob *j) {
     while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
         t->wait_word.store(&j->done, std::memory_order_seq_cst);
+        uint32_t seen = t->interrupts.load(std::memory_order_seq_cst); // as interruptible() in sync.cpp
         if (sig_pending(t)) {
             t->wait_word.store(nullptr, std::memory_order_relaxed);
             sig_deliver(t);
             continue;
         }
-        npshim_futex_wait(&j->done, 0, 0);
+        npshim_futex_wait_stop(&j->done, 0, 0, reinterpret_cast<const uint32_t *>(&t->interrupts), seen);
         t->wait_word.store(nullptr, std::memory_order_relaxed);
     }
 }

@@ -78,6 +78,11 @@ struct Thread {
     // What it is parked on, so pthread_cancel and signals can wake it
     // (interrupt(); fd_park()).
     std::atomic<const uint32_t *> wait_word{nullptr};
+    // Bumped by every interrupt(), before it wakes wait_word: the park
+    // gives up if it changed since the thread last looked (a request that
+    // came between that look and the park was lost: a cancelled thread
+    // stayed in pthread_cond_wait).
+    std::atomic<uint32_t> interrupts{0};
     std::atomic<np_fd *> wait_fd{nullptr};
     std::atomic<int> wait_mode{0};
     // glibc robust mutexes it holds (see robust_enter in sync.cpp).

@@ -1090,7 +1090,15 @@ void cancel_kernel_wait(Thread *t) {
 }
 
 void interrupt(Thread *t) {
-    if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) futex_wake(w, INT_MAX);
+    // Only t's wait: the word is often shared (a condition variable that a
+    // thousand threads wait on), and waking them all for one thread's signal
+    // or cancellation had every one of them run and wait again, as the
+    // kernel never does.
+    t->interrupts.fetch_add(1, std::memory_order_seq_cst);
+    if (const uint32_t *w = t->wait_word.load(std::memory_order_seq_cst)) {
+        if (t->g) npshim_futex_wake_thread(w, t->g);
+        else futex_wake(w, INT_MAX);
+    }
     t->poking.fetch_add(1, std::memory_order_seq_cst);
     if (np_fd *pd = t->wait_fd.exchange(nullptr, std::memory_order_seq_cst))
         np_set_deadline(pd, 1, t->wait_mode.load(std::memory_order_relaxed)); // an expired deadline

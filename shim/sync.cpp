@@ -376,10 +376,17 @@ namespace {
 // Asynchronous cancellation (PTHREAD_CANCEL_ASYNCHRONOUS) may act
 // anywhere: here, at any wait, which is where a thread such a program
 // cancels sits (uwsgi cancels its threads blocked on a mutex).
+// park(stop, seen) parks unless *stop moved from seen (npshim_futex_wait_stop).
 template <class Park> int interruptible(const uint32_t *addr, bool cancel_point, Park park) {
     Thread *t = on() ? self() : nullptr;
+    const uint32_t *stop = nullptr;
+    uint32_t seen = 0;
     if (t) {
         t->wait_word.store(addr, std::memory_order_seq_cst);
+        // Before the look at what is pending: an interrupt() after it moves
+        // the count, and the park, under the lock its wake-up takes, sees so.
+        stop = reinterpret_cast<const uint32_t *>(&t->interrupts);
+        seen = t->interrupts.load(std::memory_order_seq_cst);
         bool point = cancel_point || t->cancel_async;
         if ((point && t->cancel_pending.load(std::memory_order_seq_cst) && !t->cancel_disabled) || sig_pending(t)) {
             t->wait_word.store(nullptr);
@@ -393,7 +400,7 @@ template <class Park> int interruptible(const uint32_t *addr, bool cancel_point,
             return 0;
         }
     }
-    int r = park();
+    int r = park(stop, seen);
     if (t) {
         t->wait_word.store(nullptr, std::memory_order_relaxed);
         if (!cancel_point && sig_pending(t)) sig_deliver(t);
@@ -405,11 +412,14 @@ template <class Park> int interruptible(const uint32_t *addr, bool cancel_point,
 } // namespace
 
 int futex_wait(const uint32_t *addr, uint32_t val, int64_t deadline, bool cancel_point) {
-    return interruptible(addr, cancel_point, [&] { return npshim_futex_wait(addr, val, deadline); });
+    return interruptible(addr, cancel_point, [&](const uint32_t *stop, uint32_t seen) {
+        return stop ? npshim_futex_wait_stop(addr, val, deadline, stop, seen) : npshim_futex_wait(addr, val, deadline);
+    });
 }
 
 int join_wait(const npshim_thread *g, const uint32_t *addr) {
-    return interruptible(addr, true, [&] { return npshim_thread_join_wait(g, addr, 0); });
+    return interruptible(addr, true,
+                         [&](const uint32_t *stop, uint32_t seen) { return npshim_thread_join_wait(g, addr, 0, stop, seen); });
 }
 
 int64_t deadline_from_abs(clockid_t clock, const struct timespec *abs) {

@@ -108,7 +108,7 @@ ssize_t io_loop(PollDesc *pd, int mode, unsigned flags, npshim_op op, void *ctx)
 // A park on *addr while it holds val (npshim_futex_wait), shown in np_dump
 // as waiting for why on obj.
 int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind why, const void *obj,
-                  bool intr = false) {
+                  bool intr = false, const uint32_t *stop = nullptr, uint32_t seen = 0) {
     ErrnoGuard eg;
     if (!addr) return -EINVAL;
     if (deadline > 0 && deadline <= now_ns()) {
@@ -118,8 +118,9 @@ int futex_wait_as(const uint32_t *addr, uint32_t val, int64_t deadline, WaitKind
     Waiter w;
     w.tag = uintptr_t(addr);
     b.lk.lock();
-    // Under the bucket lock: a waker changes the word, then takes this lock.
-    if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val) {
+    // Under the bucket lock: a waker changes the word (or stop), then takes
+    // this lock.
+    if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != val || (stop && __atomic_load_n(stop, __ATOMIC_SEQ_CST) != seen)) {
         b.lk.unlock();
         return -EAGAIN;
     }
@@ -313,12 +314,20 @@ int npshim_futex_wait_intr(const uint32_t *addr, uint32_t val, int64_t deadline)
     return futex_wait_as(addr, val, deadline, WaitKind::futex, addr, true);
 }
 
-int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val) {
-    if (!t) return -EINVAL;
-    return futex_wait_as(addr, val, 0, WaitKind::join, reinterpret_cast<const void *>(uintptr_t(g_of(t)->id)));
+int npshim_futex_wait_stop(const uint32_t *addr, uint32_t val, int64_t deadline, const uint32_t *stop,
+                           uint32_t seen) {
+    return futex_wait_as(addr, val, deadline, WaitKind::futex, addr, false, stop, seen);
 }
 
-int npshim_futex_wake(const uint32_t *addr, int n) {
+int npshim_thread_join_wait(const npshim_thread *t, const uint32_t *addr, uint32_t val, const uint32_t *stop,
+                            uint32_t seen) {
+    if (!t) return -EINVAL;
+    return futex_wait_as(addr, val, 0, WaitKind::join, reinterpret_cast<const void *>(uintptr_t(g_of(t)->id)),
+                         false, stop, seen);
+}
+
+// only: wake just the waiters of that green thread (and OS threads').
+static int futex_wake_some(const uint32_t *addr, int n, const GThread *only) {
     if (!addr) return -EINVAL;
     Bucket &b = bucket_of(addr);
     Waiter *woken = nullptr;
@@ -326,7 +335,7 @@ int npshim_futex_wake(const uint32_t *addr, int n) {
     b.lk.lock();
     for (Waiter *w = b.q.head; w && count < n;) {
         Waiter *nx = w->next;
-        if (w->tag == uintptr_t(addr)) {
+        if (w->tag == uintptr_t(addr) && (!only || !w->g || w->g == only)) {
             b.q.unlink(w);
             w->state.store(kWoken, std::memory_order_relaxed);
             w->next = woken;
@@ -342,6 +351,12 @@ int npshim_futex_wake(const uint32_t *addr, int n) {
         woken = nx;
     }
     return count;
+}
+
+int npshim_futex_wake(const uint32_t *addr, int n) { return futex_wake_some(addr, n, nullptr); }
+
+int npshim_futex_wake_thread(const uint32_t *addr, const npshim_thread *t) {
+    return t ? futex_wake_some(addr, INT_MAX, g_of(t)) : -EINVAL;
 }
 
 int npshim_fd_open(int fd, np_fd **out) {

@@ -113,7 +113,8 @@ uring_fds:uring_fds.c:
 sleep_left:sleep_left.c:
 default_stack:default_stack.c:
 c11_threads:c11_threads.c:
-thread_gaps:thread_gaps.c:'
+thread_gaps:thread_gaps.c:
+interrupt_race:interrupt_race.c:'
 
 passed=0
 failed=0
