@@ -161,15 +161,20 @@ void StackPool::release_batch(const Stack *st, int n) {
 
 void StackPool::release(const Stack &s) { release_batch(&s, 1); }
 
-// Keep the most recently used kWarm stacks committed; give back the pages of
-// the older ones (all but the top page, where the canary is) outside the
-// lock, a batch at a time, with no allocation (it runs on sysmon's stack).
-// Paced like Go's scavenger: at most kPerRound stacks a call (a system call
-// each, and each takes the address-space lock the page faults of running
-// threads need), so a million idle stacks go back over minutes rather than
-// in a burst that stalls a process spawning threads again.
+// Keep the most recently used stacks committed, up to 256 of them and 32 MiB
+// of stack (a pool of glibc-sized stacks, 8 MiB each, keeps 16: 256 of them,
+// each used to 1 MiB once, held 256 MiB after the threads had ended, where
+// glibc gives a stack's pages back at the thread's exit); give back the
+// pages of the older ones (all but the top page, where the canary is)
+// outside the lock, a batch at a time, with no allocation (it runs on
+// sysmon's stack).  Paced like Go's scavenger: at most kPerRound stacks a
+// call (a system call each, and each takes the address-space lock the page
+// faults of running threads need), so a million idle stacks go back over
+// minutes rather than in a burst that stalls a process spawning threads
+// again.
 void StackPool::scavenge() {
-    constexpr size_t kWarm = 256, kBatch = 128, kPerRound = 2048;
+    constexpr size_t kBatch = 128, kPerRound = 2048;
+    const size_t kWarm = std::clamp<size_t>((size_t(32) << 20) / usable_, 16, 256);
     Stack batch[kBatch];
     for (size_t done = 0; done < kPerRound; done += kBatch) {
         size_t n;
