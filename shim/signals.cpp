@@ -1227,8 +1227,17 @@ sighandler_t signal(int sig, sighandler_t h) {
                                      : old.sa_handler;
 }
 
-// pthread_kill's and pthread_sigqueue's: info is what the thread gets.
-static int signal_thread(Thread *t, int sig, const siginfo_t &info) {
+// pthread_kill's (SI_TKILL) and pthread_sigqueue's (SI_QUEUE, with its
+// value): the siginfo the thread gets is built here.
+static int signal_thread(Thread *t, int sig, int code, const union sigval value) {
+    if (sig < 0 || sig > 64) return EINVAL;
+    if (sig == 0) return 0;
+    siginfo_t info = {};
+    info.si_signo = sig;
+    info.si_code = code;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value = value;
     sigset_t held = lock();
     struct sigaction a = prog[sig];
     unlock(held);
@@ -1270,14 +1279,7 @@ static int signal_thread(Thread *t, int sig, const siginfo_t &info) {
 int pthread_kill(pthread_t th, int sig) {
     Thread *t = on() ? thread_of(th) : nullptr;
     if (!t) return on() && thread_gone(th) ? ESRCH : real.pthread_kill(th, sig);
-    if (sig < 0 || sig > 64) return EINVAL;
-    if (sig == 0) return 0;
-    siginfo_t info = {};
-    info.si_signo = sig;
-    info.si_code = SI_TKILL;
-    info.si_pid = getpid();
-    info.si_uid = getuid();
-    return signal_thread(t, sig, info);
+    return signal_thread(t, sig, SI_TKILL, sigval{});
 }
 
 // glibc's queues the signal to the TCB's tid, a worker's, which blocks
@@ -1291,15 +1293,7 @@ int pthread_sigqueue(pthread_t th, int sig, const union sigval value) {
             dlsym(RTLD_NEXT, "pthread_sigqueue"));
         return fn(th, sig, value);
     }
-    if (sig < 0 || sig > 64) return EINVAL;
-    if (sig == 0) return 0;
-    siginfo_t info = {};
-    info.si_signo = sig;
-    info.si_code = SI_QUEUE;
-    info.si_pid = getpid();
-    info.si_uid = getuid();
-    info.si_value = value;
-    return signal_thread(t, sig, info);
+    return signal_thread(t, sig, SI_QUEUE, value);
 }
 
 int signalfd(int fd, const sigset_t *mask, int flags) {
