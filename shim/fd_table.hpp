@@ -84,6 +84,8 @@ void fd_reset(int fd);                // a new file under this number
 int fd_forget(int fd);                // unregister (waking waiters) before a close
 extern void (*fd_closing)(int fd);    // called by fd_forget while private_waits
 bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
+// A green thread's blocking call on fd parks (io.cpp): its kind in *k.
+bool parks_as(int fd, Kind *k);
 // Start the runtime, noting the descriptors it opens as internal.
 int fd_start_runtime();
 // A forked child: the registrations were the parent's runtime's, and so

@@ -236,8 +236,10 @@ ssize_t op_sendfile(int fd, void *c) {
     return r;
 }
 
-// Only whether there is something to read (or the end, or an error).
+// Only whether there is something to read (or the end, or an error),
+// or room to write.
 ssize_t op_ready_in(int fd, void *) { return ready_now(fd, POLLIN) ? 0 : -EAGAIN; }
+ssize_t op_ready_out(int fd, void *) { return ready_now(fd, POLLOUT) ? 0 : -EAGAIN; }
 
 // One blocking call: the attempt, and when it would block (and the program
 // did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
@@ -348,10 +350,16 @@ bool parks_here(int fd) {
 }
 
 int wait_readable(int fd) {
+    return parks_here(fd) && !fd_prog_nonblock(fd) ? wait_ready(fd, NP_READ) : 0;
+}
+
+bool parks_as(int fd, Kind *k) { return parkable(fd, k) != nullptr; }
+
+int wait_ready(int fd, int mode) {
     Kind k;
     Fd *e = parkable(fd, &k);
-    if (!e || fd_prog_nonblock(fd)) return 0;
-    ssize_t r = blocking(fd, e, NP_READ, op_ready_in, nullptr, false);
+    if (!e) return 0;
+    ssize_t r = blocking(fd, e, mode, mode == NP_READ ? op_ready_in : op_ready_out, nullptr, false);
     return r < 0 ? int(r) : 0;
 }
 

@@ -42,6 +42,10 @@ void note_inherited_filter(); // at start-up: a filter the process came with
 // (stdio): 0, or the negative errno the read would have failed with (io.cpp).
 int wait_readable(int fd);
 bool parks_here(int fd); // a green thread's blocking read of fd parks
+// Parks until fd is ready for mode (NP_READ, NP_WRITE), as a blocking call
+// on it waits: 0, or the negative errno that call would fail with
+// (EAGAIN: the program made it non-blocking, or its SO_*TIMEO ran out).
+int wait_ready(int fd, int mode);
 
 // One per legacy thread: lives right above its TCB (tcb.cpp), or static for
 // the program's main thread.

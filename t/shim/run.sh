@@ -114,7 +114,8 @@ sleep_left:sleep_left.c:
 default_stack:default_stack.c:
 c11_threads:c11_threads.c:
 thread_gaps:thread_gaps.c:
-interrupt_race:interrupt_race.c:'
+interrupt_race:interrupt_race.c:
+splice_park:splice_park.c:'
 
 passed=0
 failed=0
