@@ -115,7 +115,8 @@ default_stack:default_stack.c:
 c11_threads:c11_threads.c:
 thread_gaps:thread_gaps.c:
 interrupt_race:interrupt_race.c:
-splice_park:splice_park.c:'
+splice_park:splice_park.c:
+timer_queue:timer_queue.c:'
 
 passed=0
 failed=0
