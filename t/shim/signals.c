@@ -590,8 +590,9 @@ static void *sig_waiter(void *arg)
         }
         CHECK(si.si_signo == sig, "sigwaitinfo: si_signo %d for %d", si.si_signo, sig);
         if (sig == SIGHUP) {
-            atomic_fetch_add(&sw_hup, 1);
+            /* the sender first: main reads it once it sees the count */
             if (si.si_pid != getpid()) atomic_fetch_add(&sw_from_child, 1);
+            atomic_fetch_add(&sw_hup, 1);
         } else if (sig == SIG_RT) {
             if (si.si_code != SI_QUEUE || si.si_value.sival_int != 1000 + atomic_load(&sw_rt))
                 atomic_fetch_add(&sw_rt_value_bad, 1);
