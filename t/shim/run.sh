@@ -116,7 +116,8 @@ c11_threads:c11_threads.c:
 thread_gaps:thread_gaps.c:
 interrupt_race:interrupt_race.c:
 splice_park:splice_park.c:
-timer_queue:timer_queue.c:'
+timer_queue:timer_queue.c:
+signal_preempted:signal_preempted.c:'
 
 passed=0
 failed=0
