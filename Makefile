@@ -20,7 +20,7 @@ SOMAJOR := 1
 
 DEPS_BUILD := g++ make autoconf pkg-config dpkg-dev liburing-dev libffi-dev \
               libcriterion-dev mandoc
-DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu python3 curl wrk redis-server \
+DEPS_TEST  := valgrind gdb qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu python3 curl wrk redis-server \
               redis-tools nginx abigail-tools mariadb-server mariadb-client apache2 \
               openjdk-17-jdk-headless postgresql haproxy ruby golang-go \
               libtcmalloc-minimal4
@@ -196,6 +196,7 @@ check: all $(B)/t/internal-tests $(B)/t/gdb/bt_target $(B)/t/ffi/ffi_dlopen
 	sh t/uninstall-check.sh "$(MAKE)" $(B)
 	SHIM=$(SHIM_SO) sh t/imports-check.sh $(B)/lib/libnetpoll.so.$(VERSION) $(LIB_OBJS)
 	sh t/arch/run-aarch64.sh $(B)/t/arch || test $$? = 77
+	sh t/arch/build-aarch64.sh $(B)/t/arch || test $$? = 77
 	$(CC) -std=c11 -O2 -o $(B)/t/arch/switch_test_native t/arch/switch_test.c $(ARCH_SWITCH) && $(B)/t/arch/switch_test_native
 	$(B)/t/internal-tests --jobs 2
 	for s in $(VG_SUITES_QUICK); do $(VALGRIND_RUN) $(TEST_BIN) --jobs 2 --filter "$$s" || exit 1; done

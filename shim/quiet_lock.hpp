@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 
+#include "cpu_relax.hpp"
 #include "real.hpp"
 
 namespace shim {
@@ -19,7 +20,7 @@ public:
         sigset_t all, was;
         sigfillset(&all);
         real.pthread_sigmask(SIG_BLOCK, &all, &was);
-        while (held_.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+        while (held_.test_and_set(std::memory_order_acquire)) cpu_relax();
         return was;
     }
     void give(const sigset_t &was) {

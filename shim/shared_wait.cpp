@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 
 #include "fd_table.hpp"
+#include "cpu_relax.hpp"
 #include "real.hpp"
 #include "shim.hpp"
 
@@ -29,7 +30,7 @@ std::atomic_flag list_lock = ATOMIC_FLAG_INIT;
 Waiting *head; // on the waiters' stacks, for as long as they wait
 
 void take() {
-    while (list_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+    while (list_lock.test_and_set(std::memory_order_acquire)) cpu_relax();
 }
 void give() { list_lock.clear(std::memory_order_release); }
 

@@ -1062,7 +1062,7 @@ bool kernel_wait_begin(Thread *t, KernelWait *k, bool handoff, bool cancel) {
 void kernel_wait_end(KernelWait *k) {
     Thread *t = k->t;
     t->kwait_tid.store(0, std::memory_order_seq_cst);
-    while (t->forwarding.load(std::memory_order_seq_cst)) __builtin_ia32_pause();
+    while (t->forwarding.load(std::memory_order_seq_cst)) cpu_relax();
     real.pthread_sigmask(SIG_SETMASK, &k->worker, nullptr);
     // Only what was forwarded: a signal pending for the whole process
     // stays there (a signalfd may be waiting for it).  The kernel dequeues
@@ -1094,7 +1094,7 @@ void cancel_kernel_wait(Thread *t) {
         if (real.syscall(SYS_tgkill, getpid(), tid, kPoke, 0, 0, 0) != 0) return;
         int k = 1;
         for (int i = 0; i < 100000 && (k = t->cancel_kick.load(std::memory_order_seq_cst)) == 1; i++) {
-            if (i < 100) __builtin_ia32_pause();
+            if (i < 100) cpu_relax();
             else real.syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
         }
         if (k == 1) t->cancel_kick.store(0, std::memory_order_seq_cst);
@@ -1130,7 +1130,7 @@ ssize_t park_pd(Thread *t, np_fd *pd, int mode, int64_t deadline, unsigned flags
     if (t->wait_fd.exchange(nullptr, std::memory_order_seq_cst) != pd) {
         // An interrupter took it and expires the deadline: once it is done,
         // the descriptor gets its plain state back.
-        while (t->poking.load(std::memory_order_seq_cst)) __builtin_ia32_pause();
+        while (t->poking.load(std::memory_order_seq_cst)) cpu_relax();
         np_set_deadline(pd, 0, mode);
         *interrupted = true;
     }

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <utility>
 
+#include "cpu_relax.hpp"
 #include "shim.hpp"
 
 namespace shim {
@@ -91,7 +92,11 @@ const uint32_t *desc(const char *name) { return static_cast<const uint32_t *>(dl
 
 void *tp() {
     void *p;
+#if defined(__x86_64__)
     __asm__ volatile("mov %%fs:0, %0" : "=r"(p));
+#else
+    p = __builtin_thread_pointer();
+#endif
     return p;
 }
 
@@ -136,7 +141,7 @@ int find_engine_tls(struct dl_phdr_info *info, size_t, void *arg) {
 }
 
 void spin(std::atomic_flag &f) {
-    while (f.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+    while (f.test_and_set(std::memory_order_acquire)) cpu_relax();
 }
 void lock() { spin(pool_lock); }
 void unlock() { pool_lock.clear(std::memory_order_release); }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fd_table.hpp"
+#include "cpu_relax.hpp"
 #include "real.hpp"
 #include "shim.hpp"
 #include "tcb.hpp"
@@ -325,7 +326,7 @@ std::atomic_flag list_lock = ATOMIC_FLAG_INIT;
 Thread *list_head;
 
 void list_lock_take() {
-    while (list_lock.test_and_set(std::memory_order_acquire)) __builtin_ia32_pause();
+    while (list_lock.test_and_set(std::memory_order_acquire)) cpu_relax();
 }
 
 void thread_end(Thread *t) {
@@ -751,7 +752,7 @@ void init_once() {
         // program's own, a jemalloc that takes its locks): off meanwhile.
         // Another thread waits, without a call that would come back here.
         if (decider.load() == kernel_tid()) return;
-        while (state.load() != 2) __builtin_ia32_pause();
+        while (state.load() != 2) cpu_relax();
         return;
     }
     decider.store(kernel_tid());
