@@ -409,6 +409,14 @@ void note_inherited_filter() {
     if (real.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == SECCOMP_MODE_FILTER) note_seccomp_filter(false, nullptr);
 }
 
+// Syscall user dispatch turned on or off by this thread (a successful
+// call, r == 0): its selector is what on_fault must set to ALLOW for its
+// own system calls (stress-ng's prctl stressor, emulators).
+void note_syscall_dispatch(long r, unsigned long mode, unsigned long selector) {
+    if (r != 0) return;
+    dispatch_selector = mode == PR_SYS_DISPATCH_ON ? reinterpret_cast<volatile char *>(selector) : nullptr;
+}
+
 } // namespace shim
 
 extern "C" int prctl(int op, ...) {
@@ -420,5 +428,7 @@ extern "C" int prctl(int op, ...) {
     unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
     va_end(ap);
     if (op == PR_SET_SECCOMP) note_seccomp_filter(a2 == SECCOMP_MODE_FILTER, reinterpret_cast<const void *>(a3));
-    return fn(op, a2, a3, a4, a5);
+    int r = fn(op, a2, a3, a4, a5);
+    if (op == PR_SET_SYSCALL_USER_DISPATCH) note_syscall_dispatch(r, a2, a5);
+    return r;
 }

@@ -151,6 +151,12 @@ extern __thread char *plain_handler_sp;
 // On a plain thread, set when a handler without SA_RESTART ran there (the
 // kernel restarts the shim's own waits: their callers look at this).
 extern __thread bool plain_no_restart;
+// The selector byte of syscall user dispatch (prctl
+// PR_SET_SYSCALL_USER_DISPATCH) the thread turned on, null while off
+// (process.cpp's prctl, sync.cpp's syscall): on_fault's own system calls
+// are made with it set to ALLOW (signals.cpp).
+extern __thread volatile char *dispatch_selector;
+void note_syscall_dispatch(long r, unsigned long mode, unsigned long selector);
 class PlainHandler {
   public:
     PlainHandler() : prev_(plain_handler_sp) {
@@ -219,7 +225,7 @@ void altstack_take(Thread *t);
 // Run them (on t, now): 0 none ran, 1 all asked SA_RESTART, -EINTR otherwise.
 int sig_deliver(Thread *t);
 // A thread left the list: the process's pending signals wake another.
-void sig_thread_gone();
+void sig_thread_gone(Thread *t);
 // Workers take kPoke for the threads they run (its bit, for the workers'
 // mask; 0 if it could not be set up).  poke_round: the catcher pokes the
 // running threads that have signals waiting; true while some have.

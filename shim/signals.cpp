@@ -16,6 +16,7 @@
 #include <link.h>
 #include <setjmp.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -655,7 +656,29 @@ void on_signal(int sig, siginfo_t *info, void *uc) {
 // and sets uc_sigmask to the mask it wants after it).  The worker's own mask
 // comes back as the kernel saved it.  Registers are the kernel's context, so
 // a handler that steps over the fault (moves the pc) does.
+//
+// A SIGSYS of syscall user dispatch (si_code SYS_USER_DISPATCH) comes while
+// the thread's selector says BLOCK: every system call made here would trap
+// as the program's did, and run this handler again (SA_NODEFER) without
+// end, before the program's handler could set ALLOW.  So ours are made with
+// the selector at ALLOW, and BLOCK is put back just before the program's
+// handler runs, which finds the selector as the kernel left it.
+#ifndef SYS_USER_DISPATCH
+#define SYS_USER_DISPATCH 2
+#endif
+volatile char *dispatch_pause(int sig, const siginfo_t *info) {
+    volatile char *s = dispatch_selector;
+    if (sig != SIGSYS || !info || info->si_code != SYS_USER_DISPATCH || !s || *s != SYSCALL_DISPATCH_FILTER_BLOCK)
+        return nullptr;
+    *s = SYSCALL_DISPATCH_FILTER_ALLOW;
+    return s;
+}
+void dispatch_resume(volatile char *s) {
+    if (s) *s = SYSCALL_DISPATCH_FILTER_BLOCK;
+}
+
 void on_fault(int sig, siginfo_t *info, void *ucv) {
+    volatile char *paused = dispatch_pause(sig, info);
     sigset_t held = lock();
     struct sigaction a = prog[sig];
     if (a.sa_flags & SA_RESETHAND) { // the kernel has put the default back: so do we
@@ -678,6 +701,7 @@ void on_fault(int sig, siginfo_t *info, void *ucv) {
         if (!(a.sa_flags & SA_NODEFER)) sigaddset(&during, sig);
         real.pthread_sigmask(SIG_SETMASK, &during, nullptr); // sigreturn restores uc_sigmask
         PlainHandler mark;
+        dispatch_resume(paused);
         if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
         else a.sa_handler(sig);
         return;
@@ -699,6 +723,7 @@ void on_fault(int sig, siginfo_t *info, void *ucv) {
     if (!(a.sa_flags & SA_NODEFER)) sigaddset(&t->sigmask, sig);
     memcpy(&uc->uc_sigmask, &before, kKernelMask);
     if (t->fault_depth++ == 0) t->fault_before = before;
+    dispatch_resume(paused);
     if (a.sa_flags & SA_SIGINFO) a.sa_sigaction(sig, info, ucv);
     else a.sa_handler(sig);
     t->fault_depth--;
@@ -1023,8 +1048,17 @@ bool poke_round() {
     return pokes_wanted.load(std::memory_order_acquire);
 }
 
-void sig_thread_gone() {
-    for (uint64_t p = proc_pending.load(std::memory_order_seq_cst); p; p &= p - 1) wake_for(__builtin_ctzll(p) + 1);
+// Only a signal t was woken for needs another thread: one woken for
+// another thread stays with it, and one nobody lets through (every thread
+// blocks it, as stress-ng's loadavg threads block SIGALRM) finds nobody
+// now either.  Looking over every thread for each, as each ends, took time
+// growing as the square of the threads.  t is off the list already: a pick
+// made before it left, under the list's lock, is seen here.
+void sig_thread_gone(Thread *t) {
+    for (uint64_t p = proc_pending.load(std::memory_order_seq_cst); p; p &= p - 1) {
+        int sig = __builtin_ctzll(p) + 1;
+        if (proc_for[sig].load(std::memory_order_seq_cst) == t) wake_for(sig);
+    }
 }
 
 WaitMask::WaitMask(Thread *t, const sigset_t *m) : t_(t), set_(m != nullptr) {

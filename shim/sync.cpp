@@ -746,6 +746,12 @@ long syscall(long nr, ...) {
     // see tgkill().
     // libc++abi and Chromium ask the thread's ID this way (see gettid()).
     if (nr == SYS_gettid && on()) return own_gettid();
+    // set_tid_address(2) returns the caller's ID, so a green thread's own,
+    // as gettid() (stress-ng's pthread stressor compares the two).  The
+    // address is left alone: it is the worker's clear_child_tid, which the
+    // kernel clears when that OS thread ends, not this thread, and glibc
+    // waits on to join it.
+    if (nr == SYS_set_tid_address && green()) return own_gettid();
     if (nr == SYS_tgkill && on()) return own_tgkill(pid_t(a1), pid_t(a2), int(a3));
     if (nr == SYS_tkill && on() && (pid_t(a1) == own_gettid() || thread_of_id(pid_t(a1))))
         return own_tgkill(getpid(), pid_t(a1), int(a2));
@@ -830,7 +836,16 @@ long syscall(long nr, ...) {
         long r = fork_like_syscall(real.syscall, nr, a1, a2, a3, a4, a5);
         if (r != -ENOSYS) return r;
     }
-    return real.syscall(nr, a1, a2, a3, a4, a5, a6);
+    long r = real.syscall(nr, a1, a2, a3, a4, a5, a6);
+    if (nr == SYS_prctl && a1 == PR_SET_SYSCALL_USER_DISPATCH) note_syscall_dispatch(r, a2, a5);
+    // A signal for the thread that came during the call is taken at its
+    // return, where the kernel runs a handler.  A poke cannot take it: the
+    // thread is in libc there, and one that loops on a slow call
+    // (stress-ng's membarrier(2)) is there nearly all the time, so its
+    // handler never ran.  Not in a raw fork's or vfork's child.
+    if (nr != SYS_clone && nr != SYS_clone3 && nr != SYS_vfork && nr != SYS_fork)
+        if (Thread *t = green() ? self() : nullptr; t && sig_pending(t)) sig_deliver(t);
+    return r;
 }
 
 } // extern "C"

@@ -41,6 +41,7 @@ namespace shim {
 int active = -1;
 __thread char *plain_handler_sp __attribute__((tls_model("initial-exec")));
 __thread bool plain_no_restart __attribute__((tls_model("initial-exec")));
+__thread volatile char *dispatch_selector __attribute__((tls_model("initial-exec")));
 
 namespace {
 
@@ -331,7 +332,7 @@ void list_lock_take() {
 
 void thread_end(Thread *t) {
     threads_remove(t);
-    sig_thread_gone(); // one it was woken for goes to another
+    sig_thread_gone(t); // one it was woken for goes to another
     tcb_thread_end(t->tcb);
     robust_owner_died(t); // after the destructors, as the kernel at exit
     cur = nullptr;

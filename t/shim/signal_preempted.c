@@ -7,7 +7,8 @@
  *
  * Three threads compute; main sends each in turn SIGUSR1 (pthread_kill),
  * 300 times, and waits for that thread's handler to run: it must within
- * 3 s every time, and in the thread it was sent to. */
+ * 10 s every time (a loaded machine takes seconds plain), and in the
+ * thread it was sent to. */
 #include <signal.h>
 
 #include "shim_test.h"
@@ -42,16 +43,16 @@ static void test_kill(void)
     for (int i = 0; i < SPINNERS; i++) t[i] = st_spawn(spin, (void *)(intptr_t)i);
     int lost = 0;
     long worst = 0;
-    for (int r = 0; r < ROUNDS && lost < 3; r++) {
+    for (int r = 0; r < ROUNDS && !lost; r++) {
         int i = r % SPINNERS, before = atomic_load(&got[i]);
         long t0 = st_mono_ms();
         CHECK(pthread_kill(t[i], SIGUSR1) == 0, "pthread_kill");
-        while (atomic_load(&got[i]) == before && st_mono_ms() - t0 < 3000) st_sleep_ms(1);
+        while (atomic_load(&got[i]) == before && st_mono_ms() - t0 < 10000) st_sleep_ms(1);
         long d = st_mono_ms() - t0;
         if (d > worst) worst = d;
         if (atomic_load(&got[i]) == before) lost++;
     }
-    CHECK(lost == 0, "%d signals to computing threads not handled within 3 s", lost);
+    CHECK(lost == 0, "%d signals to computing threads not handled within 10 s", lost);
     printf("worst delivery %ld ms\n", worst);
     atomic_store(&stop, 1);
     for (int i = 0; i < SPINNERS; i++) pthread_join(t[i], NULL);

@@ -5,7 +5,9 @@
  *             pipe between its two looks): 9 different IDs, each the same
  *             through gettid() and syscall(SYS_gettid), and the same
  *             before and after the park; sched_getaffinity(2) given
- *             its own ID works
+ *             its own ID works; set_tid_address(2), which returns the
+ *             caller's ID, returns that one (stress-ng's pthread stressor
+ *             sets the address prctl(PR_GET_TID_ADDRESS) reports back so)
  *   tgkill    syscall(SYS_tgkill, getpid(), id, SIGUSR1) with the ID of
  *             the calling thread (not main), then of another thread parked
  *             in a read:
@@ -18,6 +20,7 @@
  *             "recursive initialization" (libc++abi keeps the ID of the
  *             thread that initialises; skipped without libc++abi.so.1) */
 #include <dlfcn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "shim_test.h"
@@ -45,6 +48,12 @@ static void *one(void *arg)
     /* GLib reads a thread's scheduling settings by its ID this way */
     unsigned char set[128];
     CHECK(syscall(SYS_sched_getaffinity, ids[i][1], sizeof set, set) > 0, "sched_getaffinity of its own ID: %s", strerror(errno));
+    unsigned long addr = 0;
+    if (prctl(PR_GET_TID_ADDRESS, &addr, 0, 0, 0) == 0 && addr) {
+        (void)syscall(SYS_set_tid_address, NULL);
+        pid_t r = (pid_t)syscall(SYS_set_tid_address, addr);
+        CHECK(r == ids[i][1], "thread %d: set_tid_address returned %d, gettid() %d", i, r, ids[i][1]);
+    }
     return NULL;
 }
 
