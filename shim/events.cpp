@@ -2,6 +2,7 @@
 // sleeps.  A wait first asks the kernel without blocking; if nothing is
 // ready it parks on one registered descriptor: the fd itself, the
 // program's epoll instance, or a short-lived epoll set over the fds.
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <csignal>
@@ -86,7 +87,11 @@ ssize_t park_on(int fd, int mode, int64_t deadline, npshim_op op, void *ctx) {
     for (;;) {
         bool interrupted;
         ssize_t r = fd_park(t, fd, pd, mode, deadline, op, ctx, &interrupted, nullptr); // poll first, under the lock
-        if (!interrupted || r != -ETIMEDOUT) return r == -ETIMEDOUT ? 0 : r;
+        // The deadline: one last look, as the kernel's poll takes when its
+        // timeout runs out (a descriptor of the set closed meanwhile, which
+        // left the epoll set, is POLLNVAL there, not nothing).
+        if (!interrupted && r == -ETIMEDOUT) return std::max<ssize_t>(op(fd, ctx), 0);
+        if (!interrupted || r != -ETIMEDOUT) return r;
         test_cancel(t);
         // poll, select and epoll_wait are never restarted after a handler;
         // woken for a process's signal another thread took, they wait on.
@@ -144,6 +149,14 @@ int poll_green(struct pollfd *fds, nfds_t n, int64_t deadline, bool forever) {
         Kind k = e ? fd_kind(fds[0].fd, e) : kUnknown;
         if (k == kStream || k == kDgram || k == kPollable)
             w = park_on(fds[0].fd, in ? NP_READ : NP_WRITE, deadline, op_poll, &a);
+        // Closed by another thread while parked on it: poll(2) never fails
+        // with EBADF (Python's poll() raised it, a C loop took it for a
+        // broken poll); the kernel reports a descriptor that is no longer
+        // open as POLLNVAL, which is what its last look finds.
+        if (w == -EBADF) {
+            fds[0].revents = POLLNVAL;
+            return 1;
+        }
     }
     if (w == -ENOTSUP) w = park_on_set(fds, n, deadline);
     return int(ret(w));

@@ -1,6 +1,7 @@
 #include "fd_table.hpp"
 
 #include <cerrno>
+#include <climits>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -230,6 +231,33 @@ int fd_forget(int fd) {
     }
     unclassify(e);
     return pd ? npshim_fd_forget(pd) : 0;
+}
+
+constexpr uint32_t kCloseWaiters = 1u << 31;
+
+void fd_close_begin(Fd *e) { e->closing.fetch_add(1, std::memory_order_seq_cst); }
+
+void fd_close_end(Fd *e) {
+    int err = errno; // the close's
+    uint32_t c = e->closing.fetch_sub(1, std::memory_order_seq_cst) - 1;
+    // The last close under way: its waiters go on.
+    if (c == kCloseWaiters && e->closing.compare_exchange_strong(c, 0, std::memory_order_seq_cst))
+        npshim_futex_wake(reinterpret_cast<const uint32_t *>(&e->closing), INT_MAX);
+    errno = err;
+}
+
+void fd_close_wait(int fd) {
+    Fd *e = fd_entry(fd);
+    if (!e) return;
+    int err = errno;
+    uint32_t c = e->closing.load(std::memory_order_seq_cst);
+    while (c & ~kCloseWaiters) {
+        if (!(c & kCloseWaiters) && !e->closing.compare_exchange_weak(c, c | kCloseWaiters, std::memory_order_seq_cst))
+            continue;
+        npshim_futex_wait(reinterpret_cast<const uint32_t *>(&e->closing), c | kCloseWaiters, 0);
+        c = e->closing.load(std::memory_order_seq_cst);
+    }
+    errno = err;
 }
 
 namespace {

@@ -31,6 +31,10 @@ struct Fd {
     // Threads waiting on the file through epoll sets of their own
     // (park_private): a close wakes them through fd_closing.
     std::atomic<uint32_t> private_waits{0};
+    // close(2), dup2(2) or dup3(2) of the number under way (a count, and
+    // kCloseWaiters while a thread waits for them): the threads the close
+    // woke wait until the kernel's close is done (fd_close_wait).
+    std::atomic<uint32_t> closing{0};
     // A futex lock held from a readiness check to the call it allows
     // (io.cpp's ReadyTurn): 0 free, 1 held, 2 held with waiters.
     std::atomic<uint32_t> ready_turn{0};
@@ -82,6 +86,17 @@ np_fd *fd_registered(int fd, Fd *e);  // registers on first use; null if it cann
 np_fd *fd_registered_now(Fd *e);      // the registration if made, else null
 void fd_reset(int fd);                // a new file under this number
 int fd_forget(int fd);                // unregister (waking waiters) before a close
+// Around a close of the program's (or a dup2 onto the number): fd_forget
+// wakes the threads parked on the file (EBADF) and waits for them to leave
+// their calls, so they run while the file is still open.  Those calls
+// return only after fd_close_end, when the number is closed: the next call
+// the program makes there finds it closed, as after the kernel's close,
+// which is one step.  (Python polls a socket with a timeout, then reads
+// it: the read was made on the file still open, said EAGAIN, and the poll
+// after it waited out its timeout on a file closed under it.)
+void fd_close_begin(Fd *e);
+void fd_close_end(Fd *e);
+void fd_close_wait(int fd);           // after a call a close ended (EBADF)
 extern void (*fd_closing)(int fd);    // called by fd_forget while private_waits
 bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
 // A green thread's blocking call on fd parks (io.cpp): its kind in *k.

@@ -241,6 +241,30 @@ ssize_t op_sendfile(int fd, void *c) {
 ssize_t op_ready_in(int fd, void *) { return ready_now(fd, POLLIN) ? 0 : -EAGAIN; }
 ssize_t op_ready_out(int fd, void *) { return ready_now(fd, POLLOUT) ? 0 : -EAGAIN; }
 
+// The attempt of the rest of a call on a stream socket that moved
+// something already: when the socket has an error pending (a reset while
+// a send waited for room), the call ends with its count, and the error
+// stays for the next call, as the kernel's send and MSG_WAITALL receive
+// end so.  The attempt took the error, and the count hid it: a send after
+// a reset said EPIPE where it says ECONNRESET.  (Not pipes: a write to
+// one whose reader is gone raises SIGPIPE with its count, as here.)
+// What is still queued to read comes first, as the kernel's read takes it
+// before it stops at the error.
+struct Rest {
+    npshim_op op;
+    void *ctx;
+    int mode;
+};
+ssize_t op_rest(int fd, void *c) {
+    auto *a = static_cast<Rest *>(c);
+    struct pollfd p = {fd, 0, 0};
+    int queued = 0;
+    if (real.poll(&p, 1, 0) == 1 && (p.revents & POLLERR) &&
+        !(a->mode == NP_READ && real.ioctl(fd, FIONREAD, &queued) == 0 && queued > 0))
+        return -EPIPE; // the count goes back, not this
+    return a->op(fd, a->ctx);
+}
+
 // One blocking call: the attempt, and when it would block (and the program
 // did not ask for that), park until ready, within SO_RCVTIMEO/SO_SNDTIMEO.
 // d: a stream read; the attempt is not made when the last read emptied
@@ -256,6 +280,8 @@ ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool don
     npshim_safe_point();
     test_cancel(t);
     if (sig_pending(t) && sig_deliver(t) != 0 && more) return -EINTR; // else nothing to interrupt yet
+    Rest rest{op, ctx, mode};
+    if (more && e && e->kind.load(std::memory_order_relaxed) == kStream) op = op_rest, ctx = &rest;
     uint32_t closes = e ? e->closes.load(std::memory_order_seq_cst) : 0;
     // Registered already: whether another operation runs between this
     // attempt and the park (npshim_io then tries again before it waits).
@@ -274,7 +300,10 @@ ssize_t blocking_call(int fd, Fd *e, int mode, npshim_op op, void *ctx, bool don
     // Closed since the attempt (and the number maybe reused): the call was
     // on the file that is gone, as a close during a parked call (Go's
     // ErrNetClosing, EBADF).
-    if (e->closes.load(std::memory_order_seq_cst) != closes) return -EBADF;
+    if (e->closes.load(std::memory_order_seq_cst) != closes) {
+        fd_close_wait(fd);
+        return -EBADF;
+    }
     if (!pd) { // cannot be registered: wait the old way (this worker stalls)
         struct pollfd p = {fd, short(mode == NP_READ ? POLLIN : POLLOUT), 0};
         while (r == -EAGAIN && real.poll(&p, 1, -1) >= 0) r = op(fd, ctx);
@@ -704,8 +733,11 @@ int close(int fd) {
     if (!e) return real.close(fd);
     // The engine's own survive a program that closes every fd it does not know.
     if (e->kind.load(std::memory_order_acquire) == kInternal) return 0;
+    fd_close_begin(e);
     fd_forget(fd); // wakes a thread parked on it (EBADF), as Go's close
-    return real.close(fd);
+    int r = real.close(fd);
+    fd_close_end(e);
+    return r;
 }
 
 // The program's O_NONBLOCK is read from the kernel when a call would block
@@ -811,7 +843,11 @@ int dup2(int old, int nfd) {
             errno = EBUSY;
             return -1;
         }
+        if (e) fd_close_begin(e);
         fd_forget(nfd);
+        int r = real.dup2(old, nfd);
+        if (e) fd_close_end(e);
+        return r;
     }
     return real.dup2(old, nfd);
 }
@@ -823,7 +859,11 @@ int dup3(int old, int nfd, int flags) {
             errno = EBUSY;
             return -1;
         }
+        if (e) fd_close_begin(e);
         fd_forget(nfd);
+        int r = real.dup3(old, nfd, flags);
+        if (e) fd_close_end(e);
+        return r;
     }
     return real.dup3(old, nfd, flags);
 }

@@ -21,6 +21,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "fd_table.hpp"
 #include "quiet_lock.hpp"
 #include "real.hpp"
 #include "shim.hpp"
@@ -1175,7 +1176,9 @@ ssize_t fd_park(Thread *t, int fd, np_fd *pd, int mode, int64_t deadline, npshim
                 bool *interrupted, const uint32_t *seq, unsigned flags) {
     flags |= NPSHIM_TRYLOCK | (seq ? NPSHIM_WAIT_FIRST : 0);
     ssize_t r = park_pd(t, pd, mode, deadline, flags, seq ? *seq : 0, op, ctx, interrupted);
-    return r == -EBUSY ? park_private(t, fd, pd, mode, deadline, op, ctx, interrupted) : r;
+    if (r == -EBUSY) r = park_private(t, fd, pd, mode, deadline, op, ctx, interrupted);
+    if (r == -EBADF) fd_close_wait(fd); // returns once the number is closed
+    return r;
 }
 
 } // namespace shim

@@ -78,6 +78,7 @@ glibc_mutex:glibc_mutex.c:
 dl_lock:dl_lock.c:
 thread_timer:thread_timer.c:
 fault_handlers:fault_handlers.c:
+send_reset:send_reset.c:
 far_timeouts:far_timeouts.c:
 fortify:fortify.c:
 go_library:go_library.c:

@@ -5,7 +5,8 @@
  * (no spurious return); each call's timeout (poll's, SO_RCVTIMEO) runs
  * out on time whoever else waits; a cancellation ends that one thread; a
  * readiness is taken once; and (under the shim, as in Go) a close wakes
- * them all with EBADF. */
+ * them all with EBADF, but for poll(), which never fails so: it reports
+ * the closed descriptor POLLNVAL, as the kernel's last look does. */
 #include <fcntl.h>
 #include <poll.h>
 
@@ -20,7 +21,10 @@ static void on_usr1(int sig)
     atomic_fetch_add(&handled, 1);
 }
 
-enum call { C_ACCEPT, C_READ, C_POLL, C_RECV };
+/* C_POLL_RECV: a socket with a timeout as Python's: poll(), then the read
+ * on the non-blocking file, again while that says EAGAIN; 0 when the poll
+ * timed out. */
+enum call { C_ACCEPT, C_READ, C_POLL, C_RECV, C_POLL_RECV };
 
 struct waiter {
     pthread_t t;
@@ -29,6 +33,7 @@ struct waiter {
     int timeout_ms;       /* poll's */
     atomic_int returned;  /* how many times the call returned */
     atomic_int last, err; /* its last result and errno */
+    atomic_int revents;   /* poll's */
     atomic_long took_ms;  /* how long the last call took */
     atomic_int stop;      /* end after this call returns */
 };
@@ -45,9 +50,14 @@ static void *waiter_body(void *arg)
         case C_ACCEPT: r = accept(w->fd, NULL, NULL); break;
         case C_READ: r = (int)read(w->fd, &c, 1); break;
         case C_POLL: r = poll(&p, 1, w->timeout_ms); break;
+        case C_POLL_RECV:
+            do r = poll(&p, 1, w->timeout_ms) > 0 ? (int)recv(w->fd, &c, 1, 0) : 0;
+            while (r < 0 && errno == EAGAIN);
+            break;
         default: r = (int)recv(w->fd, &c, 1, 0); break;
         }
         int e = errno;
+        atomic_store(&w->revents, p.revents);
         if (w->call == C_ACCEPT && r >= 0) close(r);
         atomic_store(&w->took_ms, st_mono_ms() - t0);
         atomic_store(&w->last, r);
@@ -227,6 +237,77 @@ static void test_close(void)
     close(sv[1]);
 }
 
+static void *close_later(void *arg)
+{
+    st_sleep_ms(100);
+    close(*(int *)arg);
+    return NULL;
+}
+
+/* poll() on a descriptor another thread closes: Linux waits out the
+ * timeout, then its last look finds the number closed (POLLNVAL, a count
+ * of 1); the shim wakes the polls at the close, with that same answer.
+ * poll(2) has no EBADF: the shim's poll returned -1 EBADF here, which
+ * Python's select.poll() raised, in the thread of a poll on a pipe. */
+static void test_close_poll(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        const char *what = kind ? "pipe" : "socket";
+        int sv[2];
+        CHECK((kind ? pipe(sv) : socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) == 0, "%s: %s", what, strerror(errno));
+        struct waiter w[N];
+        start(w, N, sv[0], C_POLL, 500);
+        for (int i = 0; i < N; i++) atomic_store(&w[i].stop, 1);
+        close(sv[0]);
+        for (int i = 0; i < N; i++) {
+            CHECK(wait_returned(&w[i], 1, 3000), "close-poll: %s: poll %d still blocked 3 s after the close", what,
+                  i);
+            CHECK(atomic_load(&w[i].last) == 1 && atomic_load(&w[i].revents) == POLLNVAL,
+                  "close-poll: %s: poll %d got %d (%s) revents %#x, want 1 and POLLNVAL", what, i,
+                  atomic_load(&w[i].last), strerror(atomic_load(&w[i].err)), (unsigned)atomic_load(&w[i].revents));
+            pthread_join(w[i].t, NULL);
+        }
+        close(sv[1]);
+    }
+    /* A poll of two descriptors, one closed meanwhile: when the timeout
+     * runs out, the last look reports it POLLNVAL, as the kernel's does
+     * (the shim's wait on an epoll set, which the close left, said 0). */
+    {
+        int a[2], b[2];
+        CHECK(pipe(a) == 0 && pipe(b) == 0, "pipe: %s", strerror(errno));
+        struct pollfd two[2] = {{a[0], POLLIN, 0}, {b[0], POLLIN, 0}};
+        pthread_t t = st_spawn(close_later, &a[0]);
+        int r = poll(two, 2, 300);
+        pthread_join(t, NULL);
+        CHECK(r == 1 && two[0].revents == POLLNVAL && two[1].revents == 0,
+              "close-poll: poll of two, one closed: %d, revents %#x %#x, want 1, POLLNVAL and 0", r,
+              (unsigned)two[0].revents, (unsigned)two[1].revents);
+        close(a[1]);
+        close(b[0]);
+        close(b[1]);
+    }
+    /* A call the close ended returns once the number is closed: the read
+     * after the poll's POLLNVAL fails (EBADF), as after the kernel's poll.
+     * It was made on the file still open (the closer waited for the woken
+     * calls to leave before its kernel close), said EAGAIN, and the poll
+     * after it waited out its timeout. */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair: %s", strerror(errno));
+    CHECK(fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK) == 0, "O_NONBLOCK: %s", strerror(errno));
+    struct waiter w[N];
+    start(w, N, sv[0], C_POLL_RECV, 1000);
+    for (int i = 0; i < N; i++) atomic_store(&w[i].stop, 1);
+    close(sv[0]);
+    for (int i = 0; i < N; i++) {
+        CHECK(wait_returned(&w[i], 1, 3000), "close-poll: poll and read %d still blocked 3 s after the close", i);
+        CHECK(atomic_load(&w[i].last) == -1 && atomic_load(&w[i].err) == EBADF,
+              "close-poll: poll and read %d got %d (%s), want EBADF", i, atomic_load(&w[i].last),
+              strerror(atomic_load(&w[i].err)));
+        pthread_join(w[i].t, NULL);
+    }
+    close(sv[1]);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -240,6 +321,7 @@ int main(void)
         {"pipe-readers", test_pipe_readers},
         {"timeouts", test_timeouts},
         {"close", test_close},
+        {"close-poll", test_close_poll},
     };
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("same_fd");
