@@ -205,6 +205,7 @@ void unclassify(Fd *e) {
     e->nowait = false;
     e->write_direct = false;
     e->drains = false;
+    e->accepted = false;
     e->drained.store(0, std::memory_order_relaxed);
 }
 } // namespace
@@ -276,6 +277,8 @@ void fd_flags_changed() { flags_gen.fetch_add(1, std::memory_order_acq_rel); }
 void fd_files_shared() {
     if (!shared.load(std::memory_order_relaxed)) shared.store(true, std::memory_order_relaxed);
 }
+
+bool fd_files_are_shared() { return shared.load(std::memory_order_relaxed); }
 
 void fd_timeout_set(int fd, int opt, const void *val, socklen_t len) {
     Fd *e = fd_entry(fd);

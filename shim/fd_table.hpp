@@ -55,6 +55,11 @@ struct Fd {
     // A TCP or unix stream socket: a read that comes back short has emptied
     // it, so the next read waits for readiness first (io.cpp's drained()).
     bool drains = false;
+    // A connection accept4() gave this process, not duplicated since (dup,
+    // dup2, dup3, F_DUPFD, SCM_RIGHTS): while no other process shares our
+    // files, its close is the last one, so a SO_LINGER wait is ours to make
+    // (io.cpp's linger_park).
+    bool accepted = false;
     // That read's npshim_io_events, as (events << 1) | 1; 0: none.
     std::atomic<uint64_t> drained{0};
     int64_t rcvtimeo = 0, sndtimeo = 0; // ns, 0 none
@@ -76,6 +81,7 @@ void fd_timeout_set(int fd, int opt, const void *val, socklen_t len);
 // are a forked child): their O_NONBLOCK and timeouts can change without a
 // call here, so from now on they are read from the kernel when they count.
 void fd_files_shared();
+bool fd_files_are_shared();           // since a fork or spawn, either side
 // SO_RCVTIMEO (NP_READ) or SO_SNDTIMEO (NP_WRITE) of a socket, in ns (0
 // none), as it is now: read again if another process may have set it.
 int64_t fd_timeout(int fd, Fd *e, int mode);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -394,6 +395,86 @@ int wait_ready(int fd, int mode) {
 
 namespace {
 
+// A setsockopt(SO_LINGER) with a time was made: closes may linger.
+std::atomic<bool> linger_asked{false};
+
+// The last close of a TCP socket with SO_LINGER on and a time sends the
+// FIN after what is queued, then waits in the kernel until the FIN is
+// acknowledged (all sent before it too), the time runs out, or a signal
+// comes.  That held the worker: privoxy lingers 5 s on each client it
+// answered, and 100 slow readers held every worker sysmon may add, so the
+// whole process waited.  So the green thread makes the kernel's first step
+// itself (shutdown(SHUT_WR): the FIN goes now, as the close would send it)
+// and parks until the send queue, which counts the FIN, is empty: looking
+// again after 50 us, then twice the interval up to 10 ms.  The close after
+// it has nothing left to wait for.  Unread data, at the start or coming
+// meanwhile, makes the kernel's close reset the connection, with no wait.
+// Made only where this close is surely the last one (Fd::accepted, and no
+// other process): another reference would mean no FIN and no wait.  A
+// handler ends the wait, as it ends the kernel's; so does the time, and
+// the close is then made without lingering, since the kernel's wait would
+// be over by then.
+void linger_park(int fd) {
+    if (!green() || self()->fault_depth || sandboxed.load(std::memory_order_relaxed) || fd_files_are_shared())
+        return;
+    Errno keep;
+    struct linger lg = {};
+    socklen_t len = sizeof lg;
+    int proto = 0;
+    socklen_t plen = sizeof proto;
+    int n = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff && lg.l_linger > 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 && proto == IPPROTO_TCP &&
+        real.ioctl(fd, FIONREAD, &n) == 0 && n == 0 &&
+        real.syscall(SYS_shutdown, fd, SHUT_WR, 0, 0, 0, 0) == 0) { // not by name: a program may have its own
+        Thread *t = self();
+        int64_t deadline = np_now() + ns_sat(lg.l_linger, 0), step = 50000;
+        bool over = false;
+        while (real.ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 && real.ioctl(fd, FIONREAD, &n) == 0 && n == 0) {
+            int64_t now = np_now();
+            if ((over = now >= deadline)) break;
+            // As a cancellation point's wait, so the signals stay for us to
+            // see; a cancel ends it as its signal ends the kernel's, and acts
+            // at the thread's next cancellation point, the file closed.
+            futex_wait(&t->sleep_word, 0, deadline - now > step ? now + step : deadline, true);
+            if (step < 10000000) step *= 2;
+            if ((over = (sig_pending(t) && sig_deliver(t) != 0) ||
+                        (t->cancel_pending.load() && !t->cancel_disabled)))
+                break;
+        }
+        if (over) {
+            struct linger off = {0, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof off);
+        }
+    }
+    keep.pass(0);
+}
+
+// newfd names old's file too (dup, F_DUPFD): a new file under that
+// number, and two references to old's.
+void shared_now(int old, int newfd) {
+    fd_reset(newfd);
+    if (Fd *o = fd_entry(old)) o->accepted = false;
+}
+
+// Descriptors sent with SCM_RIGHTS: their files have another reference.
+void passed_on(const struct msghdr *m) {
+    if (!m || !m->msg_control) return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(const_cast<struct msghdr *>(m), c)) {
+        if (c->cmsg_len < CMSG_LEN(0)) break; // malformed: the kernel refuses it
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t room = size_t(static_cast<char *>(m->msg_control) + m->msg_controllen -
+                             reinterpret_cast<char *>(CMSG_DATA(c)));
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        if (n > room / sizeof(int)) n = room / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (Fd *e = fd_entry(fd)) e->accepted = false;
+        }
+    }
+}
+
 // A blocking stream write moves everything, as the kernel's would.
 ssize_t write_all(int fd, Fd *e, npshim_op op, Buf *a, bool loop) {
     size_t done = 0, n = a->n;
@@ -612,6 +693,8 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct t
 // sendmsg(2) waits; an error after some went returns their count.  On a
 // stream each message goes whole, as sendmsg's.
 int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags) {
+    if (on())
+        for (unsigned i = 0; i < vlen; i++) passed_on(&vec[i].msg_hdr);
     Kind k;
     Fd *e = parkable(fd, &k);
     if (!e || k == kPollable || vlen == 0) return real.sendmmsg(fd, vec, vlen, flags);
@@ -629,6 +712,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags) {
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (on()) passed_on(msg);
     Kind k;
     Fd *e = parkable(fd, &k);
     if (!e || k == kPollable) return real.sendmsg(fd, msg, flags);
@@ -677,7 +761,10 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
     a.flags = flags;
     a.e = e;
     ssize_t r = blocking(fd, e, NP_READ, op_accept, &a, false);
-    if (r >= 0) fd_reset(int(r));
+    if (r >= 0) {
+        fd_reset(int(r));
+        if (Fd *c = fd_entry(int(r))) c->accepted = true; // ours alone, until dup'ed or passed on
+    }
     return int(ret(r));
 }
 
@@ -733,8 +820,10 @@ int close(int fd) {
     if (!e) return real.close(fd);
     // The engine's own survive a program that closes every fd it does not know.
     if (e->kind.load(std::memory_order_acquire) == kInternal) return 0;
+    bool last = linger_asked.load(std::memory_order_relaxed) && e->accepted; // fd_forget clears it
     fd_close_begin(e);
     fd_forget(fd); // wakes a thread parked on it (EBADF), as Go's close
+    if (last) linger_park(fd);
     int r = real.close(fd);
     fd_close_end(e);
     return r;
@@ -751,7 +840,7 @@ static int fcntl_common(int fd, int cmd, void *arg, bool is64) {
                                                    : fn(fd, cmd, arg);
     if (r >= 0 && on()) {
         if (cmd == F_SETFL) fd_flags_changed();
-        else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) fd_reset(r);
+        else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) shared_now(fd, r);
     }
     return r;
 }
@@ -809,7 +898,7 @@ int dup(int old) {
     on(); // real.* are set
     auto fn = real.dup;
     int r = fn(old);
-    if (r >= 0 && on()) fd_reset(r);
+    if (r >= 0 && on()) shared_now(old, r);
     return r;
 }
 
@@ -847,6 +936,8 @@ int dup2(int old, int nfd) {
         fd_forget(nfd);
         int r = real.dup2(old, nfd);
         if (e) fd_close_end(e);
+        if (r >= 0)
+            if (Fd *o = fd_entry(old)) o->accepted = false; // two references now
         return r;
     }
     return real.dup2(old, nfd);
@@ -863,6 +954,8 @@ int dup3(int old, int nfd, int flags) {
         fd_forget(nfd);
         int r = real.dup3(old, nfd, flags);
         if (e) fd_close_end(e);
+        if (r >= 0)
+            if (Fd *o = fd_entry(old)) o->accepted = false; // two references now
         return r;
     }
     return real.dup3(old, nfd, flags);
@@ -890,6 +983,10 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len) {
     if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) && on()) {
         if (sandboxed.load(std::memory_order_relaxed)) fd_timeout_set(fd, opt, val, len);
         fd_timeouts_changed();
+    }
+    if (r == 0 && level == SOL_SOCKET && opt == SO_LINGER && val && len >= socklen_t(sizeof(struct linger))) {
+        auto *lg = static_cast<const struct linger *>(val);
+        if (lg->l_onoff && lg->l_linger > 0) linger_asked.store(true, std::memory_order_relaxed);
     }
     // Kernel TLS: a read may stop at a record's end, with more queued.
     if (r == 0 && level == IPPROTO_TCP && opt == TCP_ULP && on())

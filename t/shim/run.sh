@@ -111,6 +111,7 @@ fork_thread_end:fork_thread_end.c:
 stop_resume:stop_resume.c:
 fd_numbers:fd_numbers.c:
 sendfile_park:sendfile_park.c:
+linger_close:linger_close.c:
 yield_spread:yield_spread.c:
 own_wrappers:own_wrappers.c:
 signal_partial:signal_partial.c:
