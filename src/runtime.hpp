@@ -98,9 +98,15 @@ struct Runtime {
     Worker **workers = nullptr;
     // OS worker threads (0 in embedded mode): procs, plus those sysmon adds
     // while workers are blocked in calls it cannot see (up to kMaxExtra).
+    // Each one added holds a thread the program made that is asleep in the
+    // kernel, which would be an OS thread without the library anyway; a
+    // lower cap deadlocks a program with more such threads than the cap
+    // whose wake-up comes from a thread still waiting for a worker (an
+    // OpenMP team of 70 at libgomp's barrier, whose futex(2) is inline).
+    // So the cap only stops a runaway, as Go's 10000 Ms do.
     std::atomic<int> nworkers{0};
     int max_workers = 0;
-    static constexpr int kMaxExtra = 64;
+    static constexpr int kMaxExtra = 4096;
     Worker *host = nullptr;           // embedded mode's worker
     RunQueue global;
     std::atomic<uint32_t> open_rr{0}; // spreads opens from plain OS threads

@@ -254,6 +254,14 @@ int free_workers(Worker **newest) {
     return count;
 }
 
+// free_workers() as of this sysmon round (-1: not counted yet).  It reads
+// the /proc stat file of every blocked worker: counted afresh for each
+// blocked worker's rescue, a round cost O(n^2) reads, and a burst of 200
+// threads asleep in the kernel (an OpenMP team at libgomp's barrier) took
+// seconds to get its workers.  Counted once, and one up for each worker
+// this round frees or adds; the next round counts again.
+int round_free = -1;
+
 // w is blocked: the threads waiting in its inbox that may run anywhere go
 // to the global queue; if fewer than procs workers are left free to take
 // them, a dormant one serves again or one more starts (Go hands the P of
@@ -296,16 +304,22 @@ bool rescue(Worker *w, bool long_stall, bool ignored_slice) {
         push_global(f);
         moved = true;
     }
-    if (free_workers(nullptr) >= rt->cfg.procs) return moved;
+    if (round_free < 0) round_free = free_workers(nullptr);
+    if (round_free >= rt->cfg.procs) return moved;
     for (int i = 0; i < rt->nworkers; i++) {
         Worker *o = rt->workers[i];
         if (o->dormant.load(std::memory_order_relaxed)) {
             o->dormant.store(false, std::memory_order_relaxed);
             wake_worker(o);
+            round_free++;
             return true;
         }
     }
-    return add_worker() || moved;
+    if (add_worker()) {
+        round_free++;
+        return true;
+    }
+    return moved;
 }
 
 // Workers beyond procs were added while others were blocked; once more
@@ -337,6 +351,7 @@ void *sysmon_main(void *arg) {
         int64_t now = now_ns();
         bool acted = false;
         bool waiters = netpoll_has_waiters();
+        round_free = -1;
         for (int i = 0; i < rt->nworkers; i++) {
             Worker *w = rt->workers[i];
             // A worker that sleeps polls by itself; a busy one may not.

@@ -123,7 +123,8 @@ thread_gaps:thread_gaps.c:
 interrupt_race:interrupt_race.c:
 splice_park:splice_park.c:
 timer_queue:timer_queue.c:
-signal_preempted:signal_preempted.c:'
+signal_preempted:signal_preempted.c:
+many_blocked:many_blocked.c:'
 
 passed=0
 failed=0
