@@ -843,7 +843,11 @@ long syscall(long nr, ...) {
     // thread is in libc there, and one that loops on a slow call
     // (stress-ng's membarrier(2)) is there nearly all the time, so its
     // handler never ran.  Not in a raw fork's or vfork's child.
-    if (nr != SYS_clone && nr != SYS_clone3 && nr != SYS_vfork && nr != SYS_fork)
+    bool forked = nr == SYS_clone || nr == SYS_clone3;
+#ifdef SYS_fork // not on aarch64
+    forked = forked || nr == SYS_fork || nr == SYS_vfork;
+#endif
+    if (!forked)
         if (Thread *t = green() ? self() : nullptr; t && sig_pending(t)) sig_deliver(t);
     return r;
 }
