@@ -118,7 +118,6 @@ int runtime_start(const np_config *cfg) {
         return 0;
     }
     stack_guard_install();
-    sysmon_register_fence();
     __atomic_store_n(&starter_off, long(reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(tp_get())),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&rt, r, __ATOMIC_RELEASE);

@@ -270,8 +270,6 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
-// Before the runtime's first OS thread (see sysmon.cpp).
-void sysmon_register_fence();
 // A worker's own first step: its /proc stat file for sysmon, opened now.
 void sysmon_worker_started(Worker *w);
 // npshim_sandboxed: sysmon's optional calls stop (returns once none is under way).
