@@ -226,16 +226,8 @@ bool send_poke(Thread *t) {
 
 // ...and have the catcher poke again, a round at a time, until t has
 // taken what is pending for it.
-// Preempted, or readied and not yet run: poked once it runs again, as the
-// kernel runs a handler when such a thread next runs.  Left alone, a thread
-// that computes without a call here would never take it (nor the queued
-// ones behind it).
-bool poke_later(Thread *t) {
-    return t->g && !t->kwait_tid.load(std::memory_order_seq_cst) && npshim_thread_runnable(t->g);
-}
-
 void poke(Thread *t) {
-    if ((send_poke(t) || poke_later(t)) && !pokes_wanted.exchange(1, std::memory_order_acq_rel)) catcher_wake();
+    if (send_poke(t) && !pokes_wanted.exchange(1, std::memory_order_acq_rel)) catcher_wake();
 }
 
 bool is_handler(const struct sigaction &a) {
@@ -1043,7 +1035,7 @@ bool poke_round() {
     sigset_t all, old;
     sigfillset(&all);
     real.pthread_sigmask(SIG_BLOCK, &all, &old);
-    bool more = threads_each([](Thread *t) { return sig_pending(t) && (send_poke(t) || poke_later(t)); });
+    bool more = threads_each([](Thread *t) { return sig_pending(t) && send_poke(t); });
     real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (more) pokes_wanted.store(1, std::memory_order_release);
     return pokes_wanted.load(std::memory_order_acquire);
