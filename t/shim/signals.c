@@ -2102,9 +2102,13 @@ static void test_context(void)
     uintptr_t pc = atomic_load(&cx_pc);
     Dl_info here, there;
     CHECK(pc > 1, "compute: %s", pc ? "no context (NULL)" : "no pc");
+    /* The program's code, or what it called there (a sanitizer's
+     * interceptor of clock_gettime, which the loop calls): not the
+     * library's own frames. */
     if (pc > 1 && dladdr((void *)(uintptr_t)test_context, &here) && dladdr((void *)pc, &there))
-        CHECK(here.dli_fbase == there.dli_fbase, "compute: the context's pc %#lx is in %s, not in the program",
-              (unsigned long)pc, there.dli_fname ? there.dli_fname : "?");
+        CHECK(here.dli_fbase == there.dli_fbase || !there.dli_fname || !strstr(there.dli_fname, "libnetpoll"),
+              "compute: the context's pc %#lx is in %s, the library's", (unsigned long)pc,
+              there.dli_fname ? there.dli_fname : "?");
 #endif
 }
 
