@@ -13,7 +13,6 @@
 #include "shim_test.h"
 
 #define TIMERS 20
-#define ROUND 20
 
 static atomic_int runs, seen[TIMERS], overruns, first_overrun = -1;
 
@@ -48,15 +47,15 @@ static void reset(void)
     for (int i = 0; i < TIMERS; i++) atomic_store(&seen[i], 0);
 }
 
-/* Timers first..first+n-1, expiring `ms` from now, `gap_ns` apart. */
-static void arm(timer_t *id, int sig, int first, int n, long ms, long gap_ns)
+/* Timers 0..n-1, all expiring `ms` from now. */
+static void arm(timer_t *id, int sig, int n, long ms)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    for (int i = first; i < first + n; i++) {
+    for (int i = 0; i < n; i++) {
         struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = sig, .sigev_value.sival_int = i};
         CHECK(timer_create(CLOCK_MONOTONIC, &ev, &id[i]) == 0, "timer_create: %s", strerror(errno));
-        long ns = now.tv_nsec + ms * 1000000L + (i - first) * gap_ns;
+        long ns = now.tv_nsec + ms * 1000000L;
         struct itimerspec at = {.it_value = {now.tv_sec + ns / 1000000000L, ns % 1000000000L}};
         CHECK(timer_settime(id[i], TIMER_ABSTIME, &at, NULL) == 0, "timer_settime: %s", strerror(errno));
     }
@@ -80,11 +79,11 @@ static void test_blocked(void)
     handle(SIGUSR2);
     reset();
     block(SIGUSR2, SIG_BLOCK);
-    timer_t id[ROUND];
-    arm(id, SIGUSR2, 0, ROUND, 50, 0);
+    timer_t id[TIMERS];
+    arm(id, SIGUSR2, TIMERS, 50);
     st_sleep_ms(200); /* all expired, their signals pending */
     block(SIGUSR2, SIG_UNBLOCK);
-    check_all(id, ROUND, "blocked");
+    check_all(id, TIMERS, "blocked");
 }
 
 static void test_overrun(void)
