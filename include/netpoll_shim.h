@@ -82,6 +82,9 @@ uint64_t npshim_thread_id(const npshim_thread *t);
 /* The OS thread running t now, 0 if t is not running (a moment's answer:
  * t may be switched out as it returns). */
 pid_t npshim_thread_running_tid(const npshim_thread *t);
+/* 1 if t runs or waits only for a worker (preempted, or readied and not
+ * yet run), 0 if it waits for something (a moment's answer). */
+int npshim_thread_runnable(const npshim_thread *t);
 /* The calling thread stays on one worker from now on: the one whose OS
  * thread is os_tid, moving there first, or (0, or none is) its own. */
 void npshim_thread_pin(pid_t os_tid);

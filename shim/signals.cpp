@@ -202,6 +202,31 @@ void end_with_eintr(void *uc) {
 #endif
 }
 
+uintptr_t sp_of(const void *uc) {
+#if defined(__x86_64__)
+    return uintptr_t(static_cast<const ucontext_t *>(uc)->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+    return uintptr_t(static_cast<const ucontext_t *>(uc)->uc_mcontext.sp);
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+bool on_altstack(const Thread *t, uintptr_t sp);
+
+// A poke sent while t's worker switches to it (or away) lands on a stack
+// that is not t's: the scheduler's, or the thread's before, in code that
+// may not be this library's (a sanitizer's fiber switch).  A handler runs
+// only on t's own stack, or on the alternate stack t set for its handlers.
+bool on_own_stack(const Thread *t, const void *uc) {
+    uintptr_t sp = sp_of(uc);
+    void *lo;
+    size_t size;
+    npshim_thread_stack(t->g, &lo, &size);
+    return (sp > uintptr_t(lo) && sp <= uintptr_t(lo) + size) || on_altstack(t, sp);
+}
+
 uintptr_t pc_of(void *uc) {
 #if defined(__x86_64__)
     return uintptr_t(static_cast<ucontext_t *>(uc)->uc_mcontext.gregs[REG_RIP]);
@@ -226,8 +251,16 @@ bool send_poke(Thread *t) {
 
 // ...and have the catcher poke again, a round at a time, until t has
 // taken what is pending for it.
+// Preempted, or readied and not yet run: poked once it runs again, as the
+// kernel runs a handler when such a thread next runs.  Left alone, a thread
+// that computes without a call here would never take it (nor the queued
+// ones behind it).
+bool poke_later(Thread *t) {
+    return t->g && !t->kwait_tid.load(std::memory_order_seq_cst) && npshim_thread_runnable(t->g);
+}
+
 void poke(Thread *t) {
-    if (send_poke(t) && !pokes_wanted.exchange(1, std::memory_order_acq_rel)) catcher_wake();
+    if ((send_poke(t) || poke_later(t)) && !pokes_wanted.exchange(1, std::memory_order_acq_rel)) catcher_wake();
 }
 
 bool is_handler(const struct sigaction &a) {
@@ -778,7 +811,8 @@ void on_poke(int sig, siginfo_t *info, void *uc) {
         else on_signal(sig, info, uc);
     } else if (Thread *t = green() ? self() : nullptr; t && sig_pending(t)) {
         bool restarted = false;
-        if (!in_no_go(pc_of(uc)) || eintr_in_libc(uc) || (restarted = restarted_in_libc(t, uc))) {
+        if (on_own_stack(t, uc) &&
+            (!in_no_go(pc_of(uc)) || eintr_in_libc(uc) || (restarted = restarted_in_libc(t, uc)))) {
             const void *outer = t->poked_at;
             t->poked_at = uc;
             int r = sig_deliver(t);
@@ -1035,7 +1069,7 @@ bool poke_round() {
     sigset_t all, old;
     sigfillset(&all);
     real.pthread_sigmask(SIG_BLOCK, &all, &old);
-    bool more = threads_each([](Thread *t) { return sig_pending(t) && send_poke(t); });
+    bool more = threads_each([](Thread *t) { return sig_pending(t) && (send_poke(t) || poke_later(t)); });
     real.pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (more) pokes_wanted.store(1, std::memory_order_release);
     return pokes_wanted.load(std::memory_order_acquire);

@@ -183,6 +183,11 @@ pid_t npshim_thread_running_tid(const npshim_thread *t) {
     return __atomic_load_n(&w->tid, __ATOMIC_RELAXED);
 }
 
+int npshim_thread_runnable(const npshim_thread *t) {
+    const GThread *g = reinterpret_cast<const GThread *>(t);
+    return g && g->why.load(std::memory_order_relaxed) == WaitKind::runnable ? 1 : 0;
+}
+
 void npshim_thread_pin(pid_t os_tid) { pin_to(os_tid); }
 
 void npshim_start_lazily(void) { runtime_start_lazily(); }

@@ -2,6 +2,10 @@
  * as the kernel queues it, even on a standard signal.  The kernel hands
  * each expiry to the library; merging them there lost most of them.
  *
+ * busy: two threads compute while 10 rounds of 20 one-shot timers on
+ * SIGUSR2 (then SIGRTMIN) expire 5 us apart, each round a new set: the
+ * handler runs once for each of the 200 timers, with its own sigev_value,
+ * and no overrun.
  * blocked: 20 timers expire together while the only thread blocks the
  * signal; once let through, the handler runs once for each.
  * overrun: a 1 ms periodic timer whose signal the thread blocks for 100 ms:
@@ -12,7 +16,8 @@
 
 #include "shim_test.h"
 
-#define TIMERS 20
+#define TIMERS 200
+#define ROUND 20
 
 static atomic_int runs, seen[TIMERS], overruns, first_overrun = -1;
 
@@ -47,15 +52,15 @@ static void reset(void)
     for (int i = 0; i < TIMERS; i++) atomic_store(&seen[i], 0);
 }
 
-/* Timers 0..n-1, all expiring `ms` from now. */
-static void arm(timer_t *id, int sig, int n, long ms)
+/* Timers first..first+n-1, expiring `ms` from now, `gap_ns` apart. */
+static void arm(timer_t *id, int sig, int first, int n, long ms, long gap_ns)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    for (int i = 0; i < n; i++) {
+    for (int i = first; i < first + n; i++) {
         struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = sig, .sigev_value.sival_int = i};
         CHECK(timer_create(CLOCK_MONOTONIC, &ev, &id[i]) == 0, "timer_create: %s", strerror(errno));
-        long ns = now.tv_nsec + ms * 1000000L;
+        long ns = now.tv_nsec + ms * 1000000L + (i - first) * gap_ns;
         struct itimerspec at = {.it_value = {now.tv_sec + ns / 1000000000L, ns % 1000000000L}};
         CHECK(timer_settime(id[i], TIMER_ABSTIME, &at, NULL) == 0, "timer_settime: %s", strerror(errno));
     }
@@ -74,16 +79,51 @@ static void check_all(timer_t *id, int n, const char *name)
     for (int i = 0; i < n; i++) timer_delete(id[i]);
 }
 
+static atomic_int stop;
+
+static void *compute(void *arg)
+{
+    (void)arg;
+    for (long t0 = st_mono_ms(); !atomic_load(&stop) && st_mono_ms() - t0 < 20000;)
+        for (volatile int i = 0; i < 10000; i++) {
+        }
+    return NULL;
+}
+
+static void busy(int sig, const char *name)
+{
+    handle(sig);
+    reset();
+    static timer_t id[TIMERS];
+    atomic_store(&stop, 0);
+    pthread_t t[2] = {st_spawn(compute, NULL), st_spawn(compute, NULL)};
+    for (int r = 0; r < TIMERS / ROUND; r++) {
+        arm(id, sig, r * ROUND, ROUND, 10, 5000);
+        struct timespec end = st_deadline(CLOCK_MONOTONIC, 40);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, NULL) == EINTR) {
+        }
+    }
+    check_all(id, TIMERS, name);
+    atomic_store(&stop, 1);
+    pthread_join(t[0], NULL), pthread_join(t[1], NULL);
+}
+
+static void test_busy(void)
+{
+    busy(SIGUSR2, "SIGUSR2");
+    busy(SIGRTMIN, "SIGRTMIN");
+}
+
 static void test_blocked(void)
 {
     handle(SIGUSR2);
     reset();
     block(SIGUSR2, SIG_BLOCK);
-    timer_t id[TIMERS];
-    arm(id, SIGUSR2, TIMERS, 50);
+    timer_t id[ROUND];
+    arm(id, SIGUSR2, 0, ROUND, 50, 0);
     st_sleep_ms(200); /* all expired, their signals pending */
     block(SIGUSR2, SIG_UNBLOCK);
-    check_all(id, TIMERS, "blocked");
+    check_all(id, ROUND, "blocked");
 }
 
 static void test_overrun(void)
@@ -110,7 +150,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     st_watchdog(60);
-    static const struct st_test tests[] = {{"blocked", test_blocked}, {"overrun", test_overrun}};
+    static const struct st_test tests[] = {{"busy", test_busy}, {"blocked", test_blocked}, {"overrun", test_overrun}};
     st_run_tests(tests, sizeof tests / sizeof tests[0]);
     return st_finish("timer_queue");
 }
