@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "futex.hpp"
 #include "libc_real.hpp"
 #include "mutex.hpp"
 #include "port.hpp"
@@ -18,6 +19,11 @@ namespace np {
 static Mutex start_mu;
 static Config started_cfg;
 static bool lazy; // npshim_start_lazily: kept across a fork
+
+// A worker started: back once it has set up (Worker::set_up).
+static void wait_set_up(Worker *w) {
+    while (!w->set_up.load(std::memory_order_acquire)) futex_wait(&w->set_up, 0);
+}
 
 bool add_worker() {
     int n = rt->nworkers.load(std::memory_order_acquire);
@@ -38,6 +44,7 @@ bool add_worker() {
         destroy(w);
         return false;
     }
+    wait_set_up(w);
     return true;
 }
 
@@ -118,6 +125,7 @@ int runtime_start(const np_config *cfg) {
         return 0;
     }
     stack_guard_install();
+    sysmon_register_fence();
     __atomic_store_n(&starter_off, long(reinterpret_cast<char *>(&tls_worker) - static_cast<char *>(tp_get())),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&rt, r, __ATOMIC_RELEASE);
@@ -129,6 +137,7 @@ int runtime_start(const np_config *cfg) {
             break;
         }
     }
+    for (int i = 0; i < r->nworkers; i++) wait_set_up(r->workers[i]);
     if (lazy) r->rest_pending.store(true, std::memory_order_release);
     else sysmon_start();
     if (c.dump_signal) dump_signal_install(c.dump_signal);

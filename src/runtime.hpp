@@ -36,6 +36,11 @@ struct Worker {
     pthread_t thread{};
     pid_t tid = 0;
     std::atomic<int> stat_fd{-1}; // its /proc stat file, kept open for sysmon (in_kernel_wait)
+    // 1 once its first steps are done (worker_main): whoever starts it waits
+    // for that, so the descriptors it opens are in place before the program
+    // runs on, and never take for a moment a number the program's next
+    // pipe() or open() would have had.
+    std::atomic<uint32_t> set_up{0};
     void *os_tp = nullptr;            // the OS thread's own thread pointer
     void *g0_sp = nullptr;            // the scheduler context (OS stack)
     uintptr_t g0_gs = 0;              // and its gs base while a green thread runs
@@ -270,6 +275,8 @@ int run_embedded();
 int64_t next_timer_delay();
 
 void sysmon_start();
+// Before the runtime's first OS thread (see sysmon.cpp).
+void sysmon_register_fence();
 // A worker's own first step: its /proc stat file for sysmon, opened now.
 void sysmon_worker_started(Worker *w);
 // npshim_sandboxed: sysmon's optional calls stop (returns once none is under way).

@@ -1035,6 +1035,8 @@ void *worker_main(void *arg) {
     // Under the shim: the signals a legacy thread's own call raises
     // (SIGPIPE, faults) are taken here, in that thread's context.
     if (worker_sync_signals) raw_syscall4(SYS_rt_sigprocmask, SIG_UNBLOCK, long(&worker_sync_signals), 0, 8);
+    w->set_up.store(1, std::memory_order_release);
+    futex_wake(&w->set_up);
     for (;;) {
         GThread *g = find_runnable(w);
         switch_to(w, nullptr, g);

@@ -422,11 +422,21 @@ void sysmon_worker_started(Worker *w) {
     done_risky();
 }
 
+// Once per process (and per forked child's runtime): its later barriers
+// are then cheap interrupts of the CPUs running its threads.  Made before
+// the runtime starts its first OS thread: the kernel makes a process that
+// has more than one wait for an RCU grace period first (some 10 ms here),
+// which every forked child that started threads paid in its first
+// pthread_create (stress-ng's exit-group stressor: 16 ms a child, against
+// 2 ms without the library); a single-threaded process's is immediate.
+void sysmon_register_fence() {
+    fence_ready = false;
+    if (!begin_risky()) return;
+    fence_ready = raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    done_risky();
+}
+
 void sysmon_start() {
-    // Once per process (and per forked child's): its later barriers are
-    // then cheap interrupts of the CPUs running its threads.
-    fence_ready = !sandboxed.load(std::memory_order_seq_cst) &&
-                  raw_syscall3(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     void *pg = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     fence_page = pg == MAP_FAILED ? nullptr : pg;
     // Allocated here, not in the thread: the engine's allocations all

@@ -91,6 +91,7 @@ thread_ids:thread_ids.c:
 syscall_dispatch:syscall_dispatch.c:
 slow_syscall:slow_syscall.c:
 pending_exits:pending_exits.c:
+first_thread_cost:first_thread_cost.c:
 thread_affinity:thread_affinity.c:
 seccomp_sandbox:seccomp_sandbox.c:
 early_env:early_env.c:
