@@ -310,6 +310,19 @@ bool fd_prog_nonblock(int fd) {
 }
 
 
+int fd_nonblock_begin(int fd) {
+    int fl = real.fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_NONBLOCK) || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
+    return fl;
+}
+
+void fd_nonblock_end(int fd, int saved) {
+    if (saved < 0) return;
+    int e = errno; // the call's
+    real.fcntl(fd, F_SETFL, saved);
+    errno = e;
+}
+
 void fd_after_fork() {
     fd_files_shared(); // with the parent
     Fd *t = table.load(std::memory_order_relaxed);

@@ -105,6 +105,14 @@ void fd_close_end(Fd *e);
 void fd_close_wait(int fd);           // after a call a close ended (EBADF)
 extern void (*fd_closing)(int fd);    // called by fd_forget while private_waits
 bool fd_prog_nonblock(int fd);        // the program's O_NONBLOCK on the file
+// O_NONBLOCK on fd's file for one call that has no per-call flag for it
+// (connect, sendfile, a socket's side of splice), the file's flags put
+// back after it: the kernel's socket side looks at the file's flags only.
+// Returns the flags to put back with fd_nonblock_end, -1 when nothing is
+// to be put back (set already, or the file's flags cannot be had or set:
+// the call then blocks as it would have).
+int fd_nonblock_begin(int fd);
+void fd_nonblock_end(int fd, int saved);
 // A green thread's blocking call on fd parks (io.cpp): its kind in *k.
 bool parks_as(int fd, Kind *k);
 // Start the runtime, noting the descriptors it opens as internal.

@@ -230,10 +230,9 @@ ssize_t op_sockerr(int fd, void *) {
 // it is full: O_NONBLOCK for the call itself, as connect's.
 ssize_t op_sendfile(int fd, void *c) {
     auto *a = static_cast<Buf *>(c);
-    int fl = real.fcntl(fd, F_GETFL);
-    if (fl < 0 || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return neg(real.sendfile(fd, a->in, a->inoff, a->n));
+    int saved = fd_nonblock_begin(fd);
     ssize_t r = neg(real.sendfile(fd, a->in, a->inoff, a->n));
-    real.fcntl(fd, F_SETFL, fl);
+    fd_nonblock_end(fd, saved);
     return r;
 }
 
@@ -776,11 +775,11 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     if (!e || k != kStream || fd_prog_nonblock(fd)) return real.connect(fd, addr, len);
     Errno keep;
     // No per-call flag for connect: O_NONBLOCK only for the call itself.
-    int fl = real.fcntl(fd, F_GETFL);
-    if (fl < 0 || real.fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return real.connect(fd, addr, len);
+    int saved = fd_nonblock_begin(fd);
+    if (saved < 0) return real.connect(fd, addr, len);
     int r = real.connect(fd, addr, len);
     int err = errno;
-    real.fcntl(fd, F_SETFL, fl);
+    fd_nonblock_end(fd, saved);
     if (r != 0 && err == EAGAIN) return real.connect(fd, addr, len); // a full unix backlog: the kernel's wait
     if (r == 0 || err != EINPROGRESS) {
         errno = err;

@@ -40,18 +40,14 @@ bool ready(const Side &s) {
 
 // The call with every side non-blocking; -errno.
 template <class F> long attempt(Side *s, int n, F call) {
-    for (int i = 0; i < n; i++) {
-        if (!s[i].sock) continue;
-        int fl = real.fcntl(s[i].fd, F_GETFL);
-        if (fl >= 0 && !(fl & O_NONBLOCK) && real.fcntl(s[i].fd, F_SETFL, fl | O_NONBLOCK) == 0) s[i].saved = fl;
-    }
+    for (int i = 0; i < n; i++)
+        if (s[i].sock) s[i].saved = fd_nonblock_begin(s[i].fd);
     long r = call(SPLICE_F_NONBLOCK);
     int err = errno;
-    for (int i = 0; i < n; i++)
-        if (s[i].saved >= 0) {
-            real.fcntl(s[i].fd, F_SETFL, s[i].saved);
-            s[i].saved = -1;
-        }
+    for (int i = 0; i < n; i++) {
+        fd_nonblock_end(s[i].fd, s[i].saved);
+        s[i].saved = -1;
+    }
     return r < 0 ? -err : r;
 }
 
