@@ -1,6 +1,7 @@
 #include "libc_real.hpp"
 #include "config.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdarg>
@@ -71,9 +72,10 @@ static size_t page_round(size_t n) {
 }
 
 // The environment's mistakes are told once per process, the first time it
-// is read (at main's start under the shim, else at the runtime's).
-static bool env_told;
-#define ENV_SAY(...) (env_told ? (void)0 : say(__VA_ARGS__))
+// is read (at main's start under the shim, else at the runtime's).  Atomic:
+// threads that start the runtime at once each read it before one wins.
+static std::atomic<bool> env_told{false};
+#define ENV_SAY(...) (env_told.load(std::memory_order_relaxed) ? (void)0 : say(__VA_ARGS__))
 
 static void env_procs(Config *c) {
     const char *s = secure_getenv("NP_PROCS");
@@ -172,7 +174,7 @@ int config_resolve(const np_config *cfg, Config *out) {
     env_stack(&c);
     if (!(HAS(poller) && cfg->poller)) env_poller(&c);
     env_dump_signal(&c);
-    env_told = true;
+    env_told.store(true, std::memory_order_relaxed);
     if (HAS(procs) && cfg->procs) c.procs = cfg->procs;
     if (HAS(stack_size) && cfg->stack_size) c.stack_size = page_round(cfg->stack_size);
     if (HAS(flags)) c.embedded = cfg->flags & NP_CONFIG_EMBEDDED;
