@@ -50,6 +50,15 @@ void tsd_dtor(void *p) {
     heap_leave();
 }
 
+// As the library loads (jemalloc has no constructor: src/jemalloc/build.sh):
+// a fork from then on waits for whoever is inside the heap, the thread
+// that makes it at the first allocation too.  Registered later, by that
+// thread, the registration would wait for glibc's fork lock, held by a
+// fork waiting for that thread.
+__attribute__((constructor)) void heap_fork_register() {
+    __register_atfork(prepare, parent, child, __dso_handle);
+}
+
 } // namespace
 
 void heap_wait() {
@@ -75,13 +84,15 @@ void (*heap_key_dtor(void (*dtor)(void *)))(void *) {
 
 extern "C" {
 
-// jemalloc's registration (the library's only one).  Its prepare and
-// parent handlers are not needed: nothing holds its locks at the fork.
-// Its child handler only re-creates them, as they are, with the rest.
+// jemalloc's registration (the library's only one), made as it makes the
+// heap, at the engine's first allocation: this library's handlers are
+// registered already (heap_fork_register).  Its prepare and parent
+// handlers are not needed: nothing holds its locks at the fork.  Its child
+// handler only re-creates them, as they are, with the rest.
 int __wrap_pthread_atfork(void (*prep)(), void (*par)(), void (*chld)()) {
     if (np::je_child || !chld) return __register_atfork(prep, par, chld, __dso_handle);
     np::je_child = chld;
-    return __register_atfork(np::prepare, np::parent, np::child, __dso_handle);
+    return 0;
 }
 
 } // extern "C"

@@ -149,6 +149,18 @@ $MAKE $jobs lib/libjemalloc_pic.a >make.log 2>&1 ||
 if readelf -rW lib/libjemalloc_pic.a | grep -Eq 'GOTTPOFF|_TPOFF|TLSIE'; then
   die "the archive still uses initial-exec TLS"
 fi
+# Without its constructor: the heap is made at the engine's first
+# allocation, not as the library loads, so a process under the shim that
+# never starts a thread (a command a shell runs, a CGI script) never pays
+# for it (some 40 page faults and a dozen system calls).  The constructor
+# is there so that a fork cannot meet a heap half made; the engine's fork
+# handler, registered as the library loads, waits for a first allocation
+# under way as for any other (src/heap_fork.cpp).
 cp lib/libjemalloc_pic.a "$dir/libjemalloc_pic.a.tmp"
+objcopy --remove-section=.init_array --remove-section=.rela.init_array "$dir/libjemalloc_pic.a.tmp" ||
+  die "objcopy failed"
+if readelf -SW "$dir/libjemalloc_pic.a.tmp" | grep -q init_array; then
+  die "the archive still has a constructor"
+fi
 mv "$dir/libjemalloc_pic.a.tmp" "$dir/libjemalloc_pic.a"
 say "$dir/libjemalloc_pic.a"
