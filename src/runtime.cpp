@@ -44,7 +44,6 @@ bool add_worker() {
         destroy(w);
         return false;
     }
-    wait_set_up(w);
     return true;
 }
 
@@ -79,6 +78,10 @@ void start_rest() {
             break;
         }
     }
+    // Before the program's second thread runs.  Not in add_worker: one
+    // sysmon adds later starts beside the running program anyway, and
+    // sysmon would only stand still meanwhile.
+    for (int i = 0, n = rt->nworkers.load(std::memory_order_relaxed); i < n; i++) wait_set_up(rt->workers[i]);
     sysmon_start();
 }
 
