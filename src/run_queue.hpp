@@ -61,6 +61,10 @@ struct RunQueue {
         nfresh.store(nfresh.load(std::memory_order_relaxed) - fresh, std::memory_order_relaxed);
         return out;
     }
+    // The first max, in order.
+    GThread *take_head(size_t max) {
+        return take_if(max, max, [](const GThread *) { return true; });
+    }
     // Never-run threads: only they may move (stealing).
     GThread *take_fresh(size_t max, size_t scan) {
         return take_if(max, scan, [](const GThread *g) { return !g->started; });

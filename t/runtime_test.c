@@ -140,6 +140,55 @@ Test(runtime, yield_fairness) {
     run_green(yield_fairness, NULL);
 }
 
+/* Threads readied from outside the workers wait in the global queue, which
+ * a worker busy with threads of its own looks at only now and then: they
+ * must not each wait for a look of their own (one per 61 switches), but go
+ * in batches, as Go's do.  Counted in yields, not time: 300 threads taken
+ * one a look would wait about 18,000 of them. */
+#define GLOBAL_N 300
+static atomic_long g_yields, g_last_start;
+static atomic_int g_started, g_stop;
+static void g_spinner(void *a) {
+    (void)a;
+    while (!atomic_load(&g_stop)) {
+        atomic_fetch_add(&g_yields, 1);
+        np_yield();
+    }
+}
+static void g_record(void *a) {
+    (void)a;
+    atomic_store(&g_last_start, atomic_load(&g_yields));
+    atomic_fetch_add(&g_started, 1);
+}
+static void *g_outside(void *a) {
+    long *from = a;
+    *from = atomic_load(&g_yields);
+    for (int i = 0; i < GLOBAL_N; i++) cr_assert_eq(np_go(g_record, NULL), 0);
+    return NULL;
+}
+static int global_batches(void *a) {
+    (void)a;
+    for (int i = 0; i < 2; i++) np_go(g_spinner, NULL);
+    while (atomic_load(&g_yields) < 1000) np_sleep(MS);
+    pthread_t t;
+    long from = 0;
+    cr_assert_eq(pthread_create(&t, NULL, g_outside, &from), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    int64_t end = np_now() + 10000 * MS;
+    while (atomic_load(&g_started) < GLOBAL_N && np_now() < end) np_sleep(MS);
+    atomic_store(&g_stop, 1);
+    cr_assert_eq(atomic_load(&g_started), GLOBAL_N);
+    long waited = atomic_load(&g_last_start) - from;
+    cr_assert_lt(waited, 3000, "the last of %d threads from outside ran %ld yields later", GLOBAL_N, waited);
+    np_sleep(10 * MS);
+    return 0;
+}
+
+Test(runtime, global_queue_taken_in_batches, .timeout = 60) {
+    np_test_init("epoll", 1);
+    run_green(global_batches, NULL);
+}
+
 static void *plain_spawner(void *a) {
     (void)a;
     np_thread *t;
