@@ -220,7 +220,8 @@ def legacy_ratios(legacy, procs):
         for kind in ["echo", "http"]:
             for key, lab, better in [("rps", "requests/s", "higher"), ("p99_us", "p99 latency", "lower"),
                                      ("kib_conn", "memory per connection", "lower")]:
-                for peer, pl in [("plain", "plain"), ("go", "Go")]:
+                peers = [("plain", "plain"), ("go", "Go")] + ([("epoll", "epoll C")] if kind == "echo" else [])
+                for peer, pl in peers:
                     lines.append(("%s %s, nprun / %s%s" % (kind, lab, pl, lx), better,
                                   {c: ratio(ix.get((kind, "nprun" + x, c), {}).get(key),
                                             ix.get((kind, peer + x, c), {}).get(key)) for c in cs}))
@@ -231,7 +232,8 @@ def legacy_ratios(legacy, procs):
                   "The client shares the cores with the server: a thread per connection "
                   "answers a request as soon as the kernel wakes its thread, its data still in "
                   "the cache, where green threads take requests in arrival order, on cold "
-                  "caches at 10,000 connections. \"Split cores\": each server on the "
+                  "caches at 10,000 connections, as the hand-written epoll server (epoll C) "
+                  "does. \"Split cores\": each server on the "
                   "first half of the cores (nprun -p that many), its client on the other half, "
                   "as a server and its clients on separate machines.")
 
@@ -311,7 +313,8 @@ def legacy_name(s, kind, procs):
     base, split = (s[:-6], True) if s.endswith("-split") else (s, False)
     name = {"plain": "legacy_%s, plain" % kind,
             "nprun": "legacy_%s, nprun -p %s" % (kind, SPLIT_PROCS if split else procs),
-            "go": "Go net/http" if kind == "http" else "Go", "goraw": "Go raw net"}[base]
+            "go": "Go net/http" if kind == "http" else "Go", "goraw": "Go raw net",
+            "epoll": "epoll C (echo_epoll)"}[base]
     return name + (", split cores" if split else "")
 
 

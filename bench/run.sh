@@ -398,8 +398,8 @@ SPLIT_PROCS=$((NCPU / 2)) CLI_THREADS=$((NCPU - NCPU / 2))
 # same rate for each server, one all of them carry, so the latency is
 # compared at equal work (a closed loop rewards serving a warm few).
 LEG_RATE=${BENCH_LEGACY_RATE:-50000}
-LEG_SERVERS="plain nprun go goraw"
-[ "$LEG_SPLIT" = 1 ] && LEG_SERVERS="$LEG_SERVERS plain-split nprun-split go-split goraw-split"
+LEG_SERVERS="plain nprun go goraw epoll"
+[ "$LEG_SPLIT" = 1 ] && LEG_SERVERS="$LEG_SERVERS plain-split nprun-split go-split goraw-split epoll-split"
 LEG_CLIENT=() LEG_CLIENT_T=2
 if [ "$QUICK" = 1 ]; then N_TLS=${BENCH_TLS_N:-200000}; else N_TLS=${BENCH_TLS_N:-1000000}; fi
 NPRUN=$BUILD/bin/nprun
@@ -539,13 +539,14 @@ legacy_section() {
             for _ in $(seq "$REPEAT"); do
             for s in $LEG_SERVERS; do
                 case $kind/${s%-split} in
-                echo*/goraw) continue ;;
+                echo*/goraw | http*/epoll) continue ;;
                 echo-rate/*) [ "$s" = "${s%-split}" ] || continue ;;
                 esac
                 case ${kind%-rate}/${s%-split} in
                 */plain) cmd=("$B/legacy_${kind%-rate}") ;;
                 */nprun) cmd=("$NPRUN" -p "$LEG_PROCS" -- "$B/legacy_${kind%-rate}") ;;
                 echo/go) cmd=("$B/go_echo") ;;
+                echo/epoll) cmd=("$B/echo_epoll") ;; # a thread per CPU of its affinity
                 http/go) cmd=("$B/go_http") ;;
                 http/goraw) cmd=("$B/go_httpraw") ;;
                 esac
@@ -617,9 +618,10 @@ legacy_report() {
     log ""
     log "legacy servers: plain threads vs nprun -p $LEG_PROCS vs Go (the same binaries plain and under nprun)"
     log "ratio = nprun / peer; Go = go_echo / Go net/http, Go-raw = go_httpraw (the same parser as legacy_http)"
+    log "epoll = echo_epoll, the hand-written event loop: what serving connections in arrival order gets"
     log "KiB/conn = ((RSS at load - RSS idle) + (KernelStack at load - before)) / conns"
-    log "$(printf "%-${W}s %12s %12s %12s  %s" figure nprun/plain nprun/Go nprun/Go-raw better)"
-    log "$(printf '%.0s-' $(seq $((W + 48))))"
+    log "$(printf "%-${W}s %12s %12s %12s %12s  %s" figure nprun/plain nprun/Go nprun/Go-raw nprun/epoll better)"
+    log "$(printf '%.0s-' $(seq $((W + 61))))"
     local x
     for x in "" -split; do
     for kind in echo http echo-rate; do
@@ -630,9 +632,9 @@ legacy_report() {
                 [ "$kind" != echo-rate ] || [ "$m" = p99_us ] || continue # the same rate for all
                 case $m in rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;; esac
                 nv=${LG[nprun$x,$kind,$c,$m]:-}
-                log "$(printf "%-${W}s %12s %12s %12s  %s" "$(klab "$kind") c=$c $lab${x:+ (split)}" \
+                log "$(printf "%-${W}s %12s %12s %12s %12s  %s" "$(klab "$kind") c=$c $lab${x:+ (split)}" \
                     "$(lr "$nv" "${LG[plain$x,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[go$x,$kind,$c,$m]:-}")" \
-                    "$(lr "$nv" "${LG[goraw$x,$kind,$c,$m]:-}")" "$better")"
+                    "$(lr "$nv" "${LG[goraw$x,$kind,$c,$m]:-}")" "$(lr "$nv" "${LG[epoll$x,$kind,$c,$m]:-}")" "$better")"
             done
         done
     done
@@ -650,9 +652,9 @@ legacy_report() {
     log ""
     for x in "" -split; do
     [ -z "$x" ] || [ "$LEG_SPLIT" = 1 ] || continue
-    log "$(printf "%-${W}s %12s %12s %12s %12s" "figure (absolute)${x:+, split}" plain \
-        "nprun -p $([ -n "$x" ] && echo "$SPLIT_PROCS" || echo "$LEG_PROCS")" Go Go-raw)"
-    log "$(printf '%.0s-' $(seq $((W + 52))))"
+    log "$(printf "%-${W}s %12s %12s %12s %12s %12s" "figure (absolute)${x:+, split}" plain \
+        "nprun -p $([ -n "$x" ] && echo "$SPLIT_PROCS" || echo "$LEG_PROCS")" Go Go-raw epoll)"
+    log "$(printf '%.0s-' $(seq $((W + 65))))"
     for kind in echo http echo-rate; do
         for c in $LEG_CONNS; do
             [ -n "${LG[plain$x,$kind,$c,rps]:-}${LG[nprun$x,$kind,$c,rps]:-}${LG[go$x,$kind,$c,rps]:-}" ] || continue
@@ -666,8 +668,9 @@ legacy_report() {
                 rss_kib_conn) lab="  RSS KiB/conn" ;; kstack_kib_conn) lab="  kernel stack KiB/conn" ;;
                 threads) lab="OS threads (peak)" ;;
                 esac
-                log "$(printf "%-${W}s %12s %12s %12s %12s" "$(klab "$kind") c=$c $lab" "${LG[plain$x,$kind,$c,$m]:--}" \
-                    "${LG[nprun$x,$kind,$c,$m]:--}" "${LG[go$x,$kind,$c,$m]:--}" "${LG[goraw$x,$kind,$c,$m]:--}")"
+                log "$(printf "%-${W}s %12s %12s %12s %12s %12s" "$(klab "$kind") c=$c $lab" "${LG[plain$x,$kind,$c,$m]:--}" \
+                    "${LG[nprun$x,$kind,$c,$m]:--}" "${LG[go$x,$kind,$c,$m]:--}" "${LG[goraw$x,$kind,$c,$m]:--}" \
+                    "${LG[epoll$x,$kind,$c,$m]:--}")"
             done
         done
     done

@@ -33,6 +33,8 @@ has "$md" '| legacy_http, nprun -p 2 | 1000 | 50.0K | 20.00 ms | 19.0 | 19.0 | 0
 has "$md" '| echo requests/s, nprun / plain, split cores | 20.00 | higher |'
 has "$md" 'unmodified echo server, requests/s, nprun / plain, split cores | - | - | 20.00 | higher |'
 has "$md" '| legacy_echo, nprun -p 1, split cores | 1000 | 60.0K |'
+has "$md" '| echo requests/s, nprun / epoll C | 0.90 | higher |'
+has "$md" '| epoll C (echo_epoll) | 1000 | 80.0K |'
 # ratios before absolute figures
 r=$(grep -n '^## Ratios' "$md" | cut -d: -f1)
 a=$(grep -n '^## Absolute figures' "$md" | cut -d: -f1)
