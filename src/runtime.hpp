@@ -225,6 +225,14 @@ int adopt(void *lo, size_t size, void *tp, void (*then)(GThread *, void *), void
           void *os_lo, size_t os_size, GThread **out);
 int join(GThread *g, void **result);
 void detach(GThread *g);          // release it when it finishes
+// green_thread.cpp, for the scheduler: a new thread's id; one more thread
+// (the second ever starts the rest of the workers); into w's registry as
+// it first runs there; the release of w->dead after the switch away.
+uint64_t new_thread_id();
+void count_new_thread();
+void register_thread(GThread *g, Worker *w);
+void finish_dead(Worker *w);
+void thread_main(void *); // every green thread's first frame (scheduler.cpp)
 
 // Park the current green thread; it runs again after ready(g).  The caller
 // has published a Waiter for it already (under whatever lock guards that).
@@ -298,6 +306,7 @@ void outer_after_fork();
 // Fire w's due timers from another thread (sysmon, for a blocked worker:
 // its threads' sleeps and deadlines still end on time).
 void run_timers_of(Worker *w);
+void run_timers(Worker *w, int64_t now); // w's timers due by now, on w
 void check_stack_overflow(GThread *g);
 void stack_guard_install();
 void stack_guard_thread_init();

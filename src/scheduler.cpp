@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <unistd.h>
 
 #include "config.h"
@@ -30,7 +29,6 @@
 #include "context.hpp"
 #include "futex.hpp"
 #include "libc_real.hpp"
-#include "mutex.hpp"
 #include "port.hpp"
 #include "sys.hpp"
 #include "thread_pointer.hpp"
@@ -391,9 +389,6 @@ void check_stack_overflow(GThread *g) {
     abort();
 }
 
-static void finish_dead(Worker *w);
-static void register_thread(GThread *g, Worker *w);
-
 // First thing on the new stack: the thread switched away from is off this
 // CPU now (its sp is saved), and a thread that ended can be released.
 static inline void after_switch(Worker *w) {
@@ -504,8 +499,6 @@ static inline void switch_to_g0(Worker *w, GThread *from) {
     after_switch(w);
 }
 
-static void run_timers(Worker *w, int64_t now);
-
 static inline void maybe_timers(Worker *w) {
     if (w->timers.next_when.load(std::memory_order_relaxed) == INT64_MAX) return;
     run_timers(w, now_ns());
@@ -607,70 +600,7 @@ void pin_to(pid_t tid) {
 
 // ---- thread lifecycle -----------------------------------------------------
 
-static std::atomic<uint64_t> next_id{1};
-
-// The registry (np_dump's): into its home worker's list when it first runs
-// there, out of it at release.  Both happen on that worker (but for a join
-// from elsewhere, or a thread with a TCB of its own that moved), so the
-// lock is the worker's own and seldom contended; a list per creator would
-// have the creator and the thief of every stolen thread share it.
-static void register_thread(GThread *g, Worker *w) {
-    ThreadList *l = &w->threads;
-    g->all.g = g;
-    g->all_list = l;
-    l->lock.lock();
-    g->all.prev = &l->head;
-    g->all.next = l->head.next;
-    l->head.next->prev = &g->all;
-    l->head.next = &g->all;
-    l->lock.unlock();
-}
-
-static void unregister_thread(GThread *g) {
-    ThreadList *l = g->all_list;
-    l->lock.lock();
-    g->all.prev->next = g->all.next;
-    g->all.next->prev = g->all.prev;
-    l->lock.unlock();
-}
-
-static void release_thread(GThread *g) {
-    // First: while a dump holds the list's lock, the stack stays this one's.
-    if (g->all_list) unregister_thread(g);
-    san_thread_release(g);
-    if (g->tls && tls_release) tls_release(g->tls);
-    Stack s = g->stack;
-    g->~GThread();
-    Worker *w = cur_worker();
-    if (!s.pool) {
-    } // the program's own stack (pthread_attr_setstack): its to free
-    else if (s.pool != &rt->stacks) s.pool->release(s);
-    else if (w) w->stacks.release(rt->stacks, s);
-    else rt->stacks.release(s);
-    rt->live.fetch_sub(1, std::memory_order_relaxed);
-}
-
-// Runs right after the switch away from a thread that returned: its stack is
-// no longer in use, so it can be recycled or handed to its joiner.
-static void finish_dead(Worker *w) {
-    GThread *g = w->dead;
-    w->dead = nullptr;
-    if (!g->joinable) {
-        release_thread(g);
-        return;
-    }
-    int was = g->join_state.exchange(2, std::memory_order_acq_rel);
-    if (was == 1) g->joiner->wake();
-    else if (was == 3) release_thread(g); // detached meanwhile
-}
-
-void detach(GThread *g) {
-    int expect = 0;
-    if (g->join_state.compare_exchange_strong(expect, 3, std::memory_order_acq_rel)) return;
-    if (expect == 2) release_thread(g); // already finished
-}
-
-static void thread_main(void *) {
+void thread_main(void *) {
     Worker *w = cur_worker();
     san_switch_end(w, w->cur);
     after_switch(w);
@@ -686,32 +616,6 @@ static void thread_main(void *) {
     if (next) switch_to(w, g, next);
     else switch_to_g0(w, g);
     __builtin_unreachable();
-}
-
-// The pool for one stack size (one per size; a handful of sizes expected).
-static Mutex sized_mu;
-
-// A forked child: no other thread holds it any more.
-void sized_pools_after_fork() { new (&sized_mu) Mutex(); }
-
-static StackPool *sized_pool(size_t size) {
-    Mutex &mu = sized_mu;
-    for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
-        if (rt->sized_size[i].load(std::memory_order_acquire) == size) return rt->sized[i].load();
-    }
-    std::lock_guard<Mutex> lk(mu);
-    for (int i = 0; i < Runtime::kMaxSizedPools; i++) {
-        size_t have = rt->sized_size[i].load(std::memory_order_acquire);
-        if (have == size) return rt->sized[i].load();
-        if (have) continue;
-        StackPool *p = make<StackPool>();
-        if (!p) return nullptr;
-        p->init(size, size % size_t(sysconf(_SC_PAGESIZE)) != 0);
-        rt->sized[i].store(p, std::memory_order_release);
-        rt->sized_size[i].store(size, std::memory_order_release);
-        return p;
-    }
-    return nullptr; // too many distinct sizes
 }
 
 void on_os_stack(void (*fn)(void *), void *arg) {
@@ -743,54 +647,6 @@ void on_os_stack(void (*fn)(void *), void *arg) {
         return;
     }
     fn(arg);
-}
-
-int spawn(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
-          size_t stack_size) {
-    GThread *g;
-    if (int e = create(fn, fn_ret, arg, joinable, &g, stack_size)) return e;
-    if (out) *out = g;
-    ready(g);
-    return 0;
-}
-
-int create(void (*fn)(void *), void *(*fn_ret)(void *), void *arg, bool joinable, GThread **out,
-           size_t stack_size, const Stack *given) {
-    if (int e = runtime_ensure()) return e;
-    Worker *w = cur_worker();
-    Stack s;
-    bool ok;
-    if (given) {
-        s = *given;
-        s.pool = nullptr;
-        ok = true;
-    } else if (stack_size && stack_size != rt->stacks.stack_size()) {
-        StackPool *p = sized_pool(stack_size);
-        if (!p) return -EAGAIN;
-        ok = p->alloc(&s);
-    } else {
-        ok = w ? w->stacks.alloc(rt->stacks, &s) : rt->stacks.alloc(&s);
-    }
-    if (!ok) return -ENOMEM;
-    uintptr_t top = uintptr_t(s.hi) - 128 - sizeof(GThread);
-    top &= ~uintptr_t(63);
-    san_stack_fresh(s.lo, size_t(s.hi - s.lo));
-    GThread *g = new (reinterpret_cast<void *>(top)) GThread();
-    g->stack = s;
-    g->fn = fn;
-    g->fn_ret = fn_ret;
-    g->arg = arg;
-    g->joinable = joinable;
-    g->id = next_id.fetch_add(1, std::memory_order_relaxed);
-    g->gs = gs_get(); // its creator's, as clone(2) gives a new thread
-    g->sp = np_ctx_make(reinterpret_cast<void *>(top), thread_main);
-    rt->live.fetch_add(1, std::memory_order_relaxed);
-    // The second thread ever: the workers start-up left for later start.
-    if (rt->spawned.fetch_add(1, std::memory_order_relaxed) == 1 &&
-        rt->rest_pending.load(std::memory_order_acquire))
-        start_rest();
-    *out = g;
-    return 0;
 }
 
 namespace {
@@ -825,14 +681,11 @@ int adopt(void *lo, size_t size, void *tp, void (*then)(GThread *, void *), void
     if (!g) return -ENOMEM;
     g->stack.lo = static_cast<char *>(lo);
     g->stack.hi = g->stack.lo + size;
-    g->id = next_id.fetch_add(1, std::memory_order_relaxed);
+    g->id = new_thread_id();
     g->gs = gs_get();
     g->tls = tp;
     g->keep_tid = true;
-    rt->live.fetch_add(1, std::memory_order_relaxed);
-    if (rt->spawned.fetch_add(1, std::memory_order_relaxed) == 1 &&
-        rt->rest_pending.load(std::memory_order_acquire))
-        start_rest();
+    count_new_thread();
     *out = g;
     Adoption a{g, then, arg, os_tp, nullptr};
 #if NP_ASAN
@@ -845,21 +698,6 @@ int adopt(void *lo, size_t size, void *tp, void (*then)(GThread *, void *), void
     Worker *w = cur_worker();
     san_switch_end(w, g);
     after_switch(w);
-    return 0;
-}
-
-int join(GThread *g, void **result) {
-    if (g == current_g()) return -EDEADLK;
-    if (g->join_state.load(std::memory_order_acquire) != 2) {
-        note_wait(WaitKind::join, reinterpret_cast<const void *>(uintptr_t(g->id)));
-        Waiter wt;
-        g->joiner = &wt;
-        int expect = 0;
-        if (g->join_state.compare_exchange_strong(expect, 1, std::memory_order_acq_rel))
-            wt.wait();
-    }
-    if (result) *result = g->result;
-    release_thread(g);
     return 0;
 }
 
@@ -892,66 +730,6 @@ void Waiter::wake() {
     }
     futex.store(1, std::memory_order_release);
     futex_wake(&futex, 1);
-}
-
-// ---- timers ---------------------------------------------------------------
-
-void run_timers_of(Worker *w) { run_timers(w, now_ns()); }
-
-static void run_timers(Worker *w, int64_t now) {
-    TimerHeap &h = w->timers;
-    h.lock.lock();
-    for (;;) {
-        Timer *t = h.top();
-        if (!t || t->when > now) break;
-        h.remove(t);
-        auto fn = t->fn;
-        void *arg = t->arg;
-        uintptr_t seq = t->seq;
-        h.lock.unlock();
-        fn(arg, seq); // may free t (it may live on a stack that now resumes)
-        h.lock.lock();
-    }
-    h.lock.unlock();
-}
-
-static Worker *timer_owner() {
-    Worker *w = cur_worker();
-    if (w) return w;
-    return rt->nworkers ? rt->workers[0] : rt->host;
-}
-
-void timer_add(Timer *t, int64_t when) {
-    Worker *w = timer_owner();
-    t->when = when;
-    w->timers.lock.lock();
-    w->timers.push(t);
-    bool first = w->timers.top() == t;
-    w->timers.lock.unlock();
-    if (first && w != cur_worker() && when < w->sleep_until.load(std::memory_order_acquire))
-        wake_worker(w);
-}
-
-bool timer_del(Timer *t) {
-    for (;;) {
-        TimerHeap *h = t->heap;
-        if (!h) return false;
-        h->lock.lock();
-        if (t->heap != h) { // moved meanwhile
-            h->lock.unlock();
-            continue;
-        }
-        bool queued = t->idx >= 0;
-        if (queued) h->remove(t);
-        t->heap = nullptr;
-        h->lock.unlock();
-        return queued;
-    }
-}
-
-void timer_modify(Timer *t, int64_t when) {
-    timer_del(t);
-    timer_add(t, when);
 }
 
 // ---- the idle path ------------------------------------------------------
