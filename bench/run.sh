@@ -572,6 +572,9 @@ legacy_section() {
                 for k in rps p99_us kib_conn rss_kib_conn kstack_kib_conn threads idle_kib_conn p50_us fairness conn_zero; do
                     LG[$s,$kind,$c,$k]=$(field "$k" "$LOUT")
                 done
+                # A closed loop's mean round trip (Little's law): no fair server's p99 is far below it.
+                LG[$s,$kind,$c,cycle_us]=$(awk -v c="$c" -v r="${LG[$s,$kind,$c,rps]}" \
+                    'BEGIN{ if (r + 0 > 0) printf "%.1f", c * 1e6 / r }')
             done
             done
         done
@@ -658,13 +661,14 @@ legacy_report() {
     for kind in echo http echo-rate; do
         for c in $LEG_CONNS; do
             [ -n "${LG[plain$x,$kind,$c,rps]:-}${LG[nprun$x,$kind,$c,rps]:-}${LG[go$x,$kind,$c,rps]:-}" ] || continue
-            for m in rps p50_us p99_us fairness conn_zero kib_conn rss_kib_conn kstack_kib_conn threads; do
+            for m in rps p50_us p99_us cycle_us fairness conn_zero kib_conn rss_kib_conn kstack_kib_conn threads; do
                 [ "${kind%-rate}" = echo ] || case $m in p50_us | fairness | conn_zero) continue ;; esac
-                [ "$kind" != echo-rate ] || case $m in *kib_conn | threads) continue ;; esac
+                [ "$kind" != echo-rate ] || case $m in *kib_conn | threads | cycle_us) continue ;; esac
                 case $m in
                 rps) lab=rps ;; p99_us) lab="p99 us" ;; kib_conn) lab="KiB/conn" ;;
                 p50_us) lab="p50 us" ;; fairness) lab="  fairness (Jain, 1 = even)" ;;
                 conn_zero) lab="  connections never answered" ;;
+                cycle_us) lab="  conns / rps us (mean round trip)" ;;
                 rss_kib_conn) lab="  RSS KiB/conn" ;; kstack_kib_conn) lab="  kernel stack KiB/conn" ;;
                 threads) lab="OS threads (peak)" ;;
                 esac
