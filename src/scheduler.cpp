@@ -9,8 +9,10 @@
 // Placement: a thread runs on the worker that first runs it and stays there.
 // Compilers cache thread-local addresses across calls (__errno_location is
 // declared const), so a started thread that resumed on another OS thread
-// could write the old worker's errno.  Only never-run threads are moved:
-// stolen by idle workers, or handed off by sysmon from a stuck worker.
+// could write the old worker's errno.  Only never-run threads are moved
+// (stolen by idle workers, or handed off by sysmon from a stuck worker),
+// and the shim's threads, each with a TCB of its own (errno included), when
+// their worker is blocked or its queue waits while another worker idles.
 #include "runtime.hpp"
 
 #include <cerrno>
@@ -139,7 +141,8 @@ static GThread *pop_global(Worker *w) {
     rt->global.lock.lock();
     GThread *g = rt->global.pop();
     if (g && w && !w->embedded && !is_dormant(w)) {
-        size_t share = rt->global.len.load(std::memory_order_relaxed) / size_t(rt->cfg.procs > 0 ? rt->cfg.procs : 1);
+        size_t procs = size_t(rt->cfg.procs > 0 ? rt->cfg.procs : 1);
+        size_t share = rt->global.len.load(std::memory_order_relaxed) / procs;
         if (share) more = rt->global.take_head(share < kGlobalBatch ? share : kGlobalBatch);
     }
     rt->global.lock.unlock();
